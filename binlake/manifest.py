@@ -1,0 +1,77 @@
+"""The bronze manifest: an append-only log of every bronze file, the source of truth of bronze.
+
+A file exists for readers once its entry is in the manifest, and not before. Each line is one
+JSON `ManifestEntry`. Readers keep a byte offset as their cursor and read only what was appended
+since, so a sensor's cost does not grow with the number of files already seen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from binlake.bronze_layout import MANIFEST_PATH
+from binlake.storage import LakeStorage
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One bronze file: what it holds and where."""
+
+    table: str  # <db>.<table>
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    rows: int
+    path: str  # relative to the lake root
+    partition_key: str  # Dagster hourly partition key, YYYY-MM-DD-HH:00
+    bytes: int
+    written_at: float  # epoch seconds when the file became durable
+    rotation_reason: str
+    primary_key: list[str] = field(default_factory=list)
+    min_source_ts_ms: int | None = None
+    max_source_ts_ms: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> ManifestEntry:
+        return cls(**json.loads(line))
+
+
+class Manifest:
+    """Append to and read the manifest of one lake."""
+
+    def __init__(self, storage: LakeStorage, path: str = MANIFEST_PATH):
+        self.storage = storage
+        self.path = path
+
+    def append(self, entry: ManifestEntry) -> None:
+        """Durably record `entry`; once this returns, the file is part of bronze."""
+        self.storage.append_line(self.path, entry.to_json())
+
+    def read_since(self, cursor: int = 0) -> tuple[list[ManifestEntry], int]:
+        """Entries appended after byte `cursor`, and the cursor to pass next time.
+
+        A line still being written (no trailing newline yet) is left for the next call.
+        """
+        data = self.storage.read_from(self.path, cursor)
+        complete = data[: data.rfind(b"\n") + 1]
+        entries = [ManifestEntry.from_json(line) for line in complete.decode().splitlines() if line]
+        return entries, cursor + len(complete)
+
+    def entries(self) -> list[ManifestEntry]:
+        return self.read_since(0)[0]
+
+    def entries_for(self, table: str) -> list[ManifestEntry]:
+        return [entry for entry in self.entries() if entry.table == table]
+
+    def last_offsets(self) -> dict[tuple[str, int], int]:
+        """Highest offset recorded per (topic, partition): where a writer resumes."""
+        last: dict[tuple[str, int], int] = {}
+        for entry in self.entries():
+            key = (entry.topic, entry.partition)
+            last[key] = max(last.get(key, -1), entry.last_offset)
+        return last

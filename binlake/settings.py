@@ -1,0 +1,222 @@
+"""binlake's one settings object.
+
+Every address, path, port and tuning knob lives here. Values come from, in order of precedence:
+keyword arguments, environment variables (``BINLAKE_<GROUP>__<FIELD>``, e.g.
+``BINLAKE_MYSQL__PORT=3307``), then an optional TOML file named by ``BINLAKE_CONFIG``, then the
+defaults below. Settings are validated when loaded, so a typo fails at start-up, not mid-stream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "BINLAKE_CONFIG"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class MySQLSettings(BaseModel):
+    """The MySQL (or MySQL-compatible) source whose binlog binlake captures."""
+
+    host: str = Field("127.0.0.1", description="Host the source database listens on.")
+    port: int = Field(3307, ge=0, le=65535, description="Port; 0 picks a free one at `binlake up`.")
+    user: str = Field("cdc", description="User Debezium and the reconciliation checks connect as.")
+    password: SecretStr = Field(SecretStr("cdc"), description="Password of `user`.")
+    admin_user: str = Field("root", description="Admin user (local stack and demo only).")
+    admin_password: SecretStr = Field(SecretStr(""), description="Password of `admin_user`.")
+    server_id: int = Field(1, ge=1, description="server_id of the local MariaDB instance.")
+    databases: list[str] = Field(["shop"], description="Databases Debezium captures.")
+
+    @field_validator("databases")
+    @classmethod
+    def _plain_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"database name {name!r} must match {_IDENTIFIER.pattern}")
+        return value
+
+
+class KafkaSettings(BaseModel):
+    """The Kafka-API broker the change topics live on."""
+
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="host:port[,host:port...]")
+    topic_prefix: str = Field(
+        "binlake", description="Debezium `topic.prefix`; topics are <prefix>.<db>.<table>."
+    )
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_-]+$", value):
+            raise ValueError(f"topic prefix {value!r} may hold only letters, digits, '_' and '-'")
+        return value
+
+
+class ConnectSettings(BaseModel):
+    """Kafka Connect worker running Debezium's MySQL connector."""
+
+    url: str = Field("http://127.0.0.1:18083", description="Connect REST API base URL.")
+    connector_name: str = Field("binlake-mysql", description="Name of the Debezium connector.")
+    database_server_id: int = Field(
+        5401, ge=1, description="Replica server id Debezium presents to the source; unique."
+    )
+    poll_interval_ms: int = Field(20, ge=1, description="Debezium `poll.interval.ms`.")
+    group_id: str = Field("binlake-connect", description="Connect worker group id.")
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port or 8083
+
+
+class BronzeSettings(BaseModel):
+    """The Faust worker that writes bronze Parquet files."""
+
+    app_id: str = Field("binlake-bronze", description="Faust app id, also the consumer group.")
+    flush_rows: int = Field(5000, ge=1, description="Rotate a bronze file after this many rows.")
+    flush_seconds: float = Field(
+        1.0, gt=0, description="Rotate a bronze file this long after its first row arrived."
+    )
+    web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 disables the web server.")
+
+
+class DagsterSettings(BaseModel):
+    """Dagster webserver, daemon and the timing of sensors and automation."""
+
+    host: str = Field("127.0.0.1", description="Address the webserver binds.")
+    port: int = Field(13000, ge=0, le=65535, description="Webserver port; 0 picks a free one.")
+    sensor_interval_seconds: int = Field(
+        2, ge=1, description="Minimum interval between bronze manifest sensor ticks."
+    )
+    automation_interval_seconds: int = Field(
+        5, ge=1, description="Minimum interval between automation condition evaluations."
+    )
+    partitions_start: str = Field(
+        "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything binlake needs to know, validated once when loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BINLAKE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    environment: Literal["local", "prod"] = Field(
+        "local", description="`local` runs the stack under `binlake up`; `prod` is compose/k8s."
+    )
+    state_dir: Path = Field(
+        Path(".binlake"), description="Local stack state: datadirs, logs, pid files, DAGSTER_HOME."
+    )
+    storage_url: str = Field(
+        "",
+        description="Root of the lake (bronze, manifest, silver, gold): a path, file:// or s3:// "
+        "URL. Empty means <state_dir>/lake.",
+    )
+    tables: list[str] = Field(
+        ["shop.customers", "shop.products", "shop.orders", "shop.order_items"],
+        description="Captured tables as <db>.<table>; each gets bronze, silver and a check.",
+    )
+    mysql: MySQLSettings = Field(default_factory=MySQLSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    bronze: BronzeSettings = Field(default_factory=BronzeSettings)
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} names no file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("tables")
+    @classmethod
+    def _qualified_tables(cls, value: list[str]) -> list[str]:
+        for name in value:
+            parts = name.split(".")
+            if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"table {name!r} must be <db>.<table> with plain identifiers")
+        return value
+
+    @model_validator(mode="after")
+    def _tables_in_captured_databases(self) -> Settings:
+        for name in self.tables:
+            if name.split(".")[0] not in self.mysql.databases:
+                raise ValueError(
+                    f"table {name!r} is outside mysql.databases={self.mysql.databases}"
+                )
+        return self
+
+    @property
+    def lake_url(self) -> str:
+        """The lake root as a URL or absolute local path; the only place storage is located."""
+        if self.storage_url:
+            return self.storage_url
+        return str((self.state_dir / "lake").resolve())
+
+    def topic_for(self, table: str) -> str:
+        """Kafka topic Debezium writes `<db>.<table>` changes to."""
+        return f"{self.kafka.topic_prefix}.{table}"
+
+    def env(self) -> dict[str, str]:
+        """These settings as BINLAKE_* environment variables, for child processes.
+
+        Secrets are included because children need them; never log the result.
+        """
+        env: dict[str, str] = {
+            "BINLAKE_ENVIRONMENT": self.environment,
+            "BINLAKE_STATE_DIR": str(self.state_dir.resolve()),
+            "BINLAKE_STORAGE_URL": self.lake_url,
+            "BINLAKE_TABLES": _json_list(self.tables),
+        }
+        for group in ("mysql", "kafka", "connect", "bronze", "dagster"):
+            model: BaseModel = getattr(self, group)
+            for name, value in model.model_dump().items():
+                key = f"BINLAKE_{group.upper()}__{name.upper()}"
+                if isinstance(value, SecretStr):
+                    env[key] = value.get_secret_value()
+                elif isinstance(value, list):
+                    env[key] = _json_list(value)
+                else:
+                    env[key] = str(value)
+        return env
+
+
+def _json_list(values: list[str]) -> str:
+    import json
+
+    return json.dumps(values)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load and validate settings; raises pydantic.ValidationError naming each bad field."""
+    return Settings(**overrides)  # type: ignore[arg-type]

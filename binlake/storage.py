@@ -1,0 +1,116 @@
+"""Where the lake lives: one root URL, resolved once, and durable writes under it.
+
+Bronze files are written to a temporary name and renamed into place, so a reader sees a whole
+file or none. On a local filesystem the data and the directory are fsynced before the rename is
+trusted; object stores make a completed PUT durable and atomic on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from binlake.errors import StorageUnavailableError
+
+
+@dataclass(frozen=True)
+class LakeStorage:
+    """The lake root: a pyarrow filesystem plus a base path inside it."""
+
+    filesystem: pafs.FileSystem
+    base: str
+
+    @classmethod
+    def from_url(cls, url: str) -> LakeStorage:
+        parsed = urlparse(url)
+        if parsed.scheme in ("", "file"):
+            path = Path(parsed.path if parsed.scheme else url).expanduser().resolve()
+            return cls(pafs.LocalFileSystem(), str(path))
+        filesystem, base = pafs.FileSystem.from_uri(url)
+        return cls(filesystem, base.rstrip("/"))
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def full_path(self, relative: str) -> str:
+        return f"{self.base}/{relative}" if relative else self.base
+
+    def exists(self, relative: str) -> bool:
+        info = self.filesystem.get_file_info(self.full_path(relative))
+        return info.type != pafs.FileType.NotFound
+
+    def read_bytes(self, relative: str) -> bytes:
+        with self.filesystem.open_input_stream(self.full_path(relative)) as stream:
+            return stream.read()
+
+    def write_atomic(self, relative: str, data: bytes) -> None:
+        """Write `data` at `relative` so that readers see all of it or nothing.
+
+        Rewriting an existing name replaces it whole; the bronze writer relies on this to make a
+        retried flush produce the same file under the same name.
+        """
+        target = self.full_path(relative)
+        try:
+            if not self.is_local:
+                with self.filesystem.open_output_stream(target) as out:
+                    out.write(data)
+                return
+            directory = os.path.dirname(target)
+            os.makedirs(directory, exist_ok=True)
+            temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+            with open(temp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+            _fsync_directory(directory)
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot write {target}: {exc}") from exc
+
+    def append_line(self, relative: str, line: str) -> None:
+        """Append one newline-terminated line durably (local filesystems only).
+
+        A single write() of a short line to a file opened with O_APPEND is not interleaved with
+        other appenders, so concurrent writers never corrupt each other's lines.
+        """
+        if not self.is_local:
+            raise NotImplementedError("append-only manifest logs need a local or NFS filesystem")
+        target = self.full_path(relative)
+        data = (line.rstrip("\n") + "\n").encode()
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot append to {target}: {exc}") from exc
+
+    def read_from(self, relative: str, byte_offset: int) -> bytes:
+        """Bytes of `relative` from `byte_offset` to its current end (b'' if it does not exist)."""
+        target = self.full_path(relative)
+        if not self.is_local:
+            data = self.read_bytes(relative) if self.exists(relative) else b""
+            return data[byte_offset:]
+        try:
+            with open(target, "rb") as stream:
+                stream.seek(byte_offset)
+                return stream.read()
+        except FileNotFoundError:
+            return b""
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
