@@ -81,7 +81,8 @@ class ConnectSettings(BaseModel):
 
     @property
     def port(self) -> int:
-        return urlparse(self.url).port or 8083
+        port = urlparse(self.url).port
+        return 8083 if port is None else port
 
 
 class BronzeSettings(BaseModel):
@@ -109,6 +110,20 @@ class DagsterSettings(BaseModel):
     partitions_start: str = Field(
         "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."
     )
+
+
+class LocalStackSettings(BaseModel):
+    """Binaries and caches used only by `binlake up` (the local stand-in for production)."""
+
+    connect_jars_dir: Path = Field(
+        Path("~/.cache/binlake/connect-3.0.7.2").expanduser(),
+        description="Where the Kafka Connect + Debezium classpath is assembled (shared cache).",
+    )
+    java: str = Field("java", description="Java 17+ executable for Kafka Connect.")
+    java_heap: str = Field("1g", description="Kafka Connect -Xmx.")
+    mariadbd: str = Field("mariadbd", description="MariaDB server binary standing in for MySQL.")
+    mariadb_install_db: str = Field("mariadb-install-db", description="MariaDB datadir initialiser.")
+    startup_timeout_seconds: float = Field(120.0, gt=0, description="Per-component start timeout.")
 
 
 class Settings(BaseSettings):
@@ -140,6 +155,7 @@ class Settings(BaseSettings):
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     bronze: BronzeSettings = Field(default_factory=BronzeSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+    local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -198,7 +214,7 @@ class Settings(BaseSettings):
             "BINLAKE_STORAGE_URL": self.lake_url,
             "BINLAKE_TABLES": _json_list(self.tables),
         }
-        for group in ("mysql", "kafka", "connect", "bronze", "dagster"):
+        for group in ("mysql", "kafka", "connect", "bronze", "dagster", "local"):
             model: BaseModel = getattr(self, group)
             for name, value in model.model_dump().items():
                 key = f"BINLAKE_{group.upper()}__{name.upper()}"

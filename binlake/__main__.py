@@ -1,0 +1,3 @@
+from binlake.cli import app
+
+app(prog_name="binlake")

@@ -1,0 +1,222 @@
+"""The `binlake` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from binlake.errors import BinlakeError
+from binlake.settings import Settings, load_settings
+
+app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+connector_app = typer.Typer(help="Manage the Debezium connector through the Kafka Connect REST API.",
+                            no_args_is_help=True)
+app.add_typer(connector_app, name="connector")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        err_console.print(f"[red]invalid settings[/red]:\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def _stack_settings() -> Settings:
+    from binlake.local_stack.runtime import load_runtime_settings
+
+    return load_runtime_settings(_settings())
+
+
+@app.command()
+def setup() -> None:
+    """Fetch and assemble what the local stack needs beyond Python (the Connect classpath)."""
+    from binlake.connect_jars import ensure_connect_classpath
+
+    settings = _settings()
+    path = ensure_connect_classpath(settings.local.connect_jars_dir)
+    console.print(f"Kafka Connect + Debezium classpath ready in {path}")
+
+
+@app.command()
+def up(
+    no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
+) -> None:
+    """Start the local stack (MariaDB, Tansu, Connect + Debezium, bronze worker, Dagster)."""
+    from binlake.local_stack.stack import LocalStack
+
+    stack = LocalStack(_settings())
+    try:
+        with console.status("starting") as status:
+            started = stack.up(with_dagster=not no_dagster, progress=status.update)
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake up failed[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    for component in started:
+        console.print(f"  {component.name:<18} up in {component.seconds:5.1f} s")
+    _print_addresses(stack.settings)
+
+
+def _print_addresses(settings: Settings) -> None:
+    console.print(f"MySQL source   {settings.mysql.host}:{settings.mysql.port} (user {settings.mysql.user})")
+    console.print(f"Kafka          {settings.kafka.bootstrap_servers}")
+    console.print(f"Kafka Connect  {settings.connect.url}")
+    console.print(f"Lake           {settings.lake_url}")
+    console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
+    console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
+    console.print("Stop with      binlake down")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `binlake up` started under this state directory."""
+    from binlake.local_stack.stack import LocalStack
+
+    stack = LocalStack(_settings())
+    if stack.down():
+        console.print("stopped")
+    else:
+        console.print(f"nothing running under {stack.settings.state_dir}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Each component's state and, per table, source rows, newest bronze file and silver rows."""
+    from binlake.local_stack.stack import LocalStack
+    from binlake.table_status import collect_table_status
+
+    stack = LocalStack(_settings())
+    components = stack.components()
+    tables = collect_table_status(stack.settings) if stack.is_running() else []
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "components": [c.__dict__ for c in components],
+                    "tables": [t.__dict__ for t in tables],
+                },
+                default=str,
+            )
+        )
+        return
+    grid = Table("component", "state", "pid", "uptime", "log", title="components")
+    for c in components:
+        grid.add_row(c.name, c.state, str(c.pid or ""), f"{c.uptime_s:.0f} s", c.log_file)
+    if not components:
+        console.print(f"nothing running under {stack.settings.state_dir}")
+        return
+    console.print(grid)
+    tables_grid = Table("table", "source rows", "newest bronze file", "age", "silver rows",
+                        title="tables")
+    for t in tables:
+        tables_grid.add_row(
+            t.table,
+            _or_dash(t.source_rows),
+            t.newest_bronze_file or "-",
+            "-" if t.newest_bronze_age_s is None else f"{t.newest_bronze_age_s:.0f} s",
+            _or_dash(t.silver_rows),
+        )
+    console.print(tables_grid)
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust bronze worker in the foreground (what `binlake up` supervises)."""
+    from streams.app import main as run_worker
+
+    run_worker()
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds of workload.")] = 30.0,
+    rate: Annotated[float, typer.Option(help="Target source transactions per second.")] = 20.0,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary here.")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the stack afterwards.")] = False,
+    catch_up_timeout: Annotated[float, typer.Option(help="Max seconds to wait for the lake.")] = 300.0,
+    seed: Annotated[int, typer.Option(help="Workload random seed.")] = 7,
+) -> None:
+    """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""
+    from binlake.demo.runner import run_demo
+
+    summary = run_demo(
+        _settings(),
+        duration_s=duration,
+        rate_per_s=rate,
+        catch_up_timeout_s=catch_up_timeout,
+        seed=seed,
+        console=console,
+    )
+    if summary_json:
+        summary_json.write_text(json.dumps(summary.as_json(), indent=2, default=str))
+        console.print(f"summary written to {summary_json}")
+    if stop:
+        from binlake.local_stack.stack import LocalStack
+
+        LocalStack(_settings()).down()
+        console.print("stack stopped")
+    if not summary.lake_equals_source:
+        raise typer.Exit(1)
+
+
+@connector_app.command("register")
+def connector_register() -> None:
+    """Create or update the connector from settings (idempotent)."""
+    from cdc.connect_client import ConnectClient
+    from cdc.connector_config import build_connector_config
+
+    settings = _stack_settings()
+    client = ConnectClient(settings.connect.url)
+    client.wait_until_ready(settings.local.startup_timeout_seconds)
+    changed = client.put_connector(settings.connect.connector_name, build_connector_config(settings))
+    console.print(f"{settings.connect.connector_name}: {'updated' if changed else 'unchanged'}")
+
+
+@connector_app.command("status")
+def connector_status() -> None:
+    """Connector and task states."""
+    from cdc.connect_client import ConnectClient
+
+    settings = _stack_settings()
+    console.print(ConnectClient(settings.connect.url).get_status(settings.connect.connector_name))
+
+
+def _connector_action(action: str) -> None:
+    from cdc.connect_client import ConnectClient
+
+    settings = _stack_settings()
+    getattr(ConnectClient(settings.connect.url), action)(settings.connect.connector_name)
+    console.print(f"{settings.connect.connector_name}: {action} requested")
+
+
+@connector_app.command("restart")
+def connector_restart() -> None:
+    """Restart the connector and its tasks."""
+    _connector_action("restart")
+
+
+@connector_app.command("pause")
+def connector_pause() -> None:
+    """Pause capturing."""
+    _connector_action("pause")
+
+
+@connector_app.command("resume")
+def connector_resume() -> None:
+    """Resume capturing."""
+    _connector_action("resume")

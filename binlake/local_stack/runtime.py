@@ -1,0 +1,58 @@
+"""The settings a running stack was started with, kept in its state directory.
+
+Ports set to 0 are resolved to free ones at `binlake up`; `status`, `demo` and `down` must talk to
+the ports actually chosen, so the resolved settings are written next to the stack's state
+(readable by the owner only, since they include passwords).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from binlake.local_stack.network import free_port
+from binlake.settings import Settings
+
+RUNTIME_FILE = "runtime-settings.json"
+
+
+def resolve_free_ports(settings: Settings) -> Settings:
+    """A copy of `settings` with every port that is 0 replaced by a free one."""
+    data = settings.model_dump(mode="python")
+    data["state_dir"] = settings.state_dir.resolve()
+    if not data["storage_url"]:
+        data["storage_url"] = settings.lake_url
+    if settings.mysql.port == 0:
+        data["mysql"]["port"] = free_port()
+    if settings.kafka.port == 0:
+        host = settings.kafka.bootstrap_servers.rsplit(":", 1)[0]
+        data["kafka"]["bootstrap_servers"] = f"{host}:{free_port()}"
+    if settings.connect.port == 0:
+        data["connect"]["url"] = f"http://127.0.0.1:{free_port()}"
+    if settings.dagster.port == 0:
+        data["dagster"]["port"] = free_port()
+    for group in ("mysql",):
+        for secret in ("password", "admin_password"):
+            data[group][secret] = getattr(settings.mysql, secret).get_secret_value()
+    return Settings(**data)
+
+
+def save_runtime_settings(settings: Settings) -> Path:
+    path = settings.state_dir / RUNTIME_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = settings.model_dump(mode="json")
+    payload["mysql"]["password"] = settings.mysql.password.get_secret_value()
+    payload["mysql"]["admin_password"] = settings.mysql.admin_password.get_secret_value()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(payload, out, indent=2)
+    return path
+
+
+def load_runtime_settings(settings: Settings) -> Settings:
+    """The settings of the stack running under `settings.state_dir`, or `settings` if none."""
+    path = settings.state_dir / RUNTIME_FILE
+    if not path.exists():
+        return settings
+    return Settings(**json.loads(path.read_text()))

@@ -1,0 +1,113 @@
+"""`binlake up`, `down` and the component half of `status` for the local stack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from binlake.connect_jars import ensure_connect_classpath
+from binlake.local_stack import components as c
+from binlake.local_stack.mariadb import MariaDBInstance
+from binlake.local_stack.network import port_is_open, wait_until
+from binlake.local_stack.runtime import (
+    load_runtime_settings,
+    resolve_free_ports,
+    save_runtime_settings,
+)
+from binlake.local_stack.supervisor import ProgramState, Supervisor
+from binlake.settings import Settings
+from cdc.connect_client import ConnectClient
+from cdc.connector_config import build_connector_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StartedComponent:
+    name: str
+    seconds: float
+
+
+class LocalStack:
+    """The local stack living under one state directory."""
+
+    def __init__(self, settings: Settings):
+        self.settings = load_runtime_settings(settings)
+        self.supervisor = Supervisor(self.settings.state_dir)
+
+    def up(
+        self,
+        *,
+        with_dagster: bool = True,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> list[StartedComponent]:
+        """Start every component not yet running, in dependency order; idempotent."""
+        if not self.supervisor.is_running():
+            self.settings = resolve_free_ports(self.settings)
+        settings = self.settings
+        save_runtime_settings(settings)
+        progress("assembling the Kafka Connect classpath")
+        classpath = ensure_connect_classpath(settings.local.connect_jars_dir)
+        mariadb = MariaDBInstance(settings)
+        mariadb.write_config()
+        if mariadb.initialise_datadir():
+            progress("initialised the MariaDB datadir")
+        c.write_connect_worker_properties(settings)
+        c.write_dagster_instance_config(settings)
+        self.supervisor.write_config(c.programs(settings, mariadb, classpath))
+        self.supervisor.start_daemon(settings.env())
+
+        started: list[StartedComponent] = []
+        timeout = settings.local.startup_timeout_seconds
+
+        def start(name: str, ready: Callable[[], bool]) -> None:
+            progress(f"starting {name}")
+            began = time.monotonic()
+            self.supervisor.start(name)
+            wait_until(
+                ready,
+                what=f"{name} (log: {self.supervisor.log_file(name)})",
+                timeout_s=timeout,
+                still_alive=lambda: self.supervisor.is_alive(name),
+            )
+            started.append(StartedComponent(name, time.monotonic() - began))
+
+        start(c.MARIADB, lambda: port_is_open(settings.mysql.host, settings.mysql.port))
+        mariadb.bootstrap()
+        host, port = settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
+        start(c.BROKER, lambda: port_is_open(host, int(port)))
+        connect = ConnectClient(settings.connect.url)
+        start(c.CONNECT, connect.is_ready)
+        progress("registering the Debezium connector")
+        connect.put_connector(settings.connect.connector_name, build_connector_config(settings))
+        connect.wait_until_running(settings.connect.connector_name, timeout_s=timeout)
+        start(c.BRONZE_WORKER, lambda: True)
+        if with_dagster:
+            start(c.DAGSTER_WEBSERVER, self._dagster_webserver_ready)
+            start(c.DAGSTER_DAEMON, lambda: True)
+        return started
+
+    def _dagster_webserver_ready(self) -> bool:
+        try:
+            response = httpx.get(f"{self.dagster_url}/server_info", timeout=1)
+            return response.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://{self.settings.dagster.host}:{self.settings.dagster.port}"
+
+    def is_running(self) -> bool:
+        return self.supervisor.is_running()
+
+    def components(self) -> list[ProgramState]:
+        return self.supervisor.states()
+
+    def down(self) -> bool:
+        """Stop everything this state directory's supervisord started; False if none was up."""
+        return self.supervisor.shutdown()

@@ -1,0 +1,210 @@
+"""Process supervision by supervisord: one program per component, one log file each.
+
+supervisord owns every component process and stops each by its PID (and its process group, so
+Dagster's code servers and run workers go too). `binlake down` asks supervisord to shut down and
+then waits for supervisord's own PID to exit; nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from binlake.errors import RetriableError
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervised component."""
+
+    name: str
+    command: list[str]
+    directory: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    stop_wait_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    name: str
+    state: str  # RUNNING, STOPPED, FATAL, EXITED, STARTING, ...
+    pid: int
+    uptime_s: float
+    log_file: str
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir.resolve()
+        self.config_file = self.state_dir / "supervisord.conf"
+        self.socket = self.state_dir / "supervisor.sock"
+        self.pid_file = self.state_dir / "supervisord.pid"
+        self.log_dir = self.state_dir / "logs"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def write_config(self, programs: list[Program]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "[unix_http_server]",
+            f"file={self.socket}",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            f"logfile={self.log_file('supervisord')}",
+            f"pidfile={self.pid_file}",
+            f"directory={self.state_dir}",
+            f"childlogdir={self.log_dir}",
+            "nodaemon=false",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.socket}",
+            "",
+        ]
+        for program in programs:
+            lines += [
+                f"[program:{program.name}]",
+                "command=" + " ".join(_quote(part) for part in program.command),
+                f"directory={program.directory or self.state_dir}",
+                "autostart=false",
+                "autorestart=unexpected",
+                "startsecs=1",
+                "startretries=2",
+                f"stopsignal={program.stop_signal}",
+                f"stopwaitsecs={program.stop_wait_seconds}",
+                "stopasgroup=true",
+                "killasgroup=true",
+                "redirect_stderr=true",
+                f"stdout_logfile={self.log_file(program.name)}",
+                "stdout_logfile_maxbytes=50MB",
+                "stdout_logfile_backups=2",
+            ]
+            if program.environment:
+                env = ",".join(f'{k}="{_escape(v)}"' for k, v in program.environment.items())
+                lines.append(f"environment={env}")
+            lines.append("")
+        self.config_file.write_text("\n".join(lines))
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        if self.pid() is None:
+            return False
+        try:
+            self._rpc().supervisor.getState()
+            return True
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def start_daemon(self, environment: dict[str, str]) -> None:
+        """Start supervisord with `environment` added to ours; children inherit it."""
+        if self.is_running():
+            self._rpc().supervisor.reloadConfig()
+            self._add_new_programs()
+            return
+        env = {**os.environ, **environment}
+        subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_file)],
+            env=env,
+            check=True,
+        )
+        deadline = time.monotonic() + 15
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise RetriableError(f"supervisord did not start; see {self.log_file('supervisord')}")
+            time.sleep(0.1)
+
+    def _add_new_programs(self) -> None:
+        added, changed, removed = self._rpc().supervisor.reloadConfig()[0]
+        for name in removed + changed:
+            try:
+                self._rpc().supervisor.stopProcessGroup(name)
+            except xmlrpc.client.Fault:
+                pass
+            self._rpc().supervisor.removeProcessGroup(name)
+        for name in added + changed:
+            self._rpc().supervisor.addProcessGroup(name)
+
+    def start(self, name: str) -> None:
+        info = self._rpc().supervisor.getProcessInfo(name)
+        if info["statename"] in ("RUNNING", "STARTING"):
+            return
+        try:
+            self._rpc().supervisor.startProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            raise RetriableError(
+                f"{name} failed to start ({fault.faultString}); see {self.log_file(name)}"
+            ) from fault
+
+    def is_alive(self, name: str) -> bool:
+        info = self._rpc().supervisor.getProcessInfo(name)
+        return info["statename"] in ("RUNNING", "STARTING")
+
+    def states(self) -> list[ProgramState]:
+        if not self.is_running():
+            return []
+        return [
+            ProgramState(
+                name=info["name"],
+                state=info["statename"],
+                pid=info["pid"],
+                uptime_s=max(0, info["now"] - info["start"]) if info["pid"] else 0.0,
+                log_file=info["stdout_logfile"],
+            )
+            for info in self._rpc().supervisor.getAllProcessInfo()
+        ]
+
+    def shutdown(self, timeout_s: float = 90) -> bool:
+        """Stop every program, then supervisord; returns False if nothing was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            self._rpc().supervisor.stopAllProcesses(True)
+            self._rpc().supervisor.shutdown()
+        except (OSError, xmlrpc.client.Fault):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while self.pid() is not None:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        return True
+
+    def _rpc(self) -> xmlrpc.client.ServerProxy:
+        transport = SupervisorTransport(None, None, serverurl=f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def _quote(part: str) -> str:
+    # supervisord splits `command` with shlex; '%' starts its own %(name)s expansions.
+    import shlex
+
+    return shlex.quote(part).replace("%", "%%")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")

@@ -1,0 +1,575 @@
+"""Decoding of Debezium change records into typed rows with an Arrow schema.
+
+Records come from Kafka Connect's JsonConverter with `schemas.enable=true`: each key and value is
+`{"schema": <Connect schema>, "payload": <data>}`. The Connect schema (type, logical `name`,
+`parameters`) decides both the Arrow type of a column and how its JSON value becomes a Python
+value that `pa.Table.from_pylist(rows, schema=event.row_schema)` accepts.
+
+Per-record cost matters (the bronze writer aims at 100k events/s), so the work that depends only
+on a schema is done once per distinct schema and cached: the schema text is sliced out of the
+raw bytes and used as the cache key, which means a record whose schema was seen before costs one
+`json.loads` of its payload plus the few conversions its columns actually need.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from binlake.errors import DecodeError
+
+__all__ = [
+    "OPS",
+    "TOMBSTONE",
+    "ChangeEvent",
+    "SchemaChangeRecord",
+    "SourcePosition",
+    "arrow_schema_for",
+    "clear_schema_cache",
+    "decode_change",
+]
+
+OPS = ("c", "u", "d", "r")
+TOMBSTONE = "t"  # binlake's op for a tombstone; Debezium's own "t" (TRUNCATE) is rejected
+
+Converter = Callable[[Any], Any]
+
+
+class SchemaChangeRecord(DecodeError):
+    """A DDL record from the schema-change topic (`<prefix>`), not a change to a table row.
+
+    Callers skip these (or archive them); they are not bad data.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where in the source a change happened (Debezium's `source` block)."""
+
+    file: str | None  # binlog file name
+    pos: int | None  # binlog position of the event
+    row: int | None  # row number within the binlog event
+    ts_ms: int  # source commit time (epoch ms; whole seconds on MariaDB)
+    snapshot: str | None  # "false" when streaming; "true"/"first"/"last"/... in a snapshot
+    db: str
+    table: str
+    server_id: int | None
+    gtid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One decoded change: the row image, its Arrow schema, key names and source position."""
+
+    table: str  # "<db>.<table>"
+    op: str  # "c", "u", "d", "r", or "t" for a tombstone
+    row: dict[str, Any]  # after-image (c/u/r), before-image (d), key fields (t)
+    row_schema: pa.Schema  # of `row`'s columns, in Debezium field order
+    primary_key: tuple[str, ...]  # key field names; empty if the table has no key
+    source: SourcePosition | None  # None only for tombstones
+    captured_ts_ms: int | None  # envelope ts_ms: when Debezium processed the change
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.op == TOMBSTONE
+
+
+# --------------------------------------------------------------------------------------------
+# Connect schema -> Arrow type + value converter
+# --------------------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+_PRIMITIVES: dict[str, pa.DataType] = {
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+}
+
+
+def _b64(value: str) -> bytes:
+    return binascii.a2b_base64(value, strict_mode=True)
+
+
+def _bytes_converter(base64_bytes: bool) -> Converter | None:
+    # JSON carries bytes as base64 text; Avro already yields bytes.
+    return _b64 if base64_bytes else None
+
+
+def _decimal_codec(schema: Mapping[str, Any], base64_bytes: bool) -> tuple[pa.DataType, Converter]:
+    params = schema.get("parameters") or {}
+    try:
+        scale = int(params.get("scale", 0))
+        precision = int(params.get("connect.decimal.precision", 0)) or max(38, scale)
+    except (TypeError, ValueError):
+        raise DecodeError(f"Decimal parameters {params!r} are not integers") from None
+    arrow_type = (
+        pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+    )
+    # Building the Decimal from text keeps every digit; arithmetic would round to 28 digits.
+    exponent = f"E{-scale}"
+
+    def convert(value: Any) -> Decimal:
+        if isinstance(value, str):
+            raw = binascii.a2b_base64(value, strict_mode=True) if base64_bytes else value
+        elif isinstance(value, bytes):
+            raw = value
+        elif isinstance(value, int | float):  # JsonConverter with decimal.format=NUMERIC
+            return Decimal(str(value))
+        else:
+            raise TypeError(f"expected base64 text or bytes, got {type(value).__name__}")
+        if isinstance(raw, str):
+            return Decimal(raw)
+        return Decimal(f"{int.from_bytes(raw, 'big', signed=True)}{exponent}")
+
+    return arrow_type, convert
+
+
+def _date(days: int) -> date:
+    return date.fromordinal(_EPOCH_ORDINAL + days)
+
+
+def _time_ms(ms: int) -> timedelta:
+    return timedelta(milliseconds=ms)
+
+
+def _time_us(us: int) -> timedelta:
+    return timedelta(microseconds=us)
+
+
+def _time_ns(ns: int) -> timedelta:
+    return timedelta(microseconds=ns // 1000)
+
+
+def _timestamp_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _timestamp_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _timestamp_ns(ns: int) -> datetime:
+    # Python datetimes stop at microseconds; MySQL DATETIME does too, so nothing is lost.
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _zoned_timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("ZonedTimestamp without a UTC offset")
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return binascii.b2a_base64(value, newline=False).decode("ascii")
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False)
+
+
+def _fixed(arrow_type: pa.DataType, convert: Converter | None):
+    return lambda schema, base64_bytes: (arrow_type, convert)
+
+
+_DURATION_US = pa.duration("us")
+
+# Logical types by Connect schema `name`. MySQL TIME maps to a duration because it may be
+# negative or exceed 24 hours; DATETIME has no time zone so its timestamps stay naive.
+_LOGICAL: dict[str, Callable[[Mapping[str, Any], bool], tuple[pa.DataType, Converter | None]]] = {
+    "org.apache.kafka.connect.data.Decimal": _decimal_codec,
+    "io.debezium.time.Date": _fixed(pa.date32(), _date),
+    "org.apache.kafka.connect.data.Date": _fixed(pa.date32(), _date),
+    "io.debezium.time.Time": _fixed(_DURATION_US, _time_ms),
+    "org.apache.kafka.connect.data.Time": _fixed(_DURATION_US, _time_ms),
+    "io.debezium.time.MicroTime": _fixed(_DURATION_US, _time_us),
+    "io.debezium.time.NanoTime": _fixed(_DURATION_US, _time_ns),
+    "io.debezium.time.Timestamp": _fixed(pa.timestamp("ms"), _timestamp_ms),
+    "org.apache.kafka.connect.data.Timestamp": _fixed(pa.timestamp("ms"), _timestamp_ms),
+    "io.debezium.time.MicroTimestamp": _fixed(pa.timestamp("us"), _timestamp_us),
+    "io.debezium.time.NanoTimestamp": _fixed(pa.timestamp("ns"), _timestamp_ns),
+    "io.debezium.time.ZonedTimestamp": _fixed(pa.timestamp("us", tz="UTC"), _zoned_timestamp),
+    "io.debezium.time.Year": _fixed(pa.int32(), None),
+    "io.debezium.data.Json": _fixed(pa.string(), None),
+    "io.debezium.data.Enum": _fixed(pa.string(), None),
+    "io.debezium.data.EnumSet": _fixed(pa.string(), None),
+    "io.debezium.data.Bits": lambda schema, b64: (pa.binary(), _bytes_converter(b64)),
+}
+
+
+def field_codec(
+    schema: Mapping[str, Any], *, base64_bytes: bool = True
+) -> tuple[pa.DataType, Converter | None]:
+    """Arrow type and value converter (None: the value is used as it is) for a Connect schema."""
+    logical = _LOGICAL.get(schema.get("name") or "")
+    if logical is not None:
+        return logical(schema, base64_bytes)
+    kind = schema.get("type")
+    primitive = _PRIMITIVES.get(kind)  # type: ignore[arg-type]
+    if primitive is not None:
+        return primitive, None
+    if kind == "bytes":
+        return pa.binary(), _bytes_converter(base64_bytes)
+    if kind in ("struct", "array", "map"):
+        return pa.string(), _to_json
+    raise DecodeError(f"unknown Connect schema type {kind!r} (name {schema.get('name')!r})")
+
+
+class StructPlan:
+    """Everything about one Connect struct schema that does not depend on a record's data."""
+
+    __slots__ = ("_checks", "_name_set", "arrow_schema", "connect_name", "names")
+
+    def __init__(self, schema: Mapping[str, Any], *, base64_bytes: bool = True, what: str):
+        if not isinstance(schema, Mapping) or schema.get("type") != "struct":
+            raise DecodeError(f"{what} schema is not a Connect struct")
+        fields = schema.get("fields")
+        if not isinstance(fields, list):
+            raise DecodeError(f"{what} schema has no 'fields' list")
+        names: list[str] = []
+        arrow_fields: list[pa.Field] = []
+        checks: list[tuple[str, Converter | None, bool]] = []
+        for field in fields:
+            name = field.get("field") if isinstance(field, Mapping) else None
+            if not isinstance(name, str):
+                raise DecodeError(f"{what} schema has a field without a 'field' name")
+            optional = bool(field.get("optional", False))
+            arrow_type, convert = field_codec(field, base64_bytes=base64_bytes)
+            names.append(name)
+            arrow_fields.append(pa.field(name, arrow_type, nullable=optional))
+            # Only columns that need converting or must not be null are visited per record.
+            if convert is not None or not optional:
+                checks.append((name, convert, optional))
+        if len(set(names)) != len(names):
+            raise DecodeError(f"{what} schema repeats a field name: {names}")
+        self.names = tuple(names)
+        self._name_set = frozenset(names)
+        self.arrow_schema = pa.schema(arrow_fields)
+        self._checks = tuple(checks)
+        self.connect_name = schema.get("name")
+
+    def convert(self, payload: Any, what: str) -> dict[str, Any]:
+        """`payload` with its values converted in place; DecodeError if it does not fit."""
+        if type(payload) is not dict:
+            raise DecodeError(f"{what} is {type(payload).__name__}, expected an object")
+        if payload.keys() != self._name_set:
+            missing = sorted(self._name_set - payload.keys())
+            extra = sorted(payload.keys() - self._name_set)
+            raise DecodeError(
+                f"{what} does not match its schema: missing fields {missing}, "
+                f"fields not in schema {extra}"
+            )
+        name, value = "", None
+        try:
+            for name, convert, optional in self._checks:
+                value = payload[name]
+                if value is None:
+                    if not optional:
+                        raise DecodeError(f"{what} field {name!r} is null but not optional")
+                elif convert is not None:
+                    payload[name] = convert(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DecodeError(
+                f"{what} field {name!r}: cannot convert {_short(value)}: {exc}"
+            ) from None
+        return payload
+
+
+def arrow_schema_for(struct_schema: Mapping[str, Any]) -> pa.Schema:
+    """Arrow schema of a Connect struct schema (as found in a JsonConverter record)."""
+    return StructPlan(struct_schema, what="struct").arrow_schema
+
+
+# --------------------------------------------------------------------------------------------
+# Envelope plans
+# --------------------------------------------------------------------------------------------
+
+_IMAGE_OF_OP = {"c": "after", "u": "after", "r": "after", "d": "before"}
+
+
+class KeyPlan:
+    """A record key's schema: its field names are the table's primary key."""
+
+    __slots__ = ("names", "struct")
+
+    def __init__(self, schema: Mapping[str, Any], *, base64_bytes: bool = True):
+        self.struct = StructPlan(schema, base64_bytes=base64_bytes, what="key")
+        self.names = self.struct.names
+
+
+class ValuePlan:
+    """A record value's schema: a change envelope, or a schema-change (DDL) record."""
+
+    __slots__ = ("connect_name", "is_schema_change", "row")
+
+    def __init__(self, schema: Mapping[str, Any], *, base64_bytes: bool = True):
+        if not isinstance(schema, Mapping) or schema.get("type") != "struct":
+            raise DecodeError("value schema is not a Connect struct, so not a Debezium envelope")
+        self.connect_name = schema.get("name") or ""
+        fields = {
+            field.get("field"): field
+            for field in schema.get("fields") or ()
+            if isinstance(field, Mapping)
+        }
+        self.is_schema_change = "op" not in fields and (
+            self.connect_name.endswith(".SchemaChangeValue") or "ddl" in fields
+        )
+        self.row: StructPlan | None = None
+        if self.is_schema_change:
+            return
+        if "op" not in fields:
+            raise DecodeError("value schema has no 'op' field: not a Debezium change envelope")
+        if "source" not in fields:
+            raise DecodeError("value schema has no 'source' field: not a Debezium change envelope")
+        image = fields.get("after") or fields.get("before")
+        if image is None:
+            raise DecodeError("value schema has neither 'after' nor 'before'")
+        self.row = StructPlan(image, base64_bytes=base64_bytes, what="row")
+
+
+# Bounded so a stream of ever-new schemas cannot grow memory without limit.
+_MAX_CACHED = 2048
+_VALUE_PLANS: dict[bytes, ValuePlan] = {}
+_KEY_PLANS: dict[bytes, KeyPlan] = {}
+
+
+def clear_schema_cache() -> None:
+    """Forget every compiled schema (tests; a long-running process never needs to)."""
+    _VALUE_PLANS.clear()
+    _KEY_PLANS.clear()
+
+
+def _remember(cache: dict[bytes, Any], key: bytes, plan: Any) -> None:
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    cache[key] = plan
+
+
+_HEAD = b'{"schema":'
+_SEPARATOR = b',"payload":'
+
+
+def _parse(
+    raw: bytes, what: str, cache: dict[bytes, Any], compile_plan: Callable[[Any], Any]
+) -> tuple[Any, bytes | None]:
+    """(plan, payload text) of a JsonConverter record; the payload is parsed by `_payload`.
+
+    JsonConverter writes `{"schema":...,"payload":...}` compactly, so the schema text is the
+    bytes before the first `,"payload":`. That slice is the cache key, and a record whose
+    schema is cached needs only its payload parsed. The slice is only trusted once it parsed
+    as a whole JSON value: a `,"payload":` inside the schema would cut it mid-object (and such
+    a fragment never parses), in which case the record is parsed in full instead. A payload
+    text of None means "parse the whole record".
+    """
+    if raw[:10] == _HEAD and raw[-1:] == b"}":
+        cut = raw.find(_SEPARATOR, 10)
+        if cut > 0:
+            schema_text = raw[10:cut]
+            plan = cache.get(schema_text)
+            if plan is None:
+                try:
+                    schema = json.loads(schema_text)
+                except ValueError:
+                    schema = None
+                if isinstance(schema, dict):
+                    plan = compile_plan(schema)
+                    _remember(cache, schema_text, plan)
+            if plan is not None:
+                return plan, raw[cut + 11 : -1]
+    schema = _document(raw, what)["schema"]
+    schema_text = json.dumps(schema, separators=(",", ":")).encode()
+    plan = cache.get(schema_text)
+    if plan is None:
+        plan = compile_plan(schema)
+        _remember(cache, schema_text, plan)
+    return plan, None
+
+
+def _document(raw: bytes, what: str) -> dict[str, Any]:
+    """The whole record parsed and checked to be a `{"schema": {...}, "payload": ...}` object."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or "schema" not in document or "payload" not in document:
+        raise DecodeError(
+            f"{what} is not a Connect JSON envelope with 'schema' and 'payload' "
+            "(is the converter's schemas.enable=true?)"
+        )
+    if not isinstance(document["schema"], dict):
+        kind = type(document["schema"]).__name__
+        raise DecodeError(f"{what} 'schema' is {kind}, expected an object")
+    return document
+
+
+def _payload(raw: bytes, text: bytes | None, what: str) -> Any:
+    if text is not None:
+        try:
+            return json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            pass  # not the compact layout after all: parse the whole record for a clear error
+    return _document(raw, what)["payload"]
+
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode()
+    raise DecodeError(f"{what} is {type(data).__name__}, expected bytes")
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+
+def table_of_topic(topic: str, topic_prefix: str) -> str:
+    """`<db>.<table>` of a change topic `<prefix>.<db>.<table>`."""
+    head = topic_prefix + "."
+    if not topic.startswith(head) or topic.count(".", len(head)) != 1:
+        raise DecodeError(f"topic {topic!r} is not <{topic_prefix}>.<db>.<table>")
+    return topic[len(head) :]
+
+
+def source_position(source: Any) -> SourcePosition:
+    """The `source` block of an envelope payload as a SourcePosition."""
+    if type(source) is not dict:
+        raise DecodeError(f"'source' is {type(source).__name__}, expected an object")
+    get = source.get
+    db, table, ts_ms = get("db"), get("table"), get("ts_ms")
+    if not isinstance(db, str) or not isinstance(table, str):
+        raise DecodeError(f"'source' lacks 'db'/'table' (db={db!r}, table={table!r})")
+    if not isinstance(ts_ms, int):
+        raise DecodeError(f"'source.ts_ms' is {ts_ms!r}, expected epoch milliseconds")
+    return SourcePosition(
+        file=get("file"),
+        pos=get("pos"),
+        row=get("row"),
+        ts_ms=ts_ms,
+        snapshot=get("snapshot"),
+        db=db,
+        table=table,
+        server_id=get("server_id"),
+        gtid=get("gtid"),
+    )
+
+
+def event_from_payload(
+    plan: ValuePlan, payload: Any, primary_key: tuple[str, ...], *, topic: str
+) -> ChangeEvent:
+    """The ChangeEvent of a decoded envelope payload (shared by the JSON and Avro paths)."""
+    if plan.is_schema_change:
+        raise SchemaChangeRecord(f"schema-change (DDL) record on topic {topic!r}, not a row change")
+    if type(payload) is not dict:
+        raise DecodeError(f"value payload is {type(payload).__name__}, expected an object")
+    op = payload.get("op")
+    image = _IMAGE_OF_OP.get(op)  # type: ignore[arg-type]
+    if image is None:
+        if op is None:
+            raise DecodeError("value payload has no 'op'")
+        if op == "t":
+            raise DecodeError(
+                "op 't' (TRUNCATE) is not supported; keep skipped.operations=t on the connector"
+            )
+        raise DecodeError(f"unknown op {op!r} (expected one of c, u, d, r)")
+    if "source" not in payload:
+        raise DecodeError("value payload has no 'source'")
+    source = source_position(payload["source"])
+    data = payload.get(image)
+    if data is None:
+        raise DecodeError(f"op {op!r} has a null '{image}' image")
+    row_plan = plan.row
+    assert row_plan is not None  # a non-schema-change plan always has one
+    row = row_plan.convert(data, f"'{image}'")
+    captured = payload.get("ts_ms")
+    return ChangeEvent(
+        table=f"{source.db}.{source.table}",
+        op=op,  # type: ignore[arg-type]
+        row=row,
+        row_schema=row_plan.arrow_schema,
+        primary_key=primary_key,
+        source=source,
+        captured_ts_ms=captured if isinstance(captured, int) else None,
+    )
+
+
+def tombstone_from_key(
+    plan: KeyPlan, key_payload: Any, *, topic: str, topic_prefix: str
+) -> ChangeEvent:
+    """The ChangeEvent of a tombstone (null value): key fields only, table from the topic."""
+    if topic == topic_prefix:
+        raise SchemaChangeRecord(f"null value on the schema-change topic {topic!r}")
+    table = table_of_topic(topic, topic_prefix)
+    row = plan.struct.convert(key_payload, "key")
+    return ChangeEvent(
+        table=table,
+        op=TOMBSTONE,
+        row=row,
+        row_schema=plan.struct.arrow_schema,
+        primary_key=plan.names,
+        source=None,
+        captured_ts_ms=None,
+    )
+
+
+def _compile_key(schema: Mapping[str, Any]) -> KeyPlan:
+    return KeyPlan(schema)
+
+
+def _compile_value(schema: Mapping[str, Any]) -> ValuePlan:
+    return ValuePlan(schema)
+
+
+def decode_change(
+    key: bytes | None, value: bytes | None, *, topic: str, topic_prefix: str
+) -> ChangeEvent:
+    """Decode one Kafka record written by Debezium through JsonConverter with schemas.
+
+    Raises `SchemaChangeRecord` for DDL records and `DecodeError` (reason in `.reason`) for
+    anything that is not a valid change event. Neither carries partition/offset: the caller
+    knows them and can re-raise `DecodeError(err.reason, topic=..., partition=..., offset=...)`.
+    """
+    if value is None:
+        if key is None:
+            raise DecodeError("record has neither key nor value")
+        raw_key = _as_bytes(key, "key")
+        key_plan, key_text = _parse(raw_key, "key", _KEY_PLANS, _compile_key)
+        key_payload = _payload(raw_key, key_text, "key")
+        return tombstone_from_key(key_plan, key_payload, topic=topic, topic_prefix=topic_prefix)
+
+    raw_value = _as_bytes(value, "value")
+    plan, text = _parse(raw_value, "value", _VALUE_PLANS, _compile_value)
+    if plan.is_schema_change:
+        raise SchemaChangeRecord(f"schema-change (DDL) record on topic {topic!r}, not a row change")
+    payload = _payload(raw_value, text, "value")
+    primary_key: tuple[str, ...] = ()
+    if key is not None:
+        # Only the key's schema is needed here (its field names); its payload is left unparsed.
+        primary_key = _parse(_as_bytes(key, "key"), "key", _KEY_PLANS, _compile_key)[0].names
+    return event_from_payload(plan, payload, primary_key, topic=topic)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

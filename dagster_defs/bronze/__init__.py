@@ -1,0 +1,1 @@
+"""Bronze: external hourly-partitioned assets, reported by the manifest sensor."""

@@ -1,0 +1,124 @@
+"""The manifest sensor: reports each new bronze file as a materialization of its hour.
+
+The cursor is a byte offset into the append-only manifest, so a tick reads only what was
+appended since the previous one, however many files bronze already holds.
+"""
+
+import re
+from typing import Any
+
+import dagster as dg
+
+from binlake.manifest import ManifestEntry
+from binlake.settings import Settings
+from dagster_defs.keys import bronze_key
+from dagster_defs.resources import BronzeLake
+
+MANIFEST_SENSOR_NAME = "bronze_manifest_sensor"
+
+_PARTITION_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:00$")
+
+
+def parse_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise ValueError(f"manifest sensor cursor {cursor!r} is not a byte offset") from None
+    if value < 0:
+        raise ValueError(f"manifest sensor cursor {cursor!r} is negative")
+    return value
+
+
+def entry_metadata(entry: ManifestEntry, manifest_offset: int) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "table": entry.table,
+        "topic": entry.topic,
+        "partition": entry.partition,
+        "first_offset": entry.first_offset,
+        "last_offset": entry.last_offset,
+        "rows": entry.rows,
+        "bytes": entry.bytes,
+        "path": dg.MetadataValue.path(entry.path),
+        "rotation_reason": entry.rotation_reason,
+        "written_at": dg.MetadataValue.timestamp(entry.written_at),
+        "primary_key": ",".join(entry.primary_key),
+        "manifest_offset": manifest_offset,
+    }
+    if entry.min_source_ts_ms is not None:
+        metadata["min_source_ts"] = dg.MetadataValue.timestamp(entry.min_source_ts_ms / 1000)
+    if entry.max_source_ts_ms is not None:
+        metadata["max_source_ts"] = dg.MetadataValue.timestamp(entry.max_source_ts_ms / 1000)
+    return metadata
+
+
+def build_manifest_sensor(
+    settings: Settings, partitions: dg.HourlyPartitionsDefinition
+) -> dg.SensorDefinition:
+    tables = frozenset(settings.tables)
+    first_partition = partitions.get_first_partition_key()
+    assert first_partition is not None
+
+    @dg.sensor(
+        name=MANIFEST_SENSOR_NAME,
+        minimum_interval_seconds=settings.dagster.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reads the bronze manifest from its byte-offset cursor and reports each new "
+        "bronze file as a materialization of its table's hourly partition.",
+    )
+    def bronze_manifest_sensor(
+        context: dg.SensorEvaluationContext, bronze_lake: BronzeLake
+    ) -> dg.SensorResult | dg.SkipReason:
+        cursor = parse_cursor(context.cursor)
+        size = bronze_lake.manifest_size()
+        if size < cursor:
+            # The manifest only grows; a shorter one is a new lake. Start over rather than wait
+            # forever for bytes that will never come.
+            context.log.warning(
+                f"bronze manifest is {size} bytes, less than the cursor {cursor}: the lake was "
+                "replaced; reading it again from the start"
+            )
+            cursor = 0
+        entries, next_cursor = bronze_lake.read_manifest_since(cursor)
+        events: list[dg.AssetMaterialization] = []
+        skipped_tables: dict[str, int] = {}
+        for entry in entries:
+            if entry.table not in tables:
+                skipped_tables[entry.table] = skipped_tables.get(entry.table, 0) + 1
+                continue
+            if not _PARTITION_KEY.match(entry.partition_key) or entry.partition_key < first_partition:
+                # Reported without a partition would be an unpartitioned event on a partitioned
+                # asset, which Dagster's partition status ignores. The file still belongs to
+                # bronze: silver reads every file the manifest lists, whenever it next runs.
+                context.log.warning(
+                    f"bronze file {entry.path} of {entry.table} is in hour "
+                    f"{entry.partition_key!r}, outside the bronze partitions (first "
+                    f"{first_partition}); not reported. Set dagster.partitions_start "
+                    "(BINLAKE_DAGSTER__PARTITIONS_START) earlier to report such hours."
+                )
+                continue
+            events.append(
+                dg.AssetMaterialization(
+                    asset_key=bronze_key(entry.table),
+                    partition=entry.partition_key,
+                    description=f"bronze file {entry.path}",
+                    metadata=entry_metadata(entry, next_cursor),
+                )
+            )
+        for table, count in sorted(skipped_tables.items()):
+            context.log.info(
+                f"skipped {count} bronze file(s) of {table}: not in settings.tables"
+            )
+        if next_cursor == cursor and not events:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no new manifest entries after byte {cursor}"),
+                cursor=str(cursor),
+            )
+        context.log.info(
+            f"manifest bytes {cursor}..{next_cursor}: {len(entries)} entries, "
+            f"{len(events)} reported"
+        )
+        return dg.SensorResult(asset_events=events, cursor=str(next_cursor))
+
+    return bronze_manifest_sensor

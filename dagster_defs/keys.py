@@ -1,0 +1,58 @@
+"""Asset keys and partitions shared by every layer: the one place a key is spelled.
+
+    bronze/<db>/<table>              external, hourly partitioned (one partition per commit hour)
+    silver/<db>/<table>              current state of the table, unpartitioned
+    gold/shop/orders_by_hour_status  aggregate of silver shop.orders and shop.order_items
+
+The silver and gold keys double as storage locations: the lake IO manager stores an asset at
+``<lake>/<key parts joined by '/'>.parquet``, e.g. ``<lake>/silver/shop/orders.parquet``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from binlake.settings import Settings
+
+BRONZE = "bronze"
+SILVER = "silver"
+GOLD = "gold"
+
+ORDERS_TABLE = "shop.orders"
+ORDER_ITEMS_TABLE = "shop.order_items"
+GOLD_ORDERS_BY_HOUR_STATUS = dg.AssetKey([GOLD, "shop", "orders_by_hour_status"])
+
+# Asset tags; also usable in selections, e.g. `tag:binlake/layer=silver`.
+TAG_LAYER = "binlake/layer"
+TAG_TABLE = "binlake/table"
+
+
+def _split(table: str) -> list[str]:
+    db, name = table.split(".")
+    return [db, name]
+
+
+def bronze_key(table: str) -> dg.AssetKey:
+    """Key of the external bronze asset of `<db>.<table>`."""
+    return dg.AssetKey([BRONZE, *_split(table)])
+
+
+def silver_key(table: str) -> dg.AssetKey:
+    """Key of the silver (current state) asset of `<db>.<table>`."""
+    return dg.AssetKey([SILVER, *_split(table)])
+
+
+def bronze_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
+    """Hourly partitions of bronze, by commit hour in UTC.
+
+    ``end_offset=1`` makes the current hour a partition; without it Dagster 1.13 only lists
+    completed hours and a change committed this hour could not be reported.
+    """
+    return dg.HourlyPartitionsDefinition(
+        start_date=settings.dagster.partitions_start, end_offset=1, timezone="UTC"
+    )
+
+
+def gold_enabled(settings: Settings) -> bool:
+    """Gold needs both shop.orders and shop.order_items to be captured."""
+    return ORDERS_TABLE in settings.tables and ORDER_ITEMS_TABLE in settings.tables

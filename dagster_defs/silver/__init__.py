@@ -1,0 +1,1 @@
+"""Silver: the current state of each captured table, with reconciliation checks."""

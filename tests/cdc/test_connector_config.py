@@ -1,0 +1,121 @@
+"""The Debezium connector config built from Settings."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from binlake.settings import Settings, load_settings
+from cdc.connector_config import (
+    MASK,
+    build_connector_config,
+    is_secret_key,
+    redacted,
+    schema_history_topic,
+    secret_values,
+)
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("BINLAKE_"):
+            monkeypatch.delenv(name)
+    return load_settings(
+        mysql={
+            "host": "db.internal",
+            "port": 3307,
+            "user": "cdc",
+            "password": "s3cret-pw",
+            "databases": ["shop", "billing"],
+        },
+        kafka={"bootstrap_servers": "k1:9092,k2:9092", "topic_prefix": "lake"},
+        connect={"database_server_id": 6001, "poll_interval_ms": 50},
+        tables=["shop.orders", "shop.order_items", "billing.invoices"],
+    )
+
+
+def test_every_required_key(settings: Settings):
+    config = build_connector_config(settings)
+
+    assert config == {
+        "connector.class": "io.debezium.connector.mysql.MySqlConnector",
+        "tasks.max": "1",
+        "database.hostname": "db.internal",
+        "database.port": "3307",
+        "database.user": "cdc",
+        "database.password": "s3cret-pw",
+        "database.server.id": "6001",
+        "topic.prefix": "lake",
+        "database.include.list": "shop,billing",
+        "table.include.list": r"shop\.orders,shop\.order_items,billing\.invoices",
+        "schema.history.internal.kafka.topic": "lake.schema-history",
+        "schema.history.internal.kafka.bootstrap.servers": "k1:9092,k2:9092",
+        "decimal.handling.mode": "precise",
+        "time.precision.mode": "adaptive_time_microseconds",
+        "snapshot.mode": "initial",
+        "poll.interval.ms": "50",
+        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.partitions": "1",
+        "include.schema.changes": "true",
+        "tombstones.on.delete": "true",
+        "skipped.operations": "t",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "true",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+    }
+
+
+def test_all_values_are_strings(settings: Settings):
+    assert all(isinstance(value, str) for value in build_connector_config(settings).values())
+
+
+def test_table_include_list_matches_exactly_the_configured_tables(settings: Settings):
+    patterns = build_connector_config(settings)["table.include.list"].split(",")
+
+    def captured(table: str) -> bool:
+        return any(re.fullmatch(pattern, table) for pattern in patterns)
+
+    assert captured("shop.orders")
+    assert captured("billing.invoices")
+    assert not captured("shopXorders")
+    assert not captured("shop.orders_archive")
+    assert not captured("shop.customers")
+
+
+def test_defaults_build(monkeypatch: pytest.MonkeyPatch):
+    for name in list(os.environ):
+        if name.startswith("BINLAKE_"):
+            monkeypatch.delenv(name)
+    config = build_connector_config(load_settings())
+
+    assert config["topic.prefix"] == "binlake"
+    assert config["schema.history.internal.kafka.topic"] == schema_history_topic("binlake")
+    assert config["database.include.list"] == "shop"
+
+
+def test_redacted_masks_credentials_only(settings: Settings):
+    config = build_connector_config(settings)
+    config["schema.history.internal.producer.sasl.jaas.config"] = "... password=x;"
+    config["database.ssl.keystore.password"] = "ks"
+    safe = redacted(config)
+
+    assert safe["database.password"] == MASK
+    assert safe["database.ssl.keystore.password"] == MASK
+    assert safe["schema.history.internal.producer.sasl.jaas.config"] == MASK
+    assert safe["database.user"] == "cdc"
+    assert safe["key.converter"] == config["key.converter"]
+    assert "s3cret-pw" not in repr(safe)
+    assert config["database.password"] == "s3cret-pw"  # the original is untouched
+
+
+def test_secret_helpers(settings: Settings):
+    config = build_connector_config(settings)
+
+    assert is_secret_key("database.password")
+    assert not is_secret_key("key.converter.schemas.enable")
+    assert secret_values(config) == ["s3cret-pw"]
+    assert secret_values({"database.password": ""}) == []

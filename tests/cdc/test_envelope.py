@@ -1,0 +1,880 @@
+"""Decoding of Debezium 3.0 MySQL change records (JsonConverter, schemas.enable=true)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from binlake.errors import DecodeError
+from cdc.envelope import (
+    ChangeEvent,
+    SchemaChangeRecord,
+    SourcePosition,
+    arrow_schema_for,
+    clear_schema_cache,
+    decode_change,
+)
+
+PREFIX = "binlake"
+TOPIC = "binlake.shop.orders"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    clear_schema_cache()
+    yield
+    clear_schema_cache()
+
+
+# -- fixtures shaped like Debezium 3.0.7 output -----------------------------------------------
+
+
+def _f(field: str, type_: str, optional: bool = False, **extra: Any) -> dict[str, Any]:
+    return {"type": type_, "optional": optional, **extra, "field": field}
+
+
+def _decimal(field: str, precision: int, scale: int, optional: bool = False) -> dict[str, Any]:
+    return _f(
+        field,
+        "bytes",
+        optional,
+        name="org.apache.kafka.connect.data.Decimal",
+        version=1,
+        parameters={"scale": str(scale), "connect.decimal.precision": str(precision)},
+    )
+
+
+ORDER_COLUMNS = [
+    _f("id", "int64"),
+    _f("customer_id", "int32"),
+    _f(
+        "status",
+        "string",
+        name="io.debezium.data.Enum",
+        version=1,
+        parameters={"allowed": "new,paid,shipped"},
+    ),
+    _decimal("total", 12, 2),
+    _f("weight", "float64", True),
+    _f("placed_at", "int64", name="io.debezium.time.MicroTimestamp", version=1),
+    _f("updated_at", "string", True, name="io.debezium.time.ZonedTimestamp", version=1),
+    _f("ship_date", "int32", True, name="io.debezium.time.Date", version=1),
+    _f("prep_time", "int64", True, name="io.debezium.time.MicroTime", version=1),
+    _f("note", "string", True),
+    _f("attrs", "string", True, name="io.debezium.data.Json", version=1),
+    _f("small", "int16", True),
+    _f("tiny", "int8", True),
+    _f("ratio", "float32", True),
+    _f("paid", "boolean", True),
+]
+
+SOURCE_SCHEMA = {
+    "type": "struct",
+    "fields": [
+        _f("version", "string"),
+        _f("connector", "string"),
+        _f("name", "string"),
+        _f("ts_ms", "int64"),
+        _f(
+            "snapshot",
+            "string",
+            True,
+            name="io.debezium.data.Enum",
+            version=1,
+            parameters={
+                "allowed": "true,first,first_in_data_collection,last_in_data_collection,"
+                "last,false,incremental"
+            },
+            default="false",
+        ),
+        _f("db", "string"),
+        _f("sequence", "string", True),
+        _f("ts_us", "int64", True),
+        _f("ts_ns", "int64", True),
+        _f("table", "string", True),
+        _f("server_id", "int64"),
+        _f("gtid", "string", True),
+        _f("file", "string"),
+        _f("pos", "int64"),
+        _f("row", "int32"),
+        _f("thread", "int64", True),
+        _f("query", "string", True),
+    ],
+    "optional": False,
+    "name": "io.debezium.connector.mysql.Source",
+    "version": 1,
+    "field": "source",
+}
+
+TRANSACTION_SCHEMA = {
+    "type": "struct",
+    "fields": [
+        _f("id", "string"),
+        _f("total_order", "int64"),
+        _f("data_collection_order", "int64"),
+    ],
+    "optional": True,
+    "name": "event.block",
+    "version": 1,
+    "field": "transaction",
+}
+
+
+def envelope_schema(columns: list[dict[str, Any]], table: str = "shop.orders") -> dict[str, Any]:
+    value = {
+        "type": "struct",
+        "fields": columns,
+        "optional": True,
+        "name": f"{PREFIX}.{table}.Value",
+    }
+    return {
+        "type": "struct",
+        "fields": [
+            {**value, "field": "before"},
+            {**value, "field": "after"},
+            SOURCE_SCHEMA,
+            TRANSACTION_SCHEMA,
+            _f("op", "string"),
+            _f("ts_ms", "int64", True),
+            _f("ts_us", "int64", True),
+            _f("ts_ns", "int64", True),
+        ],
+        "optional": False,
+        "name": f"{PREFIX}.{table}.Envelope",
+        "version": 2,
+    }
+
+
+def key_schema(table: str = "shop.orders") -> dict[str, Any]:
+    return {
+        "type": "struct",
+        "fields": [_f("id", "int64")],
+        "optional": False,
+        "name": f"{PREFIX}.{table}.Key",
+    }
+
+
+def source(snapshot: str = "false", **overrides: Any) -> dict[str, Any]:
+    block = {
+        "version": "3.0.7.Final",
+        "connector": "mysql",
+        "name": PREFIX,
+        "ts_ms": 1795248000000,
+        "snapshot": snapshot,
+        "db": "shop",
+        "sequence": None,
+        "ts_us": 1795248000000000,
+        "ts_ns": 1795248000000000000,
+        "table": "orders",
+        "server_id": 1,
+        "gtid": None,
+        "file": "mariadb-bin.000003",
+        "pos": 4512,
+        "row": 0,
+        "thread": 7,
+        "query": None,
+    }
+    block.update(overrides)
+    return block
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unscaled(value: int, length: int | None = None) -> str:
+    """Base64 of a big-endian two's-complement integer, as Connect's Decimal carries it."""
+    size = length or max(1, (value.bit_length() + 8) // 8)
+    return b64(value.to_bytes(size, "big", signed=True))
+
+
+def order_row(**overrides: Any) -> dict[str, Any]:
+    row = {
+        "id": 1001,
+        "customer_id": 7,
+        "status": "paid",
+        "total": unscaled(-12345),  # -123.45
+        "weight": 1.5,
+        "placed_at": 1795248000123456,  # 2026-11-21T08:00:00.123456
+        "updated_at": "2026-11-21T08:00:00.123456Z",
+        "ship_date": 20413,  # 2025-11-21
+        "prep_time": -(3 * 3600 + 2) * 1_000_000,  # TIME '-03:00:02'
+        "note": "leave at door",
+        "attrs": '{"gift":true}',
+        "small": -300,
+        "tiny": 5,
+        "ratio": 0.25,
+        "paid": True,
+    }
+    row.update(overrides)
+    return row
+
+
+def dumps(document: Any) -> bytes:
+    # JsonConverter's output is compact JSON with "schema" before "payload".
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def value_bytes(
+    op: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    columns: list[dict[str, Any]] = ORDER_COLUMNS,
+    src: dict[str, Any] | None = None,
+) -> bytes:
+    payload = {
+        "before": before,
+        "after": after,
+        "source": src or source(),
+        "transaction": None,
+        "op": op,
+        "ts_ms": 1795248000456,
+        "ts_us": 1795248000456123,
+        "ts_ns": 1795248000456123000,
+    }
+    return dumps({"schema": envelope_schema(columns), "payload": payload})
+
+
+def key_bytes(order_id: int = 1001) -> bytes:
+    return dumps({"schema": key_schema(), "payload": {"id": order_id}})
+
+
+def decode(key: bytes | None, value: bytes | None, topic: str = TOPIC) -> ChangeEvent:
+    return decode_change(key, value, topic=topic, topic_prefix=PREFIX)
+
+
+EXPECTED_ORDER = {
+    "id": 1001,
+    "customer_id": 7,
+    "status": "paid",
+    "total": Decimal("-123.45"),
+    "weight": 1.5,
+    "placed_at": datetime(2026, 11, 21, 8, 0, 0, 123456),
+    "updated_at": datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC),
+    "ship_date": date(2025, 11, 21),
+    "prep_time": -timedelta(hours=3, seconds=2),
+    "note": "leave at door",
+    "attrs": '{"gift":true}',
+    "small": -300,
+    "tiny": 5,
+    "ratio": 0.25,
+    "paid": True,
+}
+
+EXPECTED_ORDER_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("customer_id", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("total", pa.decimal128(12, 2), nullable=False),
+        pa.field("weight", pa.float64()),
+        pa.field("placed_at", pa.timestamp("us"), nullable=False),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+        pa.field("ship_date", pa.date32()),
+        pa.field("prep_time", pa.duration("us")),
+        pa.field("note", pa.string()),
+        pa.field("attrs", pa.string()),
+        pa.field("small", pa.int16()),
+        pa.field("tiny", pa.int8()),
+        pa.field("ratio", pa.float32()),
+        pa.field("paid", pa.bool_()),
+    ]
+)
+
+
+def roundtrip(event: ChangeEvent) -> dict[str, Any]:
+    table = pa.Table.from_pylist([event.row], schema=event.row_schema)
+    return table.to_pylist()[0]
+
+
+# -- ops ----------------------------------------------------------------------------------------
+
+
+def test_create_event_decodes_row_schema_key_and_source():
+    event = decode(key_bytes(), value_bytes("c", None, order_row()))
+
+    assert event.table == "shop.orders"
+    assert event.op == "c"
+    assert event.row == EXPECTED_ORDER
+    assert list(event.row) == list(EXPECTED_ORDER)
+    assert event.row_schema.equals(EXPECTED_ORDER_SCHEMA)
+    assert event.primary_key == ("id",)
+    assert event.captured_ts_ms == 1795248000456
+    assert event.source == SourcePosition(
+        file="mariadb-bin.000003",
+        pos=4512,
+        row=0,
+        ts_ms=1795248000000,
+        snapshot="false",
+        db="shop",
+        table="orders",
+        server_id=1,
+        gtid=None,
+    )
+    assert not event.is_tombstone
+    assert roundtrip(event) == EXPECTED_ORDER
+
+
+def test_update_event_keeps_the_after_image():
+    before = order_row(status="new")
+    after = order_row(status="shipped", note=None)
+    event = decode(key_bytes(), value_bytes("u", before, after))
+
+    assert event.op == "u"
+    assert event.row["status"] == "shipped"
+    assert event.row["note"] is None
+    assert roundtrip(event)["status"] == "shipped"
+
+
+def test_delete_event_keeps_the_before_image():
+    event = decode(key_bytes(), value_bytes("d", order_row(), None))
+
+    assert event.op == "d"
+    assert event.row == EXPECTED_ORDER
+    assert event.source is not None and event.source.pos == 4512
+
+
+def test_snapshot_read_event_carries_the_snapshot_marker():
+    src = source(snapshot="first", file="mariadb-bin.000001", pos=328, row=0, thread=None)
+    event = decode(key_bytes(), value_bytes("r", None, order_row(), src=src))
+
+    assert event.op == "r"
+    assert event.source is not None
+    assert event.source.snapshot == "first"
+    assert (event.source.file, event.source.pos) == ("mariadb-bin.000001", 328)
+
+
+def test_tombstone_has_key_fields_and_table_from_topic():
+    event = decode(key_bytes(1001), None)
+
+    assert event.op == "t"
+    assert event.is_tombstone
+    assert event.table == "shop.orders"
+    assert event.row == {"id": 1001}
+    assert event.row_schema.equals(pa.schema([pa.field("id", pa.int64(), nullable=False)]))
+    assert event.primary_key == ("id",)
+    assert event.source is None
+    assert event.captured_ts_ms is None
+
+
+def test_table_without_primary_key_has_empty_key():
+    event = decode(None, value_bytes("c", None, order_row()))
+
+    assert event.primary_key == ()
+    assert event.row["id"] == 1001
+
+
+def test_composite_key_names_follow_key_field_order():
+    schema = {
+        "type": "struct",
+        "fields": [_f("order_id", "int64"), _f("line_no", "int32")],
+        "optional": False,
+        "name": f"{PREFIX}.shop.order_items.Key",
+    }
+    key = dumps({"schema": schema, "payload": {"order_id": 1, "line_no": 2}})
+    columns = [_f("order_id", "int64"), _f("line_no", "int32"), _f("qty", "int32")]
+    value = value_bytes(
+        "c",
+        None,
+        {"order_id": 1, "line_no": 2, "qty": 3},
+        columns=columns,
+        src=source(table="order_items"),
+    )
+    event = decode(key, value, topic="binlake.shop.order_items")
+
+    assert event.table == "shop.order_items"
+    assert event.primary_key == ("order_id", "line_no")
+    tombstone = decode(key, None, topic="binlake.shop.order_items")
+    assert tombstone.row == {"order_id": 1, "line_no": 2}
+    assert tombstone.table == "shop.order_items"
+
+
+def test_schema_change_record_is_told_apart():
+    key = dumps(
+        {
+            "schema": {
+                "type": "struct",
+                "fields": [_f("databaseName", "string")],
+                "optional": False,
+                "name": "io.debezium.connector.mysql.SchemaChangeKey",
+                "version": 1,
+            },
+            "payload": {"databaseName": "shop"},
+        }
+    )
+    value = dumps(
+        {
+            "schema": {
+                "type": "struct",
+                "fields": [
+                    SOURCE_SCHEMA,
+                    _f("ts_ms", "int64"),
+                    _f("databaseName", "string", True),
+                    _f("schemaName", "string", True),
+                    _f("ddl", "string", True),
+                    {
+                        "type": "array",
+                        "items": {"type": "struct", "fields": [], "optional": False},
+                        "optional": False,
+                        "field": "tableChanges",
+                    },
+                ],
+                "optional": False,
+                "name": "io.debezium.connector.mysql.SchemaChangeValue",
+                "version": 1,
+            },
+            "payload": {
+                "source": source(table=None),
+                "ts_ms": 1795248000456,
+                "databaseName": "shop",
+                "schemaName": None,
+                "ddl": "ALTER TABLE orders ADD COLUMN coupon VARCHAR(20)",
+                "tableChanges": [],
+            },
+        }
+    )
+    with pytest.raises(SchemaChangeRecord, match="schema-change"):
+        decode(key, value, topic=PREFIX)
+    assert issubclass(SchemaChangeRecord, DecodeError)
+
+
+def test_null_value_on_schema_change_topic_is_a_schema_change_record():
+    with pytest.raises(SchemaChangeRecord):
+        decode(key_bytes(), None, topic=PREFIX)
+
+
+# -- type mapping ---------------------------------------------------------------------------------
+
+
+def one_column(column: dict[str, Any], value: Any) -> ChangeEvent:
+    columns = [_f("id", "int64"), column]
+    row = {"id": 1, column["field"]: value}
+    return decode(key_bytes(1), value_bytes("c", None, row, columns=columns))
+
+
+def column_type(event: ChangeEvent) -> pa.DataType:
+    return event.row_schema.field(1).type
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale", "unscaled_value", "expected"),
+    [
+        (12, 2, -12345, Decimal("-123.45")),
+        (12, 2, -1, Decimal("-0.01")),
+        (12, 2, 0, Decimal("0.00")),
+        (10, 0, 2**31, Decimal(2147483648)),
+        (20, 0, 18446744073709551615, Decimal(18446744073709551615)),  # BIGINT UNSIGNED
+        (38, 10, -(10**37) + 1, Decimal(f"-{'9' * 27}.{'9' * 10}")),
+    ],
+)
+def test_decimal128(precision, scale, unscaled_value, expected):
+    event = one_column(_decimal("amount", precision, scale), unscaled(unscaled_value))
+
+    assert column_type(event) == pa.decimal128(precision, scale)
+    assert event.row["amount"] == expected
+    assert roundtrip(event)["amount"] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345678901234567890123456789012345.123456789012345678901234567890",
+        "-99999999999999999999999999999999999.999999999999999999999999999999",
+        "-0.000000000000000000000000000001",
+    ],
+)
+def test_decimal256_keeps_all_65_digits(text):
+    expected = Decimal(text)
+    whole, fraction = text.split(".")
+    unscaled_value = int(whole + fraction.ljust(30, "0"))
+    event = one_column(_decimal("big", 65, 30), unscaled(unscaled_value))
+
+    assert column_type(event) == pa.decimal256(65, 30)
+    assert event.row["big"] == expected
+    assert event.row["big"].as_tuple().exponent == -30
+    assert format(event.row["big"], "f") == text
+    assert roundtrip(event)["big"] == expected
+
+
+def test_decimal_with_sign_padding_bytes():
+    # Java's BigInteger.toByteArray() adds a 0x00 byte when the top bit would read as a sign.
+    event = one_column(_decimal("amount", 5, 2), b64(b"\x00\xff"))
+
+    assert event.row["amount"] == Decimal("2.55")
+
+
+def test_decimal_numeric_json_format_is_accepted():
+    event = one_column(_decimal("amount", 12, 2), -123.45)
+
+    assert event.row["amount"] == Decimal("-123.45")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("io.debezium.time.MicroTime", -(838 * 3600 + 59 * 60 + 59) * 10**6, "-838:59:59"),
+        ("io.debezium.time.MicroTime", (838 * 3600 + 59 * 60 + 59) * 10**6 + 5, "838:59:59.000005"),
+        ("io.debezium.time.MicroTime", 30 * 3600 * 10**6, "30:00:00"),
+        ("io.debezium.time.Time", -1500, "-00:00:01.5"),
+        ("io.debezium.time.NanoTime", 1_000_001_000, "00:00:01.000001"),
+    ],
+)
+def test_time_is_a_duration_that_may_be_negative_or_beyond_a_day(name, raw, expected):
+    event = one_column(_f("t", "int64", True, name=name, version=1), raw)
+
+    sign = -1 if expected.startswith("-") else 1
+    hours, minutes, seconds = expected.lstrip("-").split(":")
+    want = sign * timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+    assert column_type(event) == pa.duration("us")
+    assert event.row["t"] == want
+    assert roundtrip(event)["t"] == want
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "arrow_type", "expected"),
+    [
+        (
+            "io.debezium.time.Timestamp",
+            1795248000123,
+            pa.timestamp("ms"),
+            datetime(2026, 11, 21, 8, 0, 0, 123000),
+        ),
+        (
+            "io.debezium.time.MicroTimestamp",
+            1795248000123456,
+            pa.timestamp("us"),
+            datetime(2026, 11, 21, 8, 0, 0, 123456),
+        ),
+        (
+            "io.debezium.time.MicroTimestamp",
+            -1,
+            pa.timestamp("us"),
+            datetime(1969, 12, 31, 23, 59, 59, 999999),
+        ),
+        (
+            "io.debezium.time.NanoTimestamp",
+            1795248000123456000,
+            pa.timestamp("ns"),
+            datetime(2026, 11, 21, 8, 0, 0, 123456),
+        ),
+        (
+            "io.debezium.time.MicroTimestamp",
+            253402300799999999,
+            pa.timestamp("us"),
+            datetime(9999, 12, 31, 23, 59, 59, 999999),
+        ),
+    ],
+)
+def test_datetime_columns_are_naive_timestamps(name, raw, arrow_type, expected):
+    event = one_column(_f("at", "int64", True, name=name, version=1), raw)
+
+    assert column_type(event) == arrow_type
+    assert event.row["at"] == expected
+    assert event.row["at"].tzinfo is None
+    assert roundtrip(event)["at"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-21T08:00:00.123456Z", datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-11-21T08:00:00Z", datetime(2026, 11, 21, 8, 0, tzinfo=UTC)),
+        ("2026-11-21T08:00:00.12Z", datetime(2026, 11, 21, 8, 0, 0, 120000, tzinfo=UTC)),
+        ("2026-11-21T10:00:00+02:00", datetime(2026, 11, 21, 8, 0, tzinfo=UTC)),
+        ("1970-01-01T00:00:01Z", datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_zoned_timestamp_is_utc_aware(text, expected):
+    event = one_column(_f("ts", "string", True, name="io.debezium.time.ZonedTimestamp"), text)
+
+    assert column_type(event) == pa.timestamp("us", tz="UTC")
+    assert event.row["ts"] == expected
+    assert event.row["ts"].tzinfo is UTC
+    assert roundtrip(event)["ts"] == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [(0, date(1970, 1, 1)), (20413, date(2025, 11, 21)), (-719162, date(1, 1, 1))],
+)
+def test_date(days, expected):
+    event = one_column(_f("d", "int32", True, name="io.debezium.time.Date", version=1), days)
+
+    assert column_type(event) == pa.date32()
+    assert event.row["d"] == expected
+    assert roundtrip(event)["d"] == expected
+
+
+@pytest.mark.parametrize(
+    ("column", "raw", "arrow_type", "expected"),
+    [
+        (_f("c", "bytes", True), b64(b"\x00\xffbin"), pa.binary(), b"\x00\xffbin"),
+        (
+            _f("c", "bytes", True, name="io.debezium.data.Bits", parameters={"length": "12"}),
+            b64(b"\x0f\x01"),
+            pa.binary(),
+            b"\x0f\x01",
+        ),
+        (_f("c", "int32", True, name="io.debezium.time.Year", version=1), 2026, pa.int32(), 2026),
+        (
+            _f("c", "string", True, name="io.debezium.data.Json"),
+            '{"a":[1]}',
+            pa.string(),
+            '{"a":[1]}',
+        ),
+        (
+            _f("c", "string", True, name="io.debezium.data.EnumSet", parameters={"allowed": "a,b"}),
+            "a,b",
+            pa.string(),
+            "a,b",
+        ),
+        (_f("c", "string", True, name="io.debezium.some.Future"), "x", pa.string(), "x"),
+        (_f("c", "int64", True), -(2**63), pa.int64(), -(2**63)),
+        (
+            {
+                "type": "struct",
+                "fields": [_f("wkb", "bytes"), _f("srid", "int32", True)],
+                "optional": True,
+                "name": "io.debezium.data.geometry.Point",
+                "field": "c",
+            },
+            {"wkb": "AQE=", "srid": None},
+            pa.string(),
+            '{"wkb":"AQE=","srid":null}',
+        ),
+        (
+            {
+                "type": "array",
+                "items": {"type": "int32", "optional": False},
+                "optional": True,
+                "field": "c",
+            },
+            [1, 2],
+            pa.string(),
+            "[1,2]",
+        ),
+    ],
+)
+def test_other_types(column, raw, arrow_type, expected):
+    event = one_column(column, raw)
+
+    assert column_type(event) == arrow_type
+    assert event.row["c"] == expected
+    assert roundtrip(event)["c"] == expected
+
+
+def test_all_optional_columns_null():
+    nullable = [c for c in ORDER_COLUMNS if c["optional"]]
+    row = order_row(**{c["field"]: None for c in nullable})
+    event = decode(key_bytes(), value_bytes("c", None, row))
+
+    assert all(event.row[c["field"]] is None for c in nullable)
+    assert roundtrip(event) == event.row
+
+
+def test_arrow_schema_for_a_struct_schema():
+    schema = arrow_schema_for(envelope_schema(ORDER_COLUMNS)["fields"][1])
+
+    assert schema.equals(EXPECTED_ORDER_SCHEMA)
+
+
+# -- schema cache -------------------------------------------------------------------------------
+
+
+def test_records_with_the_same_schema_share_one_arrow_schema():
+    first = decode(key_bytes(1), value_bytes("c", None, order_row(id=1)))
+    second = decode(key_bytes(2), value_bytes("u", order_row(id=2), order_row(id=2)))
+
+    assert first.row_schema is second.row_schema
+    assert second.row["id"] == 2
+
+
+def test_a_new_schema_version_gets_its_own_arrow_schema():
+    first = decode(key_bytes(), value_bytes("c", None, order_row()))
+    columns = [*ORDER_COLUMNS, _f("coupon", "string", True)]
+    second = decode(
+        key_bytes(), value_bytes("c", None, {**order_row(), "coupon": "X"}, columns=columns)
+    )
+
+    assert "coupon" not in first.row_schema.names
+    assert second.row_schema.names[-1] == "coupon"
+    assert second.row["coupon"] == "X"
+
+
+def test_pretty_printed_json_is_decoded_too():
+    document = json.loads(value_bytes("c", None, order_row()))
+    event = decode(key_bytes(), json.dumps(document, indent=2).encode())
+
+    assert event.row == EXPECTED_ORDER
+
+
+def test_payload_marker_inside_the_schema_does_not_confuse_the_decoder():
+    # A parameter named "payload" puts `,"payload":` inside the schema text.
+    column = _f("c", "string", True, parameters={"a": "b", "payload": "x"})
+    columns = [_f("id", "int64"), column]
+    raw = value_bytes("c", None, {"id": 1, "c": "ok"}, columns=columns)
+    assert raw.find(b',"payload":') < raw.find(b'"source"')
+
+    for _ in range(2):  # first compiles the schema, second must not reuse a truncated slice
+        event = decode(key_bytes(1), raw)
+        assert event.row == {"id": 1, "c": "ok"}
+
+
+def test_a_column_named_payload_is_fine():
+    columns = [_f("id", "int64"), _f("payload", "string", True)]
+    event = decode(key_bytes(1), value_bytes("c", None, {"id": 1, "payload": "p"}, columns=columns))
+
+    assert event.row == {"id": 1, "payload": "p"}
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def test_not_json():
+    with pytest.raises(DecodeError, match="value is not valid JSON"):
+        decode(key_bytes(), b"\x00\x00\x00\x00\x01garbage")
+
+
+def test_schemaless_json_is_not_an_envelope():
+    with pytest.raises(DecodeError, match="schemas.enable=true"):
+        decode(key_bytes(), dumps({"before": None, "after": {"id": 1}, "op": "c"}))
+
+
+def test_schema_that_is_not_a_struct():
+    with pytest.raises(DecodeError, match="not a Connect struct"):
+        decode(
+            key_bytes(), dumps({"schema": {"type": "string", "optional": False}, "payload": "x"})
+        )
+
+
+def test_envelope_schema_without_op_field():
+    schema = envelope_schema(ORDER_COLUMNS)
+    schema["fields"] = [f for f in schema["fields"] if f["field"] != "op"]
+    with pytest.raises(DecodeError, match="no 'op' field"):
+        decode(key_bytes(), dumps({"schema": schema, "payload": {}}))
+
+
+def test_envelope_schema_without_source_field():
+    schema = envelope_schema(ORDER_COLUMNS)
+    schema["fields"] = [f for f in schema["fields"] if f["field"] != "source"]
+    with pytest.raises(DecodeError, match="no 'source' field"):
+        decode(key_bytes(), dumps({"schema": schema, "payload": {}}))
+
+
+def _mutated_payload(mutate) -> bytes:
+    document = json.loads(value_bytes("c", None, order_row()))
+    mutate(document["payload"])
+    return dumps(document)
+
+
+def test_payload_without_op():
+    raw = _mutated_payload(lambda p: p.pop("op"))
+    with pytest.raises(DecodeError, match="no 'op'") as info:
+        decode(key_bytes(), raw)
+    assert not isinstance(info.value, SchemaChangeRecord)
+
+
+def test_payload_without_source():
+    with pytest.raises(DecodeError, match="no 'source'"):
+        decode(key_bytes(), _mutated_payload(lambda p: p.pop("source")))
+
+
+def test_source_without_table():
+    with pytest.raises(DecodeError, match="'source' lacks 'db'/'table'"):
+        decode(key_bytes(), _mutated_payload(lambda p: p["source"].update(table=None)))
+
+
+def test_unknown_op():
+    with pytest.raises(DecodeError, match="unknown op 'x'"):
+        decode(key_bytes(), _mutated_payload(lambda p: p.update(op="x")))
+
+
+def test_truncate_op_is_rejected_with_a_hint():
+    raw = _mutated_payload(lambda p: p.update(op="t", after=None))
+    with pytest.raises(DecodeError, match="skipped.operations"):
+        decode(key_bytes(), raw)
+
+
+def test_null_image_for_op():
+    with pytest.raises(DecodeError, match="op 'c' has a null 'after' image"):
+        decode(key_bytes(), _mutated_payload(lambda p: p.update(after=None)))
+
+
+def test_payload_missing_a_schema_field():
+    with pytest.raises(DecodeError, match=r"missing fields \['note'\]"):
+        decode(key_bytes(), _mutated_payload(lambda p: p["after"].pop("note")))
+
+
+def test_payload_with_a_field_not_in_schema():
+    raw = _mutated_payload(lambda p: p["after"].update(surprise=1))
+    with pytest.raises(DecodeError, match=r"fields not in schema \['surprise'\]"):
+        decode(key_bytes(), raw)
+
+
+def test_null_in_required_column():
+    raw = _mutated_payload(lambda p: p["after"].update(customer_id=None))
+    with pytest.raises(DecodeError, match="'customer_id' is null but not optional"):
+        decode(key_bytes(), raw)
+
+
+def test_bad_base64_decimal_names_the_field():
+    raw = _mutated_payload(lambda p: p["after"].update(total="***"))
+    with pytest.raises(DecodeError, match="field 'total': cannot convert"):
+        decode(key_bytes(), raw)
+
+
+def test_bad_zoned_timestamp_names_the_field():
+    raw = _mutated_payload(lambda p: p["after"].update(updated_at="yesterday"))
+    with pytest.raises(DecodeError, match="field 'updated_at'"):
+        decode(key_bytes(), raw)
+
+
+def test_decimal_with_bad_parameters():
+    column = _f(
+        "c",
+        "bytes",
+        True,
+        name="org.apache.kafka.connect.data.Decimal",
+        parameters={"scale": "two"},
+    )
+    with pytest.raises(DecodeError, match="Decimal parameters"):
+        one_column(column, unscaled(1))
+
+
+def test_unknown_connect_type():
+    with pytest.raises(DecodeError, match="unknown Connect schema type 'int128'"):
+        one_column(_f("c", "int128", True), 1)
+
+
+def test_neither_key_nor_value():
+    with pytest.raises(DecodeError, match="neither key nor value"):
+        decode(None, None)
+
+
+def test_tombstone_on_a_topic_outside_the_prefix():
+    with pytest.raises(DecodeError, match="is not <binlake>.<db>.<table>"):
+        decode(key_bytes(), None, topic="other.shop.orders")
+
+
+def test_key_that_is_not_json():
+    with pytest.raises(DecodeError, match="key is not valid JSON"):
+        decode(b"{nope", value_bytes("c", None, order_row()))
+
+
+def test_value_that_is_not_bytes():
+    with pytest.raises(DecodeError, match="expected bytes"):
+        decode(key_bytes(), 42)  # type: ignore[arg-type]
+
+
+def test_decode_error_reason_is_bare_so_callers_can_add_location():
+    with pytest.raises(DecodeError) as info:
+        decode(None, None)
+    located = DecodeError(info.value.reason, topic=TOPIC, partition=0, offset=17)
+    assert str(located) == "record has neither key nor value at binlake.shop.orders[0]@17"

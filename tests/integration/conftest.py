@@ -1,0 +1,32 @@
+"""The real local stack for integration tests: MariaDB, Tansu, Kafka Connect + Debezium, the
+Faust bronze worker and the Dagster webserver and daemon, in a temp state dir on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from binlake.local_stack.stack import LocalStack
+from binlake.settings import Settings, load_settings
+
+
+def integration_settings(state_dir: Path) -> Settings:
+    return load_settings(
+        state_dir=state_dir,
+        mysql={"port": 0},
+        kafka={"bootstrap_servers": "127.0.0.1:0"},
+        connect={"url": "http://127.0.0.1:0"},
+        dagster={"port": 0, "sensor_interval_seconds": 1, "automation_interval_seconds": 2},
+    )
+
+
+@pytest.fixture(scope="session")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(integration_settings(tmp_path_factory.mktemp("stack")))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()

@@ -1,0 +1,110 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its agreement with the code is
+checked by reading it: services, commands, ports and BINLAKE_* variable names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import typer.main
+import yaml
+
+from binlake.cli import app as cli_app
+from binlake.local_stack.components import DAGSTER_MODULE
+from binlake.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment", {})
+    return {k: str(v) for k, v in env.items()}
+
+
+def _binlake_settings(service: dict, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in _env(service).items():
+        if key.startswith("BINLAKE_"):
+            monkeypatch.setenv(key, value.replace("${MYSQL_CDC_PASSWORD:-cdc}", "cdc"))
+    return load_settings()
+
+
+def test_production_topology_has_every_component(compose: dict) -> None:
+    assert set(compose["services"]) == {
+        "mysql", "kafka", "schema-registry", "connect", "connector-register", "bronze-worker",
+        "postgres", "dagster-webserver", "dagster-daemon",
+    }
+    assert compose["services"]["mysql"]["image"].startswith("mysql:8")
+    mysql_flags = compose["services"]["mysql"]["command"]
+    assert "--binlog-format=ROW" in mysql_flags and "--binlog-row-image=FULL" in mysql_flags
+    kafka_env = _env(compose["services"]["kafka"])
+    assert "controller" in kafka_env["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    assert "debezium/connect" in compose["services"]["connect"]["image"]
+
+
+def test_every_binlake_variable_is_a_setting(compose: dict) -> None:
+    known = set(Settings().env())
+    for name, service in compose["services"].items():
+        unknown = {k for k in _env(service) if k.startswith("BINLAKE_")} - known
+        assert not unknown, f"{name} sets variables binlake does not read: {unknown}"
+
+
+def test_binlake_commands_exist_in_the_cli(compose: dict) -> None:
+    root = typer.main.get_command(cli_app)
+    for name in ("connector-register", "bronze-worker"):
+        command = compose["services"][name]["command"]
+        assert command[0] == "binlake", name
+        node: click.Command = root
+        for word in command[1:]:
+            assert word in getattr(node, "commands", {}), f"{name}: {command}"
+            node = node.commands[word]
+
+
+def test_dagster_processes_load_the_code_location(compose: dict) -> None:
+    for name in ("dagster-webserver", "dagster-daemon"):
+        command = compose["services"][name]["command"]
+        assert command[command.index("-m") + 1] == DAGSTER_MODULE
+        env = _env(compose["services"][name])
+        assert env["DAGSTER_HOME"] == "/opt/dagster/home"
+        assert {"DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"} <= set(env)
+    instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
+    assert "postgres" in instance["storage"]
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+def test_addresses_agree_between_services(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose["services"]
+    settings = _binlake_settings(services["bronze-worker"], monkeypatch)
+    kafka_advertised = _env(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"//{settings.kafka.bootstrap_servers}" in kafka_advertised
+    assert _env(services["connect"])["BOOTSTRAP_SERVERS"] == settings.kafka.bootstrap_servers
+    assert settings.mysql.host in services and settings.mysql.port == 3306
+    connect = urlparse(settings.connect.url)
+    assert connect.hostname in services
+    assert f"{connect.port}:{connect.port}" in services["connect"]["ports"]
+    web = services["dagster-webserver"]
+    assert web["command"][web["command"].index("-p") + 1] == "3000"
+    assert "3000:3000" in web["ports"]
+    for name in ("bronze-worker", "dagster-webserver", "dagster-daemon"):
+        assert "lake:/lake" in services[name]["volumes"], name
+        assert _env(services[name])["BINLAKE_STORAGE_URL"] == "/lake"
+
+
+def test_connect_storage_topics_match_the_local_worker(compose: dict, tmp_path: Path) -> None:
+    from binlake.local_stack.components import write_connect_worker_properties
+
+    local = load_settings(state_dir=tmp_path)
+    properties = dict(
+        line.split("=", 1)
+        for line in write_connect_worker_properties(local).read_text().splitlines()
+    )
+    env = _env(compose["services"]["connect"])
+    assert env["CONFIG_STORAGE_TOPIC"] == properties["config.storage.topic"]
+    assert env["OFFSET_STORAGE_TOPIC"] == properties["offset.storage.topic"]
+    assert env["STATUS_STORAGE_TOPIC"] == properties["status.storage.topic"]
+    assert env["GROUP_ID"] == properties["group.id"]
