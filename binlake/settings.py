@@ -105,7 +105,7 @@ class DagsterSettings(BaseModel):
         2, ge=1, description="Minimum interval between bronze manifest sensor ticks."
     )
     automation_interval_seconds: int = Field(
-        5, ge=1, description="Minimum interval between automation condition evaluations."
+        3, ge=1, description="Minimum interval between automation condition evaluations."
     )
     partitions_start: str = Field(
         "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."

@@ -34,6 +34,9 @@ __all__ = [
     "arrow_schema_for",
     "clear_schema_cache",
     "decode_change",
+    "field_codec",
+    "source_position",
+    "table_of_topic",
 ]
 
 OPS = ("c", "u", "d", "r")
@@ -345,10 +348,45 @@ class ValuePlan:
         self.row = StructPlan(image, base64_bytes=base64_bytes, what="row")
 
 
-# Bounded so a stream of ever-new schemas cannot grow memory without limit.
-_MAX_CACHED = 2048
-_VALUE_PLANS: dict[bytes, ValuePlan] = {}
-_KEY_PLANS: dict[bytes, KeyPlan] = {}
+class _PlanCache:
+    """Compiled plans keyed by schema text, plus the last one used.
+
+    Records of one partition nearly always repeat the previous record's schema; checking that
+    with one `startswith` (a memcmp) skips searching, slicing and hashing a multi-KB schema.
+    """
+
+    __slots__ = ("_compile", "last_plan", "last_text", "plans")
+
+    # Bounded so a stream of ever-new schemas cannot grow memory without limit.
+    MAX_PLANS = 2048
+
+    def __init__(self, compile_plan: Callable[[Mapping[str, Any]], Any]):
+        self._compile = compile_plan
+        self.plans: dict[bytes, Any] = {}
+        self.last_text: bytes | None = None
+        self.last_plan: Any = None
+
+    def clear(self) -> None:
+        self.plans.clear()
+        self.last_text = self.last_plan = None
+
+    def get(self, schema_text: bytes) -> Any:
+        plan = self.plans.get(schema_text)
+        if plan is not None:
+            self.last_text, self.last_plan = schema_text, plan
+        return plan
+
+    def compile(self, schema_text: bytes, schema: Mapping[str, Any]) -> Any:
+        plan = self._compile(schema)
+        if len(self.plans) >= self.MAX_PLANS:
+            self.plans.clear()
+        self.plans[schema_text] = plan
+        self.last_text, self.last_plan = schema_text, plan
+        return plan
+
+
+_VALUE_PLANS = _PlanCache(lambda schema: ValuePlan(schema))
+_KEY_PLANS = _PlanCache(lambda schema: KeyPlan(schema))
 
 
 def clear_schema_cache() -> None:
@@ -357,49 +395,52 @@ def clear_schema_cache() -> None:
     _KEY_PLANS.clear()
 
 
-def _remember(cache: dict[bytes, Any], key: bytes, plan: Any) -> None:
-    if len(cache) >= _MAX_CACHED:
-        cache.clear()
-    cache[key] = plan
-
-
 _HEAD = b'{"schema":'
 _SEPARATOR = b',"payload":'
+_HEAD_LEN = len(_HEAD)
+_SEPARATOR_LEN = len(_SEPARATOR)
 
 
-def _parse(
-    raw: bytes, what: str, cache: dict[bytes, Any], compile_plan: Callable[[Any], Any]
-) -> tuple[Any, bytes | None]:
+def _parse(raw: bytes, what: str, cache: _PlanCache) -> tuple[Any, bytes | None]:
     """(plan, payload text) of a JsonConverter record; the payload is parsed by `_payload`.
 
     JsonConverter writes `{"schema":...,"payload":...}` compactly, so the schema text is the
     bytes before the first `,"payload":`. That slice is the cache key, and a record whose
-    schema is cached needs only its payload parsed. The slice is only trusted once it parsed
-    as a whole JSON value: a `,"payload":` inside the schema would cut it mid-object (and such
-    a fragment never parses), in which case the record is parsed in full instead. A payload
-    text of None means "parse the whole record".
+    schema is cached needs only its payload parsed. A slice is only cached once it parsed as a
+    whole JSON object: a `,"payload":` inside the schema would cut it mid-object (and such a
+    fragment never parses), in which case the record is parsed in full instead. Likewise a
+    cached schema text followed by `,"payload":` can only be the record's whole schema. A
+    payload text of None means "parse the whole record".
     """
-    if raw[:10] == _HEAD and raw[-1:] == b"}":
-        cut = raw.find(_SEPARATOR, 10)
-        if cut > 0:
-            schema_text = raw[10:cut]
-            plan = cache.get(schema_text)
-            if plan is None:
-                try:
-                    schema = json.loads(schema_text)
-                except ValueError:
-                    schema = None
-                if isinstance(schema, dict):
-                    plan = compile_plan(schema)
-                    _remember(cache, schema_text, plan)
-            if plan is not None:
-                return plan, raw[cut + 11 : -1]
+    if raw[:_HEAD_LEN] != _HEAD or raw[-1:] != b"}":
+        return _parse_whole(raw, what, cache)
+    last = cache.last_text
+    if last is not None and raw.startswith(last, _HEAD_LEN):
+        cut = _HEAD_LEN + len(last)
+        if raw.startswith(_SEPARATOR, cut):
+            return cache.last_plan, raw[cut + _SEPARATOR_LEN : -1]
+    cut = raw.find(_SEPARATOR, _HEAD_LEN)
+    if cut < 0:
+        return _parse_whole(raw, what, cache)
+    schema_text = raw[_HEAD_LEN:cut]
+    plan = cache.get(schema_text)
+    if plan is None:
+        try:
+            schema = json.loads(schema_text)
+        except ValueError:
+            return _parse_whole(raw, what, cache)
+        if not isinstance(schema, dict):
+            return _parse_whole(raw, what, cache)
+        plan = cache.compile(schema_text, schema)
+    return plan, raw[cut + _SEPARATOR_LEN : -1]
+
+
+def _parse_whole(raw: bytes, what: str, cache: _PlanCache) -> tuple[Any, None]:
     schema = _document(raw, what)["schema"]
     schema_text = json.dumps(schema, separators=(",", ":")).encode()
     plan = cache.get(schema_text)
     if plan is None:
-        plan = compile_plan(schema)
-        _remember(cache, schema_text, plan)
+        plan = cache.compile(schema_text, schema)
     return plan, None
 
 
@@ -533,14 +574,6 @@ def tombstone_from_key(
     )
 
 
-def _compile_key(schema: Mapping[str, Any]) -> KeyPlan:
-    return KeyPlan(schema)
-
-
-def _compile_value(schema: Mapping[str, Any]) -> ValuePlan:
-    return ValuePlan(schema)
-
-
 def decode_change(
     key: bytes | None, value: bytes | None, *, topic: str, topic_prefix: str
 ) -> ChangeEvent:
@@ -554,19 +587,19 @@ def decode_change(
         if key is None:
             raise DecodeError("record has neither key nor value")
         raw_key = _as_bytes(key, "key")
-        key_plan, key_text = _parse(raw_key, "key", _KEY_PLANS, _compile_key)
+        key_plan, key_text = _parse(raw_key, "key", _KEY_PLANS)
         key_payload = _payload(raw_key, key_text, "key")
         return tombstone_from_key(key_plan, key_payload, topic=topic, topic_prefix=topic_prefix)
 
     raw_value = _as_bytes(value, "value")
-    plan, text = _parse(raw_value, "value", _VALUE_PLANS, _compile_value)
+    plan, text = _parse(raw_value, "value", _VALUE_PLANS)
     if plan.is_schema_change:
         raise SchemaChangeRecord(f"schema-change (DDL) record on topic {topic!r}, not a row change")
     payload = _payload(raw_value, text, "value")
     primary_key: tuple[str, ...] = ()
     if key is not None:
         # Only the key's schema is needed here (its field names); its payload is left unparsed.
-        primary_key = _parse(_as_bytes(key, "key"), "key", _KEY_PLANS, _compile_key)[0].names
+        primary_key = _parse(_as_bytes(key, "key"), "key", _KEY_PLANS)[0].names
     return event_from_payload(plan, payload, primary_key, topic=topic)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
-from dagster._core.types.dagster_type import resolve_dagster_type
 
 from binlake.settings import Settings
 from dagster_defs.resources import build_lake_io_manager
@@ -26,7 +25,7 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     io_manager = build_lake_io_manager(settings)
     io_manager.setup_for_execution(dg.build_init_resource_context())
     context = dg.build_input_context(
-        asset_key=asset_key, dagster_type=resolve_dagster_type(pl.DataFrame)
+        asset_key=asset_key, dagster_type=dg.PythonObjectDagsterType(pl.DataFrame)
     )
     path = io_manager._get_path(context)  # the IO manager's own path logic
     if not path.exists():

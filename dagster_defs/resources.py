@@ -143,7 +143,9 @@ class MySQLSource(dg.ConfigurableResource):
                 autocommit=True,
             )
         except pymysql.err.OperationalError as exc:
-            raise RetriableError(f"cannot connect to MySQL at {self.host}:{self.port}: {exc}") from exc
+            raise RetriableError(
+                f"cannot connect to MySQL at {self.host}:{self.port}: {exc}"
+            ) from exc
 
     def query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         """Rows of `sql` (with pymysql `%s` parameters in `args`) as tuples."""

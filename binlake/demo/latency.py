@@ -50,7 +50,7 @@ def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]
 
     home = settings.state_dir.resolve() / "dagster"
     with DagsterInstance.from_config(str(home)) as instance:
-        records = instance.fetch_materializations(GOLD_ORDERS_BY_HOUR_STATUS, limit=100_000).records
+        records = instance.fetch_materializations(GOLD_ORDERS_BY_HOUR_STATUS, limit=10_000).records
         materializations = sorted(
             (
                 record.timestamp,

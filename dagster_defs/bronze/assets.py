@@ -9,7 +9,9 @@ from binlake.settings import Settings
 from dagster_defs.keys import BRONZE, TAG_LAYER, TAG_TABLE, bronze_key
 
 
-def build_bronze_specs(settings: Settings, partitions: dg.PartitionsDefinition) -> list[dg.AssetSpec]:
+def build_bronze_specs(
+    settings: Settings, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
             key=bronze_key(table),

@@ -165,7 +165,7 @@ def bronze(settings: Settings) -> BronzeWriter:
 class FakeMySQLSource(MySQLSource):
     """Stands in for the source database in unit tests: fixed row counts per table."""
 
-    counts: dict[str, int] = {}
+    counts: dict[str, int]
 
     def count_rows(self, table: str) -> int:
         return self.counts.get(table, 0)

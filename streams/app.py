@@ -1,0 +1,378 @@
+"""The Faust app of the bronze worker: every CDC topic in, bronze Parquet + manifest out.
+
+Run it with `binlake worker` (which calls `main()`), or with Faust's own CLI:
+`faust -A streams.app worker -l info --without-web`. Settings come from `BINLAKE_*` environment
+variables (see `binlake.settings`), loaded once, in `create_app()`, when this module is imported.
+
+How it fits Faust:
+
+* One agent reads every topic named `<prefix>.<db>.<table>`. Faust's own pattern subscription
+  (`app.topic(pattern=...)`) subscribes to nothing (faust-streaming/faust#62; the aiokafka driver's
+  `subscribe()` passes only topic names), so `TopicDiscovery` lists the broker's topics every
+  `DISCOVERY_INTERVAL_SECONDS`, keeps those matching the pattern in a `TopicDirectory`, and a
+  `DiscoveredTopic` (a Faust topic whose names are the directory's) makes Faust subscribe to
+  them. Topics Debezium creates after the worker started are picked up the same way.
+* The agent iterates with `noack()` and acks an event itself only once the bronze file holding
+  it is in the manifest (dead-lettered, schema-change and already-in-bronze records are acked
+  in offset order with the rows around them). Faust commits acked offsets every
+  `broker_commit_interval`.
+* A timer rotates files by age; revoked partitions are flushed in the `on_partitions_revoked`
+  signal and everything is flushed in `on_before_shutdown`. `stream_wait_empty` is off because
+  buffered events are acked only by those flushes, which Faust's wait would run after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient
+
+from binlake.errors import RetriableError
+from binlake.settings import Settings, load_settings
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.partition_writer import Released
+
+log = logging.getLogger(__name__)
+
+# How often the broker's topic list is read to find new CDC topics.
+DISCOVERY_INTERVAL_SECONDS = 1.0
+# Faust waits this long after a subscription change before resubscribing (its default is 45 s).
+RESUBSCRIBE_DELAY_SECONDS = 0.2
+# A requested resubscription that has not happened after this long is requested again
+# (Faust drops a change requested while the group is rebalancing).
+RESUBSCRIBE_RETRY_SECONDS = 20.0
+# Backoff while storage is unavailable (the stream waits; nothing is skipped).
+RETRY_MIN_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+
+
+def cdc_topic_pattern(topic_prefix: str) -> re.Pattern[str]:
+    """Topics Debezium writes row changes to: `<prefix>.<db>.<table>` (not the DDL topic)."""
+    return re.compile(rf"^{re.escape(topic_prefix)}\.[^.]+\.[^.]+$")
+
+
+class TopicDirectory:
+    """The CDC topics found so far: names matching `pattern`, a set that only grows."""
+
+    def __init__(self, pattern: re.Pattern[str]):
+        self.pattern = pattern
+        self._names: list[str] = []
+        self._known: set[str] = set()
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def offer(self, names: Iterable[str]) -> list[str]:
+        """Add the matching names not known yet; returns them, sorted."""
+        new = sorted({n for n in names if n not in self._known and self.pattern.match(n)})
+        if new:
+            self._known.update(new)
+            self._names = sorted(self._known)
+        return new
+
+
+class DiscoveredTopic(faust.Topic):
+    """A Faust topic whose names are those of a `TopicDirectory`, shared by all its clones.
+
+    Faust reads `topic.topics` whenever it (re)builds its subscription and its routing of
+    partitions to streams, so names added to the directory are used at the next resubscription.
+    """
+
+    def __init__(self, app: faust.App, *, directory: TopicDirectory, **kwargs: Any):
+        self.directory = directory
+        super().__init__(app, **kwargs)
+
+    @property  # type: ignore[override]
+    def topics(self) -> Sequence[str]:
+        return self.directory.names()
+
+    @topics.setter
+    def topics(self, names: Sequence[str] | None) -> None:
+        self.directory.offer(names or ())
+
+    def _clone_args(self) -> dict[str, Any]:
+        return {**super()._clone_args(), "directory": self.directory}
+
+
+class TopicDiscovery:
+    """Finds CDC topics on the broker and gets Faust to subscribe to new ones."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        directory: TopicDirectory,
+        bootstrap_servers: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.app = app
+        self.directory = directory
+        self.bootstrap_servers = bootstrap_servers
+        self.clock = clock
+        self._admin: AIOKafkaAdminClient | None = None
+        self._requested: set[str] = set()
+        self._requested_at = 0.0
+        self._failing = False
+
+    async def refresh(self) -> list[str]:
+        """Read the broker's topics; returns the CDC topics seen for the first time."""
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+                await self._admin.start()
+            names = await self._admin.list_topics()
+        except Exception as exc:  # noqa: BLE001 - the broker may be down; try again later
+            if not self._failing:
+                log.warning("cannot list topics on %s: %s", self.bootstrap_servers, exc)
+            self._failing = True
+            await self.close()
+            return []
+        self._failing = False
+        new = self.directory.offer(names)
+        if new:
+            log.info("found CDC topics: %s", ", ".join(new))
+        self.ensure_subscribed()
+        return new
+
+    def ensure_subscribed(self) -> None:
+        """Ask Faust to resubscribe if a known topic is not in its subscription."""
+        # Faust has no public API for this; these are the conductor's own index of subscribed
+        # topic names and the hook that `Conductor.add()` uses to request a resubscription.
+        conductor: Any = self.app.topics
+        subscribed = conductor._topic_name_index
+        missing = {name for name in self.directory.names() if name not in subscribed}
+        if not missing:
+            return
+        now = self.clock()
+        if missing <= self._requested and now - self._requested_at < RESUBSCRIBE_RETRY_SECONDS:
+            return
+        self._requested, self._requested_at = missing, now
+        log.info("subscribing to %s", ", ".join(sorted(missing)))
+        conductor._flag_changes()
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken client
+                log.debug("closing admin client: %s", exc)
+
+
+class BronzeRuntime:
+    """What the Faust hooks of one app call: the BronzeWorker plus acking and discovery."""
+
+    def __init__(
+        self,
+        app: BronzeApp,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        worker: BronzeWorker | None = None,
+    ):
+        self.app = app
+        self.settings = settings
+        self.clock = clock
+        self.directory = TopicDirectory(cdc_topic_pattern(settings.kafka.topic_prefix))
+        self.discovery = TopicDiscovery(
+            app, self.directory, settings.kafka.bootstrap_servers, clock=clock
+        )
+        self._worker = worker
+        self.agent: Any = None  # the Faust agent, set by create_app()
+
+    @property
+    def worker(self) -> BronzeWorker:
+        if self._worker is None:
+            self._worker = BronzeWorker.from_settings(self.settings, clock=self.clock)
+        return self._worker
+
+    async def on_event(self, event: Any) -> None:
+        """Handle one Faust event; acks it (and earlier ones) when their file is in bronze."""
+        message = event.message
+        record = KafkaRecord(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            timestamp_ms=_millis(message.timestamp),
+            token=event,
+        )
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                released = self.worker.handle(record)
+                break
+            except RetriableError as exc:
+                log.warning(
+                    "%s[%d]@%d: %s; retrying in %.1fs",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                if self._stale(message):
+                    return  # reassigned meanwhile: the partition's owner reads it again
+            except Exception as exc:
+                # The worker refuses the partition's later records (a gap there would be
+                # skipped for good by the manifest-based resume). Stop: after a restart the
+                # record is read again from the committed offset.
+                log.exception("%s[%d]@%d: cannot handle record", *_where(record))
+                await self.app.crash(exc)
+                raise
+        self._ack(released)
+
+    async def on_tick(self) -> None:
+        try:
+            released = self.worker.tick()
+        except Exception as exc:
+            log.exception("age rotation failed")
+            await self.app.crash(exc)
+            raise
+        self._ack(released)
+
+    async def discover(self) -> None:
+        await self.discovery.refresh()
+
+    async def on_partitions_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
+        self.worker.assigned((tp.topic, tp.partition) for tp in assigned)
+
+    async def on_partitions_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+        released = self.worker.revoke([(tp.topic, tp.partition) for tp in revoked])
+        self._ack(released)
+        if released.files:
+            log.info("flushed %d bronze files of revoked partitions", len(released.files))
+        await self._commit()
+
+    async def on_before_shutdown(self, sender: Any = None, **_: Any) -> None:
+        released = self.worker.close()
+        self._ack(released)
+        log.info("shutdown: flushed %d bronze files", len(released.files))
+        await self._commit()
+        await self.discovery.close()
+
+    def _ack(self, released: Released) -> None:
+        for token in released.tokens:
+            if token is not None:
+                token.ack()
+
+    def _stale(self, message: Any) -> bool:
+        generation = getattr(message, "generation_id", None)
+        return generation is not None and generation != self.app.consumer_generation_id
+
+    async def _commit(self) -> None:
+        try:
+            await self.app.commit(None)
+        except Exception as exc:  # noqa: BLE001 - offsets are committed again later
+            log.warning("offset commit failed: %s", exc)
+
+
+class BronzeApp(faust.App):
+    """faust.App that finds the CDC topics before its first subscription."""
+
+    bronze: BronzeRuntime
+
+    async def on_first_start(self) -> None:
+        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
+        await super().on_first_start()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        conductor: Any = self.topics
+        conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_SECONDS
+        # Children (consumer, agents, conductor) start after this returns, so the topics found
+        # here are in the first subscription and need no second rebalance.
+        await self.bronze.discovery.refresh()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    worker: BronzeWorker | None = None,
+) -> BronzeApp:
+    """The bronze Faust app for `settings` (loaded from the environment when None)."""
+    if settings is None:
+        settings = load_settings()
+    bronze = settings.bronze
+    app = BronzeApp(
+        bronze.app_id,
+        broker=f"kafka://{settings.kafka.bootstrap_servers}",
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        autodiscover=False,
+        datadir=str(settings.state_dir.resolve() / "faust"),
+        web_enabled=bool(bronze.web_port),
+        web_port=bronze.web_port or 6066,
+        web_bind="127.0.0.1",
+        broker_session_timeout=10,  # Tansu: the default 60 s makes group joins take 30 s+
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        broker_commit_every=1000,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        topic_partitions=1,
+        topic_replication_factor=1,
+    )
+    runtime = BronzeRuntime(app, settings, clock=clock, worker=worker)
+    app.bronze = runtime
+    topic = DiscoveredTopic(
+        app,
+        directory=runtime.directory,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+    async def bronze_writer(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            await runtime.on_event(event)
+
+    runtime.agent = app.agent(topic, name="bronze_writer")(bronze_writer)
+    tick_seconds = min(0.1, bronze.flush_seconds / 4)
+    app.timer(tick_seconds, name="bronze_age_rotation")(runtime.on_tick)
+    app.timer(DISCOVERY_INTERVAL_SECONDS, name="bronze_topic_discovery")(runtime.discover)
+    app.on_partitions_assigned.connect(runtime.on_partitions_assigned)
+    app.on_partitions_revoked.connect(runtime.on_partitions_revoked)
+    app.on_before_shutdown.connect(runtime.on_before_shutdown)
+    return app
+
+
+def _millis(timestamp: float | None) -> int | None:
+    return None if timestamp is None else round(timestamp * 1000)
+
+
+def _where(record: KafkaRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
+app = create_app()
+bronze_writer = app.bronze.agent
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the bronze worker in the foreground (`binlake worker`)."""
+    if argv is None:
+        argv = ["worker", "-l", "info"]
+        if not app.conf.web_enabled:
+            argv.append("--without-web")
+    sys.argv = [sys.argv[0] if sys.argv else "binlake-worker", *argv]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

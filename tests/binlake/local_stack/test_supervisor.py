@@ -1,0 +1,33 @@
+import configparser
+
+from binlake.local_stack.supervisor import Program, Supervisor
+
+
+def test_config_gives_each_program_its_own_log_and_group_stop(tmp_path) -> None:
+    supervisor = Supervisor(tmp_path)
+    supervisor.write_config(
+        [
+            Program("db", ["/usr/sbin/mariadbd", "--defaults-file=/x/my.cnf"]),
+            Program("broker", ["tansu", "--url", "100%"], stop_signal="KILL",
+                    environment={"A": 'say "hi"'}),
+        ]
+    )
+    config = configparser.RawConfigParser()
+    config.read(supervisor.config_file)
+    db = config["program:db"]
+    assert db["command"] == "/usr/sbin/mariadbd --defaults-file=/x/my.cnf"
+    assert db["stdout_logfile"] == str(tmp_path / "logs" / "db.log")
+    assert db["autostart"] == "false"
+    assert db["stopasgroup"] == db["killasgroup"] == "true"
+    broker = config["program:broker"]
+    assert broker["stopsignal"] == "KILL"
+    assert broker["command"] == "tansu --url 100%%"  # '%' escaped for supervisord's expansion
+    assert broker["environment"] == 'A="say \\"hi\\""'
+
+
+def test_nothing_running_means_no_pid_and_nothing_to_stop(tmp_path) -> None:
+    supervisor = Supervisor(tmp_path)
+    assert supervisor.pid() is None
+    assert not supervisor.is_running()
+    assert supervisor.shutdown() is False
+    assert supervisor.states() == []

@@ -1,0 +1,44 @@
+from binlake.manifest import Manifest, ManifestEntry
+from binlake.storage import LakeStorage
+
+
+def _entry(first: int, last: int, table: str = "shop.orders", partition: int = 0) -> ManifestEntry:
+    return ManifestEntry(
+        table=table, topic=f"binlake.{table}", partition=partition, first_offset=first,
+        last_offset=last, rows=last - first + 1, path=f"bronze/{table}/x+{first}.parquet",
+        partition_key="2026-11-21-08:00", bytes=100, written_at=1.0, rotation_reason="rows",
+        primary_key=["id"],
+    )
+
+
+def test_reading_from_a_cursor_returns_only_new_entries(tmp_path) -> None:
+    manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+    assert manifest.read_since(0) == ([], 0)
+    manifest.append(_entry(0, 9))
+    entries, cursor = manifest.read_since(0)
+    assert [e.first_offset for e in entries] == [0]
+    assert manifest.read_since(cursor) == ([], cursor)
+    manifest.append(_entry(10, 19))
+    manifest.append(_entry(0, 4, table="shop.customers"))
+    entries, later = manifest.read_since(cursor)
+    assert [(e.table, e.first_offset) for e in entries] == [("shop.orders", 10), ("shop.customers", 0)]
+    assert later > cursor
+
+
+def test_a_partly_written_line_is_left_for_the_next_read(tmp_path) -> None:
+    storage = LakeStorage.from_url(str(tmp_path))
+    manifest = Manifest(storage)
+    manifest.append(_entry(0, 9))
+    with open(storage.full_path(manifest.path), "a") as out:
+        out.write('{"table": "shop.ord')
+    entries, cursor = manifest.read_since(0)
+    assert len(entries) == 1
+    assert manifest.read_since(cursor) == ([], cursor)
+
+
+def test_last_offsets_per_topic_partition(tmp_path) -> None:
+    manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+    manifest.append(_entry(0, 9))
+    manifest.append(_entry(10, 19))
+    manifest.append(_entry(0, 3, partition=1))
+    assert manifest.last_offsets() == {("binlake.shop.orders", 0): 19, ("binlake.shop.orders", 1): 3}

@@ -1,0 +1,133 @@
+"""Gold orders_by_hour_status from silver orders and order_items, through the IO manager."""
+
+from datetime import datetime
+from decimal import Decimal
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from binlake.errors import FinalError
+from binlake.settings import load_settings
+from dagster_defs.definitions import build_definitions
+from dagster_defs.gold.assets import orders_by_hour_status_asset
+from dagster_defs.gold.logic import orders_by_hour_status
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, silver_key
+from dagster_defs.read import read_layer_table
+from dagster_defs.silver.assets import build_silver_asset
+
+
+def at(hour: int, minute: int) -> datetime:
+    return datetime(2024, 6, 1, hour, minute)
+
+
+def write_shop(bronze) -> None:
+    c = bronze.change
+
+    def order(op, offset, id, customer, status, created, updated):
+        return c(
+            op,
+            offset,
+            id=id,
+            customer_id=customer,
+            status=status,
+            created_at=created,
+            updated_at=updated,
+        )
+
+    bronze.write(
+        "shop.orders",
+        [
+            order("c", 0, 1, 1, "new", at(10, 5), at(10, 5)),
+            order("u", 1, 1, 1, "paid", at(10, 5), at(10, 9)),
+            order("c", 2, 2, 1, "paid", at(10, 40), at(10, 40)),
+            order("c", 3, 3, 2, "new", at(10, 50), at(10, 50)),
+            order("c", 4, 4, 2, "paid", at(11, 10), at(11, 59)),
+            order("c", 5, 5, 3, "new", at(11, 20), at(11, 20)),
+            order("d", 6, 5, 3, "new", at(11, 20), at(11, 20)),
+        ],
+    )
+    bronze.write(
+        "shop.order_items",
+        [
+            c("c", 0, id=10, order_id=1, product_id=1, quantity=2, unit_price=Decimal("1.25")),
+            c("c", 1, id=11, order_id=1, product_id=2, quantity=1, unit_price=Decimal("10.10")),
+            c("c", 2, id=12, order_id=2, product_id=3, quantity=3, unit_price=Decimal("0.99")),
+            c("c", 3, id=13, order_id=3, product_id=1, quantity=1, unit_price=Decimal("5.00")),
+            c("c", 4, id=14, order_id=5, product_id=1, quantity=1, unit_price=Decimal("100.00")),
+            c("c", 5, id=15, order_id=3, product_id=2, quantity=9, unit_price=Decimal("1.00")),
+            c("d", 6, id=15, order_id=3, product_id=2, quantity=9, unit_price=Decimal("1.00")),
+        ],
+    )
+
+
+def test_orders_by_hour_status(settings, bronze, resources):
+    write_shop(bronze)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [
+                build_silver_asset("shop.orders"),
+                build_silver_asset("shop.order_items"),
+                orders_by_hour_status_asset,
+            ],
+            resources=resources(),
+            instance=instance,
+        )
+        assert result.success
+        metadata = {
+            k: v.value
+            for k, v in result.asset_materializations_for_node(
+                GOLD_ORDERS_BY_HOUR_STATUS.to_python_identifier()
+            )[0].metadata.items()
+        }
+
+    gold = read_layer_table(settings, ["gold", "shop", "orders_by_hour_status"])
+    assert gold.schema == pl.Schema(
+        {
+            "hour": pl.Datetime("us"),
+            "status": pl.String,
+            "orders": pl.Int64,
+            "revenue": pl.Decimal(18, 2),
+            "items": pl.Int64,
+        }
+    )
+    assert gold.rows() == [
+        (at(10, 0), "new", 1, Decimal("5.00"), 1),
+        (at(10, 0), "paid", 2, Decimal("15.57"), 3),  # 2*1.25 + 10.10 + 3*0.99
+        (at(11, 0), "paid", 1, Decimal("0.00"), 0),  # an order without items
+    ]  # order 5 was deleted: neither it nor its item counts
+    assert metadata["row_count"] == 3
+    assert metadata["total_orders"] == 4
+    assert metadata["total_items"] == 4
+    assert metadata["total_revenue"] == "20.57"
+    assert metadata["orders_max_updated_at"] == "2024-06-01T11:59:00"
+
+
+def test_no_orders_gives_an_empty_table():
+    orders = pl.DataFrame(
+        schema={
+            "id": pl.Int64,
+            "status": pl.String,
+            "created_at": pl.Datetime("us"),
+            "updated_at": pl.Datetime("us"),
+        }
+    )
+    items = pl.DataFrame(
+        schema={"order_id": pl.Int64, "quantity": pl.Int32, "unit_price": pl.Decimal(10, 2)}
+    )
+    assert orders_by_hour_status(orders, items).height == 0
+
+
+def test_missing_columns_are_a_clear_error():
+    with pytest.raises(FinalError, match="shop.orders lacks column"):
+        orders_by_hour_status(pl.DataFrame({"id": [1]}), pl.DataFrame())
+
+
+def test_gold_only_with_orders_and_order_items(tmp_path, monkeypatch, settings):
+    keys = build_definitions(settings).resolve_asset_graph().get_all_asset_keys()
+    assert GOLD_ORDERS_BY_HOUR_STATUS in keys
+
+    monkeypatch.setenv("BINLAKE_TABLES", '["shop.orders", "shop.customers"]')
+    keys = build_definitions(load_settings()).resolve_asset_graph().get_all_asset_keys()
+    assert GOLD_ORDERS_BY_HOUR_STATUS not in keys
+    assert silver_key("shop.orders") in keys

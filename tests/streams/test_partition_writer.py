@@ -1,0 +1,590 @@
+"""The per-partition bronze writer: every state transition and rotation reason, with a fake clock
+and real Parquet files in a temp lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from binlake import bronze_layout as layout
+from binlake.bronze_layout import HourBucket
+from binlake.errors import DecodeError, StorageUnavailableError
+from binlake.manifest import Manifest, ManifestEntry
+from binlake.storage import LakeStorage
+from cdc.envelope import ChangeEvent, SourcePosition
+from streams.partition_writer import (
+    PartitionWriter,
+    Released,
+    RotationReason,
+    WriterClosedError,
+    WriterState,
+)
+
+TOPIC = "binlake.shop.orders"
+TABLE = "shop.orders"
+HOUR_MS = 3_600_000
+T10 = 1_795_255_200_000  # 2026-11-21 10:00:00 UTC
+ROW_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("qty", pa.int32()),
+    ]
+)
+KEY_SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False)])
+WIDER_SCHEMA = ROW_SCHEMA.append(pa.field("note", pa.string()))
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def change(
+    op: str = "c",
+    id_: int = 1,
+    *,
+    ts_ms: int = T10,
+    schema: pa.Schema = ROW_SCHEMA,
+    pos: int = 100,
+    table: str = TABLE,
+    **values: Any,
+) -> ChangeEvent:
+    row = {"id": id_, "name": f"n{id_}", "qty": id_ * 2}
+    row.update(values)
+    row = {k: v for k, v in row.items() if k in schema.names}
+    db, _, name = table.partition(".")
+    return ChangeEvent(
+        table=table,
+        op=op,
+        row=row,
+        row_schema=schema,
+        primary_key=("id",),
+        source=SourcePosition(
+            file="mariadb-bin.000003",
+            pos=pos,
+            row=0,
+            ts_ms=ts_ms,
+            snapshot="false",
+            db=db,
+            table=name,
+            server_id=1,
+            gtid=None,
+        ),
+        captured_ts_ms=ts_ms + 20,
+    )
+
+
+def tombstone(id_: int) -> ChangeEvent:
+    return ChangeEvent(
+        table=TABLE,
+        op="t",
+        row={"id": id_},
+        row_schema=KEY_SCHEMA,
+        primary_key=("id",),
+        source=None,
+        captured_ts_ms=None,
+    )
+
+
+class FlakyManifest(Manifest):
+    """A manifest whose appends fail while `failing` is set."""
+
+    def __init__(self, storage: LakeStorage):
+        super().__init__(storage)
+        self.failing = False
+        self.calls = 0
+
+    def append(self, entry: ManifestEntry) -> None:
+        self.calls += 1
+        if self.failing:
+            raise StorageUnavailableError("manifest volume is away")
+        super().append(entry)
+
+
+class FlakyStorage(LakeStorage):
+    """Local storage whose write_atomic fails while `failing` is set; records writes."""
+
+    failing: bool
+    writes: list[str]
+
+    def write_atomic(self, relative: str, data: bytes) -> None:
+        self.writes.append(relative)
+        if self.failing:
+            raise StorageUnavailableError(f"cannot write {relative}")
+        super().write_atomic(relative, data)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FlakyStorage:
+    base = LakeStorage.from_url(str(tmp_path / "lake"))
+    store = FlakyStorage(base.filesystem, base.base)
+    object.__setattr__(store, "failing", False)
+    object.__setattr__(store, "writes", [])
+    return store
+
+
+@pytest.fixture
+def manifest(storage: FlakyStorage) -> FlakyManifest:
+    return FlakyManifest(storage)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_writer(
+    storage: LakeStorage,
+    manifest: Manifest,
+    clock: FakeClock,
+    *,
+    flush_rows: int = 100,
+    flush_seconds: float = 10.0,
+    flush_bytes: int = 10**9,
+    resume_after: int = -1,
+    partition: int = 0,
+    wall_clock: Any = None,
+) -> PartitionWriter:
+    return PartitionWriter(
+        TOPIC,
+        partition,
+        storage=storage,
+        manifest=manifest,
+        flush_rows=flush_rows,
+        flush_seconds=flush_seconds,
+        flush_bytes=flush_bytes,
+        resume_after=resume_after,
+        clock=clock,
+        wall_clock=wall_clock or (lambda: 1_234_567_890.5),
+    )
+
+
+def read_back(storage: LakeStorage, entry: ManifestEntry) -> pa.Table:
+    return pq.read_table(storage.full_path(entry.path))
+
+
+# -- the happy path ------------------------------------------------------------------------------
+
+
+def test_rows_rotation_writes_named_file_and_manifest_then_releases(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=3, partition=2)
+    assert writer.state is WriterState.EMPTY
+
+    assert writer.add(40, change("c", 1), token="t40") == Released()
+    assert writer.state is WriterState.BUFFERING
+    assert writer.first_offset == 40
+    assert not writer.add(41, change("u", 1, name="renamed"), token="t41")
+    released = writer.add(42, change("d", 1), token="t42")
+
+    assert writer.state is WriterState.EMPTY
+    assert released.tokens == ["t40", "t41", "t42"]
+    [entry] = released.files
+    assert entry.path == (
+        f"bronze/{TABLE}/date=2026-11-21/hour=10/{TOPIC}+2+{40:020d}.parquet"
+    )
+    assert entry.path == layout.bronze_file_path(TABLE, HourBucket("2026-11-21", 10), TOPIC, 2, 40)
+    assert manifest.entries() == [entry]
+    assert entry == ManifestEntry(
+        table=TABLE,
+        topic=TOPIC,
+        partition=2,
+        first_offset=40,
+        last_offset=42,
+        rows=3,
+        path=entry.path,
+        partition_key="2026-11-21-10:00",
+        bytes=Path(storage.full_path(entry.path)).stat().st_size,
+        written_at=1_234_567_890.5,
+        rotation_reason="rows",
+        primary_key=["id"],
+        min_source_ts_ms=T10,
+        max_source_ts_ms=T10,
+    )
+    assert writer.committable_offset == 43
+
+
+def test_parquet_file_has_provenance_then_table_columns(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=2)
+    writer.add(7, change("r", 5, ts_ms=T10 + 1500, pos=0))
+    [entry] = writer.add(8, change("u", 5, ts_ms=T10 + 2500, pos=812, qty=None)).files
+
+    table = read_back(storage, entry)
+    assert table.column_names == [*layout.PROVENANCE_COLUMNS, "id", "name", "qty"]
+    assert table.schema.field(layout.PARTITION).type == pa.int32()
+    assert table.schema.field(layout.SOURCE_ROW).type == pa.int32()
+    assert table.schema.field("id").type == pa.int64()
+    rows = table.to_pylist()
+    assert rows[0] == {
+        "_topic": TOPIC,
+        "_partition": 0,
+        "_offset": 7,
+        "_op": "r",
+        "_source_file": "mariadb-bin.000003",
+        "_source_pos": 0,
+        "_source_row": 0,
+        "_source_ts_ms": T10 + 1500,
+        "_source_snapshot": "false",
+        "_captured_ts_ms": T10 + 1520,
+        "id": 5,
+        "name": "n5",
+        "qty": 10,
+    }
+    assert rows[1]["_offset"] == 8 and rows[1]["qty"] is None and rows[1]["_source_pos"] == 812
+    metadata = pq.read_metadata(storage.full_path(entry.path))
+    assert json.loads(metadata.metadata[layout.META_PRIMARY_KEY]) == ["id"]
+    assert metadata.metadata[layout.META_TABLE] == TABLE.encode()
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+    assert entry.min_source_ts_ms == T10 + 1500 and entry.max_source_ts_ms == T10 + 2500
+
+
+# -- rotation reasons ----------------------------------------------------------------------------
+
+
+def test_age_rotation_by_tick(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_seconds=5.0)
+    writer.add(0, change(), token=0)
+    clock.advance(2.0)
+    writer.add(1, change(id_=2), token=1)
+    clock.advance(2.9)
+    assert writer.age() == pytest.approx(4.9)
+    assert writer.tick() == Released()  # 4.9 s after the first row: not yet
+    assert writer.state is WriterState.BUFFERING
+    clock.advance(0.1)
+    released = writer.tick()
+    assert released.tokens == [0, 1]
+    assert released.files[0].rotation_reason == RotationReason.AGE.value
+    assert writer.state is WriterState.EMPTY
+    assert writer.tick() == Released()  # nothing buffered
+
+
+def test_age_is_checked_on_each_record_too(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_seconds=5.0)
+    writer.add(0, change())
+    clock.advance(6.0)
+    released = writer.add(1, change(id_=2))
+    assert [(e.first_offset, e.last_offset, e.rotation_reason) for e in released.files] == [
+        (0, 1, "age")
+    ]
+
+
+def test_age_counts_from_the_first_row_of_each_file(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=1, flush_seconds=5.0)
+    writer.add(0, change())  # flushed by rows
+    clock.advance(100.0)
+    writer2 = make_writer(storage, manifest, clock, flush_seconds=5.0, partition=1)
+    writer2.add(0, change())
+    assert writer2.age() == 0.0
+    clock.advance(4.0)
+    assert writer2.tick() == Released()
+
+
+def test_bytes_rotation(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_bytes=1000)
+    assert not writer.add(0, change(), size=600)
+    assert writer.buffered_bytes == 600
+    released = writer.add(1, change(id_=2), size=600)
+    assert released.files[0].rotation_reason == "bytes"
+    assert writer.buffered_bytes == 0
+
+
+def test_hour_boundary_rotates_before_buffering_the_new_hour(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(10, change(ts_ms=T10 + HOUR_MS - 1))  # 10:59:59.999
+    released = writer.add(11, change(id_=2, ts_ms=T10 + HOUR_MS))  # 11:00:00.000
+    [entry] = released.files
+    assert (entry.first_offset, entry.last_offset, entry.rotation_reason) == (10, 10, "hour_boundary")
+    assert "/hour=10/" in entry.path and entry.partition_key == "2026-11-21-10:00"
+    assert writer.bucket == HourBucket("2026-11-21", 11)
+    [second] = writer.close(RotationReason.SHUTDOWN).files
+    assert "/hour=11/" in second.path and second.first_offset == 11
+
+
+def test_hour_comes_from_source_commit_time_not_the_wall_clock(storage, manifest, clock):
+    # The wall clock says 2030; the changes were committed on 2024-02-29 at 23:xx UTC.
+    leap = 1_709_250_000_000  # 2024-02-29 23:40:00 UTC
+    writer = make_writer(storage, manifest, clock, wall_clock=lambda: 1_900_000_000.0)
+    writer.add(0, change(ts_ms=leap))
+    [entry] = writer.close(RotationReason.SHUTDOWN).files
+    assert entry.partition_key == "2024-02-29-23:00"
+    assert "date=2024-02-29/hour=23/" in entry.path
+
+
+def test_tombstone_is_bucketed_by_its_kafka_timestamp(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, tombstone(1), timestamp_ms=T10 + 5 * HOUR_MS + 1)
+    assert writer.bucket == HourBucket("2026-11-21", 15)
+    with pytest.raises(DecodeError):
+        make_writer(storage, manifest, clock, partition=1).add(0, tombstone(1))  # no time at all
+
+
+def test_a_tombstone_follows_its_delete_into_the_delete_hour(storage, manifest, clock):
+    # Debezium is catching up: the delete was committed at 10:xx, Kafka stamped it at 15:xx.
+    writer = make_writer(storage, manifest, clock, flush_rows=2)
+    writer.add(0, change("c", 1))
+    released = writer.add(1, change("d", 1))  # the delete is flushed (rows) ...
+    assert released.files
+    assert not writer.add(2, tombstone(1), timestamp_ms=T10 + 5 * HOUR_MS)
+    assert writer.bucket == HourBucket("2026-11-21", 10)  # ... its tombstone still follows it
+    [entry] = writer.add(3, change("d", 2)).files  # the key-only file widened to full rows
+    assert (entry.first_offset, entry.last_offset, entry.rotation_reason) == (2, 3, "rows")
+    assert not writer.add(4, tombstone(2), timestamp_ms=T10 + 5 * HOUR_MS)
+    assert writer.bucket == HourBucket("2026-11-21", 10)
+    writer.close(RotationReason.SHUTDOWN)
+    writer = make_writer(storage, manifest, clock, resume_after=4)
+    # A tombstone of another key than the previous delete goes by its Kafka timestamp.
+    writer.add(5, change("d", 3))
+    released = writer.add(6, tombstone(4), timestamp_ms=T10 + 5 * HOUR_MS)
+    assert released.files[0].rotation_reason == "hour_boundary"
+    assert writer.bucket == HourBucket("2026-11-21", 15)
+
+
+def test_schema_change_rotates(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change())
+    writer.add(1, change(id_=2, schema=ROW_SCHEMA))  # an equal schema object is fine
+    released = writer.add(2, change(id_=3, schema=WIDER_SCHEMA, note="x"))
+    [entry] = released.files
+    assert (entry.last_offset, entry.rotation_reason) == (1, "schema_change")
+    assert writer.row_schema is WIDER_SCHEMA
+    [second] = writer.close(RotationReason.SHUTDOWN).files
+    assert read_back(storage, second).column_names[-1] == "note"
+
+
+def test_another_table_on_the_same_partition_rotates(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change())
+    released = writer.add(1, change(table="shop.customers"))
+    assert released.files[0].rotation_reason == "schema_change"
+
+
+def test_delete_and_its_tombstone_share_a_file(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change("c", 9))
+    writer.add(1, change("d", 9))
+    assert not writer.add(2, tombstone(9), timestamp_ms=T10 + 30)
+    [entry] = writer.close(RotationReason.SHUTDOWN).files
+    rows = read_back(storage, entry).to_pylist()
+    assert [r["_op"] for r in rows] == ["c", "d", "t"]
+    assert rows[2]["id"] == 9 and rows[2]["name"] is None and rows[2]["qty"] is None
+    assert rows[2]["_source_ts_ms"] is None and rows[2]["_source_file"] is None
+
+
+def test_a_file_of_tombstones_widens_to_the_full_row(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, tombstone(1), timestamp_ms=T10)
+    assert writer.row_schema is KEY_SCHEMA
+    assert not writer.add(1, change("c", 2))
+    assert writer.row_schema is ROW_SCHEMA
+    [entry] = writer.close(RotationReason.SHUTDOWN).files
+    assert read_back(storage, entry).column_names[-3:] == ["id", "name", "qty"]
+
+
+def test_partition_revoked_flushes_and_closes(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(5, change(), token="a")
+    released = writer.close(RotationReason.PARTITION_REVOKED)
+    assert released.tokens == ["a"]
+    assert released.files[0].rotation_reason == "partition_revoked"
+    assert writer.state is WriterState.CLOSED
+    assert writer.close(RotationReason.SHUTDOWN) == Released()
+    with pytest.raises(WriterClosedError):
+        writer.add(6, change())
+
+
+def test_shutdown_with_nothing_buffered_writes_nothing(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    assert writer.close(RotationReason.SHUTDOWN) == Released()
+    assert manifest.entries() == [] and storage.writes == []
+
+
+def test_flushing_state_while_the_file_is_written(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=1)
+    seen: list[WriterState] = []
+    original = storage.write_atomic
+
+    def spy(relative: str, data: bytes) -> None:
+        seen.append(writer.state)
+        original(relative, data)
+
+    object.__setattr__(storage, "write_atomic", spy)
+    writer.add(0, change())
+    assert seen == [WriterState.FLUSHING]
+    assert writer.state is WriterState.EMPTY
+
+
+def test_written_at_is_taken_after_the_file_is_durable(storage, manifest, clock):
+    events: list[str] = []
+    original = storage.write_atomic
+
+    def write(relative: str, data: bytes) -> None:
+        original(relative, data)
+        events.append("file durable")
+
+    def wall_clock() -> float:
+        events.append("written_at")
+        return 42.0
+
+    object.__setattr__(storage, "write_atomic", write)
+    writer = make_writer(storage, manifest, clock, flush_rows=1, wall_clock=wall_clock)
+    [entry] = writer.add(0, change()).files
+    assert events == ["file durable", "written_at"] and entry.written_at == 42.0
+
+
+# -- failures, retries and commit safety ----------------------------------------------------------
+
+
+def test_nothing_is_committable_until_the_manifest_append_succeeds(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=2)
+    manifest.failing = True
+    writer.add(0, change(), token="a")
+    released = writer.add(1, change(id_=2), token="b")  # rotation by rows fails: kept, retried
+
+    assert released == Released()
+    assert writer.committable_offset == 0
+    assert writer.state is WriterState.BUFFERING
+    assert writer.rotation_due is RotationReason.ROWS
+    path = layout.bronze_file_path(TABLE, HourBucket("2026-11-21", 10), TOPIC, 0, 0)
+    assert storage.exists(path)  # the file is there, but not part of bronze yet
+    assert manifest.entries() == []
+
+    with pytest.raises(StorageUnavailableError):
+        writer.tick()
+    assert writer.committable_offset == 0
+
+    manifest.failing = False
+    released = writer.tick()
+    assert released.tokens == ["a", "b"]
+    assert [e.path for e in released.files] == [path]
+    assert writer.committable_offset == 2
+    assert [e.path for e in manifest.entries()] == [path]
+
+
+def test_retried_flush_rewrites_the_same_file_name(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=3)
+    storage.failing = True
+    for offset in range(3):
+        writer.add(100 + offset, change(id_=offset))
+    assert writer.rotation_due is RotationReason.ROWS
+    with pytest.raises(StorageUnavailableError):
+        writer.tick()
+    storage.failing = False
+    [entry] = writer.tick().files
+
+    assert set(storage.writes) == {entry.path}
+    assert len(storage.writes) == 3
+    assert entry.path.endswith(f"+0+{100:020d}.parquet")
+    directory = Path(storage.full_path(entry.path)).parent
+    assert [p.name for p in directory.iterdir()] == [Path(entry.path).name]  # no temp files left
+    assert read_back(storage, entry).column("_offset").to_pylist() == [100, 101, 102]
+
+
+def test_a_due_rotation_is_retried_before_the_next_record(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=1)
+    storage.failing = True
+    writer.add(0, change())  # flush fails, the row stays buffered
+    with pytest.raises(StorageUnavailableError):
+        writer.add(1, change(id_=2))  # the due rotation must happen first: nothing changes
+    assert writer.buffered_rows == 1
+    storage.failing = False
+    released = writer.add(1, change(id_=2))
+    assert [(e.first_offset, e.last_offset) for e in released.files] == [(0, 0), (1, 1)]
+
+
+def test_failed_rotation_before_a_new_hour_leaves_the_writer_unchanged(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change(), token="a")
+    storage.failing = True
+    with pytest.raises(StorageUnavailableError):
+        writer.add(1, change(ts_ms=T10 + HOUR_MS), token="b")
+    assert (writer.buffered_rows, writer.bucket) == (1, HourBucket("2026-11-21", 10))
+    storage.failing = False
+    released = writer.add(1, change(ts_ms=T10 + HOUR_MS), token="b")  # the caller retries
+    assert released.tokens == ["a"]
+    assert writer.close(RotationReason.SHUTDOWN).tokens == ["b"]
+
+
+def test_an_append_that_landed_despite_an_error_is_not_appended_twice(storage, clock):
+    class LandsThenFails(Manifest):
+        fail_once = True
+
+        def append(self, entry: ManifestEntry) -> None:
+            super().append(entry)
+            if self.fail_once:
+                self.fail_once = False
+                raise StorageUnavailableError("fsync failed after the write")
+
+    manifest = LandsThenFails(storage)
+    writer = make_writer(storage, manifest, clock, flush_rows=1)
+    writer.add(0, change(), token="a")
+    assert writer.rotation_due is RotationReason.ROWS
+    assert writer.tick().tokens == ["a"]
+    assert len(manifest.entries()) == 1
+
+
+# -- resume, pass-over, duplicates ---------------------------------------------------------------
+
+
+def test_offsets_already_in_the_manifest_are_released_without_writing(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, resume_after=41)
+    assert writer.committable_offset == 42
+    for offset in (39, 40, 41):
+        assert writer.is_handled(offset)
+        assert writer.pass_over(offset, token=offset).tokens == [offset]
+    assert not writer.is_handled(42)
+    writer.add(42, change())
+    [entry] = writer.close(RotationReason.SHUTDOWN).files
+    assert entry.first_offset == 42
+
+
+def test_passed_over_records_are_released_in_offset_order(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    assert writer.pass_over(0, token=0).tokens == [0]  # nothing buffered: released at once
+    writer.add(1, change(), token=1)
+    assert writer.pass_over(2, token=2) == Released()  # held behind offset 1
+    writer.add(3, change(id_=3), token=3)
+    assert writer.pass_over(4, token=4) == Released()
+    released = writer.close(RotationReason.SHUTDOWN)
+    assert released.tokens == [1, 2, 3, 4]
+    [entry] = released.files
+    assert (entry.first_offset, entry.last_offset, entry.rows) == (1, 3, 2)
+
+
+def test_redelivered_offsets_are_not_written_twice(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change(), token="first")
+    assert writer.add(0, change(), token="again") == Released()  # held with the open file
+    assert writer.buffered_rows == 1
+    released = writer.close(RotationReason.SHUTDOWN)
+    assert released.tokens == ["first", "again"] and released.files[0].rows == 1
+    writer2 = make_writer(storage, manifest, clock, resume_after=0, partition=0)
+    assert writer2.add(0, change(), token="old").tokens == ["old"]
+
+
+def test_records_that_cannot_be_bronze_rows_raise_before_anything_changes(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change(), token="a")
+    clash = pa.schema([pa.field("id", pa.int64()), pa.field("_op", pa.string())])
+    with pytest.raises(DecodeError, match="collide"):
+        writer.add(1, change(schema=clash, _op="x"))
+    with pytest.raises(DecodeError, match="plain"):
+        writer.add(1, change(table="shop.orders/../x"))
+    assert writer.buffered_rows == 1 and writer.state is WriterState.BUFFERING
+    assert writer.pass_over(1, token="dead").tokens == []
+    assert writer.close(RotationReason.SHUTDOWN).tokens == ["a", "dead"]
+
+
+def test_configuration_must_be_positive(storage, manifest, clock):
+    with pytest.raises(ValueError):
+        make_writer(storage, manifest, clock, flush_rows=0)
