@@ -79,8 +79,7 @@ def _download_wheel(destination: Path) -> Path:
     with httpx.stream("GET", WHEEL_URL, follow_redirects=True, timeout=300) as response:
         response.raise_for_status()
         with open(destination, "wb") as out:
-            for chunk in response.iter_bytes(1 << 20):
-                out.write(chunk)
+            out.writelines(response.iter_bytes(1 << 20))
     return destination
 
 

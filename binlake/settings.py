@@ -93,6 +93,9 @@ class BronzeSettings(BaseModel):
     flush_seconds: float = Field(
         1.0, gt=0, description="Rotate a bronze file this long after its first row arrived."
     )
+    flush_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Rotate a bronze file after this many record bytes."
+    )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 disables the web server.")
 
 

@@ -187,6 +187,7 @@ class BronzeRuntime:
         )
         self._worker = worker
         self.agent: Any = None  # the Faust agent, set by create_app()
+        self.revocations = 0  # partition revocations seen (each rebalance revokes all)
 
     @property
     def worker(self) -> BronzeWorker:
@@ -207,6 +208,7 @@ class BronzeRuntime:
             token=event,
         )
         delay = RETRY_MIN_SECONDS
+        revocations = self.revocations
         while True:
             try:
                 released = self.worker.handle(record)
@@ -222,8 +224,12 @@ class BronzeRuntime:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
-                if self._stale(message):
-                    return  # reassigned meanwhile: the partition's owner reads it again
+                if self.revocations != revocations or self._stale(message):
+                    # A rebalance revoked the partition meanwhile (Faust revokes all of them):
+                    # its owner reads the unacked record again from the committed offset, and
+                    # writing it here too could duplicate it.
+                    log.info("%s[%d]@%d: revoked while retrying, dropped", *_where(record))
+                    return
             except Exception as exc:
                 # The worker refuses the partition's later records (a gap there would be
                 # skipped for good by the manifest-based resume). Stop: after a restart the
@@ -249,6 +255,7 @@ class BronzeRuntime:
         self.worker.assigned((tp.topic, tp.partition) for tp in assigned)
 
     async def on_partitions_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+        self.revocations += 1
         released = self.worker.revoke([(tp.topic, tp.partition) for tp in revoked])
         self._ack(released)
         if released.files:
@@ -308,7 +315,7 @@ def create_app(
     bronze = settings.bronze
     app = BronzeApp(
         bronze.app_id,
-        broker=f"kafka://{settings.kafka.bootstrap_servers}",
+        broker=broker_urls(settings.kafka.bootstrap_servers),
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
@@ -350,6 +357,13 @@ def create_app(
     app.on_partitions_revoked.connect(runtime.on_partitions_revoked)
     app.on_before_shutdown.connect(runtime.on_before_shutdown)
     return app
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    """Faust broker URLs for a Kafka `host:port[,host:port...]` bootstrap list."""
+    return [
+        f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()
+    ]
 
 
 def _millis(timestamp: float | None) -> int | None:

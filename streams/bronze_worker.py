@@ -35,6 +35,7 @@ TopicPartition = tuple[str, int]
 class PartitionFailedError(FinalError):
     """A partition whose record failed unexpectedly accepts no more records until revoked."""
 
+
 Decoder = Callable[..., Any]
 
 
@@ -108,6 +109,7 @@ class BronzeWorker:
             topic_prefix=settings.kafka.topic_prefix,
             flush_rows=settings.bronze.flush_rows,
             flush_seconds=settings.bronze.flush_seconds,
+            flush_bytes=settings.bronze.flush_bytes,
             **kwargs,
         )
 
@@ -290,4 +292,3 @@ _REVOKED = RotationReason.PARTITION_REVOKED
 
 def _where(record: KafkaRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
-

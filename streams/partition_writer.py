@@ -356,7 +356,9 @@ class PartitionWriter:
             self._only_tombstones = False
         self._rows.append((offset, event))
         self._previous_delete = (
-            PreviousDelete(key_of(event), event_ms) if event.op == "d" and event.primary_key else None
+            PreviousDelete(key_of(event), event_ms)
+            if event.op == "d" and event.primary_key
+            else None
         )
         self._tokens.append((offset, token))
         self._seen_through = offset
@@ -445,4 +447,3 @@ class PartitionWriter:
             e.path == entry.path and e.last_offset == entry.last_offset and e.rows == entry.rows
             for e in self.manifest.entries()
         )
-

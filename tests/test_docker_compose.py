@@ -59,7 +59,7 @@ def test_binlake_commands_exist_in_the_cli(compose: dict) -> None:
     for name in ("connector-register", "bronze-worker"):
         command = compose["services"][name]["command"]
         assert command[0] == "binlake", name
-        node: click.Command = root
+        node = root
         for word in command[1:]:
             assert word in getattr(node, "commands", {}), f"{name}: {command}"
             node = node.commands[word]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import subprocess
-from pathlib import Path
 
 import pymysql
 
@@ -74,6 +73,7 @@ class MariaDBInstance:
             ],
             capture_output=True,
             text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise ConfigurationError(

@@ -109,7 +109,12 @@ class DebeziumTable:
         }
 
     def value_schema(self) -> dict[str, Any]:
-        row = {"type": "struct", "fields": self.columns, "optional": True, "name": f"{self.topic}.Value"}
+        row = {
+            "type": "struct",
+            "fields": self.columns,
+            "optional": True,
+            "name": f"{self.topic}.Value",
+        }
         return {
             "type": "struct",
             "fields": [

@@ -164,8 +164,15 @@ def test_the_agent_reads_every_cdc_topic_and_nothing_else():
     pattern = cdc_topic_pattern("binlake")
     assert pattern.match("binlake.shop.orders")
     assert pattern.match("binlake.shop.order_items")
-    for other in ("binlake", "binlake.shop", "binlake.a.b.c", "binlakex.shop.t", "x.binlake.shop.t",
-                  "binlake-bronze-__assignor-__leader", "binlake.schema-changes"):
+    for other in (
+        "binlake",
+        "binlake.shop",
+        "binlake.a.b.c",
+        "binlakex.shop.t",
+        "x.binlake.shop.t",
+        "binlake-bronze-__assignor-__leader",
+        "binlake.schema-changes",
+    ):
         assert not pattern.match(other), other
     assert cdc_topic_pattern("a-b_c").match("a-b_c.db.t")
     assert not cdc_topic_pattern("a.b").match("aXb.db.t")  # the prefix is escaped
@@ -232,3 +239,52 @@ def test_an_unexpected_error_stops_the_agent_instead_of_skipping(app, dbz, monke
             await agent.put(value, key=key, partition=0)
 
     run(app, scenario)
+
+
+def test_broker_list_and_worker_command_line(monkeypatch, tmp_path):
+    import streams.app as module
+
+    assert module.broker_urls("a:1, b:2") == ["kafka://a:1", "kafka://b:2"]
+    app = create_app(
+        load_settings(kafka={"bootstrap_servers": "h1:9092,h2:9093"}, state_dir=tmp_path)
+    )
+    assert [str(url) for url in app.conf.broker] == ["kafka://h1:9092", "kafka://h2:9093"]
+
+    seen = []
+    monkeypatch.setattr(module.app, "main", lambda: seen.append(list(module.sys.argv[1:])))
+    monkeypatch.setattr(module.sys, "argv", ["binlake", "worker"])
+    module.main()
+    assert seen == [["worker", "-l", "info", "--without-web"]]
+
+
+def test_a_record_revoked_while_retrying_is_dropped_not_written(app, lake_dir, dbz, monkeypatch):
+    from binlake.errors import StorageUnavailableError
+
+    monkeypatch.setattr("streams.app.RETRY_MIN_SECONDS", 0.01)
+    worker = app.bronze.worker
+    real_handle = worker.handle
+    outage = [True]
+
+    def flaky(record):
+        if outage[0]:
+            raise StorageUnavailableError("lake is away")
+        return real_handle(record)
+
+    monkeypatch.setattr(worker, "handle", flaky)
+    orders = dbz.table()
+
+    async def scenario(agent: Any) -> None:
+        key, value = orders.change("c", 1)
+        first = await agent.put(value, key=key, partition=0)
+        await asyncio.sleep(0.05)  # the agent is retrying
+        await app.bronze.on_partitions_revoked(app, {TP(orders.topic, 0)})
+        outage[0] = False
+        key, value = orders.change("c", 2)
+        second = await agent.put(value, key=key, partition=1)
+        await until(lambda: (orders.topic, 1) in worker.writers)
+        assert not first.message.acked and (orders.topic, 0) not in worker.writers
+        await app.bronze.on_before_shutdown(app)
+        assert second.message.acked and not first.message.acked
+
+    run(app, scenario)
+    assert [e.partition for e in manifest(lake_dir).entries()] == [1]

@@ -39,8 +39,13 @@ def make_worker(lake: LakeStorage, clock: FakeClock | None = None, **kwargs) -> 
     )
 
 
-def record(topic: str, offset: int, kv: tuple[bytes | None, bytes | None], partition: int = 0,
-           timestamp_ms: int | None = 1_795_255_200_500) -> KafkaRecord:
+def record(
+    topic: str,
+    offset: int,
+    kv: tuple[bytes | None, bytes | None],
+    partition: int = 0,
+    timestamp_ms: int | None = 1_795_255_200_500,
+) -> KafkaRecord:
     key, value = kv
     return KafkaRecord(topic, partition, offset, key, value, timestamp_ms, token=offset)
 
@@ -134,8 +139,9 @@ def test_a_decoder_bug_dead_letters_instead_of_stopping(lake, dbz):
     def broken(*args, **kwargs):
         raise KeyError("oops")
 
-    worker = BronzeWorker(lake, topic_prefix="binlake", flush_rows=10, flush_seconds=5.0,
-                          decode=broken)
+    worker = BronzeWorker(
+        lake, topic_prefix="binlake", flush_rows=10, flush_seconds=5.0, decode=broken
+    )
     assert worker.handle(record("binlake.shop.orders", 0, (b"k", b"v"))).tokens == [0]
     letter = json.loads(lake.read_bytes(dead_letter_path("binlake.shop.orders", 0, 0)))
     assert "KeyError" in letter["reason"]

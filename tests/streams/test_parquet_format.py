@@ -43,8 +43,12 @@ def test_bronze_schema_is_provenance_then_nullable_table_columns():
 
 def test_encoded_file_reads_back_with_metadata():
     data = encode_bronze_file(
-        "binlake.shop.t", 3, [(9, _event()), (10, _event("t", None))], ROW,
-        table="shop.t", primary_key=["id"],
+        "binlake.shop.t",
+        3,
+        [(9, _event()), (10, _event("t", None))],
+        ROW,
+        table="shop.t",
+        primary_key=["id"],
     )
     table = pq.read_table(io.BytesIO(data))
     assert table.column("_offset").to_pylist() == [9, 10]

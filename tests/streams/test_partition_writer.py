@@ -191,9 +191,7 @@ def test_rows_rotation_writes_named_file_and_manifest_then_releases(storage, man
     assert writer.state is WriterState.EMPTY
     assert released.tokens == ["t40", "t41", "t42"]
     [entry] = released.files
-    assert entry.path == (
-        f"bronze/{TABLE}/date=2026-11-21/hour=10/{TOPIC}+2+{40:020d}.parquet"
-    )
+    assert entry.path == (f"bronze/{TABLE}/date=2026-11-21/hour=10/{TOPIC}+2+{40:020d}.parquet")
     assert entry.path == layout.bronze_file_path(TABLE, HourBucket("2026-11-21", 10), TOPIC, 2, 40)
     assert manifest.entries() == [entry]
     assert entry == ManifestEntry(
@@ -304,7 +302,11 @@ def test_hour_boundary_rotates_before_buffering_the_new_hour(storage, manifest, 
     writer.add(10, change(ts_ms=T10 + HOUR_MS - 1))  # 10:59:59.999
     released = writer.add(11, change(id_=2, ts_ms=T10 + HOUR_MS))  # 11:00:00.000
     [entry] = released.files
-    assert (entry.first_offset, entry.last_offset, entry.rotation_reason) == (10, 10, "hour_boundary")
+    assert (entry.first_offset, entry.last_offset, entry.rotation_reason) == (
+        10,
+        10,
+        "hour_boundary",
+    )
     assert "/hour=10/" in entry.path and entry.partition_key == "2026-11-21-10:00"
     assert writer.bucket == HourBucket("2026-11-21", 11)
     [second] = writer.close(RotationReason.SHUTDOWN).files

@@ -58,8 +58,13 @@ def covered(lake: LakeStorage) -> Counter:
     seen: Counter = Counter()
     for entry in Manifest(lake).entries():
         table = pq.read_table(lake.full_path(entry.path), columns=["_partition", "_offset"])
-        seen.update(zip(table.column("_partition").to_pylist(),
-                        table.column("_offset").to_pylist(), strict=True))
+        seen.update(
+            zip(
+                table.column("_partition").to_pylist(),
+                table.column("_offset").to_pylist(),
+                strict=True,
+            )
+        )
     return seen
 
 
@@ -136,9 +141,11 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, tans
 
     # Rewind the group to 0 and add records: the restarted worker must not duplicate anything.
     admin.alter_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(
-            GROUP, [TopicPartition(orders.topic, p, 0) for p in range(PARTITIONS)]
-        )]
+        [
+            ConsumerGroupTopicPartitions(
+                GROUP, [TopicPartition(orders.topic, p, 0) for p in range(PARTITIONS)]
+            )
+        ]
     )[GROUP].result(10)
     produce_batch(range(2000, 2100))
     worker = processes.add(start_worker(env, log))
@@ -151,7 +158,5 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, tans
     seen = covered(lake)
     assert set(seen) == expected
     assert all(count == 1 for count in seen.values()), [k for k, c in seen.items() if c > 1]
-    on_disk = {
-        str(p.relative_to(lake_dir)) for p in (lake_dir / "bronze").rglob("*.parquet")
-    }
+    on_disk = {str(p.relative_to(lake_dir)) for p in (lake_dir / "bronze").rglob("*.parquet")}
     assert on_disk == {entry.path for entry in Manifest(lake).entries()}
