@@ -39,9 +39,10 @@ def _settings() -> Settings:
 
 
 def _stack_settings() -> Settings:
-    from binlake.local_stack.runtime import load_runtime_settings
+    """Settings of the running local stack (its resolved ports), else the configured ones."""
+    from binlake.local_stack.stack import LocalStack
 
-    return load_runtime_settings(_settings())
+    return LocalStack(_settings()).settings
 
 
 @app.command()

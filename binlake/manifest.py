@@ -8,10 +8,13 @@ since, so a sensor's cost does not grow with the number of files already seen.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 
 from binlake.bronze_layout import MANIFEST_PATH
 from binlake.storage import LakeStorage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,26 @@ class Manifest:
     def read_since(self, cursor: int = 0) -> tuple[list[ManifestEntry], int]:
         """Entries appended after byte `cursor`, and the cursor to pass next time.
 
-        A line still being written (no trailing newline yet) is left for the next call.
+        A line still being written (no trailing newline yet) is left for the next call. A complete
+        line that is not a valid entry is a fragment of an append cut short by a crash: its file's
+        offsets were never committed, so the worker rewrites the file and appends a new entry.
+        Such a line is skipped with a warning; the lines after it are read.
         """
         data = self.storage.read_from(self.path, cursor)
         complete = data[: data.rfind(b"\n") + 1]
-        entries = [ManifestEntry.from_json(line) for line in complete.decode().splitlines() if line]
+        entries: list[ManifestEntry] = []
+        position = cursor
+        for line in complete.split(b"\n")[:-1]:
+            if line.strip():
+                try:
+                    entries.append(ManifestEntry.from_json(line.decode()))
+                except (ValueError, TypeError) as exc:  # bad UTF-8 or JSON; not an entry
+                    log.warning(
+                        "skipping invalid manifest line at byte %d of %s (%d bytes, likely a "
+                        "fragment of an interrupted append): %s",
+                        position, self.path, len(line), exc,
+                    )
+            position += len(line) + 1
         return entries, cursor + len(complete)
 
     def entries(self) -> list[ManifestEntry]:

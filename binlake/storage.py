@@ -2,7 +2,9 @@
 
 Bronze files are written to a temporary name and renamed into place, so a reader sees a whole
 file or none. On a local filesystem the data and the directory are fsynced before the rename is
-trusted; object stores make a completed PUT durable and atomic on their own.
+trusted, and so is the parent of every directory created on the way, so a power loss cannot drop
+the directory entry of a durable file; object stores make a completed PUT durable and atomic on
+their own.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class LakeStorage:
                     out.write(data)
                 return
             directory = os.path.dirname(target)
-            os.makedirs(directory, exist_ok=True)
+            _makedirs_durable(directory)
             temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
             with open(temp, "wb") as out:
                 out.write(data)
@@ -74,23 +76,38 @@ class LakeStorage:
             raise StorageUnavailableError(f"cannot write {target}: {exc}") from exc
 
     def append_line(self, relative: str, line: str) -> None:
-        """Append one newline-terminated line durably (local filesystems only).
+        """Append one newline-terminated line durably (local filesystem, single host).
 
         A single write() of a short line to a file opened with O_APPEND is not interleaved with
-        other appenders, so concurrent writers never corrupt each other's lines.
+        other appenders on the same host, so concurrent writers never corrupt each other's lines.
+        O_APPEND is not atomic across NFS clients: the file must not be appended to from several
+        hosts. A short write is continued until the whole line is written. If the file does not
+        end with a newline (an earlier append cut short by a crash or a full disk), a newline is
+        written first so the new line is never glued onto that fragment; readers skip fragments.
         """
         if not self.is_local:
-            raise NotImplementedError("append-only manifest logs need a local or NFS filesystem")
+            raise NotImplementedError("append-only manifest logs need a local filesystem")
         target = self.full_path(relative)
         data = (line.rstrip("\n") + "\n").encode()
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            _makedirs_durable(os.path.dirname(target))
+            flags = os.O_RDWR | os.O_APPEND
             try:
-                os.write(fd, data)
+                fd = os.open(target, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                created = True
+            except FileExistsError:
+                fd = os.open(target, flags)
+                created = False
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                _write_all(fd, data, target)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if created:
+                _fsync_directory(os.path.dirname(target))
         except OSError as exc:
             raise StorageUnavailableError(f"cannot append to {target}: {exc}") from exc
 
@@ -106,6 +123,43 @@ class LakeStorage:
                 return stream.read()
         except FileNotFoundError:
             return b""
+
+
+def _write_all(fd: int, data: bytes, target: str) -> None:
+    """os.write until every byte of `data` is written; a write that makes no progress fails."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise StorageUnavailableError(
+                f"cannot append to {target}: write made no progress "
+                f"({len(data) - len(view)} of {len(data)} bytes written)"
+            )
+        view = view[written:]
+
+
+def _makedirs_durable(path: str) -> None:
+    """Create `path` and its missing parents one by one, fsyncing each new directory's parent.
+
+    Only directories that do not exist yet are created, so the walk stops at the first existing
+    ancestor (the lake base once the lake exists).
+    """
+    missing: list[str] = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+            # created concurrently by another writer: fsync its entry anyway, it is cheap
+        _fsync_directory(os.path.dirname(directory))
 
 
 def _fsync_directory(directory: str) -> None:

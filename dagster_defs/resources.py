@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pymysql
@@ -106,7 +107,7 @@ class BronzeLake(dg.ConfigurableResource):
                 raise RetriableError(f"cannot read bronze file {path}: {exc}") from exc
             # The newest file's key wins: a key change (ALTER TABLE) applies from then on.
             primary_key = list(entry.primary_key) or _primary_key_from_metadata(arrow.schema)
-            frames.append(pl.from_arrow(arrow))  # type: ignore[arg-type]
+            frames.append(pl.from_arrow(_without_decimal256(arrow)))  # type: ignore[arg-type]
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         return BronzeRead(
             table=table,
@@ -116,6 +117,22 @@ class BronzeLake(dg.ConfigurableResource):
             entries_read=len(by_path),
             paths=list(by_path),
         )
+
+
+def _without_decimal256(table: pa.Table) -> pa.Table:
+    """`table` with its decimal256 columns (MySQL DECIMAL(p>38)) cast to exact decimal strings.
+
+    polars has no 256-bit decimal: ``pl.from_arrow`` panics on decimal256. A string keeps every
+    digit; a float or a decimal128 would lose or refuse values.
+    """
+    schema = table.schema
+    wide = [i for i, f in enumerate(schema) if pa.types.is_decimal256(f.type)]
+    if not wide:
+        return table
+    for i in wide:
+        as_string = schema.field(i).with_type(pa.string())
+        table = table.set_column(i, as_string, table.column(i).cast(pa.string()))
+    return table
 
 
 def _primary_key_from_metadata(schema: Any) -> list[str]:

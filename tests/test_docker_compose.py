@@ -3,6 +3,7 @@ checked by reading it: services, commands, ports and BINLAKE_* variable names.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,7 +31,7 @@ def _env(service: dict) -> dict[str, str]:
 def _binlake_settings(service: dict, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for key, value in _env(service).items():
         if key.startswith("BINLAKE_"):
-            monkeypatch.setenv(key, value.replace("${MYSQL_CDC_PASSWORD:-cdc}", "cdc"))
+            monkeypatch.setenv(key, re.sub(r"\$\{[^}]+\}", "secret", value))
     return load_settings()
 
 
@@ -108,3 +109,13 @@ def test_connect_storage_topics_match_the_local_worker(compose: dict, tmp_path: 
     assert env["OFFSET_STORAGE_TOPIC"] == properties["offset.storage.topic"]
     assert env["STATUS_STORAGE_TOPIC"] == properties["status.storage.topic"]
     assert env["GROUP_ID"] == properties["group.id"]
+
+
+def test_passwords_come_from_the_environment_with_no_default(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        for key, value in _env(service).items():
+            if "PASSWORD" in key:
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), f"{name}: {key}={value}"
+    init = (ROOT / "deploy/mysql/init-cdc-user.sh").read_text()
+    assert "${MYSQL_CDC_PASSWORD}" in init
+    assert "MYSQL_CDC_PASSWORD" in _env(compose["services"]["mysql"])

@@ -28,10 +28,17 @@ def p95(values: list[float]) -> float | None:
 
 
 def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
+    changes = list(changes)
+    tables = {change.table for change in changes}
     storage = LakeStorage.from_url(settings.lake_url)
     written: dict[tuple[str, int, datetime], float] = {}
     for entry in Manifest(storage).entries():
-        frame = pl.read_parquet(storage.full_path(entry.path), columns=["id", "updated_at", OP])
+        if entry.table not in tables:
+            continue
+        path = storage.full_path(entry.path)
+        if not {"id", "updated_at"} <= set(pl.read_parquet_schema(path)):
+            continue  # a file of tombstones only: key columns, no changes to time
+        frame = pl.read_parquet(path, columns=["id", "updated_at", OP])
         for key, updated_at, op in frame.iter_rows():
             if op in ("c", "u", "r") and updated_at is not None:
                 marker = (entry.table, key, updated_at)
@@ -74,4 +81,4 @@ def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]
 def _as_datetime(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value))
+    return datetime.fromisoformat(str(value)) if str(value) else None

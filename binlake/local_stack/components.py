@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from binlake.local_stack.executables import find_executable
 from binlake.local_stack.mariadb import MariaDBInstance
 from binlake.local_stack.supervisor import Program
 from binlake.settings import Settings
@@ -110,7 +111,7 @@ def programs(settings: Settings, mariadb: MariaDBInstance, connect_classpath: Pa
         Program(
             CONNECT,
             [
-                settings.local.java,
+                find_executable(settings.local.java),
                 f"-Xmx{settings.local.java_heap}",
                 "-cp",
                 f"{connect_classpath}/*",

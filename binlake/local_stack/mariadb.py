@@ -13,6 +13,7 @@ import subprocess
 import pymysql
 
 from binlake.errors import ConfigurationError
+from binlake.local_stack.executables import find_executable
 from binlake.settings import Settings
 
 REPORTED_VERSION = "5.7.19-log"
@@ -66,7 +67,7 @@ class MariaDBInstance:
             return False
         result = subprocess.run(
             [
-                self.settings.local.mariadb_install_db,
+                find_executable(self.settings.local.mariadb_install_db),
                 f"--defaults-file={self.config_file}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -82,7 +83,7 @@ class MariaDBInstance:
         return True
 
     def server_command(self) -> list[str]:
-        return [self.settings.local.mariadbd, f"--defaults-file={self.config_file}"]
+        return [find_executable(self.settings.local.mariadbd), f"--defaults-file={self.config_file}"]
 
     def admin_connection(self) -> pymysql.Connection:
         return pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
@@ -95,9 +96,18 @@ class MariaDBInstance:
                 "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
                 (mysql.user, mysql.password.get_secret_value()),
             )
+            # CREATE ... IF NOT EXISTS keeps an old password; a changed setting must apply.
+            cur.execute(
+                "ALTER USER %s@'%%' IDENTIFIED BY %s",
+                (mysql.user, mysql.password.get_secret_value()),
+            )
             cur.execute(f"GRANT {CDC_GRANTS} ON *.* TO %s@'%%'", (mysql.user,))
             cur.execute(
                 "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s",
+                (mysql.admin_user, mysql.admin_password.get_secret_value()),
+            )
+            cur.execute(
+                "ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s",
                 (mysql.admin_user, mysql.admin_password.get_secret_value()),
             )
             cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION",

@@ -11,6 +11,7 @@ import httpx
 
 from binlake.connect_jars import ensure_connect_classpath
 from binlake.local_stack import components as c
+from binlake.local_stack.lake_epoch import start_new_lake_epoch
 from binlake.local_stack.mariadb import MariaDBInstance
 from binlake.local_stack.network import port_is_open, wait_until
 from binlake.local_stack.runtime import (
@@ -36,8 +37,12 @@ class LocalStack:
     """The local stack living under one state directory."""
 
     def __init__(self, settings: Settings):
-        self.settings = load_runtime_settings(settings)
-        self.supervisor = Supervisor(self.settings.state_dir)
+        self.supervisor = Supervisor(settings.state_dir)
+        # A running stack's ports were resolved when it started; a stopped one takes settings
+        # afresh, so a changed setting applies at the next `up`.
+        self.settings = (
+            load_runtime_settings(settings) if self.supervisor.is_running() else settings
+        )
 
     def up(
         self,
@@ -48,6 +53,9 @@ class LocalStack:
         """Start every component not yet running, in dependency order; idempotent."""
         if not self.supervisor.is_running():
             self.settings = resolve_free_ports(self.settings)
+            archived = start_new_lake_epoch(self.settings)
+            if archived:
+                progress(f"the broker starts empty: previous lake archived to {archived}")
         settings = self.settings
         save_runtime_settings(settings)
         progress("assembling the Kafka Connect classpath")

@@ -7,6 +7,7 @@ then waits for supervisord's own PID to exit; nothing is ever killed by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,15 +100,23 @@ class Supervisor:
         self.config_file.write_text("\n".join(lines))
 
     def pid(self) -> int | None:
+        """PID of this state directory's supervisord, or None.
+
+        A pid file can outlive its process (reboot, OOM kill) and the PID be reused; the PID
+        counts only if that process is supervisord running our config file.
+        """
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             return None
-        return pid
+        ours = any(b"supervisord" in part for part in cmdline) and str(
+            self.config_file
+        ).encode() in cmdline
+        return pid if ours else None
 
     def is_running(self) -> bool:
         if self.pid() is None:
@@ -181,6 +190,7 @@ class Supervisor:
         pid = self.pid()
         if pid is None:
             return False
+        children = [state.pid for state in self.states() if state.pid]
         try:
             self._rpc().supervisor.stopAllProcesses(True)
             self._rpc().supervisor.shutdown()
@@ -189,7 +199,12 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         while self.pid() is not None:
             if time.monotonic() > deadline:
+                # supervisord is stuck: stop it and each child's process group ourselves
+                # (supervisord started every child as a group leader).
                 os.kill(pid, signal.SIGKILL)
+                for child in children:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(child, signal.SIGKILL)
                 break
             time.sleep(0.2)
         return True

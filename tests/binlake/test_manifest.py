@@ -42,3 +42,28 @@ def test_last_offsets_per_topic_partition(tmp_path) -> None:
     manifest.append(_entry(10, 19))
     manifest.append(_entry(0, 3, partition=1))
     assert manifest.last_offsets() == {("binlake.shop.orders", 0): 19, ("binlake.shop.orders", 1): 3}
+
+
+def test_a_fragment_left_by_a_crash_is_skipped_with_a_warning(tmp_path, caplog) -> None:
+    storage = LakeStorage.from_url(str(tmp_path))
+    manifest = Manifest(storage)
+    manifest.append(_entry(0, 9))
+    fragment_at = len(storage.read_bytes(manifest.path))
+    with open(storage.full_path(manifest.path), "ab") as out:
+        out.write(b'{"table":"shop.ord\n')  # cut short by a crash, then terminated
+        out.write(b'{"table":"shop.orders","unexpected":1}\n')  # JSON, but not an entry
+        out.write(b'{"table":"shop.\xe2\x82\n')  # cut inside a multi-byte character
+    manifest.append(_entry(10, 19))
+    with caplog.at_level("WARNING", logger="binlake.manifest"):
+        entries, cursor = manifest.read_since(0)
+    assert [e.first_offset for e in entries] == [0, 10]
+    assert cursor == len(storage.read_bytes(manifest.path))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3
+    assert f"byte {fragment_at}" in warnings[0]
+    # reading from a cursor reports offsets of the file, not of the chunk read
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="binlake.manifest"):
+        entries, _ = manifest.read_since(fragment_at)
+    assert [e.first_offset for e in entries] == [10]
+    assert f"byte {fragment_at}" in caplog.records[0].getMessage()

@@ -31,3 +31,12 @@ def test_nothing_running_means_no_pid_and_nothing_to_stop(tmp_path) -> None:
     assert not supervisor.is_running()
     assert supervisor.shutdown() is False
     assert supervisor.states() == []
+
+
+def test_a_stale_pid_file_naming_another_process_is_not_ours(tmp_path) -> None:
+    import os
+
+    supervisor = Supervisor(tmp_path)
+    supervisor.pid_file.write_text(str(os.getpid()))  # a live process, but not supervisord
+    assert supervisor.pid() is None
+    assert supervisor.shutdown() is False
