@@ -23,13 +23,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _quiet_dagster_logs() -> None:
-    # Reading silver and gold through Dagster's IO manager logs each load at DEBUG on the console.
-    import logging
-
-    logging.getLogger("dagster").setLevel(logging.WARNING)
-
-
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -104,7 +97,6 @@ def status(
     from binlake.local_stack.stack import LocalStack
     from binlake.table_status import collect_table_status
 
-    _quiet_dagster_logs()
     stack = LocalStack(_settings())
     components = stack.components()
     tables = collect_table_status(stack.settings) if stack.is_running() else []
@@ -163,7 +155,6 @@ def demo(
     """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""
     from binlake.demo.runner import run_demo
 
-    _quiet_dagster_logs()
     summary = run_demo(
         _settings(),
         duration_s=duration,

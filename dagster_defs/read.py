@@ -30,4 +30,6 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     path = io_manager._get_path(context)  # the IO manager's own path logic
     if not path.exists():
         raise FileNotFoundError(f"{asset_key.to_user_string()} has not been stored yet ({path})")
-    return io_manager.load_input(context)
+    # load_from_path rather than load_input: the same reader without the run-log line per load
+    # (outside a run it would be printed on the console).
+    return io_manager.load_from_path(context=context, path=path)

@@ -50,11 +50,14 @@ class ShopWorkload:
         self._products: dict[int, Decimal] = {}
         self._orders: list[int] = []
 
-    def seed_catalogue(self, customers: int = 20, products: int = 10) -> None:
+    def seed_catalogue(self, customers: int = 20, products: int = 10, orders: int = 3) -> None:
+        """Rows in every table, so every table's topic exists before the timed workload."""
         for _ in range(customers):
             self._transaction(self._new_customer)
         for _ in range(products):
             self._transaction(self._new_product)
+        for _ in range(orders):
+            self._transaction(self._new_order)
 
     def step(self) -> None:
         """One random transaction."""
