@@ -35,6 +35,10 @@ class ManifestEntry:
     primary_key: list[str] = field(default_factory=list)
     min_source_ts_ms: int | None = None
     max_source_ts_ms: int | None = None
+    # Which shape of the table's rows the file holds: a fingerprint of its Arrow schema and the
+    # table's schema version (bumped on every accepted or breaking change; 0 = not tracked).
+    schema_fingerprint: str = ""
+    schema_version: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)

@@ -55,6 +55,12 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = Field(
         "binlake", description="Debezium `topic.prefix`; topics are <prefix>.<db>.<table>."
     )
+    value_format: Literal["json", "avro"] = Field(
+        "json", description="Converter Debezium writes with: JSON with schemas, or Confluent Avro."
+    )
+    schema_registry_url: str = Field(
+        "", description="Confluent-compatible schema registry; required when value_format=avro."
+    )
 
     @property
     def port(self) -> int:
@@ -97,6 +103,12 @@ class BronzeSettings(BaseModel):
         64 * 1024 * 1024, ge=1, description="Rotate a bronze file after this many record bytes."
     )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 disables the web server.")
+    dead_letter_topic: str = Field(
+        "", description="Topic bad records are copied to; empty means <topic prefix>.dead-letter."
+    )
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Records larger than this are dead-lettered."
+    )
 
 
 class DagsterSettings(BaseModel):
@@ -185,6 +197,16 @@ class Settings(BaseSettings):
             if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
                 raise ValueError(f"table {name!r} must be <db>.<table> with plain identifiers")
         return value
+
+    @model_validator(mode="after")
+    def _registry_for_avro(self) -> Settings:
+        if self.kafka.value_format == "avro" and not self.kafka.schema_registry_url:
+            raise ValueError("kafka.value_format=avro needs kafka.schema_registry_url")
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.bronze.dead_letter_topic or f"{self.kafka.topic_prefix}.dead-letter"
 
     @model_validator(mode="after")
     def _tables_in_captured_databases(self) -> Settings:
