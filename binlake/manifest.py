@@ -7,10 +7,13 @@ since, so a sensor's cost does not grow with the number of files already seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+from binlake import failpoints
 from binlake.bronze_layout import MANIFEST_PATH
 from binlake.storage import LakeStorage
 
@@ -54,10 +57,29 @@ class Manifest:
     def __init__(self, storage: LakeStorage, path: str = MANIFEST_PATH):
         self.storage = storage
         self.path = path
+        self._cursor = 0  # how far `exclusive()` has read
+        self._last: dict[tuple[str, int], int] = {}
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[dict[tuple[str, int], int]]:
+        """Hold the manifest's writer lock; yields the highest offset per (topic, partition).
+
+        Bronze writers rename their file into place and append its entry only while holding
+        it, so what it yields stays true until the block ends: a writer whose rows start at or
+        below its partition's highest offset learns that another writer (the partition's new
+        owner, or a worker that lost the partition without knowing yet) has put them in bronze.
+        """
+        with self.storage.exclusive_lock(self.path + ".lock"):
+            entries, self._cursor = self.read_since(self._cursor)
+            for entry in entries:
+                key = (entry.topic, entry.partition)
+                self._last[key] = max(self._last.get(key, -1), entry.last_offset)
+            yield self._last
 
     def append(self, entry: ManifestEntry) -> None:
         """Durably record `entry`; once this returns, the file is part of bronze."""
         self.storage.append_line(self.path, entry.to_json())
+        failpoints.failpoint(failpoints.AFTER_MANIFEST_APPEND)
 
     def read_since(self, cursor: int = 0) -> tuple[list[ManifestEntry], int]:
         """Entries appended after byte `cursor`, and the cursor to pass next time.

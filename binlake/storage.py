@@ -9,14 +9,18 @@ their own.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from binlake import failpoints
 from binlake.errors import StorageUnavailableError
 
 
@@ -60,18 +64,29 @@ class LakeStorage:
         target = self.full_path(relative)
         try:
             if not self.is_local:
+                failpoints.failpoint(failpoints.BEFORE_RENAME)
                 with self.filesystem.open_output_stream(target) as out:
                     out.write(data)
+                failpoints.failpoint(failpoints.AFTER_RENAME)
                 return
             directory = os.path.dirname(target)
             _makedirs_durable(directory)
             temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
             with open(temp, "wb") as out:
-                out.write(data)
+                if failpoints.armed(failpoints.MID_WRITE):
+                    half = len(data) // 2
+                    out.write(data[:half])
+                    out.flush()
+                    failpoints.failpoint(failpoints.MID_WRITE)
+                    out.write(data[half:])
+                else:
+                    out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
+            failpoints.failpoint(failpoints.BEFORE_RENAME)
             os.replace(temp, target)
             _fsync_directory(directory)
+            failpoints.failpoint(failpoints.AFTER_RENAME)
         except OSError as exc:
             raise StorageUnavailableError(f"cannot write {target}: {exc}") from exc
 
@@ -110,6 +125,27 @@ class LakeStorage:
                 _fsync_directory(os.path.dirname(target))
         except OSError as exc:
             raise StorageUnavailableError(f"cannot append to {target}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def exclusive_lock(self, relative: str) -> Iterator[None]:
+        """Hold an exclusive lock (flock) on the file `relative`, created if missing.
+
+        Local filesystem, one host (like `append_line`). The lock goes when the block ends or
+        the process dies, so a crashed holder never blocks the others.
+        """
+        if not self.is_local:
+            raise NotImplementedError("lake-wide locks need a local filesystem")
+        target = self.full_path(relative)
+        try:
+            _makedirs_durable(os.path.dirname(target))
+            fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot lock {target}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def read_from(self, relative: str, byte_offset: int) -> bytes:
         """Bytes of `relative` from `byte_offset` to its current end (b'' if it does not exist)."""

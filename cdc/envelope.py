@@ -8,7 +8,10 @@ value that `pa.Table.from_pylist(rows, schema=event.row_schema)` accepts.
 Per-record cost matters (the bronze writer aims at 100k events/s), so the work that depends only
 on a schema is done once per distinct schema and cached: the schema text is sliced out of the
 raw bytes and used as the cache key, which means a record whose schema was seen before costs one
-`json.loads` of its payload plus the few conversions its columns actually need.
+parse of its payload plus the few conversions its columns actually need. Payloads are parsed
+with orjson (about 3x faster than `json`); anything orjson refuses (lone surrogates, NaN,
+integers beyond 64 bits, invalid UTF-8) is parsed again with `json`, so what is accepted and
+every error message stay those of `json`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from binlake.errors import DecodeError
@@ -84,12 +89,90 @@ class ChangeEvent:
         return self.op == TOMBSTONE
 
 
+# Frozen dataclasses set each field through `object.__setattr__` in `__init__`; these build the
+# same instances (same class, fields, equality, hash, immutability) about twice as fast by
+# setting the slots through their descriptors. Keep them in step with the field lists above.
+_SOURCE_SLOTS = tuple(vars(SourcePosition)[f.name].__set__ for f in fields(SourcePosition))
+_EVENT_SLOTS = tuple(vars(ChangeEvent)[f.name].__set__ for f in fields(ChangeEvent))
+assert [f.name for f in fields(SourcePosition)] == [
+    "file",
+    "pos",
+    "row",
+    "ts_ms",
+    "snapshot",
+    "db",
+    "table",
+    "server_id",
+    "gtid",
+]
+assert [f.name for f in fields(ChangeEvent)] == [
+    "table",
+    "op",
+    "row",
+    "row_schema",
+    "primary_key",
+    "source",
+    "captured_ts_ms",
+]
+
+
+def _new_source(
+    file: Any,
+    pos: Any,
+    row: Any,
+    ts_ms: int,
+    snapshot: Any,
+    db: str,
+    table: str,
+    server_id: Any,
+    gtid: Any,
+    _new: Callable[[type], Any] = object.__new__,
+    _slots: tuple[Callable[[Any, Any], None], ...] = _SOURCE_SLOTS,
+) -> SourcePosition:
+    o = _new(SourcePosition)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _slots
+    s0(o, file)
+    s1(o, pos)
+    s2(o, row)
+    s3(o, ts_ms)
+    s4(o, snapshot)
+    s5(o, db)
+    s6(o, table)
+    s7(o, server_id)
+    s8(o, gtid)
+    return o
+
+
+def _new_event(
+    table: str,
+    op: str,
+    row: dict[str, Any],
+    row_schema: pa.Schema,
+    primary_key: tuple[str, ...],
+    source: SourcePosition | None,
+    captured_ts_ms: int | None,
+    _new: Callable[[type], Any] = object.__new__,
+    _slots: tuple[Callable[[Any, Any], None], ...] = _EVENT_SLOTS,
+) -> ChangeEvent:
+    o = _new(ChangeEvent)
+    s0, s1, s2, s3, s4, s5, s6 = _slots
+    s0(o, table)
+    s1(o, op)
+    s2(o, row)
+    s3(o, row_schema)
+    s4(o, primary_key)
+    s5(o, source)
+    s6(o, captured_ts_ms)
+    return o
+
+
 # --------------------------------------------------------------------------------------------
 # Connect schema -> Arrow type + value converter
 # --------------------------------------------------------------------------------------------
 
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 _PRIMITIVES: dict[str, pa.DataType] = {
     "int8": pa.int8(),
@@ -122,8 +205,9 @@ def _decimal_codec(schema: Mapping[str, Any], base64_bytes: bool) -> tuple[pa.Da
     arrow_type = (
         pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
     )
-    # Building the Decimal from text keeps every digit; arithmetic would round to 28 digits.
-    exponent = f"E{-scale}"
+    # scaleb in a context of maximal precision keeps every digit (the default context would
+    # round to 28) and gives the same value and exponent as parsing f"{unscaled}E{-scale}".
+    shift = -scale
 
     def convert(value: Any) -> Decimal:
         if isinstance(value, str):
@@ -136,7 +220,7 @@ def _decimal_codec(schema: Mapping[str, Any], base64_bytes: bool) -> tuple[pa.Da
             raise TypeError(f"expected base64 text or bytes, got {type(value).__name__}")
         if isinstance(raw, str):
             return Decimal(raw)
-        return Decimal(f"{int.from_bytes(raw, 'big', signed=True)}{exponent}")
+        return Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(shift, _EXACT)
 
     return arrow_type, convert
 
@@ -145,29 +229,32 @@ def _date(days: int) -> date:
     return date.fromordinal(_EPOCH_ORDINAL + days)
 
 
+# timedelta(days, seconds, microseconds, milliseconds) by position: cheaper than keywords.
+
+
 def _time_ms(ms: int) -> timedelta:
-    return timedelta(milliseconds=ms)
+    return timedelta(0, 0, 0, ms)
 
 
 def _time_us(us: int) -> timedelta:
-    return timedelta(microseconds=us)
+    return timedelta(0, 0, us)
 
 
 def _time_ns(ns: int) -> timedelta:
-    return timedelta(microseconds=ns // 1000)
+    return timedelta(0, 0, ns // 1000)
 
 
 def _timestamp_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
+    return _EPOCH + timedelta(0, 0, 0, ms)
 
 
 def _timestamp_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + timedelta(0, 0, us)
 
 
 def _timestamp_ns(ns: int) -> datetime:
     # Python datetimes stop at microseconds; MySQL DATETIME does too, so nothing is lost.
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)
 
 
 def _zoned_timestamp(text: str) -> datetime:
@@ -239,7 +326,15 @@ def field_codec(
 class StructPlan:
     """Everything about one Connect struct schema that does not depend on a record's data."""
 
-    __slots__ = ("_checks", "_name_set", "arrow_schema", "connect_name", "names")
+    __slots__ = (
+        "_checks",
+        "_converters",
+        "_name_set",
+        "_required",
+        "arrow_schema",
+        "connect_name",
+        "names",
+    )
 
     def __init__(self, schema: Mapping[str, Any], *, base64_bytes: bool = True, what: str):
         if not isinstance(schema, Mapping) or schema.get("type") != "struct":
@@ -267,6 +362,16 @@ class StructPlan:
         self._name_set = frozenset(names)
         self.arrow_schema = pa.schema(arrow_fields)
         self._checks = tuple(checks)
+        # The fast path of `convert`: one C call fetches every required value (a None among
+        # them sends the record to the exact checks below), then only columns with a
+        # converter are visited.
+        required = [name for name, _, optional in checks if not optional]
+        self._required: Callable[[dict[str, Any]], Any] | None = None
+        if len(required) == 1:
+            self._required = itemgetter(required[0], required[0])  # always a tuple
+        elif required:
+            self._required = itemgetter(*required)
+        self._converters = tuple((name, c) for name, c, _ in checks if c is not None)
         self.connect_name = schema.get("name")
 
     def convert(self, payload: Any, what: str) -> dict[str, Any]:
@@ -280,6 +385,25 @@ class StructPlan:
                 f"{what} does not match its schema: missing fields {missing}, "
                 f"fields not in schema {extra}"
             )
+        required = self._required
+        if required is not None and None in required(payload):
+            return self._convert_checked(payload, what)  # raises, naming the first problem
+        # No required value is null, so the first converter to fail (in field order) is the
+        # first problem `_convert_checked` would report: the error is the same.
+        name, value = "", None
+        try:
+            for name, convert in self._converters:
+                value = payload[name]
+                if value is not None:
+                    payload[name] = convert(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DecodeError(
+                f"{what} field {name!r}: cannot convert {_short(value)}: {exc}"
+            ) from None
+        return payload
+
+    def _convert_checked(self, payload: dict[str, Any], what: str) -> dict[str, Any]:
+        """`convert` column by column in field order, checking nulls and conversions."""
         name, value = "", None
         try:
             for name, convert, optional in self._checks:
@@ -306,6 +430,7 @@ def arrow_schema_for(struct_schema: Mapping[str, Any]) -> pa.Schema:
 # --------------------------------------------------------------------------------------------
 
 _IMAGE_OF_OP = {"c": "after", "u": "after", "r": "after", "d": "before"}
+_WHAT_OF_IMAGE = {"after": "'after'", "before": "'before'"}  # for error messages
 
 
 class KeyPlan:
@@ -412,7 +537,7 @@ def _parse(raw: bytes, what: str, cache: _PlanCache) -> tuple[Any, bytes | None]
     cached schema text followed by `,"payload":` can only be the record's whole schema. A
     payload text of None means "parse the whole record".
     """
-    if raw[:_HEAD_LEN] != _HEAD or raw[-1:] != b"}":
+    if not raw.startswith(_HEAD) or not raw.endswith(b"}"):
         return _parse_whole(raw, what, cache)
     last = cache.last_text
     if last is not None and raw.startswith(last, _HEAD_LEN):
@@ -470,6 +595,62 @@ def _payload(raw: bytes, text: bytes | None, what: str) -> Any:
     return _document(raw, what)["payload"]
 
 
+# -- the orjson fast path ------------------------------------------------------------------
+#
+# orjson parses a payload about 3x faster than `json`, and gives the same objects for every
+# document both accept, with one exception: an integer literal beyond 64 bits becomes a float
+# (`json` keeps an exact int). Such a float has a magnitude of at least 2**63, so a payload
+# whose values used by decoding (the row image, `source`, `ts_ms`) hold no float that large
+# (nor NaN) decodes exactly as with `json`. Anything else (a document orjson refuses, a
+# suspicious float, any error while decoding) goes through the `json` path, which stays the
+# reference for what is accepted and for every error message.
+
+_NOT_PARSED: Any = object()
+_SAFE_TYPES = frozenset({int, str, bool, type(None)})
+_BIG = float(2**63)
+
+
+def _fast_payload(text: bytes | None) -> Any:
+    """The payload parsed by orjson, or `_NOT_PARSED` if it must go the `json` way."""
+    if text is None:
+        return _NOT_PARSED
+    try:
+        payload = _orjson_loads(text)
+    except ValueError:  # orjson.JSONDecodeError: lone surrogates, NaN, invalid UTF-8, ...
+        return _NOT_PARSED
+    if type(payload) is not dict:
+        return _NOT_PARSED
+    safe = _SAFE_TYPES.issuperset
+    image = payload.get(_IMAGE_OF_OP.get(payload.get("op"), "after"))  # type: ignore[arg-type]
+    source = payload.get("source")
+    for part in (image, source):
+        # The common case, only ints, strings, booleans and nulls, is checked in C.
+        if type(part) is dict and not safe(map(type, part.values())) and _suspect(part.values()):
+            return _NOT_PARSED
+    if type(payload.get("ts_ms")) is float:
+        return _NOT_PARSED
+    return payload
+
+
+def _suspect(values: Any) -> bool:
+    """True if `values` (or containers among them) hold a float orjson may have made of a
+    64-bit-overflowing integer literal."""
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not -_BIG < value < _BIG:  # also true for NaN
+                return True
+        elif kind is dict:
+            if _suspect(value.values()):
+                return True
+        elif kind is list and _suspect(value):
+            return True
+    return False
+
+
+_orjson_loads = orjson.loads
+
+
 def _as_bytes(data: Any, what: str) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -503,16 +684,17 @@ def source_position(source: Any) -> SourcePosition:
         raise DecodeError(f"'source' lacks 'db'/'table' (db={db!r}, table={table!r})")
     if not isinstance(ts_ms, int):
         raise DecodeError(f"'source.ts_ms' is {ts_ms!r}, expected epoch milliseconds")
-    return SourcePosition(
-        file=get("file"),
-        pos=get("pos"),
-        row=get("row"),
-        ts_ms=ts_ms,
-        snapshot=get("snapshot"),
-        db=db,
-        table=table,
-        server_id=get("server_id"),
-        gtid=get("gtid"),
+    # file, pos, row, ts_ms, snapshot, db, table, server_id, gtid
+    return _new_source(
+        get("file"),
+        get("pos"),
+        get("row"),
+        ts_ms,
+        get("snapshot"),
+        db,
+        table,
+        get("server_id"),
+        get("gtid"),
     )
 
 
@@ -542,17 +724,30 @@ def event_from_payload(
         raise DecodeError(f"op {op!r} has a null '{image}' image")
     row_plan = plan.row
     assert row_plan is not None  # a non-schema-change plan always has one
-    row = row_plan.convert(data, f"'{image}'")
+    row = row_plan.convert(data, _WHAT_OF_IMAGE[image])
     captured = payload.get("ts_ms")
-    return ChangeEvent(
-        table=f"{source.db}.{source.table}",
-        op=op,  # type: ignore[arg-type]
-        row=row,
-        row_schema=row_plan.arrow_schema,
-        primary_key=primary_key,
-        source=source,
-        captured_ts_ms=captured if isinstance(captured, int) else None,
+    return _new_event(  # table, op, row, row_schema, primary_key, source, captured_ts_ms
+        _table_name(source.db, source.table),
+        op,  # type: ignore[arg-type]
+        row,
+        row_plan.arrow_schema,
+        primary_key,
+        source,
+        captured if isinstance(captured, int) else None,
     )
+
+
+_TABLE_NAMES: dict[tuple[str, str], str] = {}
+
+
+def _table_name(db: str, table: str) -> str:
+    """`<db>.<table>`, built once per table."""
+    name = _TABLE_NAMES.get((db, table))
+    if name is None:
+        if len(_TABLE_NAMES) >= 4096:
+            _TABLE_NAMES.clear()
+        name = _TABLE_NAMES[(db, table)] = f"{db}.{table}"
+    return name
 
 
 def tombstone_from_key(
@@ -595,12 +790,21 @@ def decode_change(
     plan, text = _parse(raw_value, "value", _VALUE_PLANS)
     if plan.is_schema_change:
         raise SchemaChangeRecord(f"schema-change (DDL) record on topic {topic!r}, not a row change")
+    payload = _fast_payload(text)
+    if payload is not _NOT_PARSED:
+        try:
+            return event_from_payload(plan, payload, _primary_key(key), topic=topic)
+        except Exception:  # noqa: BLE001, S110 - the `json` path below raises the reference error
+            pass
     payload = _payload(raw_value, text, "value")
-    primary_key: tuple[str, ...] = ()
-    if key is not None:
-        # Only the key's schema is needed here (its field names); its payload is left unparsed.
-        primary_key = _parse(_as_bytes(key, "key"), "key", _KEY_PLANS)[0].names
-    return event_from_payload(plan, payload, primary_key, topic=topic)
+    return event_from_payload(plan, payload, _primary_key(key), topic=topic)
+
+
+def _primary_key(key: bytes | None) -> tuple[str, ...]:
+    if key is None:
+        return ()
+    # Only the key's schema is needed here (its field names); its payload is left unparsed.
+    return _parse(_as_bytes(key, "key"), "key", _KEY_PLANS)[0].names
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -65,7 +65,8 @@ def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorD
     """The one sensor evaluating every automation condition of this code location."""
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR_NAME,
-        target=dg.AssetSelection.all(),
+        # all() leaves out checks on external assets (bronze), which must run too
+        target=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=settings.dagster.automation_interval_seconds,
         description="Requests silver, gold and checks when their inputs update (eager).",

@@ -31,6 +31,7 @@ from binlake.errors import ConfigurationError, FinalError, RetriableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from streams.schema_drift import common_type
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -84,7 +85,9 @@ class BronzeLake(dg.ConfigurableResource):
         """Every bronze row of `<db>.<table>`, files concatenated in manifest order.
 
         Files of one table may have different but compatible schemas (a column added, a type
-        widened); they are concatenated with ``diagonal_relaxed``, missing columns become null.
+        widened): each file is first cast to the widest type every column has across the files
+        (see ``_widened``), then they are concatenated with ``diagonal_relaxed``, missing
+        columns become null.
         """
         storage = self._storage()
         entries, manifest_bytes = Manifest(storage).read_since(0)
@@ -94,7 +97,7 @@ class BronzeLake(dg.ConfigurableResource):
             if entry.table == table:
                 by_path.pop(entry.path, None)
                 by_path[entry.path] = entry
-        frames: list[pl.DataFrame] = []
+        arrows: list[pa.Table] = []
         primary_key: list[str] = []
         for path, entry in by_path.items():
             try:
@@ -107,7 +110,11 @@ class BronzeLake(dg.ConfigurableResource):
                 raise RetriableError(f"cannot read bronze file {path}: {exc}") from exc
             # The newest file's key wins: a key change (ALTER TABLE) applies from then on.
             primary_key = list(entry.primary_key) or _primary_key_from_metadata(arrow.schema)
-            frames.append(pl.from_arrow(_without_decimal256(arrow)))  # type: ignore[arg-type]
+            arrows.append(arrow)
+        frames = [
+            pl.from_arrow(_without_decimal256(arrow))  # type: ignore[arg-type]
+            for arrow in _widened(arrows)
+        ]
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         return BronzeRead(
             table=table,
@@ -117,6 +124,31 @@ class BronzeLake(dg.ConfigurableResource):
             entries_read=len(by_path),
             paths=list(by_path),
         )
+
+
+def _widened(tables: list[pa.Table]) -> list[pa.Table]:
+    """`tables` with each column cast to the widest type it has in any of them.
+
+    polars' ``diagonal_relaxed`` alone gets some accepted widenings wrong: timestamp[ms] with
+    timestamp[us] gives milliseconds (dropping microseconds), and decimal256 columns must become
+    strings of one scale whatever file they come from. Columns whose types have no common type
+    (a breaking change, which the bronze schema check reports) are left to polars.
+    """
+    target: dict[str, pa.DataType | None] = {}
+    for table in tables:
+        for column in table.schema:
+            if column.name not in target:
+                target[column.name] = column.type
+            elif (known := target[column.name]) is not None and not known.equals(column.type):
+                target[column.name] = common_type(known, column.type)
+    widened: list[pa.Table] = []
+    for table in tables:
+        for i, column in enumerate(table.schema):
+            wanted = target[column.name]
+            if wanted is not None and not column.type.equals(wanted):
+                table = table.set_column(i, column.with_type(wanted), table.column(i).cast(wanted))
+        widened.append(table)
+    return widened
 
 
 def _without_decimal256(table: pa.Table) -> pa.Table:

@@ -15,7 +15,17 @@ How it fits Faust:
 * The agent iterates with `noack()` and acks an event itself only once the bronze file holding
   it is in the manifest (dead-lettered, schema-change and already-in-bronze records are acked
   in offset order with the rows around them). Faust commits acked offsets every
-  `broker_commit_interval`.
+  `broker_commit_interval`, and only up to the first offset not acked, so a record that waits
+  holds back the commit of its partition.
+* A dead-lettered record is acked only once its copy is on the dead-letter topic as well as in
+  the lake (`streams.dead_letter`); the agent publishes it with the app's own producer before it
+  reads the next record. The topic copy is on when the app runs as a worker (`on_start`);
+  driven without a broker (`agent.test_context()`) only the lake copy is made.
+* Storage outages (the lake unwritable: permissions, a missing directory, a full disk) make the
+  agent retry the same record with backoff while nothing is acked, so no offset is committed
+  past what the manifest holds; the log gets one error per outage, reminders while it lasts and
+  one line when it is over (`streams.bronze_worker.Outage`). So does a dead-letter topic the
+  producer cannot reach.
 * A timer rotates files by age; revoked partitions are flushed in the `on_partitions_revoked`
   signal and everything is flushed in `on_before_shutdown`. `stream_wait_empty` is off because
   buffered events are acked only by those flushes, which Faust's wait would run after.
@@ -33,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from binlake.errors import RetriableError
+from binlake.errors import RetriableError, StorageUnavailableError
 from binlake.settings import Settings, load_settings
-from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from streams.dead_letter import DeadLetter, DeadLetterPublisher
 from streams.partition_writer import Released
 
 log = logging.getLogger(__name__)
@@ -49,9 +60,15 @@ RESUBSCRIBE_DELAY_SECONDS = 0.2
 # A requested resubscription that has not happened after this long is requested again
 # (Faust drops a change requested while the group is rebalancing).
 RESUBSCRIBE_RETRY_SECONDS = 20.0
-# Backoff while storage is unavailable (the stream waits; nothing is skipped).
+# Backoff while storage or the dead-letter topic is unavailable (the stream waits; nothing is
+# skipped).
 RETRY_MIN_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
+# Kafka error code of CreateTopics for a topic that exists already.
+TOPIC_ALREADY_EXISTS = 36
+# Headroom above bronze.max_message_bytes for the dead-letter producer's request size: the
+# dead-letter headers and the record batch framing come on top of the record's own bytes.
+DEAD_LETTER_HEADROOM_BYTES = 64 * 1024
 
 
 def cdc_topic_pattern(topic_prefix: str) -> re.Pattern[str]:
@@ -188,12 +205,36 @@ class BronzeRuntime:
         self._worker = worker
         self.agent: Any = None  # the Faust agent, set by create_app()
         self.revocations = 0  # partition revocations seen (each rebalance revokes all)
+        # Publishes dead letters to the dead-letter topic; None: lake copy only (no broker).
+        self.dead_letter_publisher: DeadLetterPublisher | None = None
+        self.dead_letter_outage = Outage(
+            f"dead-letter topic {settings.dead_letter_topic}",
+            clock=clock,
+            consequence="Dead-lettered records are not acked until they are published there, so "
+            "their partitions wait; retrying with backoff.",
+        )
+        # Retriable decoding trouble other than storage: the Avro schema registry unreachable.
+        registry = settings.kafka.schema_registry_url
+        self.decoder_outage = Outage(
+            f"schema registry {registry}" if settings.kafka.value_format == "avro" else "decoder",
+            clock=clock,
+            consequence="Records wait (nothing is skipped or dead-lettered); retrying with backoff.",
+        )
+        # Ack tokens (by id) of dead letters not yet on the dead-letter topic, with their
+        # partition; a token released meanwhile (by a flush) is held back in `_held`.
+        self._unpublished: dict[int, tuple[str, int]] = {}
+        self._held: dict[int, Any] = {}
 
     @property
     def worker(self) -> BronzeWorker:
         if self._worker is None:
             self._worker = BronzeWorker.from_settings(self.settings, clock=self.clock)
         return self._worker
+
+    def enable_dead_letter_topic(self, publisher: DeadLetterPublisher) -> None:
+        """Publish dead letters with `publisher` (before acking them) from now on."""
+        self.dead_letter_publisher = publisher
+        log.info("dead letters go to the lake and to topic %s", publisher.topic)
 
     async def on_event(self, event: Any) -> None:
         """Handle one Faust event; acks it (and earlier ones) when their file is in bronze."""
@@ -206,30 +247,38 @@ class BronzeRuntime:
             value=message.value,
             timestamp_ms=_millis(message.timestamp),
             token=event,
+            headers=_headers(message.headers),
         )
-        delay = RETRY_MIN_SECONDS
         revocations = self.revocations
+        released = await self._handle(record, message, revocations)
+        if released is None:
+            return
+        if not await self._publish_dead_letters(message, revocations):
+            return
+        self._ack(released)
+
+    async def _handle(self, record: KafkaRecord, message: Any, revocations: int) -> Released | None:
+        """`worker.handle(record)`, retried while storage is unavailable; None if revoked."""
+        worker = self.worker
+        tp = (record.topic, record.partition)
+        delay = RETRY_MIN_SECONDS
+        attempts = 0
         while True:
             try:
-                released = self.worker.handle(record)
-                break
+                released = worker.handle(record)
             except RetriableError as exc:
-                log.warning(
-                    "%s[%d]@%d: %s; retrying in %.1fs",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                    delay,
-                )
+                attempts += 1
+                outage = worker.outage if isinstance(exc, StorageUnavailableError) else None
+                (outage or self.decoder_outage).failed(exc, tp, f"{tp[0]}[{tp[1]}]@{record.offset}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
-                if self.revocations != revocations or self._stale(message):
+                if self._revoked_since(revocations, message):
                     # A rebalance revoked the partition meanwhile (Faust revokes all of them):
                     # its owner reads the unacked record again from the committed offset, and
                     # writing it here too could duplicate it.
                     log.info("%s[%d]@%d: revoked while retrying, dropped", *_where(record))
-                    return
+                    return None
+                continue
             except Exception as exc:
                 # The worker refuses the partition's later records (a gap there would be
                 # skipped for good by the manifest-based resume). Stop: after a restart the
@@ -237,7 +286,52 @@ class BronzeRuntime:
                 log.exception("%s[%d]@%d: cannot handle record", *_where(record))
                 await self.app.crash(exc)
                 raise
-        self._ack(released)
+            if attempts:  # it had failed: whatever failed works now
+                worker.outage.cleared(tp)
+                self.decoder_outage.cleared(tp)
+            return released
+
+    async def _publish_dead_letters(self, message: Any, revocations: int) -> bool:
+        """Publish the worker's new dead letters, retrying; False if revoked meanwhile.
+
+        Runs before the record is acked and before the next record is read, so no record after
+        a dead letter can be committed (or even reach the manifest) before the dead letter is
+        on its topic.
+        """
+        letters = self.worker.take_dead_letters()
+        publisher = self.dead_letter_publisher
+        if not letters or publisher is None:
+            return True
+        for letter in letters:
+            self._unpublished[id(letter.token)] = (letter.topic, letter.partition)
+        for index, letter in enumerate(letters):
+            tp = (letter.topic, letter.partition)
+            delay = RETRY_MIN_SECONDS
+            while True:
+                try:
+                    await publisher.publish(letter)
+                    break
+                except Exception as exc:  # noqa: BLE001 - any failure: retry, never skip
+                    where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
+                    self.dead_letter_outage.failed(exc, tp, where)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+                    if self._revoked_since(revocations, message):
+                        # Not acked: the partition's next owner dead-letters them again.
+                        self._forget(letters[index:])
+                        log.info("%s: revoked while publishing its dead letter, dropped", where)
+                        return False
+            self.dead_letter_outage.cleared(tp)
+            self._unpublished.pop(id(letter.token), None)
+            held = self._held.pop(id(letter.token), None)
+            if held is not None:
+                held.ack()
+        return True
+
+    def _forget(self, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            self._unpublished.pop(id(letter.token), None)
+            self._held.pop(id(letter.token), None)
 
     async def on_tick(self) -> None:
         try:
@@ -256,8 +350,16 @@ class BronzeRuntime:
 
     async def on_partitions_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
         self.revocations += 1
-        released = self.worker.revoke([(tp.topic, tp.partition) for tp in revoked])
+        partitions = [(tp.topic, tp.partition) for tp in revoked]
+        released = self.worker.revoke(partitions)
         self._ack(released)
+        gone = set(partitions)
+        for token_id, tp in list(self._unpublished.items()):
+            if tp in gone:  # never acked here: the next owner reads and dead-letters it again
+                self._unpublished.pop(token_id)
+                self._held.pop(token_id, None)
+        for tp in partitions:
+            self.dead_letter_outage.cleared(tp)
         if released.files:
             log.info("flushed %d bronze files of revoked partitions", len(released.files))
         await self._commit()
@@ -271,8 +373,15 @@ class BronzeRuntime:
 
     def _ack(self, released: Released) -> None:
         for token in released.tokens:
-            if token is not None:
-                token.ack()
+            if token is None:
+                continue
+            if id(token) in self._unpublished:
+                self._held[id(token)] = token  # acked once its dead letter is published
+                continue
+            token.ack()
+
+    def _revoked_since(self, revocations: int, message: Any) -> bool:
+        return self.revocations != revocations or self._stale(message)
 
     def _stale(self, message: Any) -> bool:
         generation = getattr(message, "generation_id", None)
@@ -298,9 +407,55 @@ class BronzeApp(faust.App):
         await super().on_start()
         conductor: Any = self.topics
         conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_SECONDS
+        # Only a running app has a producer (its child, started after this returns and before
+        # the agents), so the dead-letter topic copy is switched on here, not in create_app().
+        settings = self.bronze.settings
+        dead_letter_topic = settings.dead_letter_topic
+        bootstrap = settings.kafka.bootstrap_servers
+
+        async def send(
+            topic: str, key: bytes | None, value: bytes | None, headers: list[Any]
+        ) -> Any:
+            return await self.producer.send_and_wait(
+                topic, key=key, value=value, partition=None, timestamp=None, headers=headers
+            )
+
+        async def ensure_topic() -> None:
+            await ensure_dead_letter_topic(bootstrap, dead_letter_topic)
+
+        self.bronze.enable_dead_letter_topic(
+            DeadLetterPublisher(dead_letter_topic, send, ensure_topic=ensure_topic)
+        )
         # Children (consumer, agents, conductor) start after this returns, so the topics found
         # here are in the first subscription and need no second rebalance.
         await self.bronze.discovery.refresh()
+
+
+async def ensure_dead_letter_topic(bootstrap_servers: str, topic: str) -> None:
+    """Create the dead-letter topic if it is missing (one partition, replicated up to 3 times).
+
+    One partition keeps every dead letter in the order it was published; they are rare. A topic
+    that exists is left as it is (an operator may have created it with other settings).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            return
+        brokers = (await admin.describe_cluster()).get("brokers") or [None]
+        replication = min(3, len(brokers))
+        response = await admin.create_topics([NewTopic(topic, 1, replication)])
+        for error in response.topic_errors:
+            name, code = error[0], error[1]
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                message = error[2] if len(error) > 2 else ""
+                raise RuntimeError(
+                    f"cannot create dead-letter topic {name!r} on {bootstrap_servers}: "
+                    f"Kafka error {code} {message}"
+                )
+        log.info("created dead-letter topic %s (replication %d)", topic, replication)
+    finally:
+        await admin.close()
 
 
 def create_app(
@@ -330,6 +485,10 @@ def create_app(
         broker_commit_every=1000,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        # Dead letters are published with the record's own bytes, up to max_message_bytes.
+        producer_max_request_size=max(
+            1024 * 1024, bronze.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
+        ),
         topic_partitions=1,
         topic_replication_factor=1,
     )
@@ -368,6 +527,17 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
 
 def _millis(timestamp: float | None) -> int | None:
     return None if timestamp is None else round(timestamp * 1000)
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes | None], ...]:
+    """A Kafka message's headers as (name, value) pairs, whatever shape Faust gives them in.
+
+    A header's value may be null in Kafka; it stays None.
+    """
+    if not headers:
+        return ()
+    items = headers.items() if hasattr(headers, "items") else headers
+    return tuple((str(name), None if value is None else bytes(value)) for name, value in items)
 
 
 def _where(record: KafkaRecord) -> tuple[str, int, int]:

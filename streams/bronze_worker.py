@@ -1,25 +1,43 @@
 """The bronze worker's logic, free of Faust: Kafka records in, bronze files and acks out.
 
 `BronzeWorker` owns one `PartitionWriter` per assigned topic-partition, decodes each record,
-dead-letters the ones that cannot be decoded, skips schema-change records and records already
-in the manifest, and returns the tokens (Faust events) that may now be acked. `streams.app`
+dead-letters the ones that cannot become bronze rows, skips schema-change records and records
+already in the manifest, and returns the tokens (Faust events) that may now be acked. `streams.app`
 feeds it from a Faust agent; tests feed it directly.
+
+A record is dead-lettered, never retried and never allowed to stop its partition, when it is
+bad by itself: its topic cannot name a bronze path (checked before any path is built), it is
+larger than `bronze.max_message_bytes` (checked before decoding), it is not a Debezium change
+event (the decoder's `DecodeError`), or a value contradicts its column's type (checked here,
+because the decoder passes plain JSON numbers, strings and booleans through unchecked and
+pyarrow would otherwise fail on the whole file at flush time, over and over). Each dead letter
+is written to the lake's `_dead_letter` area at once and queued in `pending_dead_letters` for
+the caller to publish to the dead-letter topic before it acks the record.
+
+Storage trouble (`RetriableError`, or any `OSError` from the lake) is the opposite: nothing
+changes, the caller retries the same record later, and `outage` reports the episode in the log.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from binlake.errors import DecodeError, FinalError, RetriableError
+import pyarrow as pa
+
+from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
+from binlake.errors import DecodeError, FinalError, RetriableError, StorageUnavailableError
 from binlake.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from cdc.avro import ConfluentAvroDecoder
 from cdc.envelope import SchemaChangeRecord, decode_change
-from streams.dead_letter import DeadLetters
+from streams.dead_letter import DeadLetter, DeadLetters
 from streams.partition_writer import (
     DEFAULT_FLUSH_BYTES,
     PartitionWriter,
@@ -30,6 +48,9 @@ from streams.partition_writer import (
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+
+# While an outage lasts, the log is reminded of it this often (plus once at start and end).
+OUTAGE_REMINDER_SECONDS = 30.0
 
 
 class PartitionFailedError(FinalError):
@@ -50,6 +71,7 @@ class KafkaRecord:
     value: bytes | None
     timestamp_ms: int | None = None
     token: Any = None  # handed back in `Released.tokens` once the record is handled
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # kept only if it is dead-lettered
 
     @property
     def size(self) -> int:
@@ -66,6 +88,77 @@ class WorkerStats:
     already_in_bronze: int = 0
 
 
+class Outage:
+    """Reports one kind of outage in the log: once when it starts, reminders, once when it ends.
+
+    Callers that retry report each failed attempt with `failed(exc, key)`, `key` naming what
+    failed (a topic-partition), and `cleared(key)` once that same thing worked again. The log
+    gets an error line when the first key fails, a reminder every `remind_every` seconds while
+    any key is still failing, and one line when the last one is cleared: never a line per record
+    or per attempt, and no flapping when one table's directory fails while another's works.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        remind_every: float = OUTAGE_REMINDER_SECONDS,
+        consequence: str = "",
+        logger: logging.Logger = log,
+    ):
+        self.what = what
+        self.clock = clock
+        self.remind_every = remind_every
+        self.consequence = consequence
+        self.log = logger
+        self.since: float | None = None
+        self.failing: set[Hashable] = set()
+        self.failures = 0  # failed attempts in the current episode
+        self.episodes = 0
+        self._last_report = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException, key: Hashable, where: str = "") -> None:
+        now = self.clock()
+        at = f" ({where})" if where else ""
+        self.failing.add(key)
+        if self.since is None:
+            self.since, self._last_report, self.failures = now, now, 1
+            self.episodes += 1
+            self.log.error("%s unavailable%s: %s. %s", self.what, at, exc, self.consequence)
+            return
+        self.failures += 1
+        if now - self._last_report >= self.remind_every:
+            self._last_report = now
+            self.log.warning(
+                "%s still unavailable after %.0fs and %d failed attempts%s: %s",
+                self.what,
+                now - self.since,
+                self.failures,
+                at,
+                exc,
+            )
+
+    def cleared(self, key: Hashable) -> None:
+        if key not in self.failing:
+            return
+        self.failing.discard(key)
+        if self.failing or self.since is None:
+            return
+        self.log.warning(
+            "%s available again after %.1fs and %d failed attempts",
+            self.what,
+            self.clock() - self.since,
+            self.failures,
+        )
+        self.since = None
+        self.failures = 0
+
+
 class BronzeWorker:
     """Routes records to per-partition writers; see the module docstring."""
 
@@ -77,6 +170,7 @@ class BronzeWorker:
         flush_rows: int,
         flush_seconds: float,
         flush_bytes: int = DEFAULT_FLUSH_BYTES,
+        max_message_bytes: int | None = None,
         manifest: Manifest | None = None,
         dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -88,6 +182,7 @@ class BronzeWorker:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.flush_bytes = flush_bytes
+        self.max_message_bytes = max_message_bytes
         self.manifest = manifest or Manifest(storage)
         self.dead_letters = dead_letters or DeadLetters(storage, wall_clock=wall_clock)
         self.clock = clock
@@ -95,21 +190,38 @@ class BronzeWorker:
         self.decode = decode
         self.writers: dict[TopicPartition, PartitionWriter] = {}
         self.stats = WorkerStats()
+        # Dead letters written to the lake, for the caller to publish before acking them
+        # (`take_dead_letters()` after each `handle()`; a caller that does not publish may
+        # leave them, at the cost of keeping their bytes).
+        self.pending_dead_letters: list[DeadLetter] = []
+        self.outage = Outage(
+            f"bronze storage {storage.base}",
+            clock=clock,
+            consequence="Records wait (nothing is skipped) and offsets are not committed past "
+            "what the manifest holds; retrying with backoff.",
+        )
         # Highest manifest offset per partition, read incrementally from `_manifest_cursor`.
         self._manifest_offsets: dict[TopicPartition, int] = {}
         self._manifest_cursor = 0
         self._manifest_stale = True
         self.failed: dict[TopicPartition, tuple[int, BaseException]] = {}
-        self._tick_failing: set[TopicPartition] = set()
+        self._row_checks = _RowChecks()
+        self._topic_verdicts: dict[str, str | None] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> BronzeWorker:
+        """A worker for `settings`; its decoder follows `kafka.value_format`, chosen once here."""
+        if "decode" not in kwargs and settings.kafka.value_format == "avro":
+            kwargs["decode"] = ConfluentAvroDecoder(
+                settings.kafka.schema_registry_url
+            ).decode_change
         return cls(
             LakeStorage.from_url(settings.lake_url),
             topic_prefix=settings.kafka.topic_prefix,
             flush_rows=settings.bronze.flush_rows,
             flush_seconds=settings.bronze.flush_seconds,
             flush_bytes=settings.bronze.flush_bytes,
+            max_message_bytes=settings.bronze.max_message_bytes,
             **kwargs,
         )
 
@@ -118,8 +230,10 @@ class BronzeWorker:
     def handle(self, record: KafkaRecord) -> Released:
         """Handle one record; returns the tokens that may be acked and any files written.
 
-        Raises `RetriableError` (storage) with nothing changed: call again with the same record
-        later. Any other exception fails the record's partition: later records of it raise
+        Raises `RetriableError` with nothing changed: call again with the same record later.
+        That is `StorageUnavailableError` for the lake (any `OSError` from it is turned into
+        one) or, with Avro, `SchemaRegistryUnavailable`. Bad records never raise: they are
+        dead-lettered (see the module docstring). Any other exception fails the record's partition: later records of it raise
         `PartitionFailedError` until the partition is revoked, so none is written past the one
         that failed (which the manifest-based resume would then skip for good). What was
         buffered before it can still be flushed.
@@ -134,6 +248,12 @@ class BronzeWorker:
             return self._handle(record)
         except RetriableError:
             raise
+        except OSError as exc:
+            # The lake itself (a file where a directory should be, a vanished mount...): the
+            # same call can succeed once the location is back, so it is retried, not fatal.
+            raise StorageUnavailableError(
+                f"lake storage error at {record.topic}[{record.partition}]@{record.offset}: {exc}"
+            ) from exc
         except Exception as exc:
             self.failed[tp] = (record.offset, exc)
             raise
@@ -144,6 +264,16 @@ class BronzeWorker:
         if writer.is_handled(record.offset):
             self.stats.already_in_bronze += 1
             return writer.pass_over(record.offset, record.token)
+        refusal = self._topic_refusal(record.topic)
+        if refusal is not None:
+            return self._dead_letter(writer, record, refusal, "UnsafeTopicName")
+        if self.max_message_bytes is not None and record.size > self.max_message_bytes:
+            # Checked before decoding: decoding a huge record is what the limit is there to avoid.
+            reason = (
+                f"record is {record.size} bytes (key + value), more than "
+                f"bronze.max_message_bytes={self.max_message_bytes}"
+            )
+            return self._dead_letter(writer, record, reason, "MessageTooLarge")
         try:
             event = self.decode(
                 record.key, record.value, topic=record.topic, topic_prefix=self.topic_prefix
@@ -153,10 +283,15 @@ class BronzeWorker:
             self.stats.schema_changes += 1
             return writer.pass_over(record.offset, record.token)
         except DecodeError as exc:
-            return self._dead_letter(writer, record, exc.reason, exc)
+            return self._dead_letter(writer, record, exc.reason, type(exc).__name__)
+        except RetriableError:
+            raise  # e.g. the schema registry is down: the same record may decode later
         except Exception as exc:  # a decoder bug must not stop the stream
             log.exception("%s[%d]@%d: decoder failed unexpectedly", *_where(record))
-            return self._dead_letter(writer, record, f"decoder error: {exc!r}", exc)
+            return self._dead_letter(writer, record, f"decoder error: {exc!r}", type(exc).__name__)
+        mismatch = self._row_checks.problem(event.row, event.row_schema)
+        if mismatch is not None:
+            return self._dead_letter(writer, record, mismatch, "TypeMismatch")
         try:
             released = writer.add(
                 record.offset,
@@ -166,28 +301,33 @@ class BronzeWorker:
                 token=record.token,
             )
         except DecodeError as exc:  # raised before the writer changed anything
-            return self._dead_letter(writer, record, exc.reason, exc)
+            return self._dead_letter(writer, record, exc.reason, type(exc).__name__)
         self.stats.rows += 1
+        if released.files:
+            self.outage.cleared((record.topic, record.partition))
         return self._count(released)
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """The dead letters written since the last call, oldest first, to be published."""
+        letters, self.pending_dead_letters = self.pending_dead_letters, []
+        return letters
 
     def tick(self) -> Released:
         """Rotate files that are old enough (called by a timer).
 
-        Storage errors are logged (once per outage) and retried on the next tick; any other
+        Storage errors are reported through `outage` and retried on the next tick; any other
         error propagates.
         """
         released = Released()
         for tp, writer in list(self.writers.items()):
             try:
-                released.extend(writer.tick())
-            except RetriableError as exc:
-                if tp not in self._tick_failing:
-                    log.warning("%s[%d]: age rotation failed, will retry: %s", *tp, exc)
-                self._tick_failing.add(tp)
+                done = writer.tick()
+            except (RetriableError, OSError) as exc:
+                self.outage.failed(exc, tp, f"age rotation of {tp[0]}[{tp[1]}]")
                 continue
-            if tp in self._tick_failing:
-                self._tick_failing.discard(tp)
-                log.info("%s[%d]: age rotation works again", *tp)
+            if done.files:  # a flush happened, so the write that had failed works again
+                self.outage.cleared(tp)
+            released.extend(done)
         return self._count(released)
 
     # -- assignment ---------------------------------------------------------------------------
@@ -229,6 +369,7 @@ class BronzeWorker:
             # Its next owner (maybe this worker again) resumes from the committed offset, which
             # is never past the record that failed: that record is read again.
             self.failed.pop(tp, None)
+            self.outage.cleared(tp)  # its writer is gone: nothing of it is retried here
         self._manifest_stale = True
         return released
 
@@ -258,15 +399,48 @@ class BronzeWorker:
 
     def _read_manifest(self) -> None:
         """Catch up with the manifest (other workers may have appended since the last read)."""
-        entries, self._manifest_cursor = self.manifest.read_since(self._manifest_cursor)
+        try:
+            entries, self._manifest_cursor = self.manifest.read_since(self._manifest_cursor)
+        except OSError as exc:  # e.g. a file where the bronze directory should be
+            raise StorageUnavailableError(
+                f"cannot read the bronze manifest {self.manifest.path}: {exc}"
+            ) from exc
         offsets = self._manifest_offsets
         for entry in entries:
             key = (entry.topic, entry.partition)
             offsets[key] = max(offsets.get(key, -1), entry.last_offset)
         self._manifest_stale = False
 
+    def _topic_refusal(self, topic: str) -> str | None:
+        """Why records of `topic` cannot go to bronze, or None if they can (cached per topic).
+
+        Decided from the topic name alone, before any path is built: it must be usable in a
+        bronze file name, and a `<prefix>.<db>.<table>` topic must name a plain table, so no
+        topic (`..`, `/`, an absolute path) can make a path that leaves the bronze root. The
+        schema-change topic (the prefix alone) carries no rows and is let through to be skipped.
+        """
+        if topic in self._topic_verdicts:
+            return self._topic_verdicts[topic]
+        verdict: str | None = None
+        head = f"{self.topic_prefix}."
+        if topic != self.topic_prefix:
+            table = topic[len(head) :] if topic.startswith(head) else ""
+            if not is_safe_table_name(table):
+                verdict = (
+                    f"topic {topic!r} is not <{self.topic_prefix}>.<db>.<table> with a plain "
+                    "table name; it cannot name a bronze path"
+                )
+            else:
+                try:  # the exact check the writer's paths go through
+                    bronze_file_path(table, HourBucket("1970-01-01", 0), topic, 0, 0)
+                except ValueError as exc:
+                    verdict = f"topic {topic!r} cannot name a bronze path: {exc}"
+        if len(self._topic_verdicts) < 10_000:  # bounded: topic names come from the broker
+            self._topic_verdicts[topic] = verdict
+        return verdict
+
     def _dead_letter(
-        self, writer: PartitionWriter, record: KafkaRecord, reason: str, exc: BaseException
+        self, writer: PartitionWriter, record: KafkaRecord, reason: str, error: str
     ) -> Released:
         path = self.dead_letters.write(
             topic=record.topic,
@@ -276,10 +450,27 @@ class BronzeWorker:
             value=record.value,
             reason=reason,
             timestamp_ms=record.timestamp_ms,
-            error=type(exc).__name__,
+            error=error,
+            headers=record.headers,
         )
+        self.outage.cleared((record.topic, record.partition))  # the lake took a write
         self.stats.dead_letters += 1
         log.warning("%s[%d]@%d dead-lettered to %s: %s", *_where(record), path, reason)
+        self.pending_dead_letters.append(
+            DeadLetter(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                reason=reason,
+                error=error,
+                timestamp_ms=record.timestamp_ms,
+                headers=record.headers,
+                path=path,
+                token=record.token,
+            )
+        )
         return writer.pass_over(record.offset, record.token)
 
     def _count(self, released: Released) -> Released:
@@ -292,3 +483,210 @@ _REVOKED = RotationReason.PARTITION_REVOKED
 
 def _where(record: KafkaRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
+
+
+# -- value checks ------------------------------------------------------------------------------
+
+ValueCheck = Callable[[Any], bool]
+
+_INT64_MAX = 2**63 - 1
+_NS_MIN = datetime(1677, 9, 21, 0, 12, 44)  # the range of int64 nanoseconds since the epoch
+_NS_MAX = datetime(2262, 4, 11, 23, 47, 16)
+_DURATION_MAX_US = timedelta(microseconds=_INT64_MAX)
+
+
+def _int_check(dtype: pa.DataType) -> ValueCheck:
+    bits = dtype.bit_width
+    if pa.types.is_unsigned_integer(dtype):
+        low, high = 0, 2**bits - 1
+    else:
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    # `type(v) is int` also refuses bool (an int subclass), as pyarrow does.
+    return lambda v: type(v) is int and low <= v <= high
+
+
+def _float_check(dtype: pa.DataType) -> ValueCheck:
+    # pyarrow takes an int into a float column only within the range the float represents
+    # exactly (2**24 for float32, 2**53 for float64).
+    limit = 2**24 if dtype.bit_width == 32 else 2**53
+
+    def check(v: Any) -> bool:
+        kind = type(v)
+        return kind is float or (kind is int and -limit <= v <= limit)
+
+    return check
+
+
+def _string_check(v: Any) -> bool:
+    if type(v) is not str:
+        return False
+    if v.isascii():
+        return True
+    try:  # json.loads accepts lone surrogates ("\ud800"), which Arrow strings cannot hold
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _binary_check(v: Any) -> bool:
+    return isinstance(v, bytes | bytearray | memoryview)
+
+
+def _decimal_check(dtype: pa.DataType) -> ValueCheck:
+    precision, scale = dtype.precision, dtype.scale
+    quantum = Decimal(1).scaleb(-scale)
+    integer_digits = precision - scale
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, Decimal):
+            return False
+        # Fast path for what the decoder's converter makes (exponent exactly -scale): only the
+        # integer digits can overflow. `as_tuple()` alone costs several times this.
+        if v.same_quantum(quantum) and v.adjusted() < integer_digits:
+            return True
+        _, digits, exponent = v.as_tuple()
+        if not isinstance(exponent, int):  # NaN, Infinity
+            return False
+        if exponent < -scale:
+            # Rescaling to `scale` drops digits: only zeros may go, as Arrow refuses data loss.
+            dropped = -scale - exponent
+            if any(digits[-dropped:]):
+                return False
+            digits = digits[:-dropped] or (0,)
+            exponent = -scale
+        significant = len(digits) + (exponent + scale) if any(digits) else 1
+        return significant <= precision
+
+    return check
+
+
+def _timestamp_check(dtype: pa.DataType) -> ValueCheck:
+    if dtype.unit != "ns":
+        return lambda v: isinstance(v, datetime)
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, datetime):
+            return False
+        naive = v.replace(tzinfo=None)
+        return _NS_MIN <= naive <= _NS_MAX
+
+    return check
+
+
+def _date_check(v: Any) -> bool:
+    return isinstance(v, date)
+
+
+def _duration_check(v: Any) -> bool:
+    return isinstance(v, timedelta) and -_DURATION_MAX_US <= v <= _DURATION_MAX_US
+
+
+def value_check(dtype: pa.DataType) -> ValueCheck | None:
+    """A test that a Python value converts to `dtype` without error or loss; None: not checked.
+
+    Mirrors what `pa.Table.from_pylist` accepts for the types `cdc.envelope` produces, but
+    strictly: a value pyarrow would coerce with loss (1.5 into an int column) is refused too.
+    """
+    if pa.types.is_integer(dtype):
+        return _int_check(dtype)
+    if pa.types.is_floating(dtype):
+        return _float_check(dtype)
+    if pa.types.is_boolean(dtype):
+        return lambda v: type(v) is bool
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return _string_check
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return _binary_check
+    if pa.types.is_decimal(dtype):
+        return _decimal_check(dtype)
+    if pa.types.is_timestamp(dtype):
+        return _timestamp_check(dtype)
+    if pa.types.is_date(dtype):
+        return _date_check
+    if pa.types.is_duration(dtype):
+        return _duration_check
+    return None
+
+
+def _inline_check(dtype: pa.DataType) -> str | None:
+    """`value_check(dtype)` as a Python expression over `v`, for the common types; else None."""
+    if pa.types.is_integer(dtype):
+        bits = dtype.bit_width
+        if pa.types.is_unsigned_integer(dtype):
+            low, high = 0, 2**bits - 1
+        else:
+            low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return f"(type(v) is int and {low} <= v <= {high})"
+    if pa.types.is_boolean(dtype):
+        return "type(v) is bool"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "(type(v) is str and (v.isascii() or _string_check(v)))"
+    return None
+
+
+RowCheck = Callable[[dict[str, Any]], str | None]
+
+
+def compile_row_check(schema: pa.Schema) -> RowCheck:
+    """One function testing every value of a row against `schema`: the first bad column or None.
+
+    It runs for every record, so it is generated as straight-line code, one `if` per column with
+    the common checks (integers, strings, booleans) inlined: looping over per-column check
+    functions cost about twice as much. Semantics are those of `value_check`.
+    """
+    namespace: dict[str, Any] = {"_string_check": _string_check}
+    lines = ["def first_bad(row):", "    get = row.get"]
+    for index, field in enumerate(schema):
+        expression = _inline_check(field.type)
+        if expression is None:
+            check = value_check(field.type)
+            if check is None:
+                continue
+            namespace[f"_check{index}"] = check
+            expression = f"_check{index}(v)"
+        name = repr(field.name)  # a str's repr is a valid, safely quoted literal
+        lines += [
+            f"    v = get({name})",
+            f"    if v is not None and not {expression}:",
+            f"        return {name}",
+        ]
+    lines.append("    return None")
+    # Generated from column names (as repr() literals) and integer bounds only, never from data.
+    code = compile("\n".join(lines), f"<row check of {len(schema)} columns>", "exec")
+    exec(code, namespace)  # noqa: S102
+    return namespace["first_bad"]
+
+
+class _RowChecks:
+    """Per row schema, its compiled row check (`compile_row_check`), made once per schema object.
+
+    The decoder caches one Arrow schema per distinct Connect schema, so looking a schema up by
+    identity is one dict hit per record; the schema itself is kept so its id is never reused.
+    """
+
+    MAX_SCHEMAS = 1024
+
+    def __init__(self) -> None:
+        self._plans: dict[int, tuple[pa.Schema, RowCheck]] = {}
+
+    def problem(self, row: dict[str, Any], schema: pa.Schema) -> str | None:
+        """Why `row` cannot be stored under `schema`, or None if every value fits."""
+        known = self._plans.get(id(schema))
+        if known is None or known[0] is not schema:
+            if len(self._plans) >= self.MAX_SCHEMAS:
+                self._plans.clear()
+            known = self._plans[id(schema)] = (schema, compile_row_check(schema))
+        name = known[1](row)
+        if name is None:
+            return None
+        value = row.get(name)
+        return (
+            f"column {name!r}: {_short(value)} ({type(value).__name__}) does not fit "
+            f"its schema type {schema.field(name).type}"
+        )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -81,22 +81,27 @@ def build_table(
     """
     schema = bronze_schema(row_schema)
     n = len(records)
-    sources = [event.source for _, event in records]
+    events = [event for _, event in records]
+    sources = [event.source for event in events]
     provenance = [
-        pa.array([topic] * n, pa.string()),
-        pa.array([partition] * n, pa.int32()),
+        pa.repeat(pa.scalar(topic, pa.string()), n),
+        pa.repeat(pa.scalar(partition, pa.int32()), n),
         pa.array([offset for offset, _ in records], pa.int64()),
-        pa.array([event.op for _, event in records], pa.string()),
+        pa.array([event.op for event in events], pa.string()),
         pa.array([s.file if s is not None else None for s in sources], pa.string()),
         pa.array([s.pos if s is not None else None for s in sources], pa.int64()),
         pa.array([s.row if s is not None else None for s in sources], pa.int32()),
         pa.array([s.ts_ms if s is not None else None for s in sources], pa.int64()),
         pa.array([s.snapshot if s is not None else None for s in sources], pa.string()),
-        pa.array([event.captured_ts_ms for _, event in records], pa.int64()),
+        pa.array([event.captured_ts_ms for event in events], pa.int64()),
     ]
-    table_schema = pa.schema(list(schema)[len(PROVENANCE_SCHEMA) :])
-    rows = pa.Table.from_pylist([event.row for _, event in records], schema=table_schema)
-    columns = provenance + list(rows.columns)
+    # Column by column, as `pa.Table.from_pylist(rows, schema=...)` would, but about twice as
+    # fast: one `dict.get` per value (a missing column is null) and one `pa.array` per column.
+    rows = [event.row for event in events]
+    columns = provenance
+    for field in row_schema:
+        name = field.name
+        columns.append(pa.array([row.get(name) for row in rows], field.type))
     metadata = {
         layout.META_TABLE: table.encode(),
         layout.META_PRIMARY_KEY: json.dumps(list(primary_key)).encode(),

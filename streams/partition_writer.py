@@ -18,6 +18,15 @@ Flushing writes the Parquet file atomically at `bronze_file_path(..., first_offs
 its `ManifestEntry`, and only then releases the records' tokens (the caller acks them, which lets
 the consumer commit their offsets). A retried flush produces the same file under the same name.
 
+Schema drift (see `streams.schema_drift`): the writer keeps per table a schema version and the
+table's cumulative schema, resumed from the table's last manifest entry and its file's footer.
+An event whose row schema differs is classified against it. An accepted change (new or dropped
+column, widened type) and a breaking one (type family change, narrowing, primary key change)
+both rotate the file and start a new schema version, so a file holds one schema; an accepted
+change's file has the merged schema (dropped columns kept as nulls), a breaking change's file
+the new schema as it is, never cast, and the worker logs an error naming the column and both
+types. Files record the version and a schema fingerprint in their manifest entry.
+
 Offsets at or below `resume_after` (the manifest's last offset for the partition) are already in
 bronze: they are released at once without being written, whatever the committed consumer offset
 said. Records that are deliberately not written (dead letters, schema-change records) are
@@ -37,18 +46,30 @@ from enum import Enum
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
-from binlake.errors import DecodeError
+from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
 from streams.parquet_format import bronze_schema, encode_bronze_file
 from streams.partitioner import TOMBSTONE, PreviousDelete, event_time_ms, key_of
+from streams.schema_drift import (
+    ChangeKind,
+    SchemaChange,
+    classify,
+    fingerprint,
+    fits_within,
+    row_schema_of,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_BYTES = 64 * 1024 * 1024
 _HOUR_MS = 3_600_000
+# Schema version of a file of tombstones whose key columns fit no schema the writer knows (no
+# full row of the table seen yet): 0 is "not tracked" in `ManifestEntry.schema_version`.
+UNTRACKED = 0
 
 
 class WriterState(Enum):
@@ -90,13 +111,23 @@ class WriterClosedError(RuntimeError):
     """A record was offered to a writer whose partition was revoked or that was shut down."""
 
 
-def _fields_within(small: pa.Schema, big: pa.Schema) -> bool:
-    """True if every column of `small` is in `big` with the same type."""
-    for column in small:
-        index = big.get_field_index(column.name)
-        if index < 0 or not big.field(index).type.equals(column.type):
-            return False
-    return True
+@dataclass(frozen=True)
+class TableSchema:
+    """A table's current schema version and cumulative row schema (None: not known yet)."""
+
+    version: int
+    schema: pa.Schema | None
+    primary_key: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """The schema version and file schema an event's row is written under."""
+
+    version: int
+    schema: pa.Schema
+    primary_key: tuple[str, ...]
+    change: SchemaChange | None = None  # why a new version starts with this event
 
 
 class PartitionWriter:
@@ -137,7 +168,10 @@ class PartitionWriter:
         self._valid_schemas: list[pa.Schema] = []  # recently checked row schemas (identity)
         self._bucket_start_ms = 0
         self._previous_delete: PreviousDelete | None = None  # for its tombstone's hour
-        self._append_uncertain = False  # a manifest append raised: it may or may not be there
+        self._tables: dict[str, TableSchema] = {}  # schema version per table, see _table_schema
+        # Placements of recently seen row schemas (by identity: decoded events share one schema
+        # object per Debezium schema), so a record of a known shape is not classified again.
+        self._placements: dict[tuple[int, str], tuple[pa.Schema, tuple[str, ...], _Placement]] = {}
         self._reset_file()
 
     # -- observable state ---------------------------------------------------------------------
@@ -166,6 +200,15 @@ class PartitionWriter:
     @property
     def row_schema(self) -> pa.Schema | None:
         return self._schema
+
+    @property
+    def schema_version(self) -> int:
+        """Schema version of the open file (UNTRACKED when nothing is buffered)."""
+        return self._version
+
+    def table_schema(self, table: str) -> TableSchema | None:
+        """The schema version and cumulative schema tracked for `table`, if it was seen."""
+        return self._tables.get(table)
 
     @property
     def rotation_due(self) -> RotationReason | None:
@@ -197,7 +240,8 @@ class PartitionWriter:
         Raises DecodeError, before changing anything, if the event cannot be a bronze row (no
         time to bucket it by, unusable table name, columns named like provenance columns): the
         caller dead-letters the record. Raises the storage error, also before changing anything,
-        if the open file had to be rotated first and could not be: the caller retries later.
+        if the open file had to be rotated first and could not be, or the table's last schema
+        could not be read from the lake: the caller retries later.
         """
         self._check_open()
         if offset <= self._seen_through:
@@ -208,13 +252,16 @@ class PartitionWriter:
         if event.table != self._table and not is_safe_table_name(event.table):
             raise DecodeError(f"table name {event.table!r} is not a plain <db>.<table>")
         self._validate_schema(event.row_schema)
+        placement = self._place(event)  # storage error while resuming the table's schema
 
         released = Released()
         if self.state is WriterState.BUFFERING:
-            reason = self._due or self._rotation_before(event, bucket)
+            reason = self._due or self._rotation_before(event, bucket, placement)
             if reason is not None:
                 released.extend(self._flush(reason))  # raises with nothing changed
-        self._buffer(offset, event, bucket, event_ms, size, token)
+        # Only now, with the previous version's file written, does the new version begin.
+        self._begin_version(event.table, placement, offset)
+        self._buffer(offset, event, bucket, event_ms, size, token, placement)
         reason = self._rotation_after()
         if reason is not None:
             try:
@@ -316,6 +363,7 @@ class PartitionWriter:
         self._bytes = 0
         self._bucket: HourBucket | None = None
         self._schema: pa.Schema | None = None
+        self._version = UNTRACKED
         self._table: str | None = None
         self._primary_key: tuple[str, ...] = ()
         self._only_tombstones = True
@@ -323,35 +371,176 @@ class PartitionWriter:
         self._min_ts: int | None = None
         self._max_ts: int | None = None
 
-    def _rotation_before(self, event: Any, bucket: HourBucket) -> RotationReason | None:
+    def _rotation_before(
+        self, event: Any, bucket: HourBucket, placement: _Placement
+    ) -> RotationReason | None:
         """Why the open file cannot take `event`, or None if it can."""
         if bucket != self._bucket:
             return RotationReason.HOUR_BOUNDARY
-        if event.table != self._table or tuple(event.primary_key) != self._primary_key:
+        if event.table != self._table or placement.primary_key != self._primary_key:
             return RotationReason.SCHEMA_CHANGE
-        schema = event.row_schema
         assert self._schema is not None
-        if schema is self._schema or schema.equals(self._schema):
+        if placement.version == self._version and (
+            placement.schema is self._schema or placement.schema.equals(self._schema)
+        ):
             return None
-        if event.op == TOMBSTONE and _fields_within(schema, self._schema):
-            return None  # key columns only; the others are null
-        if self._only_tombstones and event.op != TOMBSTONE and _fields_within(self._schema, schema):
+        if (
+            self._version == UNTRACKED
+            and self._only_tombstones
+            and event.op != TOMBSTONE
+            and fits_within(self._schema, placement.schema)
+        ):
             return None  # the file so far holds only keys: widen it to the full row
         return RotationReason.SCHEMA_CHANGE
 
+    # -- schema versions ----------------------------------------------------------------------
+
+    def _place(self, event: Any) -> _Placement:
+        """The schema version and file schema of `event`'s row; changes nothing.
+
+        A tombstone goes with the table's current schema when its key columns fit it, else into
+        a key-only file that is not tracked. Any other row's schema is classified against the
+        table's cumulative schema: the same shape keeps the version, anything else starts the
+        next one (see `_begin_version`).
+        """
+        schema = event.row_schema
+        cache_key = (id(schema), event.table)
+        cached = self._placements.get(cache_key)
+        if cached is not None and cached[0] is schema and cached[1] == event.primary_key:
+            return cached[2]
+        tracked = self._table_schema(event.table)
+        key = tuple(event.primary_key)
+        if event.op == TOMBSTONE:
+            if (
+                tracked.schema is not None
+                and key == tracked.primary_key
+                and fits_within(schema, tracked.schema)
+            ):
+                placement = _Placement(tracked.version, tracked.schema, key)
+            else:
+                placement = _Placement(UNTRACKED, schema, key)
+        elif tracked.schema is None:
+            return _Placement(tracked.version + 1, schema, key)
+        elif schema is tracked.schema and key == tracked.primary_key and tracked.version:
+            placement = _Placement(tracked.version, tracked.schema, tracked.primary_key)
+        else:
+            change = classify(tracked.schema, schema, tracked.primary_key, key)
+            if change.kind is not ChangeKind.SAME or tracked.version == UNTRACKED:
+                # A new version (also for the same shape under version 0: files written before
+                # versions were tracked). Not cached: it is current only once it has begun.
+                return _Placement(tracked.version + 1, change.schema, key, change)
+            placement = _Placement(tracked.version, tracked.schema, tracked.primary_key)
+        if len(self._placements) >= 64:
+            self._placements.clear()
+        self._placements[cache_key] = (schema, event.primary_key, placement)
+        return placement
+
+    def _begin_version(self, table: str, placement: _Placement, offset: int) -> None:
+        """Make `placement`'s version the table's current one if it is new, and say why."""
+        tracked = self._tables[table]
+        if placement.version == UNTRACKED or placement.version == tracked.version:
+            return
+        self._tables[table] = TableSchema(
+            placement.version, placement.schema, placement.primary_key
+        )
+        self._placements.clear()
+        where = f"{self.topic}[{self.partition}]@{offset}"
+        change = placement.change
+        if change is None or change.kind is ChangeKind.SAME:
+            log.info(
+                "%s: %s schema version %d (%d columns)",
+                where, table, placement.version, len(placement.schema),
+            )
+        elif change.kind is ChangeKind.ACCEPTED:
+            log.info(
+                "%s: %s schema version %d -> %d, accepted (new file, widened schema): %s",
+                where, table, tracked.version, placement.version, change.describe(),
+            )
+            for column in change.changes:
+                if column.change == "added_not_null":
+                    # ALTER TABLE fills existing rows with the default without a binlog event.
+                    log.warning(
+                        "%s: %s column %r was added as NOT NULL: rows that existed before keep "
+                        "null in the lake until they change, while the source holds the "
+                        "column's default for them",
+                        where, table, column.column,
+                    )
+        else:
+            # Readers must not get these records cast to the old types: they are written as
+            # they are, under their own version, and the bronze asset check fails on it.
+            for broken in change.breaking:
+                log.error(
+                    "%s: BREAKING schema change of %s, schema version %d -> %d: %s (column %s, "
+                    "old type %s, new type %s). Nothing is cast: the table's new records are "
+                    "written with their own types under schema version %d.",
+                    where, table, tracked.version, placement.version, broken, broken.column,
+                    broken.old_type, broken.new_type, placement.version,
+                )
+
+    def _table_schema(self, table: str) -> TableSchema:
+        """The table's tracked schema; on first use resumed from its last manifest entry."""
+        tracked = self._tables.get(table)
+        if tracked is None:
+            tracked = self._resume_table_schema(table)
+            self._tables[table] = tracked
+        return tracked
+
+    def _resume_table_schema(self, table: str) -> TableSchema:
+        """Version and cumulative schema of the newest file of `table` the manifest lists.
+
+        The manifest holds the version; the schema is read from that file's Parquet footer (a
+        file of the version has the version's cumulative schema, dropped columns included).
+        """
+        try:
+            entries = self.manifest.entries_for(table)
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot read the manifest: {exc}") from exc
+        if not entries:
+            return TableSchema(UNTRACKED, None, ())
+        # The highest version; among equals the last appended. Files of version 0 were written
+        # before versions were tracked: the newest one still tells the table's last shape.
+        last = max(enumerate(entries), key=lambda item: (item[1].schema_version, item[0]))[1]
+        try:
+            file_schema = pq.read_schema(
+                self.storage.full_path(last.path), filesystem=self.storage.filesystem
+            )
+        except FileNotFoundError:
+            # Nothing to compare with: the next row starts a new version (never reuses one).
+            log.error(
+                "%s: bronze file %s is listed in the manifest but missing; %s's schema history "
+                "restarts at version %d",
+                self.topic, last.path, table, last.schema_version + 1,
+            )
+            return TableSchema(last.schema_version, None, tuple(last.primary_key))
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot read {last.path}: {exc}") from exc
+        return TableSchema(
+            last.schema_version, row_schema_of(file_schema), tuple(last.primary_key)
+        )
+
     def _buffer(
-        self, offset: int, event: Any, bucket: HourBucket, event_ms: int, size: int, token: Any
+        self,
+        offset: int,
+        event: Any,
+        bucket: HourBucket,
+        event_ms: int,
+        size: int,
+        token: Any,
+        placement: _Placement,
     ) -> None:
         if self.state is WriterState.EMPTY:
             self._bucket = bucket
             self._bucket_start_ms = event_ms - event_ms % _HOUR_MS
-            self._schema = event.row_schema
+            self._schema = placement.schema
+            self._version = placement.version
             self._table = event.table
-            self._primary_key = tuple(event.primary_key)
+            self._primary_key = placement.primary_key
             self._first_row_at = self.clock()
             self.state = WriterState.BUFFERING
-        elif self._only_tombstones and event.op != TOMBSTONE:
-            self._schema = event.row_schema  # widened (see _rotation_before)
+        elif self._only_tombstones and event.op != TOMBSTONE and self._version == UNTRACKED:
+            # widened to the full row (see _rotation_before)
+            self._schema = placement.schema
+            self._version = placement.version
         if event.op != TOMBSTONE:
             self._only_tombstones = False
         self._rows.append((offset, event))
@@ -383,15 +572,21 @@ class PartitionWriter:
         assert self._table is not None and self._bucket is not None and self._schema is not None
         self.state = WriterState.FLUSHING
         try:
-            entry = self._write_file(reason)
+            entry, in_bronze_through = self._write_file(reason)
         except BaseException:
             self.state = WriterState.BUFFERING
             raise
-        released = Released(tokens=[token for _, token in self._tokens], files=[entry])
-        self._handled_through = self._tokens[-1][0]
+        released = Released(
+            tokens=[token for _, token in self._tokens], files=[entry] if entry else []
+        )
+        # Offsets another writer put in bronze are handled too, even past our buffered ones.
+        self._handled_through = max(self._tokens[-1][0], in_bronze_through)
+        self._seen_through = max(self._seen_through, in_bronze_through)
         self._due = None
         self._reset_file()
         self.state = WriterState.EMPTY
+        if entry is None:
+            return released
         log.debug(
             "%s[%d]: wrote %d rows @%d..%d to %s (%s)",
             self.topic,
@@ -404,46 +599,62 @@ class PartitionWriter:
         )
         return released
 
-    def _write_file(self, reason: RotationReason) -> ManifestEntry:
-        assert self._table is not None and self._bucket is not None and self._schema is not None
-        rows = self._rows
-        first, last = rows[0][0], rows[-1][0]
-        path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
-        data = encode_bronze_file(
-            self.topic,
-            self.partition,
-            rows,
-            self._schema,
-            table=self._table,
-            primary_key=self._primary_key,
-        )
-        self.storage.write_atomic(path, data)
-        entry = ManifestEntry(
-            table=self._table,
-            topic=self.topic,
-            partition=self.partition,
-            first_offset=first,
-            last_offset=last,
-            rows=len(rows),
-            path=path,
-            partition_key=self._bucket.partition_key,
-            bytes=len(data),
-            written_at=self.wall_clock(),  # after the file is durable
-            rotation_reason=reason.value,
-            primary_key=list(self._primary_key),
-            min_source_ts_ms=self._min_ts,
-            max_source_ts_ms=self._max_ts,
-        )
-        if self._append_uncertain and self._already_recorded(entry):
-            log.info("%s: manifest entry survived a failed append; not appending again", path)
-        else:
-            self._append_uncertain = True
-            self.manifest.append(entry)
-        self._append_uncertain = False
-        return entry
+    def _write_file(self, reason: RotationReason) -> tuple[ManifestEntry | None, int]:
+        """Write the open file and append its entry, both under the manifest's writer lock.
 
-    def _already_recorded(self, entry: ManifestEntry) -> bool:
-        return any(
-            e.path == entry.path and e.last_offset == entry.last_offset and e.rows == entry.rows
-            for e in self.manifest.entries()
-        )
+        Returns the entry (None if nothing was left to write) and the partition's highest offset
+        in bronze before it. Buffered rows at or below that offset were put in bronze by another
+        writer meanwhile: this partition's new owner while this worker had lost it without
+        knowing (a stall longer than the session timeout), or such a stalled worker before the
+        new owner flushed. They are dropped, not written twice; the file holds only the rows
+        after them, named after its first remaining offset, a name no manifest entry has. An
+        append that raised but landed is seen here by the retry, which then writes nothing.
+        """
+        assert self._table is not None and self._bucket is not None and self._schema is not None
+        with self.manifest.exclusive() as last_offsets:
+            in_bronze = last_offsets.get((self.topic, self.partition), -1)
+            rows = [row for row in self._rows if row[0] > in_bronze]
+            if len(rows) < len(self._rows):
+                log.warning(
+                    "%s[%d]: offsets %d..%d are in bronze already (another worker wrote them); "
+                    "writing only the %d buffered rows after them",
+                    self.topic,
+                    self.partition,
+                    self._rows[0][0],
+                    min(in_bronze, self._rows[-1][0]),
+                    len(rows),
+                )
+            if not rows:
+                return None, in_bronze
+            first, last = rows[0][0], rows[-1][0]
+            path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
+            data = encode_bronze_file(
+                self.topic,
+                self.partition,
+                rows,
+                self._schema,
+                table=self._table,
+                primary_key=self._primary_key,
+            )
+            source_ts = [event.source.ts_ms for _, event in rows if event.source is not None]
+            self.storage.write_atomic(path, data)
+            entry = ManifestEntry(
+                table=self._table,
+                topic=self.topic,
+                partition=self.partition,
+                first_offset=first,
+                last_offset=last,
+                rows=len(rows),
+                path=path,
+                partition_key=self._bucket.partition_key,
+                bytes=len(data),
+                written_at=self.wall_clock(),  # after the file is durable
+                rotation_reason=reason.value,
+                primary_key=list(self._primary_key),
+                min_source_ts_ms=min(source_ts) if source_ts else None,
+                max_source_ts_ms=max(source_ts) if source_ts else None,
+                schema_fingerprint=fingerprint(self._schema),
+                schema_version=self._version,
+            )
+            self.manifest.append(entry)
+        return entry, in_bronze

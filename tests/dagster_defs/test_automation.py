@@ -15,6 +15,7 @@ from dagster_defs.silver.checks import ROW_COUNT_CHECK
 ORDERS = silver_key("shop.orders")
 ORDER_ITEMS = silver_key("shop.order_items")
 ORDERS_CHECK = dg.AssetCheckKey(ORDERS, ROW_COUNT_CHECK)
+BRONZE_ORDERS_SCHEMA_CHECK = dg.AssetCheckKey(bronze_key("shop.orders"), "schema_versions_compatible")
 
 
 def requested(result: dg.EvaluateAutomationConditionsResult) -> set:
@@ -81,7 +82,7 @@ def test_silver_runs_when_a_bronze_hour_is_reported(lake, bronze, instance):
     assert instance.get_materialized_partitions(bronze_key("shop.orders")) == {"2024-06-01-10:00"}
 
     wanted = lake.automation_tick()
-    assert wanted == {ORDERS, ORDERS_CHECK}
+    assert wanted == {ORDERS, ORDERS_CHECK, BRONZE_ORDERS_SCHEMA_CHECK}
     lake.run(wanted)
 
     assert lake.automation_tick() == set(), "handled: nothing new until bronze grows"

@@ -35,7 +35,8 @@ def test_root_defs_are_lazy_and_load(settings):
         "gold/shop/orders_by_hour_status",
     }
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
-        (f"silver/shop/{t}", "row_count_matches_source") for t in TABLES
+        *((f"silver/shop/{t}", "row_count_matches_source") for t in TABLES),
+        *((f"bronze/shop/{t}", "schema_versions_compatible") for t in TABLES),
     }
     assert {s.name for s in defs.sensors} == {"bronze_manifest_sensor", "binlake_automation"}
     for table in TABLES:

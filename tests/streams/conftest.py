@@ -1,4 +1,7 @@
-"""Helpers for the bronze worker tests: Debezium-shaped records, free ports and a Tansu broker.
+"""Helpers for the bronze worker tests: Debezium-shaped records, free ports, a Tansu broker, and
+(fixture `bronze_kit`) what the crash and rebalance tests share: real `binlake worker`
+processes, a producer thread writing changes for as long as a test runs, and the exactly-once
+check of bronze against every offset the broker acknowledged.
 
 Records are built the way Kafka Connect's JsonConverter (schemas.enable=true) writes Debezium
 3.0 MySQL change events: compact `{"schema": ..., "payload": ...}` JSON bytes.
@@ -11,8 +14,10 @@ import json
 import os
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -310,3 +315,309 @@ def processes() -> Iterator[Processes]:
     finally:
         for process in registry.started:
             stop_process(process, timeout=10.0)
+
+
+# -- crash and rebalance tests: workers, a producer thread, the exactly-once check ------------
+
+REPO = Path(__file__).resolve().parents[2]
+# Lines the real worker logs (Faust's and aiokafka's own wording).
+WORKER_READY = "Worker]: Ready"
+
+
+def worker_env(bootstrap: str, lake_dir: Path, state_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `binlake worker` process: ours without any BINLAKE_* setting (and
+    without failpoints or a static group member id unless `extra` sets them)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BINLAKE_") and k != "CONSUMER_GROUP_INSTANCE_ID"
+    }
+    env.update(
+        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        BINLAKE_STORAGE_URL=str(lake_dir),
+        BINLAKE_STATE_DIR=str(state_dir),
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`python -m binlake worker` (what `binlake up` supervises), output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "binlake", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, logs: list[Path] = ()
+) -> float:
+    """Poll `predicate` until true; seconds waited. `timeout` only bounds a hang: the failure
+    shows the tail of `logs`."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            tails = "\n".join(
+                f"--- {log}\n{log.read_text(errors='replace')[-4000:]}"
+                for log in logs
+                if log.exists()
+            )
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def log_text(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+_ASSIGNED = "Setting newly assigned partitions"
+
+
+def assigned_partitions(log: Path, topic: str) -> set[int] | None:
+    """Partitions of `topic` in the worker's latest assignment, as Faust logs it (a table row
+    `| <topic> | {0-1, 3} |` after aiokafka's "Setting newly assigned partitions"); None before
+    the first assignment."""
+    text = log_text(log)
+    start = text.rfind(_ASSIGNED)
+    if start < 0:
+        return None
+    block = text[start:].split(" for group ", 1)[0]
+    for line in block.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == topic:
+            partitions: set[int] = set()
+            for part in cells[1].strip("{}").split(","):
+                low, _, high = part.strip().partition("-")
+                partitions.update(range(int(low), int(high or low) + 1))
+            return partitions
+    return set()
+
+
+class ChangeProducer(threading.Thread):
+    """Produces Debezium changes to every partition of `table`'s topic until `stop()`.
+
+    Row `i` goes to partition `i % partitions`, committed at `BASE_TS_MS + i * 2 s` (so the
+    stream crosses an hour boundary every 1800 rows): an insert, an update for every 5th row, a
+    delete and its tombstone for every 10th. `delivered` maps each (partition, offset) the
+    broker acknowledged to the (op, id) written there.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        table: DebeziumTable,
+        partitions: int,
+        *,
+        rows_per_second: float = 70.0,
+    ):
+        super().__init__(name="change-producer", daemon=True)
+        from confluent_kafka import Producer
+
+        self.table = table
+        self.partitions = partitions
+        self.rows_per_second = rows_per_second
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+        self.delivered: dict[tuple[int, int], tuple[str, int]] = {}
+        self.errors: list[str] = []
+        self.rows = 0
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def _produce(self, id_: int, op: str, kv: tuple[bytes, bytes | None]) -> None:
+        def delivered(err: Any, msg: Any) -> None:
+            with self._lock:
+                if err is not None:
+                    self.errors.append(f"{op} {id_}: {err}")
+                else:
+                    self.delivered[(msg.partition(), msg.offset())] = (op, id_)
+
+        self.producer.produce(
+            self.table.topic,
+            key=kv[0],
+            value=kv[1],
+            partition=id_ % self.partitions,
+            on_delivery=delivered,
+        )
+
+    def produce_row(self, id_: int) -> None:
+        ts = BASE_TS_MS + id_ * 2000
+        self._produce(id_, "c", self.table.change("c", id_, ts_ms=ts, pos=4 + id_))
+        if id_ % 5 == 0:
+            self._produce(id_, "u", self.table.change("u", id_, ts_ms=ts, pos=5 + id_, qty=99))
+        if id_ % 10 == 0:
+            self._produce(id_, "d", self.table.change("d", id_, ts_ms=ts + 1, pos=6 + id_))
+            self._produce(id_, "t", self.table.tombstone(id_))
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self._halt.is_set():
+            due = int((time.monotonic() - started) * self.rows_per_second)
+            while self.rows < due:
+                self.produce_row(self.rows)
+                self.rows += 1
+            self.producer.poll(0)
+            self._halt.wait(0.02)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+        remaining = self.producer.flush(30)
+        if remaining or self.errors:
+            raise AssertionError(f"{remaining} records undelivered; errors: {self.errors[:5]}")
+
+    def offsets_per_partition(self) -> dict[int, int]:
+        """Records acknowledged per partition; each partition's offsets must be 0..N-1."""
+        with self._lock:
+            by_partition: dict[int, set[int]] = {p: set() for p in range(self.partitions)}
+            for partition, offset in self.delivered:
+                by_partition[partition].add(offset)
+        counts = {}
+        for partition, offsets in by_partition.items():
+            assert offsets == set(range(len(offsets))), f"broker offsets of {partition} not dense"
+            counts[partition] = len(offsets)
+        return counts
+
+
+def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
+    """Per partition of `topic`: the manifest's highest offset + 1 (0 if it has none)."""
+    from binlake.manifest import Manifest
+    from binlake.storage import LakeStorage
+
+    covered: dict[int, int] = {}
+    for entry in Manifest(LakeStorage.from_url(str(lake_dir))).entries():
+        if entry.topic == topic:
+            covered[entry.partition] = max(
+                covered.get(entry.partition, 0), entry.last_offset + 1
+            )
+    return covered
+
+
+def manifest_covers(lake_dir: Path, topic: str, counts: dict[int, int]) -> bool:
+    """True once the manifest reaches offset `counts[p] - 1` of each partition `p`."""
+    covered = manifest_coverage(lake_dir, topic)
+    return all(covered.get(p, 0) >= n for p, n in counts.items())
+
+
+@dataclass
+class BronzeSummary:
+    files: int
+    rows: int
+    temp_files: list[str]
+    files_per_partition: dict[int, int]
+
+
+def assert_exactly_once(
+    lake_dir: Path, topic: str, delivered: dict[tuple[int, int], tuple[str, int]]
+) -> BronzeSummary:
+    """Bronze, as readers see it through the manifest, holds each delivered offset exactly once.
+
+    For each partition the manifest's files cover offsets 0..N-1 with no gap and no overlap;
+    every file exists and holds exactly the offsets its entry names (with the op and id that
+    were produced there); no bronze Parquet file is on disk outside the manifest (a crash may
+    leave only temporary files, which readers never list).
+    """
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from binlake.manifest import Manifest
+    from binlake.storage import LakeStorage
+
+    lake = LakeStorage.from_url(str(lake_dir))
+    counts: dict[int, int] = {}
+    for partition, offset in delivered:
+        counts[partition] = max(counts.get(partition, 0), offset + 1)
+    assert len(delivered) == sum(counts.values()), "broker offsets are not dense"
+
+    entries = [entry for entry in Manifest(lake).entries() if entry.topic == topic]
+    problems: list[str] = []
+    for partition, n in sorted(counts.items()):
+        chain = sorted(
+            (e for e in entries if e.partition == partition), key=lambda e: e.first_offset
+        )
+        expected_first = 0
+        for entry in chain:
+            if entry.first_offset > expected_first:
+                problems.append(f"[{partition}] gap {expected_first}..{entry.first_offset - 1}")
+            elif entry.first_offset < expected_first:
+                problems.append(
+                    f"[{partition}] overlap: {entry.path} starts at {entry.first_offset}, "
+                    f"offsets before {expected_first} are already covered"
+                )
+            expected_first = max(expected_first, entry.last_offset + 1)
+        if expected_first != n:
+            problems.append(f"[{partition}] covered up to {expected_first - 1}, produced {n}")
+    unknown = {e.partition for e in entries} - set(counts)
+    if unknown:
+        problems.append(f"entries for partitions never produced to: {unknown}")
+
+    for entry in entries:
+        path = lake_dir / entry.path
+        if not path.is_file():
+            problems.append(f"{entry.path}: in the manifest, not on disk")
+            continue
+        table = pq.read_table(path, columns=["_topic", "_partition", "_offset", "_op", "id"])
+        offsets = table.column("_offset").to_pylist()
+        if offsets != list(range(entry.first_offset, entry.last_offset + 1)):
+            problems.append(
+                f"{entry.path}: offsets {offsets[:3]}..{offsets[-3:]} != entry "
+                f"{entry.first_offset}..{entry.last_offset}"
+            )
+        if entry.rows != table.num_rows or entry.bytes != path.stat().st_size:
+            problems.append(f"{entry.path}: rows/bytes differ from its entry")
+        if set(table.column("_partition").to_pylist()) != {entry.partition} or set(
+            table.column("_topic").to_pylist()
+        ) != {topic}:
+            problems.append(f"{entry.path}: rows of another topic-partition")
+        got = zip(offsets, table.column("_op").to_pylist(), table.column("id").to_pylist())
+        for offset, op, id_ in got:
+            if delivered.get((entry.partition, offset)) != (op, id_):
+                problems.append(
+                    f"{entry.path}: offset {offset} holds ({op}, {id_}), produced "
+                    f"{delivered.get((entry.partition, offset))}"
+                )
+                break
+    assert not problems, "bronze is not exactly-once:\n" + "\n".join(problems[:40])
+
+    # What a reader sees: every file the manifest lists, read together.
+    paths = [str(lake_dir / e.path) for e in entries]
+    seen = pl.concat(
+        [pl.read_parquet(p, columns=["_partition", "_offset"]) for p in paths], how="vertical"
+    )
+    assert seen.height == len(delivered)
+    assert seen.unique().height == len(delivered)
+
+    bronze = lake_dir / "bronze"
+    on_disk = {
+        str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()
+    }
+    outside = on_disk - {e.path for e in entries}
+    assert not outside, f"bronze files outside the manifest: {sorted(outside)[:10]}"
+    temp_files = sorted(str(p.relative_to(lake_dir)) for p in bronze.rglob("*.tmp"))
+    for temp in temp_files:
+        assert Path(temp).name.startswith("."), f"temporary file not hidden: {temp}"
+    files_per_partition: dict[int, int] = {}
+    for entry in entries:
+        files_per_partition[entry.partition] = files_per_partition.get(entry.partition, 0) + 1
+    return BronzeSummary(len(entries), seen.height, temp_files, files_per_partition)
+
+
+@pytest.fixture
+def bronze_kit() -> SimpleNamespace:
+    """What crash and rebalance tests share (see the functions above)."""
+    return SimpleNamespace(
+        worker_env=worker_env,
+        start_worker=start_worker,
+        wait_for=wait_for,
+        log_text=log_text,
+        assigned_partitions=assigned_partitions,
+        ChangeProducer=ChangeProducer,
+        manifest_coverage=manifest_coverage,
+        manifest_covers=manifest_covers,
+        assert_exactly_once=assert_exactly_once,
+        WORKER_READY=WORKER_READY,
+    )

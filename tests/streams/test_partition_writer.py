@@ -24,6 +24,7 @@ from streams.partition_writer import (
     WriterClosedError,
     WriterState,
 )
+from streams.schema_drift import fingerprint
 
 TOPIC = "binlake.shop.orders"
 TABLE = "shop.orders"
@@ -209,6 +210,8 @@ def test_rows_rotation_writes_named_file_and_manifest_then_releases(storage, man
         primary_key=["id"],
         min_source_ts_ms=T10,
         max_source_ts_ms=T10,
+        schema_fingerprint=fingerprint(ROW_SCHEMA),
+        schema_version=1,
     )
     assert writer.committable_offset == 43
 

@@ -1,0 +1,184 @@
+"""Schema check of each bronze table: consecutive schema versions must be compatible.
+
+The bronze worker never casts a record to an older schema. After a DDL it starts a new schema
+version of the table (recorded with a schema fingerprint in each file's manifest entry): an
+accepted change (new or dropped column, widened type) has a merged schema that readers widen
+old files to; a breaking one (type family change, narrowing, primary key change) is written with
+its own types, and this check is how it reaches people. It reads the table's manifest entries,
+takes one file's Parquet footer per schema version and classifies each version against the one
+before with the same rules the worker used (`streams.schema_drift.classify`). It fails, naming
+the column and both types, as long as bronze holds versions that do not fit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from binlake.errors import FinalError, RetriableError
+from binlake.manifest import ManifestEntry
+from binlake.storage import LakeStorage
+from dagster_defs.keys import bronze_key
+from dagster_defs.resources import BronzeLake
+from streams.schema_drift import ChangeKind, classify, row_schema_of
+
+SCHEMA_CHECK = "schema_versions_compatible"
+
+# Runs whenever a bronze hour of the table is reported (normally in the same run as silver).
+# Plain eager() waits while any hour of its partitioned asset is missing, and most hours never
+# get a file (see dagster_defs.automation), so that clause is dropped as it is for silver.
+SCHEMA_CHECK_CONDITION: dg.AutomationCondition = (
+    dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .with_label("eager_over_bronze_hours")
+)
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """One schema version of a table as bronze holds it."""
+
+    version: int
+    fingerprint: str
+    schema: pa.Schema  # the table's columns in the version's files (provenance removed)
+    primary_key: tuple[str, ...]
+    first_path: str
+    files: int
+
+
+@dataclass(frozen=True)
+class VersionStep:
+    """How one schema version follows the previous one."""
+
+    table: str
+    previous: int
+    version: int
+    kind: ChangeKind
+    messages: tuple[str, ...]  # breaking changes first, then accepted ones
+
+    def __str__(self) -> str:
+        return (
+            f"{self.table} schema version {self.previous} -> {self.version} ({self.kind.value}): "
+            + "; ".join(self.messages)
+        )
+
+
+def schema_versions(storage: LakeStorage, entries: list[ManifestEntry]) -> list[SchemaVersion]:
+    """The tracked schema versions in `entries` (one table's), oldest first.
+
+    Version 0 (files written before versions were tracked, or tombstones of a table whose rows
+    were never seen) is left out. Files of one version normally share one fingerprint; should
+    two writers have diverged, each (version, fingerprint) is a step of its own, in manifest
+    order.
+    """
+    first: dict[tuple[int, str], tuple[int, ManifestEntry]] = {}
+    files: dict[tuple[int, str], int] = {}
+    for position, entry in enumerate(entries):
+        if entry.schema_version <= 0:
+            continue
+        key = (entry.schema_version, entry.schema_fingerprint)
+        first.setdefault(key, (position, entry))
+        files[key] = files.get(key, 0) + 1
+    versions: list[SchemaVersion] = []
+    for key, (_, entry) in sorted(first.items(), key=lambda item: (item[0][0], item[1][0])):
+        versions.append(
+            SchemaVersion(
+                version=entry.schema_version,
+                fingerprint=entry.schema_fingerprint,
+                schema=_row_schema(storage, entry.path),
+                primary_key=tuple(entry.primary_key),
+                first_path=entry.path,
+                files=files[key],
+            )
+        )
+    return versions
+
+
+def _row_schema(storage: LakeStorage, path: str) -> pa.Schema:
+    try:
+        return row_schema_of(pq.read_schema(storage.full_path(path), filesystem=storage.filesystem))
+    except FileNotFoundError as exc:
+        raise FinalError(
+            f"bronze file {path} is listed in the manifest but missing from the lake"
+        ) from exc
+    except OSError as exc:
+        raise RetriableError(f"cannot read the schema of bronze file {path}: {exc}") from exc
+
+
+def version_steps(table: str, versions: list[SchemaVersion]) -> list[VersionStep]:
+    steps: list[VersionStep] = []
+    for previous, current in pairwise(versions):
+        change = classify(
+            previous.schema, current.schema, previous.primary_key, current.primary_key
+        )
+        messages = tuple(str(b) for b in change.breaking) + tuple(str(c) for c in change.changes)
+        steps.append(
+            VersionStep(table, previous.version, current.version, change.kind, messages)
+        )
+    return steps
+
+
+def check_schema_versions(bronze_lake: BronzeLake, table: str) -> dg.AssetCheckResult:
+    """The check's evaluation for `table`; callable without a run (tests, tools)."""
+    entries = bronze_lake.manifest().entries_for(table)
+    storage = LakeStorage.from_url(bronze_lake.storage_url)
+    versions = schema_versions(storage, entries)
+    steps = version_steps(table, versions)
+    breaking = [step for step in steps if step.kind is ChangeKind.BREAKING]
+    accepted = [step for step in steps if step.kind is ChangeKind.ACCEPTED]
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "schema_versions": len(versions),
+        "current_schema_version": versions[-1].version if versions else 0,
+        "breaking_changes": dg.MetadataValue.md(_bullets(breaking) or "none"),
+        "accepted_changes": dg.MetadataValue.md(_bullets(accepted) or "none"),
+    }
+    if versions:
+        metadata["current_schema_fingerprint"] = versions[-1].fingerprint
+        metadata["current_schema"] = dg.MetadataValue.md(_schema_table(versions[-1].schema))
+    if breaking:
+        description = "Breaking schema change in bronze, not cast: " + " | ".join(
+            str(step) for step in breaking
+        )
+    elif versions:
+        description = (
+            f"{len(versions)} schema version(s) of {table}, each compatible with the one before"
+        )
+    else:
+        description = f"no bronze file of {table} has a tracked schema version yet"
+    return dg.AssetCheckResult(
+        passed=not breaking,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def _bullets(steps: list[VersionStep]) -> str:
+    return "\n".join(f"- {step}" for step in steps)
+
+
+def _schema_table(schema: pa.Schema) -> str:
+    rows = [f"| `{f.name}` | `{f.type}` |" for f in schema]
+    return "\n".join(["| column | type |", "| --- | --- |", *rows])
+
+
+def build_schema_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=bronze_key(table),
+        name=SCHEMA_CHECK,
+        description=(
+            f"Every schema version of bronze {table} is compatible with the one before: new or "
+            "dropped columns and widened types pass; a type family change, narrowing or a "
+            "primary key change fails, naming the column and both types."
+        ),
+        automation_condition=SCHEMA_CHECK_CONDITION,
+        blocking=False,
+    )
+    def _check(bronze_lake: BronzeLake) -> dg.AssetCheckResult:
+        return check_schema_versions(bronze_lake, table)
+
+    return _check

@@ -1,0 +1,537 @@
+"""Avro in the bronze worker: Debezium AvroConverter-shaped records in, typed bronze rows out.
+
+Records are encoded by confluent-kafka's own `AvroSerializer` against a small stand-in of the
+Confluent schema registry's REST API written here (`POST /subjects/<subject>/versions`,
+`GET /schemas/ids/<id>`), served by a thread of the test process on a free port.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from binlake.errors import RetriableError
+from binlake.manifest import Manifest
+from binlake.settings import load_settings
+from binlake.storage import LakeStorage
+from cdc.avro import ConfluentAvroDecoder
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.dead_letter import (
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_REASON,
+    HEADER_TOPIC,
+    dead_letter_path,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TOPIC = "binlake.shop.orders"
+BASE_TS_MS = 1_795_255_200_000  # 2026-11-21 10:00:00 UTC
+
+
+# -- a Confluent-compatible schema registry stand-in -------------------------------------------
+
+
+class Registry:
+    """The two registry endpoints producers and binlake use, in memory, on a free port."""
+
+    def __init__(self) -> None:
+        self.schemas: list[str] = []  # schema id n is schemas[n - 1]
+        self.subjects: dict[str, list[int]] = {}
+        self.available = True  # False: every request answers 503
+        self._lock = threading.Lock()
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep pytest's output clean
+                pass
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                match = re.fullmatch(r"/subjects/([^/]+)/versions", self.path.split("?")[0])
+                if not registry.available:
+                    return self._answer(503, {"error_code": 50003, "message": "unavailable"})
+                if match is None or "schema" not in request:
+                    return self._answer(404, {"error_code": 404, "message": "not found"})
+                return self._answer(200, {"id": registry.register(match[1], request["schema"])})
+
+            def do_GET(self) -> None:
+                match = re.fullmatch(r"/schemas/ids/(\d+)", self.path.split("?")[0])
+                if not registry.available:
+                    return self._answer(503, {"error_code": 50003, "message": "unavailable"})
+                schema = registry.schema(int(match[1])) if match else None
+                if schema is None:
+                    return self._answer(404, {"error_code": 40403, "message": "Schema not found"})
+                return self._answer(200, {"schema": schema})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def register(self, subject: str, schema: str) -> int:
+        with self._lock:
+            if schema in self.schemas:
+                schema_id = self.schemas.index(schema) + 1
+            else:
+                self.schemas.append(schema)
+                schema_id = len(self.schemas)
+            self.subjects.setdefault(subject, []).append(schema_id)
+            return schema_id
+
+    def schema(self, schema_id: int) -> str | None:
+        with self._lock:
+            return self.schemas[schema_id - 1] if 0 < schema_id <= len(self.schemas) else None
+
+    def start(self) -> Registry:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    server = Registry().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- Debezium AvroConverter-shaped schemas and records -----------------------------------------
+
+
+def _opt(avro_type: Any, name: str) -> dict[str, Any]:
+    return {"name": name, "type": ["null", avro_type], "default": None}
+
+
+def _logical(avro_type: str, connect_name: str, **extra: Any) -> dict[str, Any]:
+    return {"type": avro_type, "connect.version": 1, "connect.name": connect_name, **extra}
+
+
+VALUE_RECORD = {
+    "type": "record",
+    "name": "Value",
+    "namespace": TOPIC,
+    "fields": [
+        {"name": "id", "type": "long"},
+        _opt("string", "name"),
+        {"name": "qty", "type": {"type": "int", "connect.type": "int16"}},
+        {
+            "name": "price",
+            "type": _logical(
+                "bytes",
+                "org.apache.kafka.connect.data.Decimal",
+                scale=2,
+                precision=10,
+                logicalType="decimal",
+                **{"connect.parameters": {"scale": "2", "connect.decimal.precision": "10"}},
+            ),
+        },
+        {"name": "created_at", "type": _logical("long", "io.debezium.time.MicroTimestamp")},
+        _opt(_logical("string", "io.debezium.time.ZonedTimestamp"), "updated_at"),
+        _opt(_logical("int", "io.debezium.time.Date"), "ship_date"),
+        _opt(_logical("long", "io.debezium.time.MicroTime"), "prep_time"),
+        {"name": "active", "type": "boolean"},
+        _opt("double", "weight"),
+        _opt("bytes", "blob"),
+    ],
+    "connect.name": f"{TOPIC}.Value",
+}
+
+SOURCE_RECORD = {
+    "type": "record",
+    "name": "Source",
+    "namespace": "io.debezium.connector.mysql",
+    "fields": [
+        {"name": "version", "type": "string"},
+        {"name": "connector", "type": "string"},
+        {"name": "name", "type": "string"},
+        {"name": "ts_ms", "type": "long"},
+        {
+            "name": "snapshot",
+            "type": [
+                {
+                    "type": "string",
+                    "connect.version": 1,
+                    "connect.parameters": {"allowed": "true,first,last,false,incremental"},
+                    "connect.default": "false",
+                    "connect.name": "io.debezium.data.Enum",
+                },
+                "null",
+            ],
+            "default": "false",
+        },
+        {"name": "db", "type": "string"},
+        _opt("string", "sequence"),
+        _opt("string", "table"),
+        {"name": "server_id", "type": "long"},
+        _opt("string", "gtid"),
+        {"name": "file", "type": "string"},
+        {"name": "pos", "type": "long"},
+        {"name": "row", "type": "int"},
+        _opt("long", "thread"),
+        _opt("string", "query"),
+    ],
+    "connect.name": "io.debezium.connector.mysql.Source",
+}
+
+VALUE_SCHEMA = {
+    "type": "record",
+    "name": "Envelope",
+    "namespace": TOPIC,
+    "fields": [
+        _opt(VALUE_RECORD, "before"),
+        _opt("Value", "after"),
+        {"name": "source", "type": SOURCE_RECORD},
+        _opt(
+            {
+                "type": "record",
+                "name": "block",
+                "namespace": "event",
+                "fields": [
+                    {"name": "id", "type": "string"},
+                    {"name": "total_order", "type": "long"},
+                    {"name": "data_collection_order", "type": "long"},
+                ],
+                "connect.name": "event.block",
+            },
+            "transaction",
+        ),
+        {"name": "op", "type": "string"},
+        _opt("long", "ts_ms"),
+    ],
+    "connect.version": 2,
+    "connect.name": f"{TOPIC}.Envelope",
+}
+
+KEY_SCHEMA = {
+    "type": "record",
+    "name": "Key",
+    "namespace": TOPIC,
+    "fields": [{"name": "id", "type": "long"}],
+    "connect.name": f"{TOPIC}.Key",
+}
+
+
+def row(id_: int) -> dict[str, Any]:
+    """The after-image of row `id_` as the serializer takes it (Avro-encoded values)."""
+    return {
+        "id": id_,
+        "name": None if id_ % 5 == 0 else f"item-{id_}",
+        "qty": id_ % 300 - 100,
+        "price": Decimal(id_ * 101) / 100,
+        "created_at": (BASE_TS_MS + id_) * 1000 + 123,  # epoch microseconds
+        "updated_at": None if id_ % 4 == 0 else f"2026-11-21T10:00:{id_ % 60:02d}.5Z",
+        "ship_date": None if id_ % 3 == 0 else 20_000 + id_,  # days since the epoch
+        "prep_time": None if id_ % 2 == 0 else id_ * 1_000_001,  # microseconds
+        "active": id_ % 2 == 0,
+        "weight": id_ / 8,
+        "blob": None if id_ % 6 == 0 else bytes([id_ % 256, 0, 255]),
+    }
+
+
+def expected_row(id_: int) -> dict[str, Any]:
+    """`row(id_)` as bronze must hold it: Debezium's encodings decoded to Arrow types."""
+    image = row(id_)
+    return {
+        **image,
+        "created_at": datetime(1970, 1, 1) + timedelta(microseconds=image["created_at"]),
+        "updated_at": None
+        if image["updated_at"] is None
+        else datetime.fromisoformat(image["updated_at"]).astimezone(UTC),
+        "ship_date": None
+        if image["ship_date"] is None
+        else date(1970, 1, 1) + timedelta(days=image["ship_date"]),
+        "prep_time": None
+        if image["prep_time"] is None
+        else timedelta(microseconds=image["prep_time"]),
+    }
+
+
+EXPECTED_TYPES = {
+    "id": pa.int64(),
+    "name": pa.string(),
+    "qty": pa.int16(),
+    "price": pa.decimal128(10, 2),
+    "created_at": pa.timestamp("us"),
+    "updated_at": pa.timestamp("us", tz="UTC"),
+    "ship_date": pa.date32(),
+    "prep_time": pa.duration("us"),
+    "active": pa.bool_(),
+    "weight": pa.float64(),
+    "blob": pa.binary(),
+}
+
+
+def envelope(op: str, id_: int, *, ts_ms: int | None = None) -> dict[str, Any]:
+    ts_ms = BASE_TS_MS + id_ * 1000 if ts_ms is None else ts_ms
+    image = row(id_)
+    return {
+        "before": image if op in ("u", "d") else None,
+        "after": None if op == "d" else image,
+        "source": {
+            "version": "3.0.7.Final",
+            "connector": "mysql",
+            "name": "binlake",
+            "ts_ms": ts_ms,
+            "snapshot": "false",
+            "db": "shop",
+            "sequence": None,
+            "table": "orders",
+            "server_id": 1,
+            "gtid": None,
+            "file": "mariadb-bin.000003",
+            "pos": 1000 + id_,
+            "row": 0,
+            "thread": 7,
+            "query": None,
+        },
+        "transaction": None,
+        "op": op,
+        "ts_ms": ts_ms + 15,
+    }
+
+
+class Encoder:
+    """Keys and values encoded by confluent-kafka's AvroSerializer (registering as it goes)."""
+
+    def __init__(self, registry_url: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+
+        client = SchemaRegistryClient({"url": registry_url})
+        self._key = AvroSerializer(client, json.dumps(KEY_SCHEMA))
+        self._value = AvroSerializer(client, json.dumps(VALUE_SCHEMA))
+
+    def change(self, op: str, id_: int) -> tuple[bytes, bytes]:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        key = self._key({"id": id_}, SerializationContext(TOPIC, MessageField.KEY))
+        value = self._value(envelope(op, id_), SerializationContext(TOPIC, MessageField.VALUE))
+        return key, value
+
+    def tombstone(self, id_: int) -> tuple[bytes, None]:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        return self._key({"id": id_}, SerializationContext(TOPIC, MessageField.KEY)), None
+
+
+def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for entry in Manifest(lake).entries():
+        table = pq.read_table(lake.full_path(entry.path))
+        for name, dtype in EXPECTED_TYPES.items():
+            assert table.schema.field(name).type == dtype, (name, table.schema.field(name).type)
+        rows += table.to_pylist()
+    return sorted(rows, key=lambda r: (r["_partition"], r["_offset"]))
+
+
+# -- BronzeWorker with the Avro decoder --------------------------------------------------------
+
+
+def test_avro_settings_choose_the_avro_decoder_once(tmp_path, registry):
+    settings = load_settings(
+        storage_url=str(tmp_path / "lake"),
+        kafka={"value_format": "avro", "schema_registry_url": registry.url},
+    )
+    worker = BronzeWorker.from_settings(settings)
+    decoder = worker.decode.__self__
+    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry.url
+    json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
+    assert json_worker.decode.__module__ == "cdc.envelope"
+
+
+def test_avro_records_become_typed_bronze_rows(tmp_path, registry):
+    encoder = Encoder(registry.url)
+    lake = LakeStorage.from_url(str(tmp_path / "lake"))
+    worker = BronzeWorker(
+        lake,
+        topic_prefix="binlake",
+        flush_rows=100,
+        flush_seconds=60.0,
+        decode=ConfluentAvroDecoder(registry.url).decode_change,
+    )
+    records = [encoder.change("c", i) for i in range(1, 8)]
+    records += [encoder.change("u", 3), encoder.change("d", 4), encoder.tombstone(4)]
+    records.append((b"k", b"\x01 not Confluent Avro"))
+    for offset, (key, value) in enumerate(records):
+        worker.handle(KafkaRecord(TOPIC, 0, offset, key, value, BASE_TS_MS + 10_000, offset))
+    worker.close()
+    rows = bronze_rows(lake)
+    assert [r["_op"] for r in rows] == ["c"] * 7 + ["u", "d", "t"]
+    for r, id_ in zip(rows[:9], [1, 2, 3, 4, 5, 6, 7, 3, 4], strict=True):
+        assert {k: r[k] for k in EXPECTED_TYPES} == expected_row(id_)
+    assert rows[9]["id"] == 4 and rows[9]["name"] is None  # tombstone: key columns only
+    assert rows[0]["_source_ts_ms"] == BASE_TS_MS + 1000 and rows[0]["_source_pos"] == 1001
+    [letter] = worker.take_dead_letters()
+    assert letter.offset == 10 and "magic byte" in letter.reason
+
+
+def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path, registry):
+    encoder = Encoder(registry.url)
+    key, value = encoder.change("c", 1)
+    lake = LakeStorage.from_url(str(tmp_path / "lake"))
+    worker = BronzeWorker(
+        lake,
+        topic_prefix="binlake",
+        flush_rows=1,
+        flush_seconds=60.0,
+        decode=ConfluentAvroDecoder(registry.url).decode_change,
+    )
+    registry.available = False
+    record = KafkaRecord(TOPIC, 0, 0, key, value, BASE_TS_MS, token=0)
+    with pytest.raises(RetriableError, match="HTTP 503"):
+        worker.handle(record)
+    assert worker.stats.dead_letters == 0 and not worker.failed
+    registry.available = True
+    assert worker.handle(record).tokens == [0]
+    assert [r["id"] for r in bronze_rows(lake)] == [1]
+
+
+# -- integration: the real worker, Tansu and the registry stand-in -----------------------------
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+        time.sleep(0.05)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, registry, processes):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    partitions = 2
+    admin = AdminClient({"bootstrap.servers": tansu})
+    admin.create_topics([NewTopic(TOPIC, partitions, 1)])[TOPIC].result(10)
+    lake_dir = tmp_path / "lake"
+    lake = LakeStorage.from_url(str(lake_dir))
+    log = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
+    env.update(
+        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=tansu,
+        BINLAKE_KAFKA__VALUE_FORMAT="avro",
+        BINLAKE_KAFKA__SCHEMA_REGISTRY_URL=registry.url,
+        BINLAKE_STORAGE_URL=str(lake_dir),
+        BINLAKE_STATE_DIR=str(tmp_path / "state"),
+        BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
+    )
+    with open(log, "ab") as out:
+        worker = processes.add(
+            subprocess.Popen(
+                [sys.executable, "-c", "from streams.app import main; main()"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
+
+    encoder = Encoder(registry.url)
+    producer = Producer({"bootstrap.servers": tansu, "linger.ms": 0})
+    produced: dict[tuple[int, int], tuple[str, int]] = {}  # (partition, offset) -> (op, id)
+
+    def produce(op: str, id_: int, kv: tuple[bytes | None, bytes | None]) -> None:
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            produced[(msg.partition(), msg.offset())] = (op, id_)
+
+        producer.produce(
+            TOPIC, key=kv[0], value=kv[1], partition=id_ % partitions, on_delivery=delivered
+        )
+
+    for id_ in range(1, 41):
+        produce("c", id_, encoder.change("c", id_))
+    for id_ in (2, 3, 9):
+        produce("u", id_, encoder.change("u", id_))
+    produce("d", 10, encoder.change("d", 10))
+    produce("t", 10, encoder.tombstone(10))
+    bad_value = b"\x01" + encoder.change("c", 99)[1][1:]  # a valid body behind a bad magic byte
+    produce("bad", 7, (encoder.change("c", 7)[0], bad_value))
+    assert producer.flush(30) == 0
+    [bad_at] = [where for where, (op, _) in produced.items() if op == "bad"]
+
+    def covered() -> set[tuple[int, int]]:
+        return {(r["_partition"], r["_offset"]) for r in bronze_rows(lake)}
+
+    good = {where for where, (op, _) in produced.items() if op != "bad"}
+    wait_for(lambda: covered() == good, 90, "every change in bronze", log)
+    letter_file = lake_dir / dead_letter_path(TOPIC, *bad_at)
+    wait_for(letter_file.exists, 30, "the dead letter", log)
+
+    rows = bronze_rows(lake)
+    assert len(rows) == len(good)  # each offset once
+    for r in rows:
+        op, id_ = produced[(r["_partition"], r["_offset"])]
+        assert r["_op"] == op and r["_topic"] == TOPIC
+        if op == "t":
+            assert r["id"] == id_ and r["price"] is None
+        else:
+            assert {k: r[k] for k in EXPECTED_TYPES} == expected_row(id_), (op, id_)
+
+    letter = json.loads(letter_file.read_text())
+    assert base64.b64decode(letter["value_b64"]) == bad_value and "magic byte" in letter["reason"]
+    consumer = Consumer(
+        {
+            "bootstrap.servers": tansu,
+            "group.id": "test-dead-letter-reader",
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    # Assigned, not subscribed: a group join on Tansu takes seconds. One partition (see
+    # streams.app.ensure_dead_letter_topic).
+    consumer.assign([TopicPartition("binlake.dead-letter", 0, OFFSET_BEGINNING)])
+    try:
+        deadline = time.monotonic() + 60
+        message = None
+        while message is None or message.error() is not None:
+            assert time.monotonic() < deadline, "no message on the dead-letter topic"
+            message = consumer.poll(0.2)
+    finally:
+        consumer.close()
+    headers = dict(message.headers())
+    assert message.value() == bad_value
+    assert headers[HEADER_TOPIC] == TOPIC.encode()
+    assert (int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])) == bad_at
+    assert b"magic byte" in headers[HEADER_REASON]
+    assert worker.poll() is None, "the worker must keep running"
+    assert processes.stop(worker) == 0, log.read_text(errors="replace")[-4000:]

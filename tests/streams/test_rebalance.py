@@ -1,0 +1,219 @@
+"""Two bronze workers in one consumer group; one of them stops mid-stream.
+
+A real Tansu broker, a 4-partition CDC topic, a producer thread writing Debezium changes for the
+whole test, and two real `python -m binlake worker` processes, a and b, in the default (dynamic)
+group membership. Once each owns two partitions and b has written some of its own, b is stopped:
+
+* `sigterm`: b flushes what it buffered, commits, leaves the group; a takes over at once;
+* `sigkill`: b dies with rows buffered; the group notices when its session times out;
+* `sigstop`: b stalls (a long GC or IO pause, a frozen VM) with rows buffered, for longer than
+  its session; a takes over b's partitions and writes them; then b is continued: it finds out
+  it is no longer a member, gives up the partitions and rejoins. Whatever b still had buffered
+  now belongs to a, which has written it already.
+
+In the first two, a replacement worker c joins afterwards, so two partitions are taken from a
+while it is writing them (a revocation of live partitions, flushed before they move); in the
+third, b's rejoining does the same. At the end bronze must hold every produced offset exactly
+once, and the committed offsets must be the produced ones.
+
+The stalled worker's race is also pinned down without a broker: two `PartitionWriter`s of one
+partition (the stalled one and the new owner) flushing overlapping offsets, in either order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from binlake.manifest import Manifest
+from binlake.storage import LakeStorage
+from cdc.envelope import decode_change
+from streams.partition_writer import PartitionWriter, RotationReason
+
+PARTITIONS = 4
+GROUP = "binlake-bronze"
+ALL = set(range(PARTITIONS))
+FLUSH_SECONDS = 5
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    "stop_signal",
+    [signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP],
+    ids=["sigterm", "sigkill", "sigstop"],
+)
+def test_survivor_takes_over_and_bronze_stays_exactly_once(
+    tmp_path: Path, tansu: str, dbz, processes, bronze_kit, stop_signal: signal.Signals
+) -> None:
+    kit = bronze_kit
+    began = time.monotonic()
+    orders = dbz.table()
+    topic = orders.topic
+    admin = AdminClient({"bootstrap.servers": tansu})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
+    lake_dir = tmp_path / "lake"
+    env = kit.worker_env(
+        tansu,
+        lake_dir,
+        tmp_path / "state",
+        BINLAKE_BRONZE__FLUSH_ROWS="1000",
+        # long enough that a worker stopped between two flushes has rows buffered
+        BINLAKE_BRONZE__FLUSH_SECONDS=str(FLUSH_SECONDS),
+    )
+    logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b", "c")}
+    all_logs = list(logs.values())
+
+    def assignment(name: str) -> set[int]:
+        return kit.assigned_partitions(logs[name], topic) or set()
+
+    def coverage() -> dict[int, int]:
+        return kit.manifest_coverage(lake_dir, topic)
+
+    def advanced(since: dict[int, int], partitions: set[int], by: int = 1) -> bool:
+        now = coverage()
+        return all(now.get(p, 0) >= since.get(p, 0) + by for p in partitions)
+
+    producer = kit.ChangeProducer(tansu, orders, PARTITIONS, rows_per_second=70)
+    producer.start()
+    workers = []
+    b = None
+    try:
+        a = processes.add(kit.start_worker(env, logs["a"]))
+        workers.append(("a", a))
+        kit.wait_for(lambda: assignment("a") == ALL, 90, "worker a to own every partition", all_logs)
+        b = processes.add(kit.start_worker(env, logs["b"]))
+        kit.wait_for(
+            lambda: len(assignment("a")) == 2 and len(assignment("b")) == 2,
+            90,
+            "a and b to own two partitions each",
+            all_logs,
+        )
+        b_partitions = assignment("b")
+        assert assignment("a") == ALL - b_partitions
+        for _ in range(2):  # b's first flush holds the backlog; the second is steady state
+            reached = coverage()
+            kit.wait_for(lambda r=reached: advanced(r, b_partitions), 60, "b to write", all_logs)
+        # a moment late in b's flush cycle: it has buffered rows
+        time.sleep(random.uniform(0.5, 0.85) * FLUSH_SECONDS)
+        print(f"\nb owns {sorted(b_partitions)}; manifest at {coverage()} "
+              f"({time.monotonic() - began:.0f}s); sending {stop_signal.name}")
+
+        os.kill(b.pid, stop_signal)  # by PID: the process this test started
+        if stop_signal == signal.SIGSTOP:
+            stopped_at = coverage()
+        else:
+            b.wait(60)
+            stopped_at = coverage()
+            if stop_signal == signal.SIGTERM:
+                assert b.returncode == 0, kit.log_text(logs["b"])[-4000:]
+                flushed = [
+                    line for line in kit.log_text(logs["b"]).splitlines()
+                    if "shutdown: flushed" in line
+                ]
+                print(f"b: {flushed[-1].split('] ')[-1]}")
+            else:
+                assert b.returncode == -signal.SIGKILL
+        took_over = kit.wait_for(
+            lambda: assignment("a") == ALL, 90, "a to take over b's partitions", all_logs
+        )
+        kit.wait_for(
+            lambda: advanced(stopped_at, b_partitions, by=100),
+            60,
+            "a to write b's former partitions",
+            all_logs,
+        )
+        print(f"a owns every partition {took_over:.1f}s after the {stop_signal.name}; "
+              f"manifest at {coverage()}")
+
+        if stop_signal == signal.SIGSTOP:
+            os.kill(b.pid, signal.SIGCONT)
+            workers.append(("b", b))
+            rejoined = "b"
+        else:
+            c = processes.add(kit.start_worker(env, logs["c"]))
+            workers.append(("c", c))
+            rejoined = "c"
+        # a gives up two partitions while it is writing them
+        kit.wait_for(
+            lambda: len(assignment(rejoined)) == 2
+            and assignment("a") == ALL - assignment(rejoined),
+            90,
+            f"a and {rejoined} to own two partitions each",
+            all_logs,
+        )
+        print(f"{rejoined} joined: a owns {sorted(assignment('a'))}, {rejoined} owns "
+              f"{sorted(assignment(rejoined))} ({time.monotonic() - began:.0f}s)")
+        settled = coverage()
+        kit.wait_for(lambda: advanced(settled, ALL), 60, "both to write", all_logs)
+    finally:
+        if b is not None and b.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(b.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        producer.stop()
+
+    counts = producer.offsets_per_partition()
+    caught_up = kit.wait_for(
+        lambda: kit.manifest_covers(lake_dir, topic, counts),
+        120,
+        f"the manifest to cover {counts}",
+        all_logs,
+    )
+    for name, worker in workers:
+        assert processes.stop(worker) == 0, kit.log_text(logs[name])[-4000:]
+
+    summary = kit.assert_exactly_once(lake_dir, topic, producer.delivered)
+    committed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(GROUP, [TopicPartition(topic, p) for p in ALL])]
+    )[GROUP].result(10)
+    assert {tp.partition: tp.offset for tp in committed.topic_partitions} == counts
+    print(
+        f"{summary.rows} records in {summary.files} files (per partition "
+        f"{summary.files_per_partition}), {len(summary.temp_files)} temp files; final catch-up "
+        f"{caught_up:.1f}s; total {time.monotonic() - began:.0f}s"
+    )
+
+
+@pytest.mark.parametrize("first", ["new_owner", "stalled"])
+def test_a_writer_that_lost_its_partition_cannot_duplicate_or_clobber_bronze(
+    tmp_path: Path, dbz, bronze_kit, first: str
+) -> None:
+    """Two writers of one partition in one lake: the stalled worker's (which buffered offsets
+    0..9 before its session expired) and the new owner's (which read 0..19 again from the
+    committed offset). Whichever flushes first, bronze must end up with 0..19 exactly once:
+    the second must neither append an overlapping entry nor rename its file over the first's
+    (both are named after offset 0)."""
+    lake_dir = tmp_path / "lake"
+    storage = LakeStorage.from_url(str(lake_dir))
+    orders = dbz.table()
+    delivered: dict[tuple[int, int], tuple[str, int]] = {}
+
+    def writer() -> PartitionWriter:  # each worker process has its own Manifest object
+        return PartitionWriter(
+            orders.topic, 0, storage=storage, manifest=Manifest(storage),
+            flush_rows=1000, flush_seconds=3600.0,
+        )
+
+    def feed(target: PartitionWriter, offsets: range) -> None:
+        for offset in offsets:
+            key, value = orders.change("c", offset, ts_ms=dbz.BASE_TS_MS + offset)
+            event = decode_change(key, value, topic=orders.topic, topic_prefix=dbz.PREFIX)
+            target.add(offset, event, token=offset)
+            delivered[(0, offset)] = ("c", offset)
+
+    stalled, new_owner = writer(), writer()
+    feed(stalled, range(10))
+    feed(new_owner, range(20))
+    order = [new_owner, stalled] if first == "new_owner" else [stalled, new_owner]
+    for target in order:
+        target.flush(RotationReason.PARTITION_REVOKED if target is stalled else RotationReason.AGE)
+
+    bronze_kit.assert_exactly_once(lake_dir, orders.topic, delivered)
