@@ -15,7 +15,13 @@ One run:
    same topic until the manifest covers all N offsets; peak RSS from /proc/<pid>/status VmHWM,
    CPU time from /proc/<pid>/stat;
 5. (c) the writer logic alone: `BronzeWorker.handle` over pre-fetched records (no Faust), plus
-   the decode step alone, so Faust's share is visible.
+   the decode step alone, so Faust's share is visible;
+6. with `--extras`: (d) Faust with an agent that only acks (binlake's app settings), and (e) a
+   prototype worker without Faust (a confluent-kafka loop around `BronzeWorker.handle`).
+
+`--no-broker` skips all of that and prints the per-event cost of decoding, `build_table`,
+`to_parquet_bytes` and the rest of `BronzeWorker.handle` (best of `--repeat` runs). Results and
+profiles: benchmarks/README.md.
 
 Throughputs are steady-state: the worker's rate is measured from the first bronze file to the
 last (so the ~5 s consumer-group join on Tansu and Faust's start-up are not in it; the

@@ -9,9 +9,9 @@ Per-record cost matters (the bronze writer aims at 100k events/s), so the work t
 on a schema is done once per distinct schema and cached: the schema text is sliced out of the
 raw bytes and used as the cache key, which means a record whose schema was seen before costs one
 parse of its payload plus the few conversions its columns actually need. Payloads are parsed
-with orjson (about 3x faster than `json`); anything orjson refuses (lone surrogates, NaN,
-integers beyond 64 bits, invalid UTF-8) is parsed again with `json`, so what is accepted and
-every error message stay those of `json`.
+with orjson (about 3x faster than `json`); whatever orjson would parse differently or refuses,
+and any record that fails, goes through `json` again, so what is accepted, every value and every
+error message stay those of `json` (see "the orjson fast path" below).
 """
 
 from __future__ import annotations
@@ -727,7 +727,7 @@ def event_from_payload(
     row = row_plan.convert(data, _WHAT_OF_IMAGE[image])
     captured = payload.get("ts_ms")
     return _new_event(  # table, op, row, row_schema, primary_key, source, captured_ts_ms
-        _table_name(source.db, source.table),
+        f"{source.db}.{source.table}",
         op,  # type: ignore[arg-type]
         row,
         row_plan.arrow_schema,
@@ -735,19 +735,6 @@ def event_from_payload(
         source,
         captured if isinstance(captured, int) else None,
     )
-
-
-_TABLE_NAMES: dict[tuple[str, str], str] = {}
-
-
-def _table_name(db: str, table: str) -> str:
-    """`<db>.<table>`, built once per table."""
-    name = _TABLE_NAMES.get((db, table))
-    if name is None:
-        if len(_TABLE_NAMES) >= 4096:
-            _TABLE_NAMES.clear()
-        name = _TABLE_NAMES[(db, table)] = f"{db}.{table}"
-    return name
 
 
 def tombstone_from_key(

@@ -59,3 +59,12 @@ def test_decoded_rows_fit_their_arrow_schema() -> None:
     assert types["ts"] == pa.timestamp("us", tz="UTC")
     assert types["t"] == pa.duration("us") and types["d"] == pa.date32()
     assert table.schema.field("id").nullable is False
+
+
+def test_integers_beyond_64_bits_stay_exact() -> None:
+    """orjson parses such integers as floats; the decoder must fall back to exact parsing so the
+    worker's type check sees the real value (and dead-letters it) instead of a rounded one."""
+    value = json.loads(RECORDS[1]["value"])
+    value["payload"]["after"]["id"] = 2**70 + 1
+    event = _decode({"key": RECORDS[1]["key"], "value": json.dumps(value)})
+    assert event.row["id"] == 2**70 + 1 and isinstance(event.row["id"], int)
