@@ -491,10 +491,6 @@ def create_app(
         ),
         topic_partitions=1,
         topic_replication_factor=1,
-        # binlake uses no Faust leader election. The leader topic joins the assignment, and
-        # aiokafka then sends fetches for that empty topic alone that wait Faust's 1.5 s fetch
-        # maximum: about two thirds of a benchmark run (benchmarks/README.md); off, 2x events/s.
-        topic_disable_leader=True,
     )
     runtime = BronzeRuntime(app, settings, clock=clock, worker=worker)
     app.bronze = runtime
