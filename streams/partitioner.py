@@ -18,8 +18,7 @@ from typing import Any, NamedTuple, Protocol
 
 from binlake.bronze_layout import HourBucket
 from binlake.errors import DecodeError
-
-TOMBSTONE = "t"
+from cdc.envelope import TOMBSTONE
 
 
 class _Source(Protocol):

@@ -6,13 +6,13 @@ import polars as pl
 
 from binlake.bronze_layout import CHANGE_ORDER, OFFSET, OP, PROVENANCE_COLUMNS, SOURCE_TS_MS
 from binlake.errors import FinalError
+from cdc.envelope import TOMBSTONE
 
 # Provenance kept in silver next to the table's own columns.
 SILVER_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
 _EMPTY_PROVENANCE_SCHEMA = {SOURCE_TS_MS: pl.Int64, OFFSET: pl.Int64, OP: pl.String}
 
 DELETE = "d"
-TOMBSTONE = "t"
 
 
 def table_columns(changes: pl.DataFrame) -> list[str]:
