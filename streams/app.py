@@ -26,6 +26,10 @@ How it fits Faust:
   past what the manifest holds; the log gets one error per outage, reminders while it lasts and
   one line when it is over (`streams.bronze_worker.Outage`). So does a dead-letter topic the
   producer cannot reach.
+* The app runs on `streams.faust_transport.BronzeTransport`: Faust's aiokafka transport with a
+  per-message hand-off that does not create asyncio tasks for every message (twice the events
+  per second). The app has no leader topic (binlake elects no leader), so it waits in `on_start`
+  until the first CDC topic exists: Faust cannot start with an empty subscription.
 * A timer rotates files by age; revoked partitions are flushed in the `on_partitions_revoked`
   signal and everything is flushed in `on_before_shutdown`. `stream_wait_empty` is off because
   buffered events are acked only by those flushes, which Faust's wait would run after.
@@ -49,6 +53,7 @@ from binlake.errors import RetriableError, StorageUnavailableError
 from binlake.settings import Settings, load_settings
 from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
 from streams.dead_letter import DeadLetter, DeadLetterPublisher
+from streams.faust_transport import BronzeTransport
 from streams.partition_writer import Released
 
 log = logging.getLogger(__name__)
@@ -399,6 +404,9 @@ class BronzeApp(faust.App):
 
     bronze: BronzeRuntime
 
+    def _new_transport(self) -> Any:
+        return BronzeTransport(self.conf.broker_consumer, self)
+
     async def on_first_start(self) -> None:
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
         await super().on_first_start()
@@ -427,8 +435,19 @@ class BronzeApp(faust.App):
             DeadLetterPublisher(dead_letter_topic, send, ensure_topic=ensure_topic)
         )
         # Children (consumer, agents, conductor) start after this returns, so the topics found
-        # here are in the first subscription and need no second rebalance.
-        await self.bronze.discovery.refresh()
+        # here are in the first subscription and need no second rebalance. Without a leader
+        # topic there is nothing else to subscribe to, and Faust starts its timers (discovery
+        # among them) only once partitions were assigned, so the app waits here for a topic.
+        discovery = self.bronze.discovery
+        await discovery.refresh()
+        if not self.bronze.directory.names():
+            log.info(
+                "no CDC topic matching %s yet; waiting for Debezium to create one",
+                self.bronze.directory.pattern.pattern,
+            )
+        while not self.bronze.directory.names() and not self.should_stop:
+            await self.sleep(DISCOVERY_INTERVAL_SECONDS)
+            await discovery.refresh()
 
 
 async def ensure_dead_letter_topic(bootstrap_servers: str, topic: str) -> None:
@@ -491,6 +510,10 @@ def create_app(
         ),
         topic_partitions=1,
         topic_replication_factor=1,
+        # binlake elects no leader; the leader topic's partition, empty, shared every fetch
+        # with the data and held it for the driver's fixed 1.5 s fetch wait (half the
+        # throughput, benchmarks/README.md).
+        topic_disable_leader=True,
     )
     runtime = BronzeRuntime(app, settings, clock=clock, worker=worker)
     app.bronze = runtime
