@@ -102,7 +102,9 @@ class BronzeSettings(BaseModel):
     flush_bytes: int = Field(
         64 * 1024 * 1024, ge=1, description="Rotate a bronze file after this many record bytes."
     )
-    web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 disables the web server.")
+    web_port: int = Field(
+        0, ge=0, le=65535, description="Faust web port; 0 disables the web server."
+    )
     dead_letter_topic: str = Field(
         "", description="Topic bad records are copied to; empty means <topic prefix>.dead-letter."
     )
@@ -125,6 +127,71 @@ class DagsterSettings(BaseModel):
     partitions_start: str = Field(
         "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."
     )
+    retention_days: float = Field(
+        7.0,
+        gt=0,
+        description="The maintenance job deletes Dagster runs (with their event logs) and "
+        "sensor/schedule ticks older than this.",
+    )
+    maintenance_cron: str = Field(
+        "17 3 * * *", description="When the maintenance job runs (cron, UTC)."
+    )
+
+
+class FreshnessSettings(BaseModel):
+    """How far behind the newest source commit each layer may be (the stated SLOs)."""
+
+    bronze_minutes: float = Field(1.0, gt=0, description="Bronze SLO, minutes.")
+    silver_minutes: float = Field(2.0, gt=0, description="Silver SLO, minutes.")
+    gold_minutes: float = Field(5.0, gt=0, description="Gold SLO, minutes.")
+
+
+class SilverSettings(BaseModel):
+    """How bronze changes become silver tables: PII masking, history, reconciliation."""
+
+    pii_columns: list[str] = Field(
+        [],
+        description="Columns masked before silver: `<db>.<table>.<column>` or a bare column "
+        "name (any table).",
+    )
+    pii_patterns: list[str] = Field(
+        [r"(?i)e_?mail", r"(?i)phone"],
+        description="Regular expressions; a column whose name matches one is masked.",
+    )
+    pii_mode: Literal["hash", "redact"] = Field(
+        "hash",
+        description="`hash`: keyed HMAC-SHA256 (hex), equal values stay equal so joins work; "
+        "`redact`: replaced by null.",
+    )
+    pii_key: SecretStr = Field(
+        SecretStr("binlake-local-pii-key"),
+        description="HMAC key of pii_mode=hash; set a secret of your own in production.",
+    )
+    history_tables: list[str] = Field(
+        [], description="Tables that also get an SCD type 2 history silver table."
+    )
+    reconcile_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="Row-count difference (fraction of source rows) accepted while the source "
+        "is busy; a quiet source must match exactly.",
+    )
+    reconcile_quiet_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="The source counts as quiet when the silver run saw no source commit for "
+        "this long.",
+    )
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pii pattern {pattern!r} is not a regular expression: {exc}")
+        return value
 
 
 class LocalStackSettings(BaseModel):
@@ -137,7 +204,9 @@ class LocalStackSettings(BaseModel):
     java: str = Field("java", description="Java 17+ executable for Kafka Connect.")
     java_heap: str = Field("1g", description="Kafka Connect -Xmx.")
     mariadbd: str = Field("mariadbd", description="MariaDB server binary standing in for MySQL.")
-    mariadb_install_db: str = Field("mariadb-install-db", description="MariaDB datadir initialiser.")
+    mariadb_install_db: str = Field(
+        "mariadb-install-db", description="MariaDB datadir initialiser."
+    )
     startup_timeout_seconds: float = Field(120.0, gt=0, description="Per-component start timeout.")
 
 
@@ -170,6 +239,8 @@ class Settings(BaseSettings):
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     bronze: BronzeSettings = Field(default_factory=BronzeSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+    silver: SilverSettings = Field(default_factory=SilverSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
@@ -197,6 +268,13 @@ class Settings(BaseSettings):
             if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
                 raise ValueError(f"table {name!r} must be <db>.<table> with plain identifiers")
         return value
+
+    @model_validator(mode="after")
+    def _history_tables_captured(self) -> Settings:
+        unknown = [t for t in self.silver.history_tables if t not in self.tables]
+        if unknown:
+            raise ValueError(f"silver.history_tables {unknown} are not in tables={self.tables}")
+        return self
 
     @model_validator(mode="after")
     def _registry_for_avro(self) -> Settings:
@@ -239,7 +317,16 @@ class Settings(BaseSettings):
             "BINLAKE_STORAGE_URL": self.lake_url,
             "BINLAKE_TABLES": _json_list(self.tables),
         }
-        for group in ("mysql", "kafka", "connect", "bronze", "dagster", "local"):
+        for group in (
+            "mysql",
+            "kafka",
+            "connect",
+            "bronze",
+            "dagster",
+            "silver",
+            "freshness",
+            "local",
+        ):
             model: BaseModel = getattr(self, group)
             for name, value in model.model_dump().items():
                 key = f"BINLAKE_{group.upper()}__{name.upper()}"

@@ -46,6 +46,9 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "schema.history.internal.kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
         # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.envelope decodes them.
         "decimal.handling.mode": "precise",
+        # BIGINT UNSIGNED above 2**63 - 1 would wrap to a negative long; as a Decimal(20,0) it
+        # stays exact.
+        "bigint.unsigned.handling.mode": "precise",
         # MySQL TIME is a duration (negative, > 24h) and DATETIME(6) needs microseconds.
         "time.precision.mode": "adaptive_time_microseconds",
         "snapshot.mode": "initial",

@@ -181,6 +181,9 @@ _PRIMITIVES: dict[str, pa.DataType] = {
     "int64": pa.int64(),
     "float32": pa.float32(),
     "float64": pa.float64(),
+    # Kafka Connect's JsonConverter spells FLOAT32 and FLOAT64 as "float" and "double".
+    "float": pa.float32(),
+    "double": pa.float64(),
     "boolean": pa.bool_(),
     "string": pa.string(),
 }
@@ -756,6 +759,28 @@ def tombstone_from_key(
     )
 
 
+_NO_COLUMNS = pa.schema([])
+
+
+def keyless_tombstone(*, topic: str, topic_prefix: str) -> ChangeEvent:
+    """The tombstone Debezium sends after a delete in a table without a primary key.
+
+    It has neither key nor value. Whether it really follows such a delete is for the partition
+    writer to decide: it is the only one that saw the record before.
+    """
+    if topic == topic_prefix:
+        raise SchemaChangeRecord(f"null record on the schema-change topic {topic!r}")
+    return ChangeEvent(
+        table=table_of_topic(topic, topic_prefix),
+        op=TOMBSTONE,
+        row={},
+        row_schema=_NO_COLUMNS,
+        primary_key=(),
+        source=None,
+        captured_ts_ms=None,
+    )
+
+
 def decode_change(
     key: bytes | None, value: bytes | None, *, topic: str, topic_prefix: str
 ) -> ChangeEvent:
@@ -767,7 +792,7 @@ def decode_change(
     """
     if value is None:
         if key is None:
-            raise DecodeError("record has neither key nor value")
+            return keyless_tombstone(topic=topic, topic_prefix=topic_prefix)
         raw_key = _as_bytes(key, "key")
         key_plan, key_text = _parse(raw_key, "key", _KEY_PLANS)
         key_payload = _payload(raw_key, key_text, "key")

@@ -13,6 +13,7 @@ from binlake.settings import Settings, load_settings
 from dagster_defs.automation import build_automation_sensor
 from dagster_defs.bronze.definitions import build_bronze_definitions
 from dagster_defs.gold.definitions import build_gold_definitions
+from dagster_defs.maintenance.definitions import build_maintenance_definitions
 from dagster_defs.resources import build_resources
 from dagster_defs.silver.definitions import build_silver_definitions
 
@@ -25,6 +26,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_bronze_definitions(settings),
         build_silver_definitions(settings),
         build_gold_definitions(settings),
+        build_maintenance_definitions(settings),
         dg.Definitions(
             sensors=[build_automation_sensor(settings)],
             resources=build_resources(settings),

@@ -1,8 +1,8 @@
 """Read a stored silver or gold table without a Dagster run (CLI, demo, tests).
 
-The value is loaded by the same IO manager the assets are written with, so the location of
-``silver/shop/orders`` is decided in one place (dagster-polars' path logic under
-``settings.lake_url``), never rebuilt here.
+Silver is read through the ``SilverLake`` resource (its current state), gold through the IO
+manager it is written with, so every location is decided in one place under
+``settings.lake_url``, never rebuilt here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import dagster as dg
 import polars as pl
 
 from binlake.settings import Settings
-from dagster_defs.resources import build_lake_io_manager
+from dagster_defs.keys import SILVER
+from dagster_defs.resources import SilverLake, build_lake_io_manager
 
 
 def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl.DataFrame:
@@ -22,6 +23,9 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     Raises FileNotFoundError if the asset has not been materialized yet.
     """
     asset_key = key if isinstance(key, dg.AssetKey) else dg.AssetKey(list(key))
+    if asset_key.path[0] == SILVER:
+        *_, db, name = asset_key.path
+        return SilverLake(storage_url=settings.lake_url).table(f"{db}.{name}").read_current()
     io_manager = build_lake_io_manager(settings)
     io_manager.setup_for_execution(dg.build_init_resource_context())
     context = dg.build_input_context(

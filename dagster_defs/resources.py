@@ -4,8 +4,10 @@ Every resource is built from ``Settings`` in ``build_resources``; the lake locat
 value ``settings.lake_url`` and no asset builds a path of its own.
 
 Resource keys:
-    bronze_lake      BronzeLake(storage_url)            bronze files listed by the manifest
-    lake_io_manager  LakeParquetIOManager(base_dir)     silver and gold Parquet
+    bronze_lake        BronzeLake(storage_url)            bronze files listed by the manifest
+    silver_lake        SilverLake(storage_url)            silver Delta tables (MERGE, time travel)
+    silver_io_manager  SilverIOManager(storage_url)       loads a silver table's current state
+    lake_io_manager    LakeParquetIOManager(base_dir)     gold Parquet
     mysql_source     MySQLSource(host, port, user, ...) row counts for reconciliation checks
 """
 
@@ -16,6 +18,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -31,17 +34,23 @@ from binlake.errors import ConfigurationError, FinalError, RetriableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from dagster_defs.silver.consumed import ConsumedOffsets
+from dagster_defs.silver.delta_table import SilverDeltaTable
+from dagster_defs.silver.reconcile import ComparedColumn, source_digest_sql
 from streams.schema_drift import common_type
 
 if TYPE_CHECKING:
     from upath import UPath
 
 BRONZE_LAKE = "bronze_lake"
+SILVER_LAKE = "silver_lake"
+SILVER_IO_MANAGER = "silver_io_manager"
 LAKE_IO_MANAGER = "lake_io_manager"
 MYSQL_SOURCE = "mysql_source"
 
 MYSQL_PASSWORD_ENV = "BINLAKE_MYSQL__PASSWORD"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]+$")
+_UNKNOWN_SYSTEM_VARIABLE = 1193  # MySQL error ER_UNKNOWN_SYSTEM_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,12 @@ class BronzeLake(dg.ConfigurableResource):
         """Entries appended after byte `cursor` and the cursor to use next time."""
         return self.manifest().read_since(cursor)
 
-    def read_table(self, table: str) -> BronzeRead:
-        """Every bronze row of `<db>.<table>`, files concatenated in manifest order.
+    def read_table(self, table: str, consumed: ConsumedOffsets | None = None) -> BronzeRead:
+        """Bronze rows of `<db>.<table>`, files concatenated in manifest order.
+
+        With `consumed`, only what a silver table has not merged yet: manifest entries after
+        its manifest cursor, files not wholly inside its offset ranges, rows outside them.
+        Without, every row.
 
         Files of one table may have different but compatible schemas (a column added, a type
         widened): each file is first cast to the widest type every column has across the files
@@ -90,13 +103,23 @@ class BronzeLake(dg.ConfigurableResource):
         columns become null.
         """
         storage = self._storage()
-        entries, manifest_bytes = Manifest(storage).read_since(0)
+        cursor = 0 if consumed is None else consumed.manifest_cursor
+        if cursor and self.manifest_size() < cursor:
+            raise FinalError(
+                f"the bronze manifest is shorter than byte {cursor} that silver {table} has "
+                "read up to: bronze was replaced under silver; rebuild silver from bronze"
+            )
+        entries, manifest_bytes = Manifest(storage).read_since(cursor)
         # A retried flush may rewrite a file under the same name; the file is read once.
         by_path: dict[str, ManifestEntry] = {}
         for entry in entries:
-            if entry.table == table:
-                by_path.pop(entry.path, None)
-                by_path[entry.path] = entry
+            if entry.table != table:
+                continue
+            tp = (entry.topic, entry.partition)
+            if consumed is not None and consumed.covers(tp, entry.first_offset, entry.last_offset):
+                continue
+            by_path.pop(entry.path, None)
+            by_path[entry.path] = entry
         arrows: list[pa.Table] = []
         primary_key: list[str] = []
         for path, entry in by_path.items():
@@ -116,6 +139,8 @@ class BronzeLake(dg.ConfigurableResource):
             for arrow in _widened(arrows)
         ]
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        if consumed is not None:
+            frame = consumed.unconsumed(frame)
         return BronzeRead(
             table=table,
             frame=frame,
@@ -172,6 +197,52 @@ def _primary_key_from_metadata(schema: Any) -> list[str]:
     return list(json.loads(raw)) if raw else []
 
 
+def silver_table_uri(lake_url: str, table: str) -> str:
+    """Where the Delta table of silver `<db>.<table>` lives: ``<lake>/silver/<db>/<table>``."""
+    db, name = table.split(".")
+    return f"{lake_url.rstrip('/')}/silver/{db}/{name}"
+
+
+class SilverLake(dg.ConfigurableResource):
+    """The silver Delta tables under the lake root."""
+
+    storage_url: str
+
+    def table(self, table: str) -> SilverDeltaTable:
+        return SilverDeltaTable(silver_table_uri(self.storage_url, table))
+
+
+def _table_of(key: dg.AssetKey) -> str:
+    *_, db, name = key.path
+    return f"{db}.{name}"
+
+
+class SilverIOManager(dg.ConfigurableIOManager):
+    """Loads a silver asset as its current state; the asset itself writes by MERGE."""
+
+    storage_url: str
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is not None:
+            raise FinalError(
+                f"silver asset {context.asset_key.to_user_string()} returned a value; silver "
+                "assets merge into their Delta table themselves and return MaterializeResult"
+            )
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
+        frame = SilverLake(storage_url=self.storage_url).table(_table_of(context.asset_key))
+        current = frame.read_current()
+        typing_type = getattr(context.dagster_type, "typing_type", None)
+        return current.lazy() if typing_type is pl.LazyFrame else current
+
+
+def _split_table(table: str) -> tuple[str, str]:
+    parts = table.split(".")
+    if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ConfigurationError(f"table {table!r} must be <db>.<table> with plain identifiers")
+    return parts[0], parts[1]
+
+
 class MySQLSource(dg.ConfigurableResource):
     """The source database, read only for reconciliation (row counts, ad-hoc queries)."""
 
@@ -215,6 +286,66 @@ class MySQLSource(dg.ConfigurableResource):
             raise ConfigurationError(f"table {table!r} must be <db>.<table> with plain identifiers")
         rows = self.query(f"SELECT COUNT(*) FROM `{parts[0]}`.`{parts[1]}`")
         return int(rows[0][0])
+
+    def column_types(self, table: str) -> list[tuple[str, str, int | None]]:
+        """(name, DATA_TYPE, DATETIME_PRECISION) of each column of `<db>.<table>`, in order."""
+        db, name = _split_table(table)
+        rows = self.query(
+            "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (db, name),
+        )
+        return [(str(n), str(t), None if p is None else int(p)) for n, t, p in rows]
+
+    def content_digest(self, table: str, columns: list[ComparedColumn]) -> tuple[int, int]:
+        """(row count, content digest) of `<db>.<table>`, computed by the server."""
+        db, name = _split_table(table)
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION time_zone = '+00:00'")  # TIMESTAMP text in UTC
+                cursor.execute(source_digest_sql(db, name, columns))
+                count, digest = cursor.fetchone()
+        except pymysql.err.OperationalError as exc:
+            raise RetriableError(f"MySQL query failed: {exc}") from exc
+        finally:
+            connection.close()
+        return int(count), int(digest)
+
+    def last_commit_time(self, table: str) -> datetime | None:
+        """When `<db>.<table>` last changed (InnoDB UPDATE_TIME, 1 s resolution), in UTC.
+
+        None when the server does not know: UPDATE_TIME is NULL after a restart (or once the
+        table left InnoDB's cache) until the next write. MySQL 8 caches it for
+        `information_schema_stats_expiry` (24 h) unless the session sets 0, done here;
+        MariaDB and MySQL 5.7 have no such cache (and no such variable). UNIX_TIMESTAMP reads
+        the value in the session's time zone, so the result does not depend on it.
+        """
+        parts = table.split(".")
+        if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+            raise ConfigurationError(f"table {table!r} must be <db>.<table> with plain identifiers")
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute("SET SESSION information_schema_stats_expiry = 0")
+                except pymysql.err.OperationalError as exc:
+                    if exc.args[0] != _UNKNOWN_SYSTEM_VARIABLE:
+                        raise
+                    # MariaDB, MySQL 5.7: no such variable, nothing cached
+                cursor.execute(
+                    "SELECT UNIX_TIMESTAMP(UPDATE_TIME) FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                    (parts[0], parts[1]),
+                )
+                row = cursor.fetchone()
+        except pymysql.err.OperationalError as exc:
+            raise RetriableError(f"MySQL query failed: {exc}") from exc
+        finally:
+            connection.close()
+        if row is None or row[0] is None:
+            return None
+        return datetime.fromtimestamp(float(row[0]), tz=UTC)
 
 
 class LakeParquetIOManager(PolarsParquetIOManager):
@@ -267,6 +398,8 @@ def build_mysql_source(settings: Settings) -> MySQLSource:
 def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         BRONZE_LAKE: BronzeLake(storage_url=settings.lake_url),
+        SILVER_LAKE: SilverLake(storage_url=settings.lake_url),
+        SILVER_IO_MANAGER: SilverIOManager(storage_url=settings.lake_url),
         LAKE_IO_MANAGER: build_lake_io_manager(settings),
         MYSQL_SOURCE: build_mysql_source(settings),
     }

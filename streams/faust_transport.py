@@ -72,9 +72,9 @@ class BronzeConsumer(faust_aiokafka.Consumer):
                         read_offset = get_read_offset(tp)
                         if read_offset is not None and offset < read_offset:
                             continue  # already delivered (a re-fetch after a seek)
-                        if read_offset and offset - read_offset > 1:
-                            if acks_enabled_for(message.topic):
-                                await self._add_gap(tp, read_offset + 1, offset)
+                        gap = bool(read_offset) and offset - read_offset > 1
+                        if gap and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, read_offset + 1, offset)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
@@ -94,8 +94,8 @@ class BronzeConsumer(faust_aiokafka.Consumer):
                 self.log.info("Consumer shutting down for user cancel.")
                 return
             raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
+        except Exception:
+            self.log.exception("Drain messages raised")
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)

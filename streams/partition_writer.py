@@ -545,9 +545,7 @@ class PartitionWriter:
             self._only_tombstones = False
         self._rows.append((offset, event))
         self._previous_delete = (
-            PreviousDelete(key_of(event), event_ms)
-            if event.op == "d" and event.primary_key
-            else None
+            PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
         )
         self._tokens.append((offset, token))
         self._seen_through = offset

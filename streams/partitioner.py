@@ -55,6 +55,14 @@ def event_time_ms(
     """
     if event.source is not None:
         return event.source.ts_ms
+    if event.op == TOMBSTONE and not event.primary_key:
+        # Neither key nor value: legitimate only right after a delete in a keyless table.
+        if previous_delete is not None and previous_delete.key == ():
+            return previous_delete.time_ms
+        raise DecodeError(
+            "record has neither key nor value and does not follow a delete of a row without "
+            "a primary key"
+        )
     if (
         event.op == TOMBSTONE
         and previous_delete is not None

@@ -78,6 +78,23 @@ def test_dagster_processes_load_the_code_location(compose: dict) -> None:
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
 
+def test_one_maintenance_run_at_a_time() -> None:
+    import dagster as dg
+    from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+    from dagster_defs.maintenance.jobs import MAINTENANCE_JOB_NAME, MAINTENANCE_TAG
+
+    instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
+    limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {"key": MAINTENANCE_TAG, "limit": 1} in limits
+
+    def run() -> dg.DagsterRun:
+        return dg.DagsterRun(job_name=MAINTENANCE_JOB_NAME, tags={MAINTENANCE_TAG: "true"})
+
+    assert not TagConcurrencyLimitsCounter(limits, []).is_blocked(run())
+    assert TagConcurrencyLimitsCounter(limits, [run()]).is_blocked(run())
+
+
 def test_addresses_agree_between_services(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose["services"]
     settings = _binlake_settings(services["bronze-worker"], monkeypatch)

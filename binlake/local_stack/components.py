@@ -63,7 +63,8 @@ def write_connect_worker_properties(settings: Settings) -> Path:
 
 def write_dagster_instance_config(settings: Settings) -> Path:
     """DAGSTER_HOME/dagster.yaml: SQLite storage locally (PostgreSQL in production), a queued
-    run coordinator that allows one run per table at a time, threaded sensor evaluation."""
+    run coordinator that allows one run per table and one maintenance run at a time, threaded
+    sensor evaluation."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = {
@@ -75,7 +76,8 @@ def write_dagster_instance_config(settings: Settings) -> Path:
                 "max_concurrent_runs": 4,
                 "dequeue_interval_seconds": 1,
                 "tag_concurrency_limits": [
-                    {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+                    {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+                    {"key": "binlake/maintenance", "limit": 1},
                 ],
             },
         },

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 from binlake.local_stack.network import free_port
 from binlake.settings import Settings
@@ -32,22 +35,28 @@ def resolve_free_ports(settings: Settings) -> Settings:
         data["connect"]["url"] = f"http://127.0.0.1:{free_port()}"
     if settings.dagster.port == 0:
         data["dagster"]["port"] = free_port()
-    for group in ("mysql",):
-        for secret in ("password", "admin_password"):
-            data[group][secret] = getattr(settings.mysql, secret).get_secret_value()
-    return Settings(**data)
+    return Settings(**_revealed(data))
 
 
 def save_runtime_settings(settings: Settings) -> Path:
     path = settings.state_dir / RUNTIME_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = settings.model_dump(mode="json")
-    payload["mysql"]["password"] = settings.mysql.password.get_secret_value()
-    payload["mysql"]["admin_password"] = settings.mysql.admin_password.get_secret_value()
+    payload = _revealed(settings.model_dump(mode="python"))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(payload, out, indent=2)
+        json.dump(payload, out, indent=2, default=str)
     return path
+
+
+def _revealed(value: Any) -> Any:
+    """`value` (a settings dump) with every secret as its plain value, for the children."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_revealed(item) for item in value]
+    return value
 
 
 def load_runtime_settings(settings: Settings) -> Settings:

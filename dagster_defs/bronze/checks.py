@@ -116,9 +116,7 @@ def version_steps(table: str, versions: list[SchemaVersion]) -> list[VersionStep
             previous.schema, current.schema, previous.primary_key, current.primary_key
         )
         messages = tuple(str(b) for b in change.breaking) + tuple(str(c) for c in change.changes)
-        steps.append(
-            VersionStep(table, previous.version, current.version, change.kind, messages)
-        )
+        steps.append(VersionStep(table, previous.version, current.version, change.kind, messages))
     return steps
 
 

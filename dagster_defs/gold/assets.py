@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from binlake.bronze_layout import SOURCE_TS_MS
 from dagster_defs.automation import GOLD_CONDITION
 from dagster_defs.gold.logic import orders_by_hour_status
 from dagster_defs.keys import (
@@ -46,5 +47,13 @@ def orders_by_hour_status_asset(
         # with its own commit clock to measure commit-to-gold delay.
         "orders_max_updated_at": max_updated.isoformat() if max_updated is not None else "",
     }
+    # Newest source commit behind this result, per input table and overall (freshness checks).
+    for table, frame in ((ORDERS_TABLE, orders), (ORDER_ITEMS_TABLE, order_items)):
+        newest = frame[SOURCE_TS_MS].max() if SOURCE_TS_MS in frame.columns else None
+        if newest is not None:
+            metadata[f"max_source_ts_ms/{table}"] = int(newest)  # type: ignore[call-overload]
+    per_table = [v for k, v in metadata.items() if k.startswith("max_source_ts_ms/")]
+    if per_table:
+        metadata["max_source_ts_ms"] = max(per_table)
     context.log.info(f"{result.height} hour/status rows from {orders.height} orders")
     return dg.Output(result, metadata=metadata)

@@ -1,60 +1,94 @@
-"""Silver assets: one current-state table per captured table, rebuilt from all of bronze."""
+"""Silver assets: one current-state Delta table per captured table, updated by MERGE.
+
+A run reads only the bronze changes the table has not merged yet (manifest entries after its
+cursor, offsets outside its consumed ranges), keeps the newest change per key, masks personal
+data, and merges the result in one Delta commit that also records the new consumed offsets. So
+a run costs what was new in bronze, and a re-run with nothing new changes nothing.
+"""
 
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
-from binlake.bronze_layout import SOURCE_TS_MS
+from binlake.settings import Settings
 from dagster_defs.automation import SILVER_CONDITION
+from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key
-from dagster_defs.resources import LAKE_IO_MANAGER, BronzeLake
-from dagster_defs.silver.logic import current_state
+from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
+from dagster_defs.silver.logic import latest_changes, table_columns
+from dagster_defs.silver.pii import PiiPolicy
 
 # Eager automation marks every bronze report made before silver's materialization as handled.
-# A file that reached the manifest while silver was computing would then wait for the next
-# change to be picked up, so silver reads again until the manifest stops growing under it.
+# A file that reached the manifest while silver was merging would then wait for the next change
+# to be picked up, so silver reads again until the manifest stops growing under it.
 MAX_CATCH_UP_READS = 5
 
 
-def build_silver_asset(table: str) -> dg.AssetsDefinition:
+def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
     key = silver_key(table)
+    pii = PiiPolicy.from_settings(settings.silver)
 
     @dg.asset(
         key=key,
         deps=[bronze_key(table)],
-        io_manager_key=LAKE_IO_MANAGER,
+        io_manager_key=SILVER_IO_MANAGER,
         automation_condition=SILVER_CONDITION,
         group_name=SILVER,
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
-        kinds={"polars", "parquet"},
-        description=f"Current state of {table}: the latest change of each key, deletes removed.",
+        kinds={"polars", "deltalake"},
+        freshness_policy=freshness_policy(settings.freshness.silver_minutes),
+        description=f"Current state of {table} (Delta, MERGE by key): the newest change of each "
+        "key by binlog position, deletes applied, personal data masked.",
     )
     def _silver(
-        context: dg.AssetExecutionContext, bronze_lake: BronzeLake
-    ) -> dg.Output[pl.DataFrame]:
+        context: dg.AssetExecutionContext, bronze_lake: BronzeLake, silver_lake: SilverLake
+    ) -> dg.MaterializeResult:
+        target = silver_lake.table(table)
+        consumed = target.consumed()
+        merged_rows = files_read = 0
+        masked: list[str] = []
+        primary_key: list[str] = []
         for _ in range(MAX_CATCH_UP_READS):
-            read = bronze_lake.read_table(table)
-            state = current_state(read.frame, read.primary_key)
+            read = bronze_lake.read_table(table, consumed)
+            files_read += read.entries_read
+            consumed.manifest_cursor = read.manifest_bytes
+            if read.frame.height:
+                consumed.add_offsets(read.frame)
+                latest = latest_changes(read.frame, read.primary_key)
+                columns = table_columns(read.frame)
+                primary_key = read.primary_key
+                masked = pii.masked_columns(table, columns)
+                latest = pii.mask(latest, table, columns, read.primary_key)
+                stats = target.merge(
+                    latest,
+                    read.primary_key or columns,
+                    consumed,
+                    nullable_key=not read.primary_key,
+                )
+                merged_rows += stats.source_rows
+                context.log.info(
+                    f"{table}: merged {stats.source_rows} keys from {read.frame.height} bronze "
+                    f"rows in {read.entries_read} files (+{stats.inserted} rows, "
+                    f"{stats.updated} updated) -> version {stats.version}"
+                )
             if bronze_lake.manifest_size() == read.manifest_bytes:
                 break
+        # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
+        # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {
-            "row_count": state.height,
-            "manifest_entries_read": read.entries_read,
-            "manifest_bytes_read": read.manifest_bytes,
-            "bronze_rows_read": read.frame.height,
-            "primary_key": ",".join(read.primary_key) or "(none: all columns)",
+            "row_count": target.count_live(),
+            "delta_version": target.version(),
+            "rows_merged": merged_rows,
+            "bronze_files_read": files_read,
+            "manifest_cursor": consumed.manifest_cursor,
+            "masked_columns": ",".join(masked) or "(none)",
+            "primary_key": ",".join(primary_key) or "(none: all columns)",
         }
-        max_ts = read.frame[SOURCE_TS_MS].max() if SOURCE_TS_MS in read.frame.columns else None
-        if max_ts is not None:
-            ts_ms = int(max_ts)  # type: ignore[call-overload]
-            metadata["max_source_ts_ms"] = ts_ms
-            metadata["max_source_ts"] = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat()
-        context.log.info(
-            f"{table}: {read.frame.height} bronze rows from {read.entries_read} files -> "
-            f"{state.height} current rows"
-        )
-        return dg.Output(state, metadata=metadata)
+        newest = target.newest_source_ts_ms()
+        if newest is not None:
+            metadata["max_source_ts_ms"] = newest
+            metadata["max_source_ts"] = datetime.fromtimestamp(newest / 1000, tz=UTC).isoformat()
+        return dg.MaterializeResult(metadata=metadata)
 
     return _silver

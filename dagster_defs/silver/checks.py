@@ -1,34 +1,77 @@
-"""Reconciliation checks: silver row count against the source's `SELECT COUNT(*)`."""
+"""Reconciliation of each silver table with its source table (count and content hash).
+
+While the source is busy, silver trails it by the pipeline's delay, so counts may differ by up
+to ``silver.reconcile_tolerance`` of the source's rows and the content hash is reported but not
+judged. Once the source has been quiet for ``silver.reconcile_quiet_seconds`` (no commit to the
+table, by its InnoDB ``UPDATE_TIME``), counts and hashes must be equal.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
+from binlake.settings import Settings
 from dagster_defs.automation import CHECK_CONDITION
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import MySQLSource
+from dagster_defs.silver.pii import PiiPolicy
+from dagster_defs.silver.reconcile import compared_columns, judge, silver_digest
 
-ROW_COUNT_CHECK = "row_count_matches_source"
+RECONCILE_CHECK = "reconciles_with_source"
 
 
-def build_row_count_check(table: str) -> dg.AssetChecksDefinition:
+def build_reconciliation_check(
+    table: str, settings: Settings, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> dg.AssetChecksDefinition:
+    pii = PiiPolicy.from_settings(settings.silver)
+    quiet_seconds = settings.silver.reconcile_quiet_seconds
+    tolerance = settings.silver.reconcile_tolerance
+
     @dg.asset_check(
         asset=silver_key(table),
-        name=ROW_COUNT_CHECK,
-        description=f"Silver {table} has as many rows as the source table right now.",
+        name=RECONCILE_CHECK,
+        description=f"Silver {table} agrees with the source: row count within "
+        f"{tolerance:.1%} while the source is busy; count and content hash equal once it has "
+        f"been quiet for {quiet_seconds:g} s.",
         automation_condition=CHECK_CONDITION,
         blocking=False,
     )
-    def _check(silver: pl.LazyFrame, mysql_source: MySQLSource) -> dg.AssetCheckResult:
-        # Lazily loaded: counting rows reads the Parquet footer, not the data.
-        silver_rows = int(silver.select(pl.len()).collect().item())
-        source_rows = mysql_source.count_rows(table)
+    def _check(silver: pl.DataFrame, mysql_source: MySQLSource) -> dg.AssetCheckResult:
+        source_columns = mysql_source.column_types(table)
+        masked = pii.masked_columns(table, [name for name, _, _ in source_columns])
+        compared, excluded = compared_columns(source_columns, silver, masked)
+        commit_before = mysql_source.last_commit_time(table)
+        source_rows, source_digest = mysql_source.content_digest(table, compared)
+        commit_after = mysql_source.last_commit_time(table)
+        quiet = commit_after == commit_before and (
+            commit_after is None or (now() - commit_after).total_seconds() >= quiet_seconds
+        )
+        lake_digest = silver_digest(silver, compared)
+        verdict = judge(
+            source_rows=source_rows,
+            silver_rows=silver.height,
+            source_digest=source_digest,
+            lake_digest=lake_digest,
+            source_quiet=quiet,
+            tolerance=tolerance,
+        )
         return dg.AssetCheckResult(
-            passed=silver_rows == source_rows,
+            passed=verdict.passed,
             severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.reason,
             metadata={
-                "silver_rows": silver_rows,
+                "silver_rows": silver.height,
                 "source_rows": source_rows,
-                "difference": silver_rows - source_rows,
+                "difference": silver.height - source_rows,
+                "tolerance_rows": verdict.tolerance_rows,
+                "source_quiet": quiet,
+                "source_last_commit": commit_after.isoformat() if commit_after else "unknown",
+                "source_digest": f"{source_digest % 2**64:016x}",
+                "silver_digest": f"{lake_digest:016x}",
+                "columns_compared": ",".join(c.name for c in compared) or "(none)",
+                "columns_not_compared": ",".join(excluded) or "(none)",
             },
         )
 

@@ -1,16 +1,23 @@
-"""Silver layer definitions: a current-state asset and a row-count check per table."""
+"""Silver layer definitions: per table a current-state asset, its reconciliation and freshness
+checks."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from binlake.settings import Settings
+from dagster_defs.freshness import build_freshness_check
+from dagster_defs.keys import SILVER, silver_key
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.checks import build_row_count_check
+from dagster_defs.silver.checks import build_reconciliation_check
 
 
 def build_silver_definitions(settings: Settings) -> dg.Definitions:
+    slo = settings.freshness.silver_minutes
     return dg.Definitions(
-        assets=[build_silver_asset(table) for table in settings.tables],
-        asset_checks=[build_row_count_check(table) for table in settings.tables],
+        assets=[build_silver_asset(table, settings) for table in settings.tables],
+        asset_checks=[
+            *(build_reconciliation_check(table, settings) for table in settings.tables),
+            *(build_freshness_check(silver_key(t), SILVER, slo, [t]) for t in settings.tables),
+        ],
     )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from binlake.bronze_layout import CHANGE_ORDER, OFFSET, OP, PROVENANCE_COLUMNS, SOURCE_TS_MS
+from binlake.bronze_layout import (
+    CHANGE_ORDER,
+    OFFSET,
+    OP,
+    PROVENANCE_COLUMNS,
+    SOURCE_FILE,
+    SOURCE_POS,
+    SOURCE_ROW,
+    SOURCE_TS_MS,
+)
 from binlake.errors import FinalError
 from cdc.envelope import TOMBSTONE
 
@@ -52,6 +61,50 @@ def current_state(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame
         .unique(subset=key, keep="last", maintain_order=True)
         .filter(pl.col(OP) != DELETE)
         .select([c for c in keep if c in changes.columns])
+        .sort(key, nulls_last=False)
+        .collect()
+    )
+
+
+DELETED = "_deleted"
+MERGE_PROVENANCE = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET, SOURCE_TS_MS, OP)
+
+
+def latest_changes(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame:
+    """The newest change of every key in `changes`, deletes kept as tombstone rows.
+
+    What a silver MERGE takes: table columns, the change's source position (``CHANGE_ORDER``),
+    commit time, op and ``_deleted``. A deleted key keeps its key columns and position; its
+    other columns are nulled (a deleted row's values are not kept in silver). Tombstones
+    (``t``) carry no change and are dropped; re-sent duplicates collapse into one.
+    """
+    missing = [c for c in (OP, *CHANGE_ORDER) if c not in changes.columns]
+    if missing:
+        raise FinalError(f"bronze changes lack provenance column(s) {missing}")
+    columns = table_columns(changes)
+    if not columns:
+        raise FinalError("bronze changes carry no table columns")
+    key = list(primary_key) or columns
+    absent = [c for c in key if c not in changes.columns]
+    if absent:
+        raise FinalError(f"primary key column(s) {absent} are not in bronze columns {columns}")
+    deleted = pl.col(OP) == DELETE
+    provenance = [c for c in MERGE_PROVENANCE if c in changes.columns]
+    return (
+        changes.lazy()
+        .filter(pl.col(OP) != TOMBSTONE)
+        .sort(list(CHANGE_ORDER), nulls_last=False, maintain_order=True)
+        .unique(subset=key, keep="last", maintain_order=True)
+        .select(
+            *[
+                pl.col(c)
+                if c in key or not primary_key
+                else pl.when(deleted).then(None).otherwise(pl.col(c)).alias(c)
+                for c in columns
+            ],
+            *provenance,
+            deleted.alias(DELETED),
+        )
         .sort(key, nulls_last=False)
         .collect()
     )

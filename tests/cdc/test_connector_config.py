@@ -54,6 +54,7 @@ def test_every_required_key(settings: Settings):
         "schema.history.internal.kafka.topic": "lake.schema-history",
         "schema.history.internal.kafka.bootstrap.servers": "k1:9092,k2:9092",
         "decimal.handling.mode": "precise",
+        "bigint.unsigned.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
         "snapshot.mode": "initial",
         "poll.interval.ms": "50",

@@ -3,7 +3,7 @@
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +163,25 @@ def bronze(settings: Settings) -> BronzeWriter:
 
 
 class FakeMySQLSource(MySQLSource):
-    """Stands in for the source database in unit tests: fixed row counts per table."""
+    """Stands in for the source database in unit tests: fixed row counts per table, no columns
+    to hash, and a last commit `commit_age_seconds` ago (None: unknown, i.e. quiet)."""
 
     counts: dict[str, int]
+    last_commit_epoch: float | None = None
 
     def count_rows(self, table: str) -> int:
         return self.counts.get(table, 0)
+
+    def column_types(self, table: str) -> list[tuple[str, str, int | None]]:
+        return []
+
+    def content_digest(self, table: str, columns: list) -> tuple[int, int]:
+        return self.count_rows(table), 0
+
+    def last_commit_time(self, table: str) -> datetime | None:
+        if self.last_commit_epoch is None:
+            return None
+        return datetime.fromtimestamp(self.last_commit_epoch, tz=UTC)
 
     def query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError("the fake source answers count_rows only")
@@ -176,8 +189,17 @@ class FakeMySQLSource(MySQLSource):
 
 @pytest.fixture
 def fake_mysql() -> Callable[[dict[str, int]], MySQLSource]:
-    def make(counts: dict[str, int]) -> MySQLSource:
-        return FakeMySQLSource(host="fake", port=0, user="fake", password="", counts=counts)
+    def make(counts: dict[str, int], commit_age_seconds: float | None = None) -> MySQLSource:
+        return FakeMySQLSource(
+            host="fake",
+            port=0,
+            user="fake",
+            password="",
+            counts=counts,
+            last_commit_epoch=None
+            if commit_age_seconds is None
+            else (datetime.now(UTC) - timedelta(seconds=commit_age_seconds)).timestamp(),
+        )
 
     return make
 
@@ -186,7 +208,12 @@ def fake_mysql() -> Callable[[dict[str, int]], MySQLSource]:
 def resources(settings: Settings, fake_mysql) -> Callable[..., dict[str, Any]]:
     """The code location's resources, with the MySQL source replaced by a fake."""
 
-    def make(counts: dict[str, int] | None = None) -> dict[str, Any]:
-        return {**build_resources(settings), MYSQL_SOURCE: fake_mysql(counts or {})}
+    def make(
+        counts: dict[str, int] | None = None, commit_age_seconds: float | None = None
+    ) -> dict[str, Any]:
+        return {
+            **build_resources(settings),
+            MYSQL_SOURCE: fake_mysql(counts or {}, commit_age_seconds),
+        }
 
     return make

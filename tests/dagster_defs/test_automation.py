@@ -7,15 +7,19 @@
 import dagster as dg
 import pytest
 
+from dagster_defs.bronze.continuity import CONTINUITY_CHECK
 from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, silver_key
-from dagster_defs.silver.checks import ROW_COUNT_CHECK
+from dagster_defs.silver.checks import RECONCILE_CHECK
 
 ORDERS = silver_key("shop.orders")
 ORDER_ITEMS = silver_key("shop.order_items")
-ORDERS_CHECK = dg.AssetCheckKey(ORDERS, ROW_COUNT_CHECK)
-BRONZE_ORDERS_SCHEMA_CHECK = dg.AssetCheckKey(bronze_key("shop.orders"), "schema_versions_compatible")
+ORDERS_CHECK = dg.AssetCheckKey(ORDERS, RECONCILE_CHECK)
+BRONZE_ORDERS_SCHEMA_CHECK = dg.AssetCheckKey(
+    bronze_key("shop.orders"), "schema_versions_compatible"
+)
+BRONZE_ORDERS_CONTINUITY_CHECK = dg.AssetCheckKey(bronze_key("shop.orders"), CONTINUITY_CHECK)
 
 
 def requested(result: dg.EvaluateAutomationConditionsResult) -> set:
@@ -82,7 +86,12 @@ def test_silver_runs_when_a_bronze_hour_is_reported(lake, bronze, instance):
     assert instance.get_materialized_partitions(bronze_key("shop.orders")) == {"2024-06-01-10:00"}
 
     wanted = lake.automation_tick()
-    assert wanted == {ORDERS, ORDERS_CHECK, BRONZE_ORDERS_SCHEMA_CHECK}
+    assert wanted == {
+        ORDERS,
+        ORDERS_CHECK,
+        BRONZE_ORDERS_SCHEMA_CHECK,
+        BRONZE_ORDERS_CONTINUITY_CHECK,
+    }
     lake.run(wanted)
 
     assert lake.automation_tick() == set(), "handled: nothing new until bronze grows"
@@ -149,4 +158,3 @@ def test_automation_sensor_targets_everything(settings):
     assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == settings.dagster.automation_interval_seconds
-

@@ -76,8 +76,15 @@ class Lake:
                 row_schema=schema,
                 primary_key=primary_key,
                 source=SourcePosition(
-                    "mariadb-bin.000001", 1000 + self.offset, 0, 1_717_236_000_000 + self.offset,
-                    "false", db, name, 1, None,
+                    "mariadb-bin.000001",
+                    1000 + self.offset,
+                    0,
+                    1_717_236_000_000 + self.offset,
+                    "false",
+                    db,
+                    name,
+                    1,
+                    None,
                 ),
                 captured_ts_ms=None,
             )
@@ -214,9 +221,7 @@ def test_the_check_is_requested_when_a_bronze_hour_is_reported(settings, resourc
         reported = sensor(dg.build_sensor_context(instance=instance, resources=resources()))
         for event in reported.asset_events:
             instance.report_runless_asset_event(event)
-        after = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, cursor=first.cursor
-        )
+        after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     requested = {r.key for r in after.results if r.true_subset.size > 0}
     assert CHECK_KEY in requested
     assert dg.AssetCheckKey(bronze_key("shop.orders"), SCHEMA_CHECK) not in requested
@@ -240,7 +245,11 @@ def test_read_table_gives_the_widened_types_of_accepted_drift(settings, lake):
     assert frame.schema["note"] == pl.String
     assert frame["qty"].to_list() == [7, 8, 5_000_000_000, None, 5]
     assert frame["price"].to_list() == [
-        Decimal("1.5000"), Decimal("2.2500"), None, Decimal("12345678.1234"), None
+        Decimal("1.5000"),
+        Decimal("2.2500"),
+        None,
+        Decimal("12345678.1234"),
+        None,
     ]
     assert frame["note"].to_list() == [None, "n", None, None, None]
 
@@ -252,15 +261,21 @@ def test_read_table_gives_the_widened_types_of_accepted_drift(settings, lake):
         (pa.float32(), pa.float64(), 0.5, 0.25, pl.Float64, [0.5, 0.25]),
         # polars alone would pick milliseconds here and drop the microseconds
         (
-            pa.timestamp("ms"), pa.timestamp("us"),
-            datetime(2024, 6, 1, 10, 0, 0, 1000), datetime(2024, 6, 1, 10, 0, 0, 123456),
+            pa.timestamp("ms"),
+            pa.timestamp("us"),
+            datetime(2024, 6, 1, 10, 0, 0, 1000),
+            datetime(2024, 6, 1, 10, 0, 0, 123456),
             pl.Datetime("us"),
             [datetime(2024, 6, 1, 10, 0, 0, 1000), datetime(2024, 6, 1, 10, 0, 0, 123456)],
         ),
         # decimal256 becomes text (polars has no 256-bit decimal), of one scale for every file
         (
-            pa.decimal128(10, 2), pa.decimal256(40, 4), Decimal("1.50"), Decimal("2.2500"),
-            pl.String, ["1.5000", "2.2500"],
+            pa.decimal128(10, 2),
+            pa.decimal256(40, 4),
+            Decimal("1.50"),
+            Decimal("2.2500"),
+            pl.String,
+            ["1.5000", "2.2500"],
         ),
     ],
     ids=["int8-int16", "float32-float64", "timestamp-ms-us", "decimal128-decimal256"],

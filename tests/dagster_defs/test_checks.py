@@ -1,4 +1,5 @@
-"""Row-count reconciliation check, with a fake MySQL source (unit level)."""
+"""Reconciliation check wiring, with a fake MySQL source (unit level; the SQL side is tested
+against real MariaDB in tests/integration/test_reconciliation.py)."""
 
 import socket
 
@@ -9,35 +10,38 @@ from binlake.errors import ConfigurationError, RetriableError
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import MySQLSource
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.checks import ROW_COUNT_CHECK, build_row_count_check
+from dagster_defs.silver.checks import RECONCILE_CHECK, build_reconciliation_check
 
 
-def run_check(bronze, resources, source_rows: int) -> dg.AssetCheckEvaluation:
+def run_check(
+    bronze, resources, source_rows: int, commit_age_seconds: float | None = None
+) -> dg.AssetCheckEvaluation:
     c = bronze.change
     bronze.write(
         "shop.orders", [c("c", 0, id=1), c("c", 1, id=2), c("c", 2, id=3), c("d", 3, id=3)]
     )
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
-            [build_silver_asset("shop.orders"), build_row_count_check("shop.orders")],
-            resources=resources({"shop.orders": source_rows}),
+            [
+                build_silver_asset("shop.orders", bronze.settings),
+                build_reconciliation_check("shop.orders", bronze.settings),
+            ],
+            resources=resources({"shop.orders": source_rows}, commit_age_seconds),
             instance=instance,
             raise_on_error=False,
         )
     (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == ROW_COUNT_CHECK
+    assert evaluation.check_name == RECONCILE_CHECK
     assert evaluation.asset_key == silver_key("shop.orders")
     return evaluation
 
 
-def test_passes_when_counts_match(bronze, resources):
+def test_passes_when_counts_match_on_a_quiet_source(bronze, resources):
     evaluation = run_check(bronze, resources, source_rows=2)
     assert evaluation.passed
-    assert {k: v.value for k, v in evaluation.metadata.items()} == {
-        "silver_rows": 2,
-        "source_rows": 2,
-        "difference": 0,
-    }
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert (metadata["silver_rows"], metadata["source_rows"], metadata["difference"]) == (2, 2, 0)
+    assert metadata["source_quiet"] is True
 
 
 def test_fails_with_error_severity_on_mismatch(bronze, resources):
@@ -45,6 +49,17 @@ def test_fails_with_error_severity_on_mismatch(bronze, resources):
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["difference"].value == -3
+
+
+def test_a_busy_source_gets_the_tolerance_a_quiet_one_does_not(bronze, resources):
+    # 1% of 300 source rows = 3 rows of slack while the source committed a second ago
+    busy = run_check(bronze, resources, source_rows=5, commit_age_seconds=1)
+    assert not busy.passed  # 3 rows off with 0 allowed (1% of 5)
+    bronze.settings.silver.reconcile_tolerance = 0.5
+    busy = run_check(bronze, resources, source_rows=3, commit_age_seconds=1)
+    assert busy.passed and busy.metadata["tolerance_rows"].value == 1
+    quiet = run_check(bronze, resources, source_rows=3, commit_age_seconds=3600)
+    assert not quiet.passed
 
 
 def test_count_rows_refuses_unsafe_table_names():

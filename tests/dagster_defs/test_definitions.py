@@ -18,7 +18,9 @@ from dagster_defs.resources import (
     BronzeLake,
     LakeParquetIOManager,
     MySQLSource,
+    SilverLake,
 )
+from dagster_defs.silver.consumed import ConsumedOffsets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,10 +37,18 @@ def test_root_defs_are_lazy_and_load(settings):
         "gold/shop/orders_by_hour_status",
     }
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
-        *((f"silver/shop/{t}", "row_count_matches_source") for t in TABLES),
+        *((f"silver/shop/{t}", "reconciles_with_source") for t in TABLES),
         *((f"bronze/shop/{t}", "schema_versions_compatible") for t in TABLES),
+        *((f"bronze/shop/{t}", "offsets_contiguous") for t in TABLES),
+        *((f"bronze/shop/{t}", "freshness") for t in TABLES),
+        *((f"silver/shop/{t}", "freshness") for t in TABLES),
+        ("gold/shop/orders_by_hour_status", "freshness"),
     }
-    assert {s.name for s in defs.sensors} == {"bronze_manifest_sensor", "binlake_automation"}
+    assert {s.name for s in defs.sensors} == {
+        "bronze_manifest_sensor",
+        "binlake_automation",
+        "binlake_freshness",
+    }
     for table in TABLES:
         assert graph.get(dg.AssetKey(["bronze", "shop", table])).is_external
         silver = graph.get(dg.AssetKey(["silver", "shop", table]))
@@ -90,13 +100,35 @@ def test_dagster_loads_the_code_location_module(settings, tmp_path):
     assert "Validation successful" in done.stdout + done.stderr
 
 
-def test_read_layer_table_uses_the_io_manager_location(settings):
-    frame = pl.DataFrame({"id": [1, 2], "status": ["new", "paid"]})
-    path = Path(settings.lake_url) / "silver" / "shop" / "orders.parquet"
+def test_read_layer_table_uses_the_lake_locations(settings):
+    frame = pl.DataFrame({"hour": [1, 2], "status": ["new", "paid"]})
+    path = Path(settings.lake_url) / "gold" / "shop" / "orders_by_hour_status.parquet"
     path.parent.mkdir(parents=True)
     frame.write_parquet(path)
-    assert read_layer_table(settings, ["silver", "shop", "orders"]).equals(frame)
-    assert read_layer_table(settings, dg.AssetKey(["silver", "shop", "orders"])).equals(frame)
+    gold = ["gold", "shop", "orders_by_hour_status"]
+    assert read_layer_table(settings, gold).equals(frame)
+    assert read_layer_table(settings, dg.AssetKey(gold)).equals(frame)
+    # silver is the current state of the Delta table under <lake>/silver/<db>/<table>
+    SilverLake(storage_url=settings.lake_url).table("shop.orders").merge(
+        pl.DataFrame(
+            {
+                "id": [1, 2],
+                "_source_file": ["f", "f"],
+                "_source_pos": [1, 2],
+                "_source_row": [0, 0],
+                "_offset": [0, 1],
+                "_source_ts_ms": [5, 6],
+                "_op": ["c", "d"],
+                "_deleted": [False, True],
+            }
+        ),
+        ["id"],
+        ConsumedOffsets(),
+    )
+    assert (Path(settings.lake_url) / "silver" / "shop" / "orders" / "_delta_log").is_dir()
+    silver = read_layer_table(settings, ["silver", "shop", "orders"])
+    assert silver.columns == ["id", "_source_ts_ms", "_offset", "_op"]
+    assert silver["id"].to_list() == [1]
 
 
 def test_read_layer_table_before_materialization(settings):

@@ -66,8 +66,8 @@ def test_orders_by_hour_status(settings, bronze, resources):
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [
-                build_silver_asset("shop.orders"),
-                build_silver_asset("shop.order_items"),
+                build_silver_asset("shop.orders", settings),
+                build_silver_asset("shop.order_items", settings),
                 orders_by_hour_status_asset,
             ],
             resources=resources(),

@@ -14,7 +14,8 @@ from binlake.settings import load_settings
 from dagster_defs.keys import silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.logic import current_state
+from dagster_defs.silver.logic import current_state, latest_changes
+from dagster_defs.silver.pii import PiiPolicy
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def materialize(settings, resources):
         run_settings = run_settings or settings
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(
-                [build_silver_asset(table)], resources=resources(), instance=instance
+                [build_silver_asset(table, run_settings)], resources=resources(), instance=instance
             )
             assert result.success
             (event,) = result.get_asset_materialization_events()
@@ -80,11 +81,11 @@ def test_inserts_updates_deletes_and_tombstones(bronze, materialize):
         OP,
     ]
     assert metadata["row_count"] == 2
-    assert metadata["manifest_entries_read"] == 2
-    assert metadata["bronze_rows_read"] == 12
+    assert metadata["bronze_files_read"] == 2
+    assert metadata["rows_merged"] == 4  # the newest change of keys 1..4
     assert metadata["max_source_ts_ms"] == bronze.base_ts_ms
     assert metadata["max_source_ts"].startswith("2024-06-01T10:00:00")
-    assert metadata["manifest_bytes_read"] == bronze.manifest.read_since(0)[1]
+    assert metadata["manifest_cursor"] == bronze.manifest.read_since(0)[1]
 
 
 def test_binlog_position_beats_file_and_offset_order(bronze, materialize):
@@ -122,7 +123,7 @@ def test_redelivered_duplicates_give_one_row(bronze, materialize):
     bronze.write("shop.orders", [c("c", 1, pos=10, id=1, status="new")])  # at-least-once
     stored, metadata = materialize("shop.orders")
     assert rows(stored, "id", "status", OFFSET) == [(1, "new", 1)]
-    assert metadata["manifest_entries_read"] == 2
+    assert metadata["bronze_files_read"] == 2
 
 
 def test_table_without_primary_key_uses_all_columns(tmp_path, monkeypatch, bronze, materialize):
@@ -174,9 +175,10 @@ def test_files_with_different_compatible_schemas(bronze, materialize):
     bronze.write("shop.customers", [c("c", 3, id=3, name="Cy")], columns=old_columns)
     stored, _ = materialize("shop.customers")
     assert stored.schema["id"] == pl.Int64
+    digest = PiiPolicy.from_settings(load_settings().silver).digest  # email is personal data
     assert rows(stored, "id", "name", "email") == [
-        (1, "Ada L", "ada@example.com"),
-        (2, "Bob", "bob@example.com"),
+        (1, "Ada L", digest("ada@example.com")),
+        (2, "Bob", digest("bob@example.com")),
         (3, "Cy", None),
     ]
 
@@ -198,7 +200,7 @@ def test_empty_bronze_gives_an_empty_table(materialize):
     stored, metadata = materialize("shop.orders")
     assert stored.height == 0
     assert metadata["row_count"] == 0
-    assert metadata["manifest_entries_read"] == 0
+    assert metadata["bronze_files_read"] == 0
 
 
 def test_bronze_files_are_listed_by_the_manifest_not_the_directory(bronze, materialize):
@@ -237,14 +239,14 @@ def test_a_file_added_while_silver_computes_is_read_before_materializing(
     bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
     calls = []
 
-    def current_state_while_bronze_grows(frame, primary_key):
+    def latest_changes_while_bronze_grows(frame, primary_key):
         calls.append(frame.height)
         if len(calls) == 1:
             bronze.write("shop.orders", [bronze.change("u", 1, id=1, status="paid")])
-        return current_state(frame, primary_key)
+        return latest_changes(frame, primary_key)
 
-    monkeypatch.setattr(silver_assets, "current_state", current_state_while_bronze_grows)
+    monkeypatch.setattr(silver_assets, "latest_changes", latest_changes_while_bronze_grows)
     stored, metadata = materialize("shop.orders")
-    assert calls == [1, 2]
+    assert calls == [1, 1]  # the second read holds only the file added meanwhile
     assert rows(stored, "id", "status") == [(1, "paid")]
-    assert metadata["manifest_entries_read"] == 2
+    assert metadata["bronze_files_read"] == 2

@@ -3,7 +3,8 @@ Faust bronze worker and the Dagster webserver and daemon, in a temp state dir on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,17 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
         yield stack
     finally:
         stack.down()
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -> None:
+    """Poll `condition` every second until it holds; a lake not written yet counts as False."""
+    start = time.monotonic()
+    while True:
+        try:
+            if condition():
+                return
+        except FileNotFoundError:
+            pass
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"{what}: not reached after {timeout_s} s")
+        time.sleep(1)

@@ -1,0 +1,1 @@
+"""Instance maintenance: the ``binlake_maintenance`` job and its schedule (see ``jobs``)."""

@@ -1,0 +1,345 @@
+"""One silver table stored as a Delta Lake table and updated by MERGE.
+
+The table holds, per key, the newest change merged so far: the row's columns plus where the
+change came from (binlog file, position, row, Kafka offset, commit time, op). A deleted key stays
+as a *tombstone row* (``_deleted`` true, non-key columns null): a change older than the delete
+that arrives later (a Debezium re-send after a crash, a replayed bronze range) must not bring
+the row back, and only the tombstone's source position can tell that it is older. Readers see
+the current state through ``read_current``, which leaves tombstones out.
+
+MERGE rule, per key: a change replaces the stored version only if it is newer by source position
+(file, position, row, then Kafka offset), so merging the same changes twice, or in any order,
+gives the same table. Each commit carries the consumed bronze offsets
+(``dagster_defs.silver.consumed``) in its commit metadata; Delta time travel (``version=``)
+serves the table and its offsets as of any earlier commit.
+
+Delta has no TIME, unsigned or 256-bit decimal type: TIME columns (durations) are stored as
+int64 microseconds, timestamps as microseconds, and DECIMAL(p > 38) as exact decimal strings
+(bronze's readers already give them as strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from binlake.bronze_layout import (
+    OFFSET,
+    OP,
+    SOURCE_FILE,
+    SOURCE_POS,
+    SOURCE_ROW,
+    SOURCE_TS_MS,
+)
+from binlake.errors import FinalError
+from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
+from streams.schema_drift import common_type
+
+DELETED = "_deleted"
+# Stored next to the table's own columns, in this order.
+STORED_PROVENANCE = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET, SOURCE_TS_MS, OP, DELETED)
+# Provenance readers of the current state get (the rest is for merging and auditing).
+CURRENT_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
+# Commits searched (newest first) for the consumed-offsets metadata.
+HISTORY_SEARCH_LIMIT = 200
+
+_SOURCE, _TARGET = "s", "t"
+
+
+def _q(alias: str, column: str) -> str:
+    return f'{alias}."{column}"'
+
+
+def _newer_predicate() -> str:
+    """SQL: the source change comes after the stored one in (file, pos, row, offset) order."""
+    parts = [
+        (SOURCE_FILE, "''"),
+        (SOURCE_POS, "-1"),
+        (SOURCE_ROW, "-1"),
+        (OFFSET, "-1"),
+    ]
+    predicate = ""
+    for column, null_as in reversed(parts):
+        s = f"coalesce({_q(_SOURCE, column)}, {null_as})"
+        t = f"coalesce({_q(_TARGET, column)}, {null_as})"
+        predicate = f"{s} > {t}" if not predicate else f"({s} > {t} OR ({s} = {t} AND {predicate}))"
+    return predicate
+
+
+NEWER_PREDICATE = _newer_predicate()
+
+
+def key_predicate(key: list[str], *, nullable: bool) -> str:
+    """SQL joining source and target rows of one key (null-safe for keys that may be null)."""
+    op = "IS NOT DISTINCT FROM" if nullable else "="
+    return " AND ".join(f"{_q(_TARGET, c)} {op} {_q(_SOURCE, c)}" for c in key)
+
+
+def _sql_str(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def key_range_predicate(latest: pl.DataFrame, key: list[str]) -> str:
+    """SQL bounding the target's key columns to the range the changes touch.
+
+    Conjuncts on target columns alone let delta-rs skip stored files by their min/max
+    statistics, so a batch of recent keys reads and rewrites only the files that hold recent
+    keys, whatever the size of the table. Integer and string key columns get a range; others
+    (and keys with nulls) none.
+    """
+    bounds: list[str] = []
+    for column in key:
+        series = latest.get_column(column)
+        if series.null_count() or series.len() == 0:
+            continue
+        low, high = series.min(), series.max()
+        if series.dtype.is_integer():
+            bounds.append(f"{_q(_TARGET, column)} BETWEEN {int(low)} AND {int(high)}")  # type: ignore[arg-type]
+        elif series.dtype == pl.String:
+            bounds.append(f"{_q(_TARGET, column)} BETWEEN {_sql_str(low)} AND {_sql_str(high)}")
+    return " AND ".join(bounds)
+
+
+def delta_compatible(table: pa.Table) -> pa.Table:
+    """`table` with types Delta cannot store converted (see the module docstring)."""
+    for i, column in enumerate(table.schema):
+        target: pa.DataType | None = None
+        t = column.type
+        if pa.types.is_duration(t):
+            target = pa.int64()
+        elif pa.types.is_timestamp(t) and t.unit != "us":
+            target = pa.timestamp("us", tz=t.tz)
+        elif pa.types.is_decimal256(t):
+            target = pa.large_string()
+        elif pa.types.is_uint64(t):
+            target = pa.decimal128(20, 0)
+        elif pa.types.is_unsigned_integer(t):
+            target = pa.int64()
+        if target is not None:
+            values = table.column(i)
+            if pa.types.is_duration(t):
+                values = values.cast(pa.duration("us")).cast(pa.int64())
+            else:
+                values = values.cast(target)
+            table = table.set_column(i, column.with_type(target), values)
+    return table
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """`t` without Arrow's layout variants (large/view strings and binaries are the same data)."""
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    return t
+
+
+@dataclass(frozen=True)
+class MergeStats:
+    version: int
+    source_rows: int
+    inserted: int
+    updated: int
+    schema_rewritten: bool
+
+
+class SilverDeltaTable:
+    """The Delta table of one silver table at `uri` (a local path or an object-store URL)."""
+
+    def __init__(self, uri: str, storage_options: dict[str, str] | None = None):
+        self.uri = uri
+        self.storage_options = storage_options
+
+    def _open(self, version: int | None = None) -> DeltaTable | None:
+        try:
+            table = DeltaTable(self.uri, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        if version is not None:
+            table.load_as_version(version)
+        return table
+
+    def exists(self) -> bool:
+        return self._open() is not None
+
+    def version(self) -> int | None:
+        table = self._open()
+        return None if table is None else table.version()
+
+    def consumed(self, version: int | None = None) -> ConsumedOffsets:
+        """Offsets merged into the table as of `version` (latest when None)."""
+        table = self._open()
+        if table is None:
+            return ConsumedOffsets()
+        newest = table.version() if version is None else version
+        # From the latest table: delta-rs 1.6 numbers history() wrongly on a time-travelled one.
+        for commit in table.history(HISTORY_SEARCH_LIMIT + table.version() - newest):
+            if commit["version"] > newest:
+                continue
+            raw = commit.get(COMMIT_METADATA_KEY)
+            if raw is not None:
+                return ConsumedOffsets.from_json(raw)
+        raise FinalError(
+            f"silver table {self.uri}: none of its last {HISTORY_SEARCH_LIMIT} commits records "
+            f"the bronze offsets it holds ({COMMIT_METADATA_KEY}); rebuild it from bronze"
+        )
+
+    def read_current(self, version: int | None = None) -> pl.DataFrame:
+        """The current state: every live row, table columns then `CURRENT_PROVENANCE`."""
+        table = self._open(version)
+        if table is None:  # nothing merged yet: an empty table
+            return pl.DataFrame(schema={SOURCE_TS_MS: pl.Int64, OFFSET: pl.Int64, OP: pl.String})
+        frame = pl.from_arrow(table.to_pyarrow_table(filters=[(DELETED, "=", False)]))
+        assert isinstance(frame, pl.DataFrame)
+        own = [c for c in frame.columns if c not in STORED_PROVENANCE]
+        return frame.select(*own, *CURRENT_PROVENANCE)
+
+    def count_live(self) -> int:
+        """Rows of the current state (0 before the first merge); reads one column."""
+        table = self._open()
+        if table is None:
+            return 0
+        deleted = table.to_pyarrow_table(columns=[DELETED])[DELETED]
+        return len(deleted) - pc.sum(deleted).as_py() if len(deleted) else 0
+
+    def newest_source_ts_ms(self) -> int | None:
+        """Commit time of the newest change merged (deletes included), from the Delta log."""
+        table = self._open()
+        if table is None:
+            return None
+        newest = pc.max(table.to_pyarrow_table(columns=[SOURCE_TS_MS])[SOURCE_TS_MS])
+        return newest.as_py()
+
+    def read_all(self, version: int | None = None) -> pl.DataFrame:
+        """Every stored row, tombstones and merge provenance included (for audits and tests)."""
+        table = self._open(version)
+        if table is None:
+            raise FileNotFoundError(f"silver table {self.uri} does not exist yet")
+        frame = pl.from_arrow(table.to_pyarrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def merge(
+        self,
+        latest: pl.DataFrame,
+        key: list[str],
+        consumed: ConsumedOffsets,
+        *,
+        nullable_key: bool = False,
+        extra_metadata: dict[str, str] | None = None,
+    ) -> MergeStats:
+        """Merge `latest` (one newest change per key, `STORED_PROVENANCE` included).
+
+        `consumed` (the offsets held once this commit is in) goes into the commit metadata in
+        the same atomic commit as the rows.
+        """
+        metadata = {COMMIT_METADATA_KEY: consumed.to_json(), **(extra_metadata or {})}
+        properties = CommitProperties(custom_metadata=metadata)
+        source = delta_compatible(latest.to_arrow(compat_level=pl.CompatLevel.oldest()))
+        table = self._open()
+        if table is None:
+            if self._is_local:
+                Path(self.uri).mkdir(parents=True, exist_ok=True)
+            write_deltalake(
+                self.uri,
+                source,
+                mode="error",
+                storage_options=self.storage_options,
+                commit_properties=properties,
+            )
+            return MergeStats(0, source.num_rows, source.num_rows, 0, False)
+        source, rewritten = self._align_schemas(table, source)
+        if rewritten:
+            table = self._open()
+            assert table is not None
+        result: dict[str, Any] = (
+            table.merge(
+                source,
+                predicate=" AND ".join(
+                    p
+                    for p in (
+                        key_predicate(key, nullable=nullable_key),
+                        key_range_predicate(latest, key),
+                    )
+                    if p
+                ),
+                source_alias=_SOURCE,
+                target_alias=_TARGET,
+                merge_schema=True,
+                commit_properties=properties,
+            )
+            .when_matched_update_all(predicate=NEWER_PREDICATE)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return MergeStats(
+            version=table.version(),
+            source_rows=source.num_rows,
+            inserted=int(result.get("num_target_rows_inserted", 0)),
+            updated=int(result.get("num_target_rows_updated", 0)),
+            schema_rewritten=rewritten,
+        )
+
+    @property
+    def _is_local(self) -> bool:
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def _align_schemas(self, table: DeltaTable, source: pa.Table) -> tuple[pa.Table, bool]:
+        """Cast `source` to the stored types, or widen the stored table first if needed.
+
+        New columns are left to MERGE's schema evolution; stored columns the changes lack (a
+        dropped column) are added to them as nulls, so a new version does not keep an old
+        value. A type the stored table must widen
+        (INT to BIGINT, a wider DECIMAL) rewrites the table once with the widened schema, as
+        Delta cannot widen a column in place here; types with no common type are refused.
+        """
+        stored = pa.schema(table.schema().to_arrow())
+        stored_types = {f.name: f.type for f in stored}
+        widen: dict[str, pa.DataType] = {}
+        for i, field in enumerate(source.schema):
+            old = stored_types.get(field.name)
+            if old is None or _plain(old).equals(_plain(field.type)):
+                continue
+            wide = common_type(_plain(old), _plain(field.type))
+            if wide is None:
+                raise FinalError(
+                    f"silver table {self.uri}: column {field.name!r} is {old} in silver and "
+                    f"{field.type} in the new bronze changes; no type holds both"
+                )
+            if not wide.equals(_plain(old)):
+                widen[field.name] = wide
+            if not wide.equals(field.type):
+                source = source.set_column(i, field.with_type(wide), source.column(i).cast(wide))
+        for field in stored:
+            if field.name not in source.schema.names:
+                source = source.append_column(field, pa.nulls(source.num_rows, field.type))
+        if not widen:
+            return source, False
+        current = table.to_pyarrow_table()
+        for name, wide in widen.items():
+            i = current.schema.get_field_index(name)
+            current = current.set_column(
+                i, current.schema.field(i).with_type(wide), current.column(i).cast(wide)
+            )
+        write_deltalake(
+            self.uri,
+            current,
+            mode="overwrite",
+            schema_mode="overwrite",
+            storage_options=self.storage_options,
+            commit_properties=CommitProperties(
+                custom_metadata={
+                    # the rewrite holds only what was merged before it
+                    COMMIT_METADATA_KEY: self.consumed().to_json(),
+                    "binlake.widened": ",".join(sorted(widen)),
+                }
+            ),
+        )
+        return source, True
