@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_ENV = "BINLAKE_CONFIG"
+LOCAL_PII_KEY = "binlake-local-pii-key"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -147,7 +148,7 @@ class FreshnessSettings(BaseModel):
 
 
 class SilverSettings(BaseModel):
-    """How bronze changes become silver tables: PII masking, history, reconciliation."""
+    """How bronze changes become silver tables: PII masking and reconciliation."""
 
     pii_columns: list[str] = Field(
         [],
@@ -164,11 +165,8 @@ class SilverSettings(BaseModel):
         "`redact`: replaced by null.",
     )
     pii_key: SecretStr = Field(
-        SecretStr("binlake-local-pii-key"),
+        SecretStr(LOCAL_PII_KEY),
         description="HMAC key of pii_mode=hash; set a secret of your own in production.",
-    )
-    history_tables: list[str] = Field(
-        [], description="Tables that also get an SCD type 2 history silver table."
     )
     reconcile_tolerance: float = Field(
         0.01,
@@ -270,10 +268,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _history_tables_captured(self) -> Settings:
-        unknown = [t for t in self.silver.history_tables if t not in self.tables]
-        if unknown:
-            raise ValueError(f"silver.history_tables {unknown} are not in tables={self.tables}")
+    def _own_pii_key_in_prod(self) -> Settings:
+        if self.environment == "prod" and self.silver.pii_key.get_secret_value() == LOCAL_PII_KEY:
+            raise ValueError(
+                "silver.pii_key is the local default; set BINLAKE_SILVER__PII_KEY in production "
+                "(with the default, anyone can check a digest against guessed values)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -188,7 +188,10 @@ def _without_decimal256(table: pa.Table) -> pa.Table:
         return table
     for i in wide:
         as_string = schema.field(i).with_type(pa.string())
-        table = table.set_column(i, as_string, table.column(i).cast(pa.string()))
+        # Fixed-point text with every digit of the scale, as MySQL prints it: Arrow's own cast
+        # writes small values in exponent notation ("-1E-30").
+        text = [None if v is None else format(v, "f") for v in table.column(i).to_pylist()]
+        table = table.set_column(i, as_string, pa.array(text, pa.string()))
     return table
 
 

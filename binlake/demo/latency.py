@@ -20,11 +20,16 @@ from binlake.settings import Settings
 from binlake.storage import LakeStorage
 
 
-def p95(values: list[float]) -> float | None:
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank value below which `fraction` of `values` lie (None if empty)."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def p95(values: list[float]) -> float | None:
+    return percentile(values, 0.95)
 
 
 def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:

@@ -10,7 +10,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from binlake.demo import lake_checks
-from binlake.demo.latency import commit_to_bronze_delays, commit_to_gold_delays, p95
+from binlake.demo.latency import (
+    commit_to_bronze_delays,
+    commit_to_gold_delays,
+    p95,
+    percentile,
+)
 from binlake.demo.shop_schema import SHOP_DDL
 from binlake.demo.workload import ShopWorkload
 from binlake.local_stack.stack import LocalStack
@@ -27,6 +32,8 @@ class DemoSummary:
     gold_revenue: str = "0"
     commit_to_bronze_p95_s: float | None = None
     commit_to_gold_p95_s: float | None = None
+    commit_to_gold_p50_s: float | None = None
+    gold_samples: int = 0
     changes_measured: int = 0
     catch_up_s: float | None = None
     warm_up_s: float | None = None
@@ -45,6 +52,8 @@ class DemoSummary:
             "gold": {"rows": self.gold_rows, "orders": self.gold_orders, "revenue": self.gold_revenue},
             "commit_to_bronze_p95_s": self.commit_to_bronze_p95_s,
             "commit_to_gold_p95_s": self.commit_to_gold_p95_s,
+            "commit_to_gold_p50_s": self.commit_to_gold_p50_s,
+            "gold_samples": self.gold_samples,
             "changes_measured": self.changes_measured,
             "catch_up_s": self.catch_up_s,
             "warm_up_s": self.warm_up_s,
@@ -120,6 +129,8 @@ def run_demo(
     summary.changes_measured = len(bronze_delays)
     summary.commit_to_bronze_p95_s = _rounded(p95(bronze_delays))
     summary.commit_to_gold_p95_s = _rounded(p95(gold_delays))
+    summary.commit_to_gold_p50_s = _rounded(percentile(gold_delays, 0.5))
+    summary.gold_samples = len(gold_delays)
     _print_summary(console, summary)
     return summary
 

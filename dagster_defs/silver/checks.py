@@ -57,10 +57,19 @@ def build_reconciliation_check(
             source_quiet=quiet,
             tolerance=tolerance,
         )
+        reason = verdict.reason
+        if quiet and not verdict.passed and source_rows == silver.height:
+            # Name the columns that differ: one digest per column on both sides.
+            differing = [
+                c.name
+                for c in compared
+                if mysql_source.content_digest(table, [c])[1] % 2**64 != silver_digest(silver, [c])
+            ]
+            reason += f" in column(s) {', '.join(differing) or '(only in combination)'}"
         return dg.AssetCheckResult(
             passed=verdict.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=verdict.reason,
+            description=reason,
             metadata={
                 "silver_rows": silver.height,
                 "source_rows": source_rows,

@@ -59,3 +59,11 @@ def test_child_environment_round_trips_and_secrets_stay_hidden_in_repr(monkeypat
     assert again.mysql.password.get_secret_value() == "s3cret"
     assert again.model_dump() == settings.model_dump() | {"state_dir": again.state_dir,
                                                           "storage_url": again.storage_url}
+
+
+def test_prod_refuses_the_local_pii_key_and_bad_patterns() -> None:
+    with pytest.raises(ValidationError, match="pii_key is the local default"):
+        load_settings(environment="prod")
+    assert load_settings(environment="prod", silver={"pii_key": "s3cret"}).environment == "prod"
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        load_settings(silver={"pii_patterns": ["(unclosed"]})

@@ -143,6 +143,7 @@ def test_every_type_reaches_silver_and_reconciles(types_stack: LocalStack) -> No
     # silver, by Dagster's own automation in the stack, equals the source, masked as it masks
     for table in (ALL_TYPES, PAIRS):
         wait_for(f"silver {table} equals the source", lambda t=table: _equal(settings, t))
+    assert lake_checks.silver_equals_source(settings, PAIRS)
     # No primary key: rows are identified by all their values (identical rows collapse).
     wait_for(
         "silver no_pk",
@@ -189,12 +190,24 @@ def test_every_type_reaches_silver_and_reconciles(types_stack: LocalStack) -> No
             source_quiet=True,
             tolerance=0.0,
         )
-        assert verdict.passed, (table, verdict, [c.name for c in compared])
+        differing = [
+            c.name
+            for c in compared
+            if mysql.content_digest(table, [c])[1] % 2**64 != silver_digest(current, [c])
+        ]
+        if table == NO_PK:
+            # Identical keyless rows collapse in silver (a known limit, README): the
+            # reconciliation says so rather than passing.
+            assert (rows, current.height) == (3, 2)
+            assert not verdict.passed and "counts differ by 1" in verdict.reason
+            continue
+        assert verdict.passed, (table, verdict, differing)
         if table == ALL_TYPES:
             assert {"t_dec_max", "t_dt6", "t_ts", "t_utf8", "t_bool", "t_year"} <= {
                 c.name for c in compared
             }
-            assert {"t_float", "t_json", "t_blob", "contact_email"} <= set(excluded)
+            # (MariaDB's JSON is LONGTEXT: compared as text there, excluded on MySQL)
+            assert {"t_float", "t_blob", "t_time", "t_bit", "contact_email"} <= set(excluded)
     # and a difference is caught: change one value at the source only
     with connect_source(settings, admin=True, database="shop") as conn, conn.cursor() as cur:
         cur.execute("SET sql_log_bin = 0")  # not captured: silver keeps the old value
