@@ -180,6 +180,11 @@ class SilverSettings(BaseModel):
         description="The source counts as quiet when the silver run saw no source commit for "
         "this long.",
     )
+    history_tables: list[str] = Field(
+        [],
+        description="Tables that also get an SCD type 2 history silver table "
+        "(`<db>.<table>`, each one of `tables`).",
+    )
 
     @field_validator("pii_patterns")
     @classmethod
@@ -293,6 +298,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"table {name!r} is outside mysql.databases={self.mysql.databases}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _history_tables_are_captured(self) -> Settings:
+        unknown = [name for name in self.silver.history_tables if name not in self.tables]
+        if unknown:
+            raise ValueError(
+                f"silver.history_tables {unknown} are not among the captured tables={self.tables}"
+            )
         return self
 
     @property

@@ -42,6 +42,12 @@ def silver_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SILVER, *_split(table)])
 
 
+def silver_history_key(table: str) -> dg.AssetKey:
+    """Key of the SCD type 2 history asset of `<db>.<table>`: ``silver/<db>/<table>_history``."""
+    db, name = _split(table)
+    return dg.AssetKey([SILVER, db, f"{name}_history"])
+
+
 def bronze_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
     """Hourly partitions of bronze, by commit hour in UTC.
 

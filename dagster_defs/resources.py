@@ -36,6 +36,7 @@ from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
+from dagster_defs.silver.history import SilverHistoryTable
 from dagster_defs.silver.reconcile import ComparedColumn, source_digest_sql
 from streams.schema_drift import common_type
 
@@ -213,6 +214,10 @@ class SilverLake(dg.ConfigurableResource):
 
     def table(self, table: str) -> SilverDeltaTable:
         return SilverDeltaTable(silver_table_uri(self.storage_url, table))
+
+    def history(self, table: str) -> SilverHistoryTable:
+        """The SCD type 2 history of `<db>.<table>`: ``<lake>/silver/<db>/<table>__history``."""
+        return SilverHistoryTable(f"{silver_table_uri(self.storage_url, table)}__history")
 
 
 def _table_of(key: dg.AssetKey) -> str:

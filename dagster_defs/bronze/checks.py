@@ -164,16 +164,27 @@ def _schema_table(schema: pa.Schema) -> str:
     return "\n".join(["| column | type |", "| --- | --- |", *rows])
 
 
-def build_schema_check(table: str) -> dg.AssetChecksDefinition:
+def build_schema_check(
+    table: str,
+    *,
+    asset: dg.AssetKey | None = None,
+    automation_condition: dg.AutomationCondition = SCHEMA_CHECK_CONDITION,
+) -> dg.AssetChecksDefinition:
+    """The schema check of bronze `table`, on its bronze asset or (`asset`) on another one.
+
+    Silver carries the same check, so a breaking change upstream shows on the table people
+    read, not only on the restricted bronze layer.
+    """
+
     @dg.asset_check(
-        asset=bronze_key(table),
+        asset=asset or bronze_key(table),
         name=SCHEMA_CHECK,
         description=(
             f"Every schema version of bronze {table} is compatible with the one before: new or "
             "dropped columns and widened types pass; a type family change, narrowing or a "
             "primary key change fails, naming the column and both types."
         ),
-        automation_condition=SCHEMA_CHECK_CONDITION,
+        automation_condition=automation_condition,
         blocking=False,
     )
     def _check(bronze_lake: BronzeLake) -> dg.AssetCheckResult:

@@ -6,7 +6,6 @@ data, and merges the result in one Delta commit that also records the new consum
 a run costs what was new in bronze, and a re-run with nothing new changes nothing.
 """
 
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -16,13 +15,9 @@ from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
+from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
 from dagster_defs.silver.logic import latest_changes, table_columns
 from dagster_defs.silver.pii import PiiPolicy
-
-# Eager automation marks every bronze report made before silver's materialization as handled.
-# A file that reached the manifest while silver was merging would then wait for the next change
-# to be picked up, so silver reads again until the manifest stops growing under it.
-MAX_CATCH_UP_READS = 5
 
 
 def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -49,10 +44,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         merged_rows = files_read = 0
         masked: list[str] = []
         primary_key: list[str] = []
-        for _ in range(MAX_CATCH_UP_READS):
-            read = bronze_lake.read_table(table, consumed)
+        for read in unconsumed_reads(bronze_lake, table, consumed):
             files_read += read.entries_read
-            consumed.manifest_cursor = read.manifest_bytes
             if read.frame.height:
                 consumed.add_offsets(read.frame)
                 latest = latest_changes(read.frame, read.primary_key)
@@ -72,8 +65,6 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     f"rows in {read.entries_read} files (+{stats.inserted} rows, "
                     f"{stats.updated} updated) -> version {stats.version}"
                 )
-            if bronze_lake.manifest_size() == read.manifest_bytes:
-                break
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {
@@ -85,10 +76,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
             "masked_columns": ",".join(masked) or "(none)",
             "primary_key": ",".join(primary_key) or "(none: all columns)",
         }
-        newest = target.newest_source_ts_ms()
-        if newest is not None:
-            metadata["max_source_ts_ms"] = newest
-            metadata["max_source_ts"] = datetime.fromtimestamp(newest / 1000, tz=UTC).isoformat()
+        metadata.update(source_time_metadata(target.newest_source_ts_ms()))
         return dg.MaterializeResult(metadata=metadata)
 
     return _silver

@@ -79,7 +79,9 @@ NEWER_PREDICATE = _newer_predicate()
 def key_predicate(key: list[str], *, nullable: bool) -> str:
     """SQL joining source and target rows of one key (null-safe for keys that may be null)."""
     op = "IS NOT DISTINCT FROM" if nullable else "="
-    return " AND ".join(f"{_q(_TARGET, c)} {op} {_q(_SOURCE, c)}" for c in key)
+    # Each term in parentheses: delta-rs parses `a IS NOT DISTINCT FROM b AND c ...` as
+    # `a IS NOT DISTINCT FROM (b AND c) ...`.
+    return " AND ".join(f"({_q(_TARGET, c)} {op} {_q(_SOURCE, c)})" for c in key)
 
 
 def _sql_str(value: object) -> str:

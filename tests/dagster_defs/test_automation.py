@@ -20,6 +20,7 @@ BRONZE_ORDERS_SCHEMA_CHECK = dg.AssetCheckKey(
     bronze_key("shop.orders"), "schema_versions_compatible"
 )
 BRONZE_ORDERS_CONTINUITY_CHECK = dg.AssetCheckKey(bronze_key("shop.orders"), CONTINUITY_CHECK)
+SILVER_ORDERS_SCHEMA_CHECK = dg.AssetCheckKey(ORDERS, "schema_versions_compatible")
 
 
 def requested(result: dg.EvaluateAutomationConditionsResult) -> set:
@@ -91,6 +92,7 @@ def test_silver_runs_when_a_bronze_hour_is_reported(lake, bronze, instance):
         ORDERS_CHECK,
         BRONZE_ORDERS_SCHEMA_CHECK,
         BRONZE_ORDERS_CONTINUITY_CHECK,
+        SILVER_ORDERS_SCHEMA_CHECK,
     }
     lake.run(wanted)
 

@@ -23,7 +23,7 @@ from dagster_defs.bronze.checks import (
 )
 from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
-from dagster_defs.keys import bronze_key
+from dagster_defs.keys import bronze_key, silver_key
 from dagster_defs.resources import BronzeLake
 from streams.partition_writer import PartitionWriter, RotationReason
 
@@ -204,12 +204,30 @@ def test_the_check_runs_in_dagster_on_the_bronze_asset(settings, resources):
     assert "column 'qty' changed from int32 to string" in (evaluation.description or "")
 
 
-def test_every_bronze_table_has_the_check(settings):
+def test_every_bronze_and_silver_table_has_the_check(settings):
     graph = build_definitions(settings).resolve_asset_graph()
     assert {
         (key.asset_key, key.name) for key in graph.asset_check_keys if key.name == SCHEMA_CHECK
-    } == {(bronze_key(table), SCHEMA_CHECK) for table in settings.tables}
+    } == {
+        *((bronze_key(table), SCHEMA_CHECK) for table in settings.tables),
+        *((silver_key(table), SCHEMA_CHECK) for table in settings.tables),
+    }
     assert build_schema_check(TABLE).check_keys == {CHECK_KEY}
+
+
+def test_the_check_on_silver_reports_the_bronze_finding(settings, resources):
+    Lake(settings).rows(V1, {"id": 1, "qty": 1}).rows(QTY_TEXT, {"id": 2, "qty": "x"}).close()
+    check = build_schema_check(TABLE, asset=silver_key(TABLE))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [check, dg.AssetSpec(silver_key(TABLE))],
+            selection=dg.AssetSelection.checks(dg.AssetCheckKey(silver_key(TABLE), SCHEMA_CHECK)),
+            resources=resources(),
+            instance=instance,
+        )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.asset_key == silver_key(TABLE) and not evaluation.passed
+    assert "column 'qty' changed from int32 to string" in (evaluation.description or "")
 
 
 def test_the_check_is_requested_when_a_bronze_hour_is_reported(settings, resources):

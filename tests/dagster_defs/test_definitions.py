@@ -42,6 +42,7 @@ def test_root_defs_are_lazy_and_load(settings):
         *((f"bronze/shop/{t}", "offsets_contiguous") for t in TABLES),
         *((f"bronze/shop/{t}", "freshness") for t in TABLES),
         *((f"silver/shop/{t}", "freshness") for t in TABLES),
+        *((f"silver/shop/{t}", "schema_versions_compatible") for t in TABLES),
         ("gold/shop/orders_by_hour_status", "freshness"),
     }
     assert {s.name for s in defs.sensors} == {

@@ -133,3 +133,26 @@ def test_personal_data_never_reaches_silver(tmp_path, monkeypatch, bronze, resou
         if path.is_file():
             data = path.read_bytes()
             assert not any(s.encode() in data for s in secrets), path
+
+
+def test_a_keyless_table_merges_run_after_run(tmp_path, monkeypatch, bronze, resources):
+    monkeypatch.setenv("BINLAKE_TABLES", '["shop.orders", "shop.events"]')
+    settings = load_settings()
+    columns = [("kind", pa.string()), ("amount", pa.int64())]
+    c = bronze.change
+    bronze.write(
+        "shop.events",
+        [c("c", 0, kind="a", amount=1), c("c", 1, kind="b", amount=None)],
+        columns=columns,
+        primary_key=[],
+    )
+    run_silver(settings, resources, "shop.events")
+    bronze.write(
+        "shop.events",
+        [c("d", 2, kind="b", amount=None), c("c", 3, kind="c", amount=3)],
+        columns=columns,
+        primary_key=[],
+    )
+    run_silver(settings, resources, "shop.events")  # a MERGE on every column, nulls included
+    silver = read_layer_table(settings, silver_key("shop.events"))
+    assert rows(silver, "kind", "amount") == [("a", 1), ("c", 3)]

@@ -1,0 +1,40 @@
+"""The reading side shared by every silver asset: unconsumed bronze changes, and what to report.
+
+Eager automation marks every bronze report made before a materialization as handled. A file
+that reached the manifest while silver was merging would then wait for the next change to be
+picked up, so a silver asset reads again until the manifest stops growing under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster_defs.resources import BronzeLake, BronzeRead
+from dagster_defs.silver.consumed import ConsumedOffsets
+
+MAX_CATCH_UP_READS = 5
+
+
+def unconsumed_reads(
+    bronze_lake: BronzeLake, table: str, consumed: ConsumedOffsets
+) -> Iterator[BronzeRead]:
+    """Reads of the bronze changes of `table` outside `consumed`, until the manifest is still.
+
+    Each read moves `consumed`'s manifest cursor; the caller adds the offsets it merged.
+    """
+    for _ in range(MAX_CATCH_UP_READS):
+        read = bronze_lake.read_table(table, consumed)
+        consumed.manifest_cursor = read.manifest_bytes
+        yield read
+        if bronze_lake.manifest_size() == read.manifest_bytes:
+            return
+
+
+def source_time_metadata(newest_source_ts_ms: int | None) -> dict[str, Any]:
+    """The newest source commit a silver table holds, as the freshness checks read it."""
+    if newest_source_ts_ms is None:
+        return {}
+    moment = datetime.fromtimestamp(newest_source_ts_ms / 1000, tz=UTC)
+    return {"max_source_ts_ms": newest_source_ts_ms, "max_source_ts": moment.isoformat()}
