@@ -81,8 +81,10 @@ class Manifest:
         self.storage.append_line(self.path, entry.to_json())
         failpoints.failpoint(failpoints.AFTER_MANIFEST_APPEND)
 
-    def read_since(self, cursor: int = 0) -> tuple[list[ManifestEntry], int]:
-        """Entries appended after byte `cursor`, and the cursor to pass next time.
+    def read_since(
+        self, cursor: int = 0, *, limit: int | None = None
+    ) -> tuple[list[ManifestEntry], int]:
+        """Entries appended after byte `cursor` (at most `limit`), and the cursor to pass next time.
 
         A line still being written (no trailing newline yet) is left for the next call. A complete
         line that is not a valid entry is a fragment of an append cut short by a crash: its file's
@@ -94,6 +96,8 @@ class Manifest:
         entries: list[ManifestEntry] = []
         position = cursor
         for line in complete.split(b"\n")[:-1]:
+            if limit is not None and len(entries) >= limit:
+                return entries, position
             if line.strip():
                 try:
                     entries.append(ManifestEntry.from_json(line.decode()))
@@ -104,7 +108,7 @@ class Manifest:
                         position, self.path, len(line), exc,
                     )
             position += len(line) + 1
-        return entries, cursor + len(complete)
+        return entries, position
 
     def entries(self) -> list[ManifestEntry]:
         return self.read_since(0)[0]

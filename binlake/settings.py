@@ -122,6 +122,9 @@ class DagsterSettings(BaseModel):
     sensor_interval_seconds: int = Field(
         2, ge=1, description="Minimum interval between bronze manifest sensor ticks."
     )
+    sensor_max_files_per_tick: int = Field(
+        10_000, ge=1, description="Bronze files the manifest sensor reports in one tick at most."
+    )
     automation_interval_seconds: int = Field(
         3, ge=1, description="Minimum interval between automation condition evaluations."
     )

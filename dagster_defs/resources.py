@@ -87,9 +87,11 @@ class BronzeLake(dg.ConfigurableResource):
         info = storage.filesystem.get_file_info(storage.full_path(MANIFEST_PATH))
         return 0 if info.type == pafs.FileType.NotFound else int(info.size or 0)
 
-    def read_manifest_since(self, cursor: int) -> tuple[list[ManifestEntry], int]:
-        """Entries appended after byte `cursor` and the cursor to use next time."""
-        return self.manifest().read_since(cursor)
+    def read_manifest_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[list[ManifestEntry], int]:
+        """Entries appended after byte `cursor` (at most `limit`) and the cursor to use next."""
+        return self.manifest().read_since(cursor, limit=limit)
 
     def read_table(self, table: str, consumed: ConsumedOffsets | None = None) -> BronzeRead:
         """Bronze rows of `<db>.<table>`, files concatenated in manifest order.

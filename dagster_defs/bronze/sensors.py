@@ -58,6 +58,7 @@ def build_manifest_sensor(
     settings: Settings, partitions: dg.HourlyPartitionsDefinition
 ) -> dg.SensorDefinition:
     tables = frozenset(settings.tables)
+    max_entries = settings.dagster.sensor_max_files_per_tick
     first_partition = partitions.get_first_partition_key()
     if first_partition is None:
         raise ConfigurationError(
@@ -84,7 +85,9 @@ def build_manifest_sensor(
                 "replaced; reading it again from the start"
             )
             cursor = 0
-        entries, next_cursor = bronze_lake.read_manifest_since(cursor)
+        # Capped, so a cold start over a long manifest is spread over several ticks instead of
+        # one tick storing every event at once.
+        entries, next_cursor = bronze_lake.read_manifest_since(cursor, max_entries)
         events: list[dg.AssetMaterialization] = []
         skipped_tables: dict[str, int] = {}
         for entry in entries:

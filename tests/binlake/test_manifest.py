@@ -67,3 +67,19 @@ def test_a_fragment_left_by_a_crash_is_skipped_with_a_warning(tmp_path, caplog) 
         entries, _ = manifest.read_since(fragment_at)
     assert [e.first_offset for e in entries] == [10]
     assert f"byte {fragment_at}" in caplog.records[0].getMessage()
+
+
+def test_a_limit_stops_after_that_many_entries_and_the_cursor_resumes_there(tmp_path) -> None:
+    manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+    for first in range(0, 50, 10):
+        manifest.append(_entry(first, first + 9))
+    seen, cursor, reads = [], 0, 0
+    while True:
+        entries, cursor = manifest.read_since(cursor, limit=2)
+        if not entries:
+            break
+        reads += 1
+        assert len(entries) <= 2
+        seen += [e.first_offset for e in entries]
+    assert (seen, reads) == ([0, 10, 20, 30, 40], 3)
+    assert cursor == manifest.read_since(0)[1]

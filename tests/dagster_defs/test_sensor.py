@@ -145,3 +145,21 @@ def test_partitions_start_comes_from_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("BINLAKE_DAGSTER__PARTITIONS_START", "2025-03-01-00:00")
     spec = next(iter(build_definitions(load_settings()).assets))
     assert spec.partitions_def.get_first_partition_key() == "2025-03-01-00:00"
+
+
+def test_a_long_manifest_is_reported_over_several_capped_ticks(monkeypatch, bronze, resources):
+    monkeypatch.setenv("BINLAKE_DAGSTER__SENSOR_MAX_FILES_PER_TICK", "2")
+    settings = load_settings()
+    for offset in range(5):
+        bronze.write("shop.orders", [bronze.change("c", offset, id=offset, status="new")])
+    sensor = build_definitions(settings).resolve_sensor_def(MANIFEST_SENSOR_NAME)
+    cursor, per_tick = None, []
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(4):
+            context = dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources=resources()
+            )
+            result = sensor(context)
+            per_tick.append(len(result.asset_events))
+            cursor = result.cursor
+    assert per_tick == [2, 2, 1, 0]
