@@ -13,11 +13,13 @@ from dagster_defs.keys import SILVER, silver_key
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.checks import build_reconciliation_check
 from dagster_defs.silver.history_assets import build_history_asset
+from dagster_defs.silver.sensors import build_silver_catch_up_sensor
 
 
 def build_silver_definitions(settings: Settings) -> dg.Definitions:
     slo = settings.freshness.silver_minutes
     return dg.Definitions(
+        sensors=[build_silver_catch_up_sensor(settings)],
         assets=[
             *(build_silver_asset(table, settings) for table in settings.tables),
             *(build_history_asset(t, settings) for t in settings.silver.history_tables),

@@ -49,6 +49,7 @@ def test_root_defs_are_lazy_and_load(settings):
         "bronze_manifest_sensor",
         "binlake_automation",
         "binlake_freshness",
+        "silver_catch_up",
     }
     for table in TABLES:
         assert graph.get(dg.AssetKey(["bronze", "shop", table])).is_external

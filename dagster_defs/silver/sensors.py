@@ -1,0 +1,76 @@
+"""The catch-up sensor: requests a silver run for a table whose bronze files silver has not merged.
+
+Eager automation treats every bronze report made before a silver materialization as handled by
+it. A file that reaches the manifest after silver's last read but is reported before its
+materialization is stored is then never merged, until some later change of the table triggers
+silver again; at the end of a burst there is none. The silver asset narrows that window by
+reading until the manifest stops growing; this sensor closes it: it compares each silver table's
+consumed offsets (from its Delta commit metadata) with the manifest and requests a run of that
+silver asset when a file of the table older than a grace period is not merged. The run key names
+the first such file, so each gap is requested once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import dagster as dg
+
+from binlake.settings import Settings
+from dagster_defs.keys import silver_key
+from dagster_defs.resources import BronzeLake, SilverLake
+
+SILVER_CATCH_UP_SENSOR_NAME = "silver_catch_up"
+# Files younger than this are left to eager automation (which normally takes a few seconds).
+GRACE_SECONDS = 20.0
+INTERVAL_SECONDS = 15
+
+
+def build_silver_catch_up_sensor(
+    settings: Settings, *, clock: Callable[[], float] = time.time
+) -> dg.SensorDefinition:
+    tables = list(settings.tables)
+
+    @dg.sensor(
+        name=SILVER_CATCH_UP_SENSOR_NAME,
+        minimum_interval_seconds=INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=[silver_key(t) for t in tables],
+        description="Requests a silver run for a table when a bronze file older than "
+        f"{GRACE_SECONDS:g} s is not merged into it (closes eager automation's race).",
+    )
+    def silver_catch_up(
+        context: dg.SensorEvaluationContext, bronze_lake: BronzeLake, silver_lake: SilverLake
+    ) -> dg.SensorResult:
+        now = clock()
+        requests: list[dg.RunRequest] = []
+        for table in tables:
+            consumed = silver_lake.table(table).consumed()
+            if bronze_lake.manifest_size() < consumed.manifest_cursor:
+                continue  # a new lake under an old silver: the silver asset reports that
+            entries, _ = bronze_lake.read_manifest_since(consumed.manifest_cursor)
+            behind = [
+                e
+                for e in entries
+                if e.table == table
+                and e.written_at < now - GRACE_SECONDS
+                and not consumed.covers((e.topic, e.partition), e.first_offset, e.last_offset)
+            ]
+            if behind:
+                first = behind[0]
+                context.log.info(
+                    f"silver {table} has not merged {len(behind)} bronze file(s), the first "
+                    f"{first.path}: requesting a run"
+                )
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{table}:{first.topic}:{first.partition}:{first.first_offset}",
+                        asset_selection=[silver_key(table)],
+                    )
+                )
+        if not requests:
+            return dg.SensorResult(skip_reason="every silver table has merged its bronze files")
+        return dg.SensorResult(run_requests=requests)
+
+    return silver_catch_up
