@@ -291,10 +291,8 @@ class MySQLSource(dg.ConfigurableResource):
 
     def count_rows(self, table: str) -> int:
         """`SELECT COUNT(*)` of `<db>.<table>`."""
-        parts = table.split(".")
-        if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
-            raise ConfigurationError(f"table {table!r} must be <db>.<table> with plain identifiers")
-        rows = self.query(f"SELECT COUNT(*) FROM `{parts[0]}`.`{parts[1]}`")
+        db, name = _split_table(table)
+        rows = self.query(f"SELECT COUNT(*) FROM `{db}`.`{name}`")
         return int(rows[0][0])
 
     def column_types(self, table: str) -> list[tuple[str, str, int | None]]:
@@ -331,9 +329,7 @@ class MySQLSource(dg.ConfigurableResource):
         MariaDB and MySQL 5.7 have no such cache (and no such variable). UNIX_TIMESTAMP reads
         the value in the session's time zone, so the result does not depend on it.
         """
-        parts = table.split(".")
-        if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
-            raise ConfigurationError(f"table {table!r} must be <db>.<table> with plain identifiers")
+        db, name = _split_table(table)
         connection = self._connect()
         try:
             with connection.cursor() as cursor:
@@ -346,7 +342,7 @@ class MySQLSource(dg.ConfigurableResource):
                 cursor.execute(
                     "SELECT UNIX_TIMESTAMP(UPDATE_TIME) FROM information_schema.TABLES "
                     "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                    (parts[0], parts[1]),
+                    (db, name),
                 )
                 row = cursor.fetchone()
         except pymysql.err.OperationalError as exc:

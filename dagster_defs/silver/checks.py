@@ -17,9 +17,26 @@ from dagster_defs.automation import CHECK_CONDITION
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import MySQLSource
 from dagster_defs.silver.pii import PiiPolicy
-from dagster_defs.silver.reconcile import compared_columns, judge, silver_digest
+from dagster_defs.silver.reconcile import (
+    DIGEST_MODULUS,
+    ComparedColumn,
+    compared_columns,
+    judge,
+    silver_digest,
+)
 
 RECONCILE_CHECK = "reconciles_with_source"
+
+
+def differing_columns(
+    mysql_source: MySQLSource, table: str, silver: pl.DataFrame, compared: list[ComparedColumn]
+) -> list[str]:
+    """The compared columns whose own digests differ: one digest per column on both sides."""
+    return [
+        c.name
+        for c in compared
+        if mysql_source.content_digest(table, [c])[1] % DIGEST_MODULUS != silver_digest(silver, [c])
+    ]
 
 
 def build_reconciliation_check(
@@ -59,12 +76,7 @@ def build_reconciliation_check(
         )
         reason = verdict.reason
         if quiet and not verdict.passed and source_rows == silver.height:
-            # Name the columns that differ: one digest per column on both sides.
-            differing = [
-                c.name
-                for c in compared
-                if mysql_source.content_digest(table, [c])[1] % 2**64 != silver_digest(silver, [c])
-            ]
+            differing = differing_columns(mysql_source, table, silver, compared)
             reason += f" in column(s) {', '.join(differing) or '(only in combination)'}"
         return dg.AssetCheckResult(
             passed=verdict.passed,
@@ -77,7 +89,7 @@ def build_reconciliation_check(
                 "tolerance_rows": verdict.tolerance_rows,
                 "source_quiet": quiet,
                 "source_last_commit": commit_after.isoformat() if commit_after else "unknown",
-                "source_digest": f"{source_digest % 2**64:016x}",
+                "source_digest": f"{source_digest % DIGEST_MODULUS:016x}",
                 "silver_digest": f"{lake_digest:016x}",
                 "columns_compared": ",".join(c.name for c in compared) or "(none)",
                 "columns_not_compared": ",".join(excluded) or "(none)",
