@@ -24,7 +24,7 @@ temporary lake:
 A tick is the sensor function called as Dagster calls it,
 ``sensor(build_sensor_context(cursor=..., resources={"bronze_lake": BronzeLake(...)},
 instance=DagsterInstance.ephemeral()))``, built by `build_manifest_sensor(settings,
-bronze_partitions(settings))`; the time covers the sensor's evaluation and its `SensorResult`,
+hourly_partitions(settings))`; the time covers the sensor's evaluation and its `SensorResult`,
 not the daemon's storing of the reported events.
 
 The last line printed is one JSON object: `files` (N), `tick_s` (the steady-state tick with N
@@ -57,7 +57,7 @@ from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.sensors import build_manifest_sensor
-from dagster_defs.keys import bronze_partitions
+from dagster_defs.keys import hourly_partitions
 from dagster_defs.resources import BRONZE_LAKE, BronzeLake
 
 LAST_HOUR_MS = 1_795_251_600_000  # 2026-11-21 09:00:00 UTC, the newest hour of the manifest
@@ -110,7 +110,7 @@ class Lake:
             root=root,
             settings=settings,
             storage=LakeStorage.from_url(settings.lake_url),
-            sensor=build_manifest_sensor(settings, bronze_partitions(settings)),
+            sensor=build_manifest_sensor(settings, hourly_partitions(settings)),
         )
 
     def prefill(self, count: int) -> int:

@@ -2,7 +2,10 @@
 
     bronze/<db>/<table>              external, hourly partitioned (one partition per commit hour)
     silver/<db>/<table>              current state of the table, unpartitioned
-    gold/shop/orders_by_hour_status  aggregate of silver shop.orders and shop.order_items
+    gold/shop/changed_order_hours    external, hourly: hours of order creation whose orders or
+                                     items changed in silver (reported by a sensor)
+    gold/shop/orders_by_hour_status  aggregate of silver shop.orders and shop.order_items,
+                                     hourly partitioned by order creation hour
 
 The silver and gold keys double as storage locations: the lake IO manager stores an asset at
 ``<lake>/<key parts joined by '/'>.parquet``, e.g. ``<lake>/silver/shop/orders.parquet``.
@@ -21,6 +24,7 @@ GOLD = "gold"
 ORDERS_TABLE = "shop.orders"
 ORDER_ITEMS_TABLE = "shop.order_items"
 GOLD_ORDERS_BY_HOUR_STATUS = dg.AssetKey([GOLD, "shop", "orders_by_hour_status"])
+CHANGED_ORDER_HOURS = dg.AssetKey([GOLD, "shop", "changed_order_hours"])
 
 # Asset tags; also usable in selections, e.g. `tag:binlake/layer=silver`.
 TAG_LAYER = "binlake/layer"
@@ -48,8 +52,9 @@ def silver_history_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SILVER, db, f"{name}_history"])
 
 
-def bronze_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
-    """Hourly partitions of bronze, by commit hour in UTC.
+def hourly_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
+    """Hourly partitions in UTC from ``dagster.partitions_start``: bronze by commit hour, gold by
+    the hour of its business time (order creation).
 
     ``end_offset=1`` makes the current hour a partition; without it Dagster 1.13 only lists
     completed hours and a change committed this hour could not be reported.

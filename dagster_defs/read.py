@@ -1,8 +1,8 @@
 """Read a stored silver or gold table without a Dagster run (CLI, demo, tests).
 
 Silver is read through the ``SilverLake`` resource (its current state), gold through the IO
-manager it is written with, so every location is decided in one place under
-``settings.lake_url``, never rebuilt here.
+manager it is written with (a partitioned gold asset: all its stored partitions together), so
+every location is decided in one place under ``settings.lake_url``, never rebuilt here.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
         asset_key=asset_key, dagster_type=dg.PythonObjectDagsterType(pl.DataFrame)
     )
     path = io_manager._get_path(context)  # the IO manager's own path logic
-    if not path.exists():
+    # A partitioned asset is stored as <path without suffix>/<partition key><suffix>.
+    partitions = sorted(path.with_suffix("").glob(f"*{path.suffix}"))
+    if not partitions and not path.exists():
         raise FileNotFoundError(f"{asset_key.to_user_string()} has not been stored yet ({path})")
     # load_from_path rather than load_input: the same reader without the run-log line per load
     # (outside a run it would be printed on the console).
-    return io_manager.load_from_path(context=context, path=path)
+    frames = [io_manager.load_from_path(context=context, path=p) for p in partitions or [path]]
+    return pl.concat(frames, how="vertical_relaxed")

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -217,6 +218,13 @@ class SilverLake(dg.ConfigurableResource):
     def table(self, table: str) -> SilverDeltaTable:
         return SilverDeltaTable(silver_table_uri(self.storage_url, table))
 
+    def rebuild(self, table: str, label: str) -> SilverDeltaTable:
+        """A point-in-time rebuild of `<db>.<table>`: ``<lake>/rebuilds/silver/<db>/<table>/<label>``."""
+        db, name = table.split(".")
+        return SilverDeltaTable(
+            f"{self.storage_url.rstrip('/')}/rebuilds/silver/{db}/{name}/{label}"
+        )
+
     def history(self, table: str) -> SilverHistoryTable:
         """The SCD type 2 history of `<db>.<table>`: ``<lake>/silver/<db>/<table>__history``."""
         return SilverHistoryTable(f"{silver_table_uri(self.storage_url, table)}__history")
@@ -361,6 +369,24 @@ class LakeParquetIOManager(PolarsParquetIOManager):
     filesystem the file is written under a temporary name and renamed into place, so readers
     (the CLI, the demo, the next asset) never see a half-written silver or gold table.
     """
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        """As dagster-polars, and for a run over several partitions (a single-run backfill
+        policy) a ``{partition key: DataFrame}`` mapping, each frame stored as its partition."""
+        if not isinstance(obj, Mapping):
+            super().handle_output(context, obj)
+            return
+        paths = self._get_paths_for_partitions(context)
+        if set(obj) != set(paths):
+            raise FinalError(
+                f"{context.asset_key.to_user_string()} returned partitions "
+                f"{sorted(obj)[:3]}... for a run of {sorted(paths)[:3]}... ({len(obj)} vs "
+                f"{len(paths)}): every partition of the run needs exactly one DataFrame"
+            )
+        for key, path in paths.items():
+            self.make_directory(path.parent)
+            self.dump_to_path(context=context, obj=obj[key], path=path)
+        context.add_output_metadata({"partitions_written": len(paths)})
 
     def write_df_to_path(self, context: dg.OutputContext, df: pl.DataFrame, path: UPath) -> None:
         if getattr(path, "protocol", "") != "":

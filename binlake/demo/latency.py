@@ -2,8 +2,9 @@
 
 Commit-to-bronze: each workload change is found in bronze by (table, key, updated_at); the
 manifest's `written_at` of the file holding it, minus the change's commit time.
-Commit-to-gold: for each change to `shop.orders`, the first gold materialization recorded after
-the commit whose `orders_max_updated_at` has reached the change's `updated_at`.
+Commit-to-gold: for each change to `shop.orders`, the first materialization of the gold partition
+of the order's creation hour recorded after the commit whose `orders_max_updated_at` has reached
+the change's `updated_at`.
 """
 
 from __future__ import annotations
@@ -58,14 +59,29 @@ def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChang
 def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
     from dagster import DagsterInstance
 
-    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS
+    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, ORDERS_TABLE
+    from dagster_defs.read import read_layer_table
 
+    # Gold is partitioned by the hour an order was created: a change counts as in gold once
+    # the partition of its order's hour was materialized with it.
+    orders = read_layer_table(settings, ["silver", *ORDERS_TABLE.split(".")])
+    hour_of_order = {
+        key: created.strftime("%Y-%m-%d-%H:00")
+        for key, created in orders.select("id", "created_at").iter_rows()
+    }
     home = settings.state_dir.resolve() / "dagster"
     with DagsterInstance.from_config(str(home)) as instance:
-        records = instance.fetch_materializations(GOLD_ORDERS_BY_HOUR_STATUS, limit=10_000).records
+        records, cursor, has_more = [], None, True
+        while has_more:  # the instance returns at most 10,000 records per call
+            page = instance.fetch_materializations(
+                GOLD_ORDERS_BY_HOUR_STATUS, limit=10_000, cursor=cursor
+            )
+            records.extend(page.records)
+            cursor, has_more = page.cursor, page.has_more
         materializations = sorted(
             (
                 record.timestamp,
+                record.partition_key,
                 _as_datetime(record.asset_materialization.metadata["orders_max_updated_at"].value),
             )
             for record in records
@@ -74,10 +90,15 @@ def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]
         )
     delays = []
     for change in changes:
-        if not change.table.endswith(".orders"):
-            continue
-        for materialized_at, max_updated_at in materializations:
-            if materialized_at >= change.committed_at and max_updated_at and max_updated_at >= change.updated_at:
+        if not change.table.endswith(".orders") or change.key not in hour_of_order:
+            continue  # a deleted order has no hour left to look in
+        for materialized_at, partition, max_updated_at in materializations:
+            if (
+                partition == hour_of_order[change.key]
+                and materialized_at >= change.committed_at
+                and max_updated_at
+                and max_updated_at >= change.updated_at
+            ):
                 delays.append(materialized_at - change.committed_at)
                 break
     return delays

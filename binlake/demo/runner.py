@@ -49,7 +49,11 @@ class DemoSummary:
         return {
             "tables": self.tables,
             "gold_matches_source": self.gold_matches_source,
-            "gold": {"rows": self.gold_rows, "orders": self.gold_orders, "revenue": self.gold_revenue},
+            "gold": {
+                "rows": self.gold_rows,
+                "orders": self.gold_orders,
+                "revenue": self.gold_revenue,
+            },
             "commit_to_bronze_p95_s": self.commit_to_bronze_p95_s,
             "commit_to_gold_p95_s": self.commit_to_gold_p95_s,
             "commit_to_gold_p50_s": self.commit_to_gold_p50_s,
@@ -97,7 +101,9 @@ def run_demo(
             workload.run(
                 duration_s,
                 rate_per_s,
-                tick=lambda elapsed: bar.update(task, completed=elapsed, tx=workload.counts.transactions),
+                tick=lambda elapsed: bar.update(
+                    task, completed=elapsed, tx=workload.counts.transactions
+                ),
             )
     console.print(
         f"workload: {workload.counts.transactions} transactions, {workload.counts.inserts} inserts,"
@@ -105,7 +111,9 @@ def run_demo(
     )
 
     summary = DemoSummary(dagster_url=stack.dagster_url, warm_up_s=warm_up_s)
-    summary.catch_up_s = _wait_for_lake(settings, shop_tables, catch_up_timeout_s, console, "catch-up")
+    summary.catch_up_s = _wait_for_lake(
+        settings, shop_tables, catch_up_timeout_s, console, "catch-up"
+    )
 
     for table in shop_tables:
         try:
@@ -148,8 +156,10 @@ def _wait_for_lake(
             if time.monotonic() - began > timeout_s:
                 console.print(f"[red]{phase}: lake did not catch up within {timeout_s:.0f} s[/red]")
                 return None
-            status.update(f"{phase}: waiting for {', '.join(pending) or 'gold'}"
-                          f" ({time.monotonic() - began:.0f} s)")
+            status.update(
+                f"{phase}: waiting for {', '.join(pending) or 'gold'}"
+                f" ({time.monotonic() - began:.0f} s)"
+            )
             time.sleep(1)
 
 
@@ -161,8 +171,12 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     grid = Table("table", "source rows", "silver rows", "equal", title="source vs silver")
     for table, counts in summary.tables.items():
         equal = counts["source_rows"] == counts["silver_rows"]
-        grid.add_row(table, str(counts["source_rows"]), str(counts["silver_rows"]),
-                     "[green]yes[/green]" if equal else "[red]NO[/red]")
+        grid.add_row(
+            table,
+            str(counts["source_rows"]),
+            str(counts["silver_rows"]),
+            "[green]yes[/green]" if equal else "[red]NO[/red]",
+        )
     console.print(grid)
     console.print(
         f"gold orders_by_hour_status: {summary.gold_rows} rows, {summary.gold_orders} orders,"

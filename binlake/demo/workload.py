@@ -88,7 +88,9 @@ class ShopWorkload:
             time.sleep(max(0.0, next_at - time.monotonic()))
         tick(duration_s)
 
-    def _transaction(self, action: Callable[[pymysql.cursors.Cursor], list[tuple[str, int, datetime]]]) -> None:
+    def _transaction(
+        self, action: Callable[[pymysql.cursors.Cursor], list[tuple[str, int, datetime]]]
+    ) -> None:
         with self.conn.cursor() as cur:
             cur.execute("BEGIN")
             touched = action(cur)
@@ -157,8 +159,10 @@ class ShopWorkload:
         now = _now()
         product_id = self.rng.choice(list(self._products))
         price = Decimal(self.rng.randrange(100, 20000)) / 100
-        cur.execute("UPDATE products SET price = %s, updated_at = %s WHERE id = %s",
-                    (price, now, product_id))
+        cur.execute(
+            "UPDATE products SET price = %s, updated_at = %s WHERE id = %s",
+            (price, now, product_id),
+        )
         self._products[product_id] = price
         self.counts.updates += 1
         return [("products", product_id, now)]

@@ -15,11 +15,11 @@ from dagster_defs.bronze.checks import build_schema_check
 from dagster_defs.bronze.continuity import build_continuity_check
 from dagster_defs.bronze.sensors import build_manifest_sensor
 from dagster_defs.freshness import build_freshness_check, build_freshness_sensor
-from dagster_defs.keys import BRONZE, bronze_key, bronze_partitions
+from dagster_defs.keys import BRONZE, bronze_key, hourly_partitions
 
 
 def build_bronze_definitions(settings: Settings) -> dg.Definitions:
-    partitions = bronze_partitions(settings)
+    partitions = hourly_partitions(settings)
     checks: list[dg.AssetChecksDefinition] = []
     for table in settings.tables:
         checks.append(build_schema_check(table))

@@ -1,14 +1,19 @@
 """Gold assets."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from binlake.bronze_layout import SOURCE_TS_MS
+from binlake.settings import Settings
 from dagster_defs.automation import GOLD_CONDITION
+from dagster_defs.freshness import freshness_policy
+from dagster_defs.gold.changed_hours import ORDER_TIME
 from dagster_defs.gold.logic import orders_by_hour_status
+from dagster_defs.gold.sensors import partition_key
 from dagster_defs.keys import (
+    CHANGED_ORDER_HOURS,
     GOLD,
     GOLD_ORDERS_BY_HOUR_STATUS,
     ORDER_ITEMS_TABLE,
@@ -16,26 +21,84 @@ from dagster_defs.keys import (
     TAG_LAYER,
     silver_key,
 )
-from dagster_defs.resources import LAKE_IO_MANAGER
+from dagster_defs.resources import LAKE_IO_MANAGER, SilverLake
+from dagster_defs.silver.delta_table import SilverDeltaTable
 
 
-@dg.asset(
-    key=GOLD_ORDERS_BY_HOUR_STATUS,
-    ins={
-        "orders": dg.AssetIn(key=silver_key(ORDERS_TABLE)),
-        "order_items": dg.AssetIn(key=silver_key(ORDER_ITEMS_TABLE)),
-    },
-    io_manager_key=LAKE_IO_MANAGER,
-    automation_condition=GOLD_CONDITION,
-    group_name=GOLD,
-    tags={TAG_LAYER: GOLD},
-    kinds={"polars", "parquet"},
-    description="Orders, revenue (Decimal(18,2)) and items per hour of created_at and status.",
-)
-def orders_by_hour_status_asset(
-    context: dg.AssetExecutionContext, orders: pl.DataFrame, order_items: pl.DataFrame
-) -> dg.Output[pl.DataFrame]:
-    result = orders_by_hour_status(orders, order_items)
+def _naive_utc(moment: datetime) -> datetime:
+    """`created_at` is a DATETIME: UTC wall clock without a zone."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def build_changed_order_hours_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=CHANGED_ORDER_HOURS,
+        partitions_def=partitions,
+        group_name=GOLD,
+        description="Hours of order creation whose orders or order items changed in silver; "
+        "reported by the gold_changed_order_hours sensor, one materialization per silver update "
+        "that touched the hour.",
+        tags={TAG_LAYER: GOLD},
+    )
+
+
+def build_orders_by_hour_status_asset(
+    settings: Settings, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=GOLD_ORDERS_BY_HOUR_STATUS,
+        deps=[silver_key(ORDERS_TABLE), silver_key(ORDER_ITEMS_TABLE), CHANGED_ORDER_HOURS],
+        partitions_def=partitions,
+        # Contiguous changed hours (a cold start: every hour with orders) are one run, not one
+        # run per hour.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        io_manager_key=LAKE_IO_MANAGER,
+        automation_condition=GOLD_CONDITION,
+        group_name=GOLD,
+        tags={TAG_LAYER: GOLD},
+        kinds={"polars", "parquet"},
+        freshness_policy=freshness_policy(settings.freshness.gold_minutes),
+        description="Orders, revenue (Decimal(18,2)) and items per hour of created_at and "
+        "status; one partition per hour, recomputed whole when any of its orders or items "
+        "changes in silver.",
+    )
+    def orders_by_hour_status_asset(
+        context: dg.AssetExecutionContext, silver_lake: SilverLake
+    ) -> dg.Output[dict[str, pl.DataFrame]]:
+        window = context.partition_time_window
+        start, end = _naive_utc(window.start), _naive_utc(window.end)
+        orders_table = silver_lake.table(ORDERS_TABLE)
+        items_table = silver_lake.table(ORDER_ITEMS_TABLE)
+        orders = orders_table.read_current(
+            where=[(ORDER_TIME, ">=", start), (ORDER_TIME, "<", end)]
+        )
+        ids = orders["id"].to_list() if "id" in orders.columns else []
+        items = items_table.read_current(where=[("order_id", "in", ids)] if ids else None)
+        if not ids:
+            items = items.clear()
+        result = orders_by_hour_status(orders, items)
+        by_hour = {
+            partition_key(hour): frame
+            for (hour,), frame in result.partition_by("hour", as_dict=True).items()
+        }
+        # Every partition of the run is written, an hour without orders (left) as an empty
+        # table: a re-run replaces what the partition held.
+        outputs = {key: by_hour.get(key, result.clear()) for key in context.partition_keys}
+        context.log.info(
+            f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}: {result.height} hour/status rows "
+            f"from {orders.height} orders, {len(outputs)} partition(s)"
+        )
+        return dg.Output(outputs, metadata=_metadata(orders, result, orders_table, items_table))
+
+    return orders_by_hour_status_asset
+
+
+def _metadata(
+    orders: pl.DataFrame,
+    result: pl.DataFrame,
+    orders_table: SilverDeltaTable,
+    items_table: SilverDeltaTable,
+) -> dict[str, Any]:
     max_updated = orders["updated_at"].max() if orders.height else None
     total_revenue = result["revenue"].sum() if result.height else 0
     metadata: dict[str, Any] = {
@@ -47,13 +110,13 @@ def orders_by_hour_status_asset(
         # with its own commit clock to measure commit-to-gold delay.
         "orders_max_updated_at": max_updated.isoformat() if max_updated is not None else "",
     }
-    # Newest source commit behind this result, per input table and overall (freshness checks).
-    for table, frame in ((ORDERS_TABLE, orders), (ORDER_ITEMS_TABLE, order_items)):
-        newest = frame[SOURCE_TS_MS].max() if SOURCE_TS_MS in frame.columns else None
+    # Newest source commit in the silver tables this run read (freshness checks); hours the
+    # run did not cover follow within a tick, requested by the same silver commits.
+    for table, silver_table in ((ORDERS_TABLE, orders_table), (ORDER_ITEMS_TABLE, items_table)):
+        newest = silver_table.newest_source_ts_ms()
         if newest is not None:
-            metadata[f"max_source_ts_ms/{table}"] = int(newest)  # type: ignore[call-overload]
+            metadata[f"max_source_ts_ms/{table}"] = int(newest)
     per_table = [v for k, v in metadata.items() if k.startswith("max_source_ts_ms/")]
     if per_table:
         metadata["max_source_ts_ms"] = max(per_table)
-    context.log.info(f"{result.height} hour/status rows from {orders.height} orders")
-    return dg.Output(result, metadata=metadata)
+    return metadata

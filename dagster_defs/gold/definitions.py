@@ -6,13 +6,18 @@ import dagster as dg
 
 from binlake.settings import Settings
 from dagster_defs.freshness import build_freshness_check
-from dagster_defs.gold.assets import orders_by_hour_status_asset
+from dagster_defs.gold.assets import (
+    build_changed_order_hours_spec,
+    build_orders_by_hour_status_asset,
+)
+from dagster_defs.gold.sensors import build_changed_hours_sensor
 from dagster_defs.keys import (
     GOLD,
     GOLD_ORDERS_BY_HOUR_STATUS,
     ORDER_ITEMS_TABLE,
     ORDERS_TABLE,
     gold_enabled,
+    hourly_partitions,
 )
 
 
@@ -25,4 +30,12 @@ def build_gold_definitions(settings: Settings) -> dg.Definitions:
         settings.freshness.gold_minutes,
         [ORDERS_TABLE, ORDER_ITEMS_TABLE],
     )
-    return dg.Definitions(assets=[orders_by_hour_status_asset], asset_checks=[freshness])
+    partitions = hourly_partitions(settings)
+    return dg.Definitions(
+        assets=[
+            build_changed_order_hours_spec(partitions),
+            build_orders_by_hour_status_asset(settings, partitions),
+        ],
+        asset_checks=[freshness],
+        sensors=[build_changed_hours_sensor(settings, partitions)],
+    )

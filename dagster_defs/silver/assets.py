@@ -16,7 +16,7 @@ from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
-from dagster_defs.silver.logic import latest_changes, table_columns
+from dagster_defs.silver.merge_changes import merge_changes
 from dagster_defs.silver.pii import PiiPolicy
 
 
@@ -47,18 +47,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         for read in unconsumed_reads(bronze_lake, table, consumed):
             files_read += read.entries_read
             if read.frame.height:
-                consumed.add_offsets(read.frame)
-                latest = latest_changes(read.frame, read.primary_key)
-                columns = table_columns(read.frame)
-                primary_key = read.primary_key
-                masked = pii.masked_columns(table, columns)
-                latest = pii.mask(latest, table, columns, read.primary_key)
-                stats = target.merge(
-                    latest,
-                    read.primary_key or columns,
-                    consumed,
-                    nullable_key=not read.primary_key,
-                )
+                merged = merge_changes(target, table, read.frame, read.primary_key, consumed, pii)
+                stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows
                 context.log.info(
                     f"{table}: merged {stats.source_rows} keys from {read.frame.height} bronze "

@@ -35,6 +35,7 @@ def test_root_defs_are_lazy_and_load(settings):
         *(f"bronze/shop/{t}" for t in TABLES),
         *(f"silver/shop/{t}" for t in TABLES),
         "gold/shop/orders_by_hour_status",
+        "gold/shop/changed_order_hours",
     }
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
         *((f"silver/shop/{t}", "reconciles_with_source") for t in TABLES),
@@ -47,6 +48,7 @@ def test_root_defs_are_lazy_and_load(settings):
     }
     assert {s.name for s in defs.sensors} == {
         "bronze_manifest_sensor",
+        "gold_changed_order_hours",
         "binlake_automation",
         "binlake_freshness",
         "silver_catch_up",

@@ -24,7 +24,7 @@ from dagster_defs.freshness import (
     judge_freshness,
     measure_lag,
 )
-from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, bronze_partitions, silver_key
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
 from dagster_defs.resources import MYSQL_SOURCE, MySQLSource, build_resources
 
 TABLE = "shop.orders"
@@ -164,7 +164,7 @@ def test_the_policy_window_is_the_slo_with_dagsters_one_minute_floor():
 
 
 def test_bronze_specs_carry_the_bronze_policy(settings: Settings):
-    for spec in build_bronze_specs(settings, bronze_partitions(settings)):
+    for spec in build_bronze_specs(settings, hourly_partitions(settings)):
         assert spec.freshness_policy == freshness_policy(settings.freshness.bronze_minutes)
     graph = build_definitions(settings).resolve_asset_graph()
     assert graph.get(bronze_key(TABLE)).freshness_policy == freshness_policy(1.0)
@@ -180,7 +180,7 @@ def run_check(
     mysql: MySQLSource,
 ) -> dg.AssetCheckEvaluation:
     result = dg.materialize(
-        [*build_bronze_specs(settings, bronze_partitions(settings)), check],
+        [*build_bronze_specs(settings, hourly_partitions(settings)), check],
         selection=dg.AssetSelection.checks(*check.check_keys),
         resources={**build_resources(settings), MYSQL_SOURCE: mysql},
         instance=instance,
@@ -292,7 +292,7 @@ def test_the_sensor_evaluates_every_layer_without_a_run(settings, bronze):
     bronze_defs = build_definitions(settings)
     defs = dg.Definitions(
         assets=[
-            *build_bronze_specs(settings, bronze_partitions(settings)),
+            *build_bronze_specs(settings, hourly_partitions(settings)),
             dg.AssetSpec(silver_key(TABLE)),
             dg.AssetSpec(GOLD_ORDERS_BY_HOUR_STATUS),
         ],

@@ -10,9 +10,9 @@ import pytest
 from binlake.errors import FinalError
 from binlake.settings import load_settings
 from dagster_defs.definitions import build_definitions
-from dagster_defs.gold.assets import orders_by_hour_status_asset
+from dagster_defs.gold.assets import build_orders_by_hour_status_asset
 from dagster_defs.gold.logic import orders_by_hour_status
-from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, silver_key
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions, silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset
 
@@ -61,25 +61,42 @@ def write_shop(bronze) -> None:
     )
 
 
+def materialize_silver(settings, resources, instance) -> None:
+    result = dg.materialize(
+        [build_silver_asset(t, settings) for t in ("shop.orders", "shop.order_items")],
+        resources=resources(),
+        instance=instance,
+    )
+    assert result.success
+
+
+def materialize_gold(settings, resources, instance, first: str, last: str) -> dict:
+    """One run over the hours first..last, as automation requests a range (single-run policy)."""
+    gold = build_orders_by_hour_status_asset(settings, hourly_partitions(settings))
+    result = dg.materialize(
+        [gold],
+        resources=resources(),
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+    assert result.success
+    events = result.asset_materializations_for_node(gold.op.name)
+    assert sorted(e.partition for e in events) == sorted(
+        hourly_partitions(settings).get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    )
+    return {k: v.value for k, v in events[0].metadata.items()}
+
+
 def test_orders_by_hour_status(settings, bronze, resources):
     write_shop(bronze)
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [
-                build_silver_asset("shop.orders", settings),
-                build_silver_asset("shop.order_items", settings),
-                orders_by_hour_status_asset,
-            ],
-            resources=resources(),
-            instance=instance,
+        materialize_silver(settings, resources, instance)
+        metadata = materialize_gold(
+            settings, resources, instance, "2024-06-01-09:00", "2024-06-01-11:00"
         )
-        assert result.success
-        metadata = {
-            k: v.value
-            for k, v in result.asset_materializations_for_node(
-                GOLD_ORDERS_BY_HOUR_STATUS.to_python_identifier()
-            )[0].metadata.items()
-        }
 
     gold = read_layer_table(settings, ["gold", "shop", "orders_by_hour_status"])
     assert gold.schema == pl.Schema(
@@ -91,7 +108,7 @@ def test_orders_by_hour_status(settings, bronze, resources):
             "items": pl.Int64,
         }
     )
-    assert gold.rows() == [
+    assert gold.sort("hour", "status").rows() == [
         (at(10, 0), "new", 1, Decimal("5.00"), 1),
         (at(10, 0), "paid", 2, Decimal("15.57"), 3),  # 2*1.25 + 10.10 + 3*0.99
         (at(11, 0), "paid", 1, Decimal("0.00"), 0),  # an order without items
@@ -101,6 +118,51 @@ def test_orders_by_hour_status(settings, bronze, resources):
     assert metadata["total_items"] == 4
     assert metadata["total_revenue"] == "20.57"
     assert metadata["orders_max_updated_at"] == "2024-06-01T11:59:00"
+    assert metadata["max_source_ts_ms"] == bronze.base_ts_ms  # newest commit read from silver
+
+
+def test_a_partition_run_replaces_only_its_hour(settings, bronze, resources):
+    write_shop(bronze)
+    with dg.DagsterInstance.ephemeral() as instance:
+        materialize_silver(settings, resources, instance)
+        materialize_gold(settings, resources, instance, "2024-06-01-10:00", "2024-06-01-11:00")
+        # order 4 (11:10) moves to 10:00 and order 2 is cancelled; only 10:00 is recomputed
+        c = bronze.change
+        bronze.write(
+            "shop.orders",
+            [
+                c(
+                    "u",
+                    7,
+                    id=2,
+                    customer_id=1,
+                    status="cancelled",
+                    created_at=at(10, 40),
+                    updated_at=at(12, 0),
+                ),
+                c(
+                    "u",
+                    8,
+                    id=4,
+                    customer_id=2,
+                    status="paid",
+                    created_at=at(10, 1),
+                    updated_at=at(12, 1),
+                ),
+            ],
+        )
+        materialize_silver(settings, resources, instance)
+        materialize_gold(settings, resources, instance, "2024-06-01-10:00", "2024-06-01-10:00")
+        gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS).sort("hour", "status")
+        assert gold.rows() == [
+            (at(10, 0), "cancelled", 1, Decimal("2.97"), 1),
+            (at(10, 0), "new", 1, Decimal("5.00"), 1),
+            (at(10, 0), "paid", 2, Decimal("12.60"), 2),
+            (at(11, 0), "paid", 1, Decimal("0.00"), 0),  # stale until 11:00 runs
+        ]
+        materialize_gold(settings, resources, instance, "2024-06-01-11:00", "2024-06-01-11:00")
+        gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS)
+        assert gold["hour"].unique().to_list() == [at(10, 0)], "11:00 emptied, not left stale"
 
 
 def test_no_orders_gives_an_empty_table():

@@ -234,7 +234,7 @@ def test_a_file_added_while_silver_computes_is_read_before_materializing(
 ):
     """Eager automation treats reports made during the run as handled by its materialization,
     so silver must not materialize a state older than the manifest it finishes with."""
-    import dagster_defs.silver.assets as silver_assets
+    import dagster_defs.silver.merge_changes as merge_step
 
     bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
     calls = []
@@ -245,7 +245,7 @@ def test_a_file_added_while_silver_computes_is_read_before_materializing(
             bronze.write("shop.orders", [bronze.change("u", 1, id=1, status="paid")])
         return latest_changes(frame, primary_key)
 
-    monkeypatch.setattr(silver_assets, "latest_changes", latest_changes_while_bronze_grows)
+    monkeypatch.setattr(merge_step, "latest_changes", latest_changes_while_bronze_grows)
     stored, metadata = materialize("shop.orders")
     assert calls == [1, 1]  # the second read holds only the file added meanwhile
     assert rows(stored, "id", "status") == [(1, "paid")]

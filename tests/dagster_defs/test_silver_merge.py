@@ -54,6 +54,28 @@ def test_each_run_merges_only_new_bronze_files(settings, bronze, resources):
     assert table.consumed(version=0).ranges == {("binlake.shop.orders", 0): [(0, 1)]}
 
 
+def test_change_feed_gives_before_and_after_images_since_a_version(settings, bronze, resources):
+    c = bronze.change
+    bronze.write("shop.orders", [c("c", 0, id=1, status="new"), c("c", 1, id=2, status="new")])
+    run_silver(settings, resources)
+    table = SilverLake(storage_url=settings.lake_url).table("shop.orders")
+    assert table.changes_since(0).height == 0, "nothing after the newest version"
+
+    bronze.write("shop.orders", [c("u", 2, id=1, status="paid"), c("d", 3, id=2, status="new")])
+    run_silver(settings, resources)
+    changes = table.changes_since(0)
+    assert changes.sort("_change_type", "id").select(
+        "_change_type", "id", "status", DELETED
+    ).rows() == [
+        ("update_postimage", 1, "paid", False),
+        ("update_postimage", 2, None, True),  # the tombstone keeps the key only
+        ("update_preimage", 1, "new", False),
+        ("update_preimage", 2, "new", False),  # the deleted row, as it was
+    ]
+    assert set(changes["_commit_version"]) == {1}
+    assert table.changes_since(None).filter(pl.col("_change_type") == "insert").height == 2
+
+
 def test_a_delete_is_never_undone_by_an_older_change_arriving_later(settings, bronze, resources):
     c = bronze.change
     bronze.write("shop.orders", [c("c", 0, pos=100, id=1, status="new")])

@@ -1,0 +1,116 @@
+"""The changed-hours sensor: tells gold which of its hourly partitions a silver update touched.
+
+Gold is partitioned by the hour an order was created, silver is one current-state table, so no
+static partition mapping says which gold hours a silver commit affects: a status change today to
+an order of last January affects January. This sensor reads the silver commits made since its
+cursor (Delta's change data feed: cost follows the changes, not the table), maps them to hours
+(``dagster_defs.gold.changed_hours``) and reports each hour as a materialization of the external
+``changed_order_hours`` asset. Gold depends on it partition by partition, so eager automation
+recomputes exactly those hours, however old.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import dagster as dg
+import polars as pl
+
+from binlake.settings import Settings
+from dagster_defs.gold.changed_hours import changed_order_hours, item_order_ids
+from dagster_defs.keys import (
+    CHANGED_ORDER_HOURS,
+    GOLD_ORDERS_BY_HOUR_STATUS,
+    ORDER_ITEMS_TABLE,
+    ORDERS_TABLE,
+)
+from dagster_defs.resources import SilverLake
+from dagster_defs.silver.delta_table import SilverDeltaTable
+
+CHANGED_HOURS_SENSOR_NAME = "gold_changed_order_hours"
+_TABLES = (ORDERS_TABLE, ORDER_ITEMS_TABLE)
+
+
+def parse_cursor(cursor: str | None) -> dict[str, int | None]:
+    """Silver Delta version last read per table (None: never read)."""
+    if not cursor:
+        return {}
+    try:
+        versions = json.loads(cursor)
+    except json.JSONDecodeError:
+        raise ValueError(f"changed-hours sensor cursor {cursor!r} is not JSON") from None
+    if not isinstance(versions, dict) or not all(
+        v is None or isinstance(v, int) for v in versions.values()
+    ):
+        raise ValueError(f"changed-hours sensor cursor {cursor!r} is not {{table: version}}")
+    return versions
+
+
+def partition_key(hour: datetime) -> str:
+    return hour.strftime("%Y-%m-%d-%H:00")
+
+
+def _changes(table: SilverDeltaTable, since: int | None) -> tuple[pl.DataFrame, bool]:
+    """Rows changed after version `since`, and whether they are the whole current table instead
+    (first read, or no change feed for that range)."""
+    if since is not None:
+        changes = table.changes_since(since)
+        if changes is not None:
+            return changes, False
+    return table.read_current(), True
+
+
+def build_changed_hours_sensor(
+    settings: Settings, partitions: dg.HourlyPartitionsDefinition
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=CHANGED_HOURS_SENSOR_NAME,
+        minimum_interval_seconds=settings.dagster.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reads silver orders and order items commits since its cursor and reports "
+        "the hours of order creation they touched, so gold recomputes those hours.",
+    )
+    def gold_changed_order_hours(
+        context: dg.SensorEvaluationContext, silver_lake: SilverLake
+    ) -> dg.SensorResult:
+        read = parse_cursor(context.cursor)
+        tables = {name: silver_lake.table(name) for name in _TABLES}
+        now = {name: table.version() for name, table in tables.items()}
+        if all(now[name] == read.get(name) for name in _TABLES):
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no silver commit since versions {now}"),
+                cursor=json.dumps(now),
+            )
+        order_changes, orders_whole = _changes(tables[ORDERS_TABLE], read.get(ORDERS_TABLE))
+        item_changes, items_whole = _changes(tables[ORDER_ITEMS_TABLE], read.get(ORDER_ITEMS_TABLE))
+        ids = item_order_ids(item_changes)
+        orders_of_items = (
+            tables[ORDERS_TABLE].read_current(where=[("id", "in", ids)]) if ids else pl.DataFrame()
+        )
+        hours = changed_order_hours(order_changes, item_changes, orders_of_items)
+        keys = {partition_key(hour) for hour in hours}
+        if orders_whole or items_whole:
+            # Read as a whole, the rows that disappeared are unknown: recompute every hour gold
+            # already holds too, so an hour whose orders all went is emptied.
+            keys |= context.instance.get_materialized_partitions(GOLD_ORDERS_BY_HOUR_STATUS)
+        first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+        outside = sorted(k for k in keys if first is None or last is None or not first <= k <= last)
+        if outside:
+            context.log.warning(
+                f"{len(outside)} changed hour(s) outside the gold partitions {first}..{last}, "
+                f"not recomputed: {outside[:5]}{'...' if len(outside) > 5 else ''}. Set "
+                "dagster.partitions_start (BINLAKE_DAGSTER__PARTITIONS_START) earlier."
+            )
+        events = [
+            dg.AssetMaterialization(
+                asset_key=CHANGED_ORDER_HOURS,
+                partition=key,
+                metadata={f"silver_version/{n}": v for n, v in now.items() if v is not None},
+            )
+            for key in sorted(keys - set(outside))
+        ]
+        context.log.info(f"silver versions {read} -> {now}: {len(events)} hour(s) changed")
+        return dg.SensorResult(asset_events=events, cursor=json.dumps(now))
+
+    return gold_changed_order_hours

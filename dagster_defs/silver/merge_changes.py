@@ -1,0 +1,38 @@
+"""One step shared by the silver asset and point-in-time rebuilds: bronze changes into a table.
+
+The newest change per key wins, personal data is masked, and the result is merged into the
+Delta table in one commit that also records the offsets it now holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from dagster_defs.silver.consumed import ConsumedOffsets
+from dagster_defs.silver.delta_table import MergeStats, SilverDeltaTable
+from dagster_defs.silver.logic import latest_changes, table_columns
+from dagster_defs.silver.pii import PiiPolicy
+
+
+@dataclass(frozen=True)
+class MergedChanges:
+    stats: MergeStats
+    masked_columns: list[str]
+
+
+def merge_changes(
+    target: SilverDeltaTable,
+    table: str,
+    changes: pl.DataFrame,
+    primary_key: list[str],
+    consumed: ConsumedOffsets,
+    pii: PiiPolicy,
+) -> MergedChanges:
+    """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first."""
+    consumed.add_offsets(changes)
+    columns = table_columns(changes)
+    latest = pii.mask(latest_changes(changes, primary_key), table, columns, primary_key)
+    stats = target.merge(latest, primary_key or columns, consumed, nullable_key=not primary_key)
+    return MergedChanges(stats, pii.masked_columns(table, columns))

@@ -1,0 +1,74 @@
+"""Point-in-time rebuilds of silver from bronze alone."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from binlake.errors import FinalError
+from dagster_defs.resources import BronzeLake, SilverLake
+from dagster_defs.silver.pii import PiiPolicy
+from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+
+MINUTE_MS = 60_000
+
+
+def test_as_of_parses_times_and_offsets():
+    assert AsOf.parse("2024-06-01T10:00:00Z").source_ts_ms == int(
+        datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp() * 1000
+    )
+    assert AsOf.parse("2024-06-01 10:00:00").label == "ts=20240601T100000000Z"  # UTC by default
+    assert AsOf.parse("17").offsets == {0: 17}
+    assert AsOf.parse("0:17,2:5").offsets == {0: 17, 2: 5}
+    assert AsOf.parse("0:17,2:5").label == "offsets=0-17_2-5"
+    with pytest.raises(FinalError, match="neither a time"):
+        AsOf.parse("yesterday")
+
+
+@pytest.fixture
+def shop_history(bronze):
+    """Order 1 created, paid a minute later, order 2 created and deleted a minute after that."""
+    c, t0 = bronze.change, bronze.base_ts_ms
+    bronze.write("shop.orders", [c("c", 0, ts_ms=t0, id=1, status="new")])
+    bronze.write("shop.orders", [c("u", 1, ts_ms=t0 + MINUTE_MS, id=1, status="paid")])
+    bronze.write("shop.orders", [c("c", 2, ts_ms=t0 + MINUTE_MS, id=2, status="new")])
+    bronze.write("shop.orders", [c("d", 3, ts_ms=t0 + 2 * MINUTE_MS, id=2, status="new")])
+    return t0
+
+
+def rebuild(settings, as_of: AsOf):
+    return rebuild_silver(
+        BronzeLake(storage_url=settings.lake_url),
+        SilverLake(storage_url=settings.lake_url),
+        PiiPolicy.from_settings(settings.silver),
+        "shop.orders",
+        as_of,
+    )
+
+
+def state(rebuilt) -> list[tuple]:
+    return rebuilt.table.read_current().sort("id").select("id", "status").rows()
+
+
+def test_rebuild_as_of_a_time_keeps_only_what_was_committed_by_then(settings, shop_history):
+    t0 = shop_history
+    assert state(rebuild(settings, AsOf(source_ts_ms=t0))) == [(1, "new")]
+    one_minute = rebuild(settings, AsOf(source_ts_ms=t0 + MINUTE_MS))
+    assert state(one_minute) == [(1, "paid"), (2, "new")]
+    assert (one_minute.changes_read, one_minute.rows) == (3, 2)
+    assert state(rebuild(settings, AsOf(source_ts_ms=t0 + 2 * MINUTE_MS))) == [(1, "paid")]
+    assert "/rebuilds/silver/shop/orders/ts=" in one_minute.table.uri
+
+
+def test_rebuild_as_of_an_offset(settings, shop_history):
+    assert state(rebuild(settings, AsOf.parse("0:2"))) == [(1, "paid"), (2, "new")]
+    assert rebuild(settings, AsOf.parse("0:3")).table.consumed().ranges == {
+        ("binlake.shop.orders", 0): [(0, 3)]
+    }
+
+
+def test_a_rebuild_is_never_overwritten_and_never_empty(settings, shop_history):
+    rebuild(settings, AsOf.parse("1"))
+    with pytest.raises(FinalError, match="already exists"):
+        rebuild(settings, AsOf.parse("1"))
+    with pytest.raises(FinalError, match="at or before"):
+        rebuild(settings, AsOf(source_ts_ms=shop_history - 1))
