@@ -80,7 +80,9 @@ def is_safe_table_name(table: str) -> bool:
     return bool(_SAFE_TABLE.match(table)) and ".." not in table
 
 
-def bronze_file_path(table: str, bucket: HourBucket, topic: str, partition: int, first_offset: int) -> str:
+def bronze_file_path(
+    table: str, bucket: HourBucket, topic: str, partition: int, first_offset: int
+) -> str:
     """Path of a bronze file relative to the lake root."""
     if not is_safe_table_name(table):
         raise ValueError(f"table name {table!r} is not a plain <db>.<table>")
@@ -90,6 +92,16 @@ def bronze_file_path(table: str, bucket: HourBucket, topic: str, partition: int,
         raise ValueError(f"partition {partition} and offset {first_offset} must be >= 0")
     name = f"{topic}+{partition}+{first_offset:0{OFFSET_DIGITS}d}.parquet"
     return f"{BRONZE_DIR}/{table}/{bucket.directory}/{name}"
+
+
+def compacted_file_path(
+    table: str, partition_key: str, topic: str, partition: int, first_offset: int, last_offset: int
+) -> str:
+    """Path of a compacted bronze file: in its hour's directory, named by both end offsets, so it
+    never takes the name of a file it replaces (those carry the first offset alone)."""
+    bucket = HourBucket(partition_key[:10], int(partition_key[11:13]))
+    first = bronze_file_path(table, bucket, topic, partition, first_offset)
+    return first.removesuffix(".parquet") + f"-{last_offset:0{OFFSET_DIGITS}d}.parquet"
 
 
 def table_directory(table: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from binlake import failpoints
@@ -42,6 +42,17 @@ class ManifestEntry:
     # table's schema version (bumped on every accepted or breaking change; 0 = not tracked).
     schema_fingerprint: str = ""
     schema_version: int = 0
+    # A compacted file: the offset runs it holds when they are not first..last in one piece
+    # (offsets of the partition that fell in other hours are not in it), and the files it
+    # replaces. Readers drop the replaced files from the moment this entry is appended.
+    offset_ranges: list[list[int]] = field(default_factory=list)
+    supersedes: list[str] = field(default_factory=list)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """The inclusive offset runs the file holds."""
+        if self.offset_ranges:
+            return [(first, last) for first, last in self.offset_ranges]
+        return [(self.first_offset, self.last_offset)]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -49,6 +60,18 @@ class ManifestEntry:
     @classmethod
     def from_json(cls, line: str) -> ManifestEntry:
         return cls(**json.loads(line))
+
+
+def live_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
+    """The files bronze holds, in manifest order: the last entry of each path (a file rewritten
+    under its name), without the paths a later entry supersedes (compacted away)."""
+    by_path: dict[str, ManifestEntry] = {}
+    for entry in entries:
+        for replaced in entry.supersedes:
+            by_path.pop(replaced, None)
+        by_path.pop(entry.path, None)
+        by_path[entry.path] = entry
+    return list(by_path.values())
 
 
 class Manifest:
@@ -114,7 +137,8 @@ class Manifest:
         return self.read_since(0)[0]
 
     def entries_for(self, table: str) -> list[ManifestEntry]:
-        return [entry for entry in self.entries() if entry.table == table]
+        """The live files of `table` (see `live_entries`)."""
+        return live_entries(entry for entry in self.entries() if entry.table == table)
 
     def last_offsets(self) -> dict[tuple[str, int], int]:
         """Highest offset recorded per (topic, partition): where a writer resumes."""

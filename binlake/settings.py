@@ -200,6 +200,31 @@ class SilverSettings(BaseModel):
         return value
 
 
+class CompactorSettings(BaseModel):
+    """Small-file compaction of closed bronze hours."""
+
+    grace_minutes: float = Field(
+        10.0,
+        ge=0,
+        description="An hour is closed once it ended this long ago and got no file for as long.",
+    )
+    target_file_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="Size compacted files are aimed at (input bytes)."
+    )
+    min_files: int = Field(
+        2, ge=2, description="Fewest files of one hour and topic-partition worth compacting."
+    )
+    superseded_retention_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Files replaced by a compacted one are deleted this long after, so readers "
+        "that listed them before the swap can finish.",
+    )
+    sensor_interval_seconds: int = Field(
+        300, ge=1, description="How often the compaction sensor looks for closed hours."
+    )
+
+
 class LocalStackSettings(BaseModel):
     """Binaries and caches used only by `binlake up` (the local stand-in for production)."""
 
@@ -247,6 +272,7 @@ class Settings(BaseSettings):
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
     silver: SilverSettings = Field(default_factory=SilverSettings)
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
+    compactor: CompactorSettings = Field(default_factory=CompactorSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
@@ -342,6 +368,7 @@ class Settings(BaseSettings):
             "dagster",
             "silver",
             "freshness",
+            "compactor",
             "local",
         ):
             model: BaseModel = getattr(self, group)

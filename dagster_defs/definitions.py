@@ -12,6 +12,7 @@ import dagster as dg
 from binlake.settings import Settings, load_settings
 from dagster_defs.automation import build_automation_sensor
 from dagster_defs.bronze.definitions import build_bronze_definitions
+from dagster_defs.compaction.definitions import build_compaction_definitions
 from dagster_defs.gold.definitions import build_gold_definitions
 from dagster_defs.maintenance.definitions import build_maintenance_definitions
 from dagster_defs.resources import build_resources
@@ -27,6 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_silver_definitions(settings),
         build_gold_definitions(settings),
         build_maintenance_definitions(settings),
+        build_compaction_definitions(settings),
         dg.Definitions(
             sensors=[build_automation_sensor(settings)],
             resources=build_resources(settings),

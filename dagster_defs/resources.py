@@ -32,7 +32,7 @@ from dagster_polars import PolarsParquetIOManager
 
 from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY
 from binlake.errors import ConfigurationError, FinalError, RetriableError
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from dagster_defs.silver.consumed import ConsumedOffsets
@@ -114,16 +114,12 @@ class BronzeLake(dg.ConfigurableResource):
                 "read up to: bronze was replaced under silver; rebuild silver from bronze"
             )
         entries, manifest_bytes = Manifest(storage).read_since(cursor)
-        # A retried flush may rewrite a file under the same name; the file is read once.
-        by_path: dict[str, ManifestEntry] = {}
-        for entry in entries:
-            if entry.table != table:
-                continue
-            tp = (entry.topic, entry.partition)
-            if consumed is not None and consumed.covers(tp, entry.first_offset, entry.last_offset):
-                continue
-            by_path.pop(entry.path, None)
-            by_path[entry.path] = entry
+        # A file rewritten under its name is read once; files compacted away are not read.
+        by_path = {
+            entry.path: entry
+            for entry in live_entries(e for e in entries if e.table == table)
+            if consumed is None or not consumed.covers_entry(entry)
+        }
         arrows: list[pa.Table] = []
         primary_key: list[str] = []
         for path, entry in by_path.items():

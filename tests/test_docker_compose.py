@@ -37,8 +37,15 @@ def _binlake_settings(service: dict, monkeypatch: pytest.MonkeyPatch) -> Setting
 
 def test_production_topology_has_every_component(compose: dict) -> None:
     assert set(compose["services"]) == {
-        "mysql", "kafka", "schema-registry", "connect", "connector-register", "bronze-worker",
-        "postgres", "dagster-webserver", "dagster-daemon",
+        "mysql",
+        "kafka",
+        "schema-registry",
+        "connect",
+        "connector-register",
+        "bronze-worker",
+        "postgres",
+        "dagster-webserver",
+        "dagster-daemon",
     }
     assert compose["services"]["mysql"]["image"].startswith("mysql:8")
     mysql_flags = compose["services"]["mysql"]["command"]
@@ -72,24 +79,37 @@ def test_dagster_processes_load_the_code_location(compose: dict) -> None:
         assert command[command.index("-m") + 1] == DAGSTER_MODULE
         env = _env(compose["services"][name])
         assert env["DAGSTER_HOME"] == "/opt/dagster/home"
-        assert {"DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"} <= set(env)
+        assert {
+            "DAGSTER_PG_HOST",
+            "DAGSTER_PG_USER",
+            "DAGSTER_PG_PASSWORD",
+            "DAGSTER_PG_DB",
+        } <= set(env)
     instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
     assert "postgres" in instance["storage"]
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
 
-def test_one_maintenance_run_at_a_time() -> None:
+@pytest.mark.parametrize(
+    "job_module", ["dagster_defs.maintenance.jobs", "dagster_defs.compaction.jobs"]
+)
+def test_one_housekeeping_run_at_a_time(job_module: str) -> None:
+    """Maintenance and compaction each run one at a time (their tag's limit in dagster.yaml)."""
+    import importlib
+
     import dagster as dg
     from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-    from dagster_defs.maintenance.jobs import MAINTENANCE_JOB_NAME, MAINTENANCE_TAG
+    module = importlib.import_module(job_module)
+    tag = next(v for k, v in vars(module).items() if k.endswith("_TAG"))
+    job_name = next(v for k, v in vars(module).items() if k.endswith("_JOB_NAME"))
 
     instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
     limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
-    assert {"key": MAINTENANCE_TAG, "limit": 1} in limits
+    assert {"key": tag, "limit": 1} in limits
 
     def run() -> dg.DagsterRun:
-        return dg.DagsterRun(job_name=MAINTENANCE_JOB_NAME, tags={MAINTENANCE_TAG: "true"})
+        return dg.DagsterRun(job_name=job_name, tags={tag: "true"})
 
     assert not TagConcurrencyLimitsCounter(limits, []).is_blocked(run())
     assert TagConcurrencyLimitsCounter(limits, [run()]).is_blocked(run())

@@ -78,6 +78,7 @@ def write_dagster_instance_config(settings: Settings) -> Path:
                 "tag_concurrency_limits": [
                     {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                     {"key": "binlake/maintenance", "limit": 1},
+                    {"key": "binlake/compaction", "limit": 1},
                 ],
             },
         },

@@ -7,9 +7,10 @@ an overlap, from the lowest offset bronze holds to the highest.
 What is and is not a problem:
 
 * A retried flush rewrites a file under the same name (the name carries its first offset), so a
-  path listed twice is one file: the later entry describes it. Paths a later compaction declares
-  superseded can be left out (``superseded``), the compacted file's own entry then covering
-  their offsets; compaction does not exist yet, so the check passes none.
+  path listed twice is one file: the later entry describes it. Files a compacted file
+  supersedes are left out, its entry covering their offsets, as the offset runs it lists (an
+  hour's offsets interleave with other hours', so a compacted file's runs can have holes that
+  other files fill).
 * Records that are deliberately not written are real offsets outside any file. Dead letters are
   not in the manifest; each has a lake copy named after its position
   (``bronze/_dead_letter/<topic>+<partition>+<offset>.json``, see ``streams.dead_letter``), so
@@ -42,7 +43,7 @@ import pyarrow.fs as pafs
 
 from binlake.bronze_layout import DEAD_LETTER_DIR
 from binlake.errors import RetriableError
-from binlake.manifest import ManifestEntry
+from binlake.manifest import ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
 from dagster_defs.keys import bronze_key
@@ -123,31 +124,19 @@ class PartitionContinuity:
         return sum(gap.offsets.size for gap in self.gaps)
 
 
-def latest_files(
-    entries: Iterable[ManifestEntry], superseded: Collection[str] = ()
-) -> list[ManifestEntry]:
-    """One entry per path, the last one listed wins; superseded paths left out."""
-    by_path: dict[str, ManifestEntry] = {}
-    for entry in entries:
-        by_path.pop(entry.path, None)
-        by_path[entry.path] = entry
-    return [entry for path, entry in by_path.items() if path not in superseded]
-
-
 def offset_continuity(
     entries: Iterable[ManifestEntry],
     *,
-    superseded: Collection[str] = (),
     dead_letters: Mapping[TopicPartition, Collection[int]] | None = None,
 ) -> list[PartitionContinuity]:
     """Per topic-partition of `entries`, how their files cover the offsets (pure).
 
     `entries` are manifest entries in manifest order (one table's, or any set: they are grouped
-    by topic-partition). `superseded` paths are ignored; `dead_letters` are the dead-lettered
-    offsets per topic-partition, which fill gaps between files.
+    by topic-partition); files later entries supersede are ignored. `dead_letters` are the
+    dead-lettered offsets per topic-partition, which fill gaps between files.
     """
     by_partition: dict[TopicPartition, list[ManifestEntry]] = {}
-    for entry in latest_files(entries, superseded):
+    for entry in live_entries(entries):
         by_partition.setdefault((entry.topic, entry.partition), []).append(entry)
     results = []
     for tp, files in sorted(by_partition.items()):
@@ -165,7 +154,10 @@ def _partition_continuity(
         if e.first_offset > e.last_offset
     )
     ranges = sorted(
-        (e.first_offset, e.last_offset, e.path) for e in files if e.first_offset <= e.last_offset
+        (first, last, e.path)
+        for e in files
+        if e.first_offset <= e.last_offset
+        for first, last in e.ranges()
     )
     gaps: list[Gap] = []
     overlaps: list[Overlap] = []
@@ -326,15 +318,13 @@ def continuity_result(table: str, partitions: list[PartitionContinuity]) -> dg.A
     )
 
 
-def check_offset_continuity(
-    bronze_lake: BronzeLake, table: str, superseded: Collection[str] = ()
-) -> dg.AssetCheckResult:
+def check_offset_continuity(bronze_lake: BronzeLake, table: str) -> dg.AssetCheckResult:
     """The check's evaluation for `table`; callable without a run (tests, tools)."""
     entries = bronze_lake.manifest().entries_for(table)  # first the manifest, then dead letters
     storage = LakeStorage.from_url(bronze_lake.storage_url)
     topics = {entry.topic for entry in entries}
     letters = dead_letter_offsets(storage, topics) if topics else {}
-    partitions = offset_continuity(entries, superseded=superseded, dead_letters=letters)
+    partitions = offset_continuity(entries, dead_letters=letters)
     return continuity_result(table, partitions)
 
 

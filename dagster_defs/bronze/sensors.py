@@ -90,7 +90,11 @@ def build_manifest_sensor(
         entries, next_cursor = bronze_lake.read_manifest_since(cursor, max_entries)
         events: list[dg.AssetMaterialization] = []
         skipped_tables: dict[str, int] = {}
+        compactions = 0
         for entry in entries:
+            if entry.supersedes:
+                compactions += 1  # the same rows in fewer files: nothing new to report
+                continue
             if entry.table not in tables:
                 skipped_tables[entry.table] = skipped_tables.get(entry.table, 0) + 1
                 continue
@@ -126,7 +130,7 @@ def build_manifest_sensor(
             )
         context.log.info(
             f"manifest bytes {cursor}..{next_cursor}: {len(entries)} entries, "
-            f"{len(events)} reported"
+            f"{len(events)} reported, {compactions} compacted file(s) not reported"
         )
         return dg.SensorResult(asset_events=events, cursor=str(next_cursor))
 

@@ -30,9 +30,8 @@ What it does **not** delete, on purpose:
   ``AutomationCondition.missing()``/``newly_updated()``/``execution_failed()`` read, and what the
   UI shows as the asset's last materialization) then never name a deleted run, e.g. after a week
   without any change in the source. Older materializations of an unpartitioned silver or gold
-  asset are history only. (Partitioned assets materialized *by runs* would lose older
-  partitions' events; this code location has none: bronze, the one partitioned asset, is
-  reported runless.)
+  asset are history only. For a partitioned asset the run holding each partition's latest
+  materialization is kept too (gold's hours are materialized by runs).
 * **Automation evaluation records** (``purge_asset_evaluations``): the asset daemon already
   deletes them after 30 days; they are UI history, not state.
 * **Ticks of instigators with no stored state**: ``purge_ticks`` needs the instigator's ids,
@@ -56,6 +55,7 @@ from dagster._core.scheduler.instigation import TickStatus
 from binlake.settings import Settings
 
 MAINTENANCE_JOB_NAME = "binlake_maintenance"
+_PAGE = 1000  # event records fetched per call
 MAINTENANCE_SCHEDULE_NAME = "binlake_maintenance_schedule"
 # The run coordinator allows one run with this tag at a time (tag_concurrency_limits in
 # deploy/dagster/dagster.yaml and the local DAGSTER_HOME/dagster.yaml).
@@ -106,11 +106,30 @@ def latest_run_ids(
             )
             if run_id
         )
+        run_ids.update(_latest_partition_run_ids(instance, record.asset_entry.asset_key))
     check_keys = list(check_keys)
     if check_keys:
         latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
         run_ids.update(execution.run_id for execution in latest.values())
     run_ids.discard(_RUNLESS_RUN_ID)
+    return run_ids
+
+
+def _latest_partition_run_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[str]:
+    """Runs holding the latest materialization of some partition of `key` (gold's hours are
+    materialized by runs; deleting such a run would make its hour look never materialized)."""
+    storage_ids = list(
+        instance.event_log_storage.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).values()
+    )
+    run_ids: set[str] = set()
+    for start in range(0, len(storage_ids), _PAGE):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, storage_ids=storage_ids[start : start + _PAGE]),
+            limit=_PAGE,
+        ).records
+        run_ids.update(record.run_id for record in records)
     return run_ids
 
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from binlake.bronze_layout import OFFSET, PARTITION, TOPIC
 from binlake.errors import FinalError
+from binlake.manifest import ManifestEntry
 
 # Key of the commit metadata entry (a JSON string) in each silver Delta commit.
 COMMIT_METADATA_KEY = "binlake.silver"
@@ -50,6 +51,11 @@ class ConsumedOffsets:
     def covers(self, tp: TopicPartition, first: int, last: int) -> bool:
         """Whether every offset of first..last is consumed."""
         return any(a <= first and last <= b for a, b in self.ranges.get(tp, ()))
+
+    def covers_entry(self, entry: ManifestEntry) -> bool:
+        """Whether every offset the bronze file of `entry` holds is consumed."""
+        tp = (entry.topic, entry.partition)
+        return all(self.covers(tp, first, last) for first, last in entry.ranges())
 
     def add(self, tp: TopicPartition, first: int, last: int) -> None:
         self.ranges[tp] = merge_ranges([*self.ranges.get(tp, ()), (first, last)])

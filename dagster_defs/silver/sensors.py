@@ -55,7 +55,7 @@ def build_silver_catch_up_sensor(
                 for e in entries
                 if e.table == table
                 and e.written_at < now - GRACE_SECONDS
-                and not consumed.covers((e.topic, e.partition), e.first_offset, e.last_offset)
+                and not consumed.covers_entry(e)
             ]
             if behind:
                 first = behind[0]

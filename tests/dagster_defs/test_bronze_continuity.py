@@ -4,6 +4,7 @@ check on a real temp lake (files and manifest written by the bronze worker itsel
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,21 @@ def test_superseded_files_are_left_out():
     compacted = entry(0, 9, path=f"bronze/{TABLE}/compacted-0-9.parquet")
     [p] = offset_continuity([*small, compacted])
     assert not p.ok  # without knowing, the compacted file overlaps the small ones
-    [p] = offset_continuity([*small, compacted], superseded={e.path for e in small})
+    superseding = replace(compacted, supersedes=[e.path for e in small])
+    [p] = offset_continuity([*small, superseding])
     assert p.ok and p.files == 1
+
+
+def test_a_compacted_files_offset_runs_leave_room_for_other_hours():
+    this_hour = [entry(0, 4), entry(10, 14)]
+    next_hour = entry(5, 9)
+    compacted = replace(
+        entry(0, 14, path=f"bronze/{TABLE}/compacted-0-14.parquet"),
+        offset_ranges=[[0, 4], [10, 14]],
+        supersedes=[e.path for e in this_hour],
+    )
+    [p] = offset_continuity([*this_hour, next_hour, compacted])
+    assert p.ok and p.files == 2 and (p.first_offset, p.last_offset) == (0, 14)
 
 
 def test_an_entry_with_first_above_last_is_reported():

@@ -34,7 +34,7 @@ from dagster._core.utils import make_new_run_id
 from dagster._utils.error import SerializableErrorInfo
 
 from dagster_defs.definitions import build_definitions
-from dagster_defs.keys import bronze_key, silver_key
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, silver_key
 from dagster_defs.maintenance.definitions import build_maintenance_definitions
 from dagster_defs.maintenance.jobs import (
     MAINTENANCE_JOB_NAME,
@@ -320,3 +320,19 @@ def test_schedule_and_job_are_in_the_code_location(settings):
     assert job.tags[MAINTENANCE_TAG] == "true"
     default = build_definitions(settings).resolve_schedule_def(MAINTENANCE_SCHEDULE_NAME)
     assert default.cron_schedule == settings.dagster.maintenance_cron == "17 3 * * *"
+
+
+def test_the_latest_run_of_each_partition_is_kept(settings, instance):
+    """Gold's hours are materialized by runs: each hour's latest run stays, however old."""
+    gold = GOLD_ORDERS_BY_HOUR_STATUS
+    ten_first = add_run(instance, S.SUCCESS, OLD - timedelta(days=3))
+    add_materialization(instance, ten_first, gold, OLD - timedelta(days=3), "2024-06-01-10:00")
+    eleven = add_run(instance, S.SUCCESS, OLD - timedelta(days=2))
+    add_materialization(instance, eleven, gold, OLD - timedelta(days=2), "2024-06-01-11:00")
+    ten_again = add_run(instance, S.SUCCESS, OLD - timedelta(days=1))
+    add_materialization(instance, ten_again, gold, OLD - timedelta(days=1), "2024-06-01-10:00")
+
+    result = run_maintenance(build_definitions(settings), instance, batch_size=500)
+
+    assert result.success
+    assert run_ids(instance) - {result.run_id} == {eleven, ten_again}

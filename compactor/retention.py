@@ -1,0 +1,43 @@
+"""Deleting the files compaction replaced, once no reader can still be reading them.
+
+A reader that listed the manifest just before a swap may open a replaced file a little later;
+keeping replaced files for `superseded_retention_hours` after the swap lets it finish. Deleting is
+idempotent (a file already gone is skipped), so a crashed run is simply run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow.fs as pafs
+
+from binlake.manifest import ManifestEntry
+from binlake.storage import LakeStorage
+
+
+@dataclass(frozen=True)
+class Deleted:
+    files: int
+    bytes: int
+
+
+def expired_replaced_files(
+    entries: list[ManifestEntry], now: datetime, retention_hours: float
+) -> list[str]:
+    """Paths superseded by an entry written more than `retention_hours` before `now`."""
+    cutoff = now.timestamp() - retention_hours * 3600
+    return [
+        path for e in entries if e.supersedes and e.written_at <= cutoff for path in e.supersedes
+    ]
+
+
+def delete_replaced_files(storage: LakeStorage, paths: list[str]) -> Deleted:
+    files = size = 0
+    for path in paths:
+        info = storage.filesystem.get_file_info(storage.full_path(path))
+        if info.type != pafs.FileType.File:
+            continue
+        storage.filesystem.delete_file(storage.full_path(path))
+        files, size = files + 1, size + (info.size or 0)
+    return Deleted(files, size)

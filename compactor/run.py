@@ -1,0 +1,67 @@
+"""One compaction pass over a lake: compact every closed hour, then delete expired replaced files.
+
+What the Dagster job and ``binlake compact`` call. A group that fails is reported and left as it
+was; the other groups go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from binlake.errors import BinlakeError
+from binlake.manifest import Manifest
+from binlake.settings import Settings
+from binlake.storage import LakeStorage
+from compactor.plan import CompactionGroup, compaction_groups
+from compactor.retention import delete_replaced_files, expired_replaced_files
+from compactor.rewrite import Compacted, compact_group
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompactionReport:
+    compacted: list[Compacted] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (group, error)
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "groups_compacted": len(self.compacted),
+            "files_replaced": sum(c.input_files for c in self.compacted),
+            "files_written": len(self.compacted),
+            "rows": sum(c.entry.rows for c in self.compacted),
+            "input_bytes": sum(c.input_bytes for c in self.compacted),
+            "output_bytes": sum(c.entry.bytes for c in self.compacted),
+            "seconds": round(sum(c.seconds for c in self.compacted), 3),
+            "failed": [f"{group}: {error}" for group, error in self.failed],
+            "replaced_files_deleted": self.deleted_files,
+            "replaced_bytes_deleted": self.deleted_bytes,
+        }
+
+
+def plan_compaction(settings: Settings, now: datetime | None = None) -> list[CompactionGroup]:
+    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
+    return compaction_groups(manifest.entries(), now or datetime.now(UTC), settings.compactor)
+
+
+def run_compaction(settings: Settings, now: datetime | None = None) -> CompactionReport:
+    now = now or datetime.now(UTC)
+    storage = LakeStorage.from_url(settings.lake_url)
+    manifest = Manifest(storage)
+    report = CompactionReport()
+    for group in compaction_groups(manifest.entries(), now, settings.compactor):
+        try:
+            report.compacted.append(compact_group(storage, manifest, group))
+        except BinlakeError as exc:
+            log.error("compaction of %s failed, files left as they were: %s", group, exc)
+            report.failed.append((str(group), str(exc)))
+    expired = expired_replaced_files(
+        manifest.entries(), now, settings.compactor.superseded_retention_hours
+    )
+    deleted = delete_replaced_files(storage, expired)
+    report.deleted_files, report.deleted_bytes = deleted.files, deleted.bytes
+    return report

@@ -1,0 +1,1 @@
+"""Bronze small-file compaction in Dagster: the job and the sensor that starts it."""

@@ -1,0 +1,37 @@
+"""Starts ``bronze_compaction`` when some closed bronze hour has files worth compacting.
+
+The run key is a digest of the files planned, so one set of files gets one run however many
+ticks see it before it is compacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+
+from binlake.settings import Settings
+from compactor.run import plan_compaction
+
+COMPACTION_SENSOR_NAME = "bronze_compaction_sensor"
+
+
+def build_compaction_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=COMPACTION_SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=settings.compactor.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests a compaction run when a closed bronze hour has small files "
+        f"(closed: ended and quiet for {settings.compactor.grace_minutes:g} min).",
+    )
+    def bronze_compaction_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        groups = plan_compaction(settings)
+        if not groups:
+            return dg.SensorResult(skip_reason="no closed bronze hour with files to compact")
+        paths = sorted(f.path for group in groups for f in group.files)
+        run_key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:32]
+        context.log.info(f"{len(groups)} group(s), {len(paths)} files to compact")
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key)])
+
+    return bronze_compaction_sensor
