@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from binlake.errors import BinlakeError
 from binlake.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from binlake.replay import ReplayPlan
 
 app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -141,6 +144,73 @@ def worker() -> None:
     from streams.app import main as run_worker
 
     run_worker()
+
+
+@app.command()
+def replay(
+    table: Annotated[str, typer.Option("--table", help="The <db>.<table> whose topic is replayed.")],
+    from_time: Annotated[
+        str | None,
+        typer.Option(
+            "--from-time",
+            help="Every partition from its first record at or after this time: ISO 8601 "
+            "(UTC unless it has an offset) or epoch milliseconds.",
+        ),
+    ] = None,
+    from_offset: Annotated[
+        str | None,
+        typer.Option("--from-offset", help="P:O[,P:O...]: these partitions from these offsets."),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="Consumer group to reset; default the bronze writer's."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print current and target offsets; change nothing.")
+    ] = False,
+) -> None:
+    """Reset a consumer group of one table's topic to a time or to offsets (a replay).
+
+    Stop the group's consumers first. For the bronze writer's group, offsets bronze holds are
+    skipped when read again and lost bronze files are written again: never a duplicate.
+    """
+    from confluent_kafka import KafkaException
+
+    from binlake.replay import apply_replay, parse_partition_offsets, parse_time, plan_replay
+
+    settings = _stack_settings()
+    try:
+        plan = plan_replay(
+            settings,
+            table,
+            from_time_ms=None if from_time is None else parse_time(from_time),
+            from_offsets=None if from_offset is None else parse_partition_offsets(from_offset),
+            group=group,
+        )
+        _print_replay_plan(plan)
+        if dry_run:
+            if plan.members.active:
+                err_console.print(f"[yellow]not applicable now[/yellow]: {plan.members.refusal()}")
+            console.print("dry run: nothing changed")
+            return
+        apply_replay(plan, settings)
+    except (BinlakeError, KafkaException) as exc:
+        err_console.print(f"[red]binlake replay failed[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"consumer group {plan.group} reset on {plan.topic}")
+
+
+def _print_replay_plan(plan: ReplayPlan) -> None:
+    grid = Table("partition", "current", "target", "note",
+                 title=f"{plan.group} on {plan.topic}")
+    for p in plan.partitions:
+        grid.add_row(str(p.partition), _or_dash(p.current), str(p.target), p.note)
+    console.print(grid)
+    rewritten = [path for p in plan.partitions for path in p.rewritten_files]
+    for path in rewritten[:10]:
+        console.print(f"  to write again: {path}")
+    if len(rewritten) > 10:
+        console.print(f"  ... and {len(rewritten) - 10} more")
 
 
 @app.command()

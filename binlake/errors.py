@@ -41,3 +41,11 @@ class ConnectError(BinlakeError):
 
 class StorageUnavailableError(RetriableError):
     """The lake's storage location cannot be written right now."""
+
+
+class ReplayError(FinalError):
+    """A consumer group reset that cannot be done as asked (bad input, unknown table...)."""
+
+
+class GroupInUseError(ReplayError):
+    """The consumer group has active members: Kafka does not move the offsets of a group in use."""

@@ -2,8 +2,9 @@
 
 `BronzeWorker` owns one `PartitionWriter` per assigned topic-partition, decodes each record,
 dead-letters the ones that cannot become bronze rows, skips schema-change records and records
-already in the manifest, and returns the tokens (Faust events) that may now be acked. `streams.app`
-feeds it from a Faust agent; tests feed it directly.
+bronze holds already (listed in the manifest, file intact: see `streams.partition_writer`), and
+returns the tokens (Faust events) that may now be acked. `streams.app` feeds it from a Faust
+agent; tests feed it directly.
 
 A record is dead-lettered, never retried and never allowed to stop its partition, when it is
 bad by itself: its topic cannot name a bronze path (checked before any path is built), it is
@@ -263,7 +264,7 @@ class BronzeWorker:
         writer = self.writer_for(record.topic, record.partition)
         if writer.is_handled(record.offset):
             self.stats.already_in_bronze += 1
-            return writer.pass_over(record.offset, record.token)
+            return writer.skip_handled(record.offset, record.token)
         refusal = self._topic_refusal(record.topic)
         if refusal is not None:
             return self._dead_letter(writer, record, refusal, "UnsafeTopicName")

@@ -27,10 +27,18 @@ change's file has the merged schema (dropped columns kept as nulls), a breaking 
 the new schema as it is, never cast, and the worker logs an error naming the column and both
 types. Files record the version and a schema fingerprint in their manifest entry.
 
-Offsets at or below `resume_after` (the manifest's last offset for the partition) are already in
-bronze: they are released at once without being written, whatever the committed consumer offset
-said. Records that are deliberately not written (dead letters, schema-change records) are
-`pass_over`-ed: their tokens are held behind any buffered rows and released in offset order.
+Offsets at or below `resume_after` (the manifest's last offset for the partition) may be in
+bronze already, whatever the committed consumer offset said (a crash before the commit, a replay
+after a consumer group reset): the writer looks them up among the partition's listed files
+(`binlake.bronze_coverage`). An offset held by an intact file is released at once without being
+written (`is_handled`, `skip_handled`), and a file being buffered is closed before it, so no file
+spans offsets another file holds. An offset no intact file holds (its file was deleted or lost, or
+never written) is written again; while it belongs to a lost file's range, the new file ends where
+the lost one did, so it has the lost file's name and bounds, and if it comes out identical to the
+lost file's entry (same offsets, rows, bytes, schema) no second manifest entry is appended: the
+file is restored in place. Records that are deliberately not written (dead letters,
+schema-change records) are `pass_over`-ed: their tokens are held behind any buffered rows and
+released in offset order.
 
 Nothing here sleeps or reads the wall clock for decisions: `clock` (monotonic seconds) drives the
 age rotation and `wall_clock` only stamps `ManifestEntry.written_at`, both injectable for tests.
@@ -38,6 +46,7 @@ age rotation and `wall_clock` only stamps `ManifestEntry.written_at`, both injec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +57,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from binlake.bronze_coverage import PartitionFiles, is_intact
 from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
 from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry
@@ -89,6 +99,9 @@ class RotationReason(str, Enum):
     SCHEMA_CHANGE = "schema_change"
     PARTITION_REVOKED = "partition_revoked"
     SHUTDOWN = "shutdown"
+    # The next offset belongs to another file bronze lists (an intact one, or a lost one that
+    # is being rewritten with its own bounds).
+    BRONZE_BOUNDARY = "bronze_boundary"
 
 
 @dataclass
@@ -160,10 +173,13 @@ class PartitionWriter:
         self.clock = clock
         self.wall_clock = wall_clock
         self.state = WriterState.EMPTY
-        # Every offset <= this one is durable in bronze or deliberately passed over.
-        self._handled_through = resume_after
+        # Every offset <= this one that this writer was given is durable in bronze or passed over.
+        self._handled_through = -1
         # Highest offset this writer has been given (buffered, passed over or handled).
-        self._seen_through = resume_after
+        self._seen_through = -1
+        # The partition's listed files, loaded when an offset <= resume_after first comes.
+        self._bronze: PartitionFiles | None = None
+        self._intact: dict[tuple[str, int], bool] = {}  # (path, bytes) -> is_intact, cached
         self._due: RotationReason | None = None  # a rotation that failed and must be retried
         self._valid_schemas: list[pa.Schema] = []  # recently checked row schemas (identity)
         self._bucket_start_ms = 0
@@ -221,8 +237,11 @@ class PartitionWriter:
         return self.clock() - self._first_row_at
 
     def is_handled(self, offset: int) -> bool:
-        """True if `offset` is already in bronze (or passed over): it must not be written again."""
-        return offset <= self._handled_through
+        """True if `offset` is already in bronze (or passed over): it must not be written again.
+
+        Raises StorageUnavailableError if the manifest or the lake cannot be read.
+        """
+        return offset <= self._handled_through or self._listed_file_at(offset)[1]
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -246,6 +265,10 @@ class PartitionWriter:
         self._check_open()
         if offset <= self._seen_through:
             return self._duplicate(offset, token)
+        listed, intact = self._listed_file_at(offset)
+        if intact:
+            return self.skip_handled(offset, token)
+        lost = listed  # its offsets are written again, in a file with its bounds
         # DecodeError if there is no time to bucket by
         event_ms = event_time_ms(event, timestamp_ms, self._previous_delete)
         bucket = self._bucket_of(event_ms)
@@ -257,11 +280,13 @@ class PartitionWriter:
         released = Released()
         if self.state is WriterState.BUFFERING:
             reason = self._due or self._rotation_before(event, bucket, placement)
+            if reason is None and _path_of(lost) != _path_of(self._rewriting):
+                reason = RotationReason.BRONZE_BOUNDARY
             if reason is not None:
                 released.extend(self._flush(reason))  # raises with nothing changed
         # Only now, with the previous version's file written, does the new version begin.
         self._begin_version(event.table, placement, offset)
-        self._buffer(offset, event, bucket, event_ms, size, token, placement)
+        self._buffer(offset, event, bucket, event_ms, size, token, placement, lost)
         reason = self._rotation_after()
         if reason is not None:
             try:
@@ -292,6 +317,20 @@ class PartitionWriter:
             return Released()
         self._handled_through = offset
         return Released(tokens=[token])
+
+    def skip_handled(self, offset: int, token: Any = None) -> Released:
+        """Release a record bronze holds already (`is_handled`) without writing it.
+
+        A file being buffered is flushed first (raising the storage error with nothing changed
+        if that fails), so no file spans offsets another file holds.
+        """
+        self._check_open()
+        if offset <= self._seen_through:
+            return self._duplicate(offset, token)
+        released = Released()
+        if self.state is WriterState.BUFFERING:
+            released.extend(self._flush(RotationReason.BRONZE_BOUNDARY))
+        return released.extend(self.pass_over(offset, token))
 
     def tick(self) -> Released:
         """Rotate the open file if it is old enough or a failed rotation is due (timer).
@@ -335,6 +374,38 @@ class PartitionWriter:
         if self.state is WriterState.CLOSED:
             raise WriterClosedError(f"writer for {self.topic}[{self.partition}] is closed")
 
+    def _listed_file_at(self, offset: int) -> tuple[ManifestEntry | None, bool]:
+        """The listed file whose range holds `offset`, and whether it is intact.
+
+        Only offsets up to `resume_after` can be listed; the newer ones cost nothing here.
+        """
+        if offset > self.resume_after:
+            return None, False
+        try:
+            if self._bronze is None or offset < self._bronze.from_offset:
+                self._bronze = PartitionFiles.load(
+                    self.manifest, self.topic, self.partition, from_offset=offset
+                )
+            entry = self._bronze.file_at(offset)
+            if entry is None:
+                return None, False
+            key = (entry.path, entry.bytes)
+            intact = self._intact.get(key)
+            if intact is None:
+                intact = self._intact[key] = is_intact(self.storage, entry)
+                if not intact:
+                    log.warning(
+                        "%s[%d]: bronze file %s (offsets %d..%d) is listed in the manifest but "
+                        "missing or not the size it had; its offsets are written again",
+                        self.topic, self.partition, entry.path,
+                        entry.first_offset, entry.last_offset,
+                    )
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot tell whether bronze holds {self.topic}[{self.partition}]@{offset}: {exc}"
+            ) from exc
+        return entry, intact
+
     def _duplicate(self, offset: int, token: Any) -> Released:
         # Offered again (redelivery after a seek): already handled, or held in the open file.
         if self.state is WriterState.BUFFERING and offset > self._handled_through:
@@ -370,6 +441,7 @@ class PartitionWriter:
         self._first_row_at: float | None = None
         self._min_ts: int | None = None
         self._max_ts: int | None = None
+        self._rewriting: ManifestEntry | None = None  # the lost file the open file writes again
 
     def _rotation_before(
         self, event: Any, bucket: HourBucket, placement: _Placement
@@ -488,8 +560,10 @@ class PartitionWriter:
     def _resume_table_schema(self, table: str) -> TableSchema:
         """Version and cumulative schema of the newest file of `table` the manifest lists.
 
-        The manifest holds the version; the schema is read from that file's Parquet footer (a
-        file of the version has the version's cumulative schema, dropped columns included).
+        The manifest holds the version; the schema is read from the Parquet footer of the newest
+        file of that version still in the lake (a file of the version has the version's
+        cumulative schema, dropped columns included), so a lost newest file does not end the
+        history while an older file of its version remains.
         """
         try:
             entries = self.manifest.entries_for(table)
@@ -500,23 +574,26 @@ class PartitionWriter:
         # The highest version; among equals the last appended. Files of version 0 were written
         # before versions were tracked: the newest one still tells the table's last shape.
         last = max(enumerate(entries), key=lambda item: (item[1].schema_version, item[0]))[1]
-        try:
-            file_schema = pq.read_schema(
-                self.storage.full_path(last.path), filesystem=self.storage.filesystem
+        same_version = [e for e in reversed(entries) if e.schema_version == last.schema_version]
+        for candidate in same_version:
+            try:
+                file_schema = pq.read_schema(
+                    self.storage.full_path(candidate.path), filesystem=self.storage.filesystem
+                )
+            except (FileNotFoundError, pa.ArrowInvalid):  # lost, or cut short: a replay rewrites it
+                continue
+            except OSError as exc:
+                raise StorageUnavailableError(f"cannot read {candidate.path}: {exc}") from exc
+            return TableSchema(
+                last.schema_version, row_schema_of(file_schema), tuple(last.primary_key)
             )
-        except FileNotFoundError:
-            # Nothing to compare with: the next row starts a new version (never reuses one).
-            log.error(
-                "%s: bronze file %s is listed in the manifest but missing; %s's schema history "
-                "restarts at version %d",
-                self.topic, last.path, table, last.schema_version + 1,
-            )
-            return TableSchema(last.schema_version, None, tuple(last.primary_key))
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot read {last.path}: {exc}") from exc
-        return TableSchema(
-            last.schema_version, row_schema_of(file_schema), tuple(last.primary_key)
+        # Nothing to compare with: the next row starts a new version (never reuses one).
+        log.error(
+            "%s: bronze file %s is listed in the manifest but missing or unreadable (and so is "
+            "every other file of schema version %d); %s's schema history restarts at version %d",
+            self.topic, last.path, last.schema_version, table, last.schema_version + 1,
         )
+        return TableSchema(last.schema_version, None, tuple(last.primary_key))
 
     def _buffer(
         self,
@@ -527,8 +604,10 @@ class PartitionWriter:
         size: int,
         token: Any,
         placement: _Placement,
+        rewriting: ManifestEntry | None,
     ) -> None:
         if self.state is WriterState.EMPTY:
+            self._rewriting = rewriting
             self._bucket = bucket
             self._bucket_start_ms = event_ms - event_ms % _HOUR_MS
             self._schema = placement.schema
@@ -558,6 +637,8 @@ class PartitionWriter:
     def _rotation_after(self) -> RotationReason | None:
         if len(self._rows) >= self.flush_rows:
             return RotationReason.ROWS
+        if self._rewriting is not None and self._rows[-1][0] >= self._rewriting.last_offset:
+            return RotationReason.BRONZE_BOUNDARY
         if self._bytes >= self.flush_bytes:
             return RotationReason.BYTES
         if self.age() >= self.flush_seconds:
@@ -570,89 +651,158 @@ class PartitionWriter:
         assert self._table is not None and self._bucket is not None and self._schema is not None
         self.state = WriterState.FLUSHING
         try:
-            entry, in_bronze_through = self._write_file(reason)
+            entries, in_bronze_through = self._write_file(reason)
         except BaseException:
             self.state = WriterState.BUFFERING
             raise
-        released = Released(
-            tokens=[token for _, token in self._tokens], files=[entry] if entry else []
-        )
-        # Offsets another writer put in bronze are handled too, even past our buffered ones.
-        self._handled_through = max(self._tokens[-1][0], in_bronze_through)
-        self._seen_through = max(self._seen_through, in_bronze_through)
+        released = Released(tokens=[token for _, token in self._tokens], files=entries)
+        self._handled_through = self._tokens[-1][0]
+        # Offsets another writer put in bronze meanwhile, even past ours, are looked up from now
+        # on instead of being buffered and dropped at the next flush.
+        self.resume_after = max(self.resume_after, in_bronze_through)
         self._due = None
         self._reset_file()
         self.state = WriterState.EMPTY
-        if entry is None:
-            return released
-        log.debug(
-            "%s[%d]: wrote %d rows @%d..%d to %s (%s)",
-            self.topic,
-            self.partition,
-            entry.rows,
-            entry.first_offset,
-            entry.last_offset,
-            entry.path,
-            reason.value,
-        )
-        return released
-
-    def _write_file(self, reason: RotationReason) -> tuple[ManifestEntry | None, int]:
-        """Write the open file and append its entry, both under the manifest's writer lock.
-
-        Returns the entry (None if nothing was left to write) and the partition's highest offset
-        in bronze before it. Buffered rows at or below that offset were put in bronze by another
-        writer meanwhile: this partition's new owner while this worker had lost it without
-        knowing (a stall longer than the session timeout), or such a stalled worker before the
-        new owner flushed. They are dropped, not written twice; the file holds only the rows
-        after them, named after its first remaining offset, a name no manifest entry has. An
-        append that raised but landed is seen here by the retry, which then writes nothing.
-        """
-        assert self._table is not None and self._bucket is not None and self._schema is not None
-        with self.manifest.exclusive() as last_offsets:
-            in_bronze = last_offsets.get((self.topic, self.partition), -1)
-            rows = [row for row in self._rows if row[0] > in_bronze]
-            if len(rows) < len(self._rows):
-                log.warning(
-                    "%s[%d]: offsets %d..%d are in bronze already (another worker wrote them); "
-                    "writing only the %d buffered rows after them",
-                    self.topic,
-                    self.partition,
-                    self._rows[0][0],
-                    min(in_bronze, self._rows[-1][0]),
-                    len(rows),
-                )
-            if not rows:
-                return None, in_bronze
-            first, last = rows[0][0], rows[-1][0]
-            path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
-            data = encode_bronze_file(
+        for entry in entries:
+            log.debug(
+                "%s[%d]: wrote %d rows @%d..%d to %s (%s)",
                 self.topic,
                 self.partition,
-                rows,
-                self._schema,
-                table=self._table,
-                primary_key=self._primary_key,
+                entry.rows,
+                entry.first_offset,
+                entry.last_offset,
+                entry.path,
+                reason.value,
             )
-            source_ts = [event.source.ts_ms for _, event in rows if event.source is not None]
-            self.storage.write_atomic(path, data)
-            entry = ManifestEntry(
-                table=self._table,
-                topic=self.topic,
-                partition=self.partition,
-                first_offset=first,
-                last_offset=last,
-                rows=len(rows),
-                path=path,
-                partition_key=self._bucket.partition_key,
-                bytes=len(data),
-                written_at=self.wall_clock(),  # after the file is durable
-                rotation_reason=reason.value,
-                primary_key=list(self._primary_key),
-                min_source_ts_ms=min(source_ts) if source_ts else None,
-                max_source_ts_ms=max(source_ts) if source_ts else None,
-                schema_fingerprint=fingerprint(self._schema),
-                schema_version=self._version,
+        return released
+
+    def _write_file(self, reason: RotationReason) -> tuple[list[ManifestEntry], int]:
+        """Write the open file and append its entry, both under the manifest's writer lock.
+
+        Returns the entries of the files written (none if nothing was left to write) and the
+        partition's highest offset in bronze before them. Buffered rows held by an intact listed
+        file were put in bronze by another writer meanwhile: this partition's new owner while
+        this worker had lost it without knowing (a stall longer than the session timeout), or
+        such a stalled worker before the new owner flushed. They are dropped, not written twice;
+        the rows left are written as one file per run between such files, each named after its
+        first offset. An append that raised but landed is seen here by the retry, which then
+        writes nothing. Rows of a lost file (listed, not intact) are not dropped: that is a
+        replay writing them again.
+        """
+        with self.manifest.exclusive() as last_offsets:
+            in_bronze = last_offsets.get((self.topic, self.partition), -1)
+            if self._rows[0][0] > in_bronze:  # the usual case: nothing listed to compare with
+                return [self._write_run(self._rows, reason)], in_bronze
+            runs = self._runs_not_in_bronze()
+            kept = sum(len(run) for run in runs)
+            if kept < len(self._rows):
+                log.warning(
+                    "%s[%d]: %d of the buffered offsets %d..%d are in bronze already (another "
+                    "worker wrote them); writing only the %d others",
+                    self.topic,
+                    self.partition,
+                    len(self._rows) - kept,
+                    self._rows[0][0],
+                    self._rows[-1][0],
+                    kept,
+                )
+            entries = [self._write_run(run, reason) for run in runs]
+        return entries, in_bronze
+
+    def _runs_not_in_bronze(self) -> list[list[tuple[int, Any]]]:
+        """The buffered rows no intact listed file holds, split where such a file lies between.
+
+        Files are checked afresh (not from the cache): this runs under the manifest's lock,
+        where what it finds stays true until the entries are appended.
+        """
+        first, last = self._rows[0][0], self._rows[-1][0]
+        if self._bronze is None or first < self._bronze.from_offset:
+            self._bronze = PartitionFiles(self.topic, self.partition, from_offset=first)
+        self._bronze.catch_up(self.manifest)
+        intact = [
+            entry
+            for entry in self._bronze.files_between(first, last)
+            if is_intact(self.storage, entry)
+        ]
+        held = [run for entry in intact for run in entry.ranges()]
+        runs: list[list[tuple[int, Any]]] = []
+        run: list[tuple[int, Any]] = []
+        for row in self._rows:
+            offset = row[0]
+            if any(a <= offset <= b for a, b in held):
+                if run:
+                    runs.append(run)
+                    run = []
+                continue
+            if run and any(run[-1][0] < a and b < offset for a, b in held):
+                runs.append(run)
+                run = []
+            run.append(row)
+        if run:
+            runs.append(run)
+        return runs
+
+    def _write_run(self, rows: list[tuple[int, Any]], reason: RotationReason) -> ManifestEntry:
+        """Write `rows` (of the open file) as one file and append its entry, under the lock.
+
+        A file that restores a lost one exactly (same name, offsets, rows, bytes and schema as
+        the path's listed entry) is not listed again: readers already count it once.
+        """
+        assert self._table is not None and self._bucket is not None and self._schema is not None
+        first, last = rows[0][0], rows[-1][0]
+        path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
+        data = encode_bronze_file(
+            self.topic,
+            self.partition,
+            rows,
+            self._schema,
+            table=self._table,
+            primary_key=self._primary_key,
+        )
+        source_ts = [event.source.ts_ms for _, event in rows if event.source is not None]
+        self.storage.write_atomic(path, data)
+        entry = ManifestEntry(
+            table=self._table,
+            topic=self.topic,
+            partition=self.partition,
+            first_offset=first,
+            last_offset=last,
+            rows=len(rows),
+            path=path,
+            partition_key=self._bucket.partition_key,
+            bytes=len(data),
+            written_at=self.wall_clock(),  # after the file is durable
+            rotation_reason=reason.value,
+            primary_key=list(self._primary_key),
+            min_source_ts_ms=min(source_ts) if source_ts else None,
+            max_source_ts_ms=max(source_ts) if source_ts else None,
+            schema_fingerprint=fingerprint(self._schema),
+            schema_version=self._version,
+        )
+        listed = self._bronze.by_path.get(path) if self._bronze is not None else None
+        if listed is not None and _same_file(listed, entry):
+            log.info(
+                "%s[%d]: restored lost bronze file %s (offsets %d..%d) as its manifest entry "
+                "describes it",
+                self.topic, self.partition, path, first, last,
             )
-            self.manifest.append(entry)
-        return entry, in_bronze
+            return listed
+        if listed is not None:
+            log.info(
+                "%s[%d]: rewrote lost bronze file %s as offsets %d..%d; its new entry supersedes "
+                "the one for offsets %d..%d",
+                self.topic, self.partition, path, first, last,
+                listed.first_offset, listed.last_offset,
+            )
+        self.manifest.append(entry)
+        return entry
+
+
+def _path_of(entry: ManifestEntry | None) -> str | None:
+    return None if entry is None else entry.path
+
+
+def _same_file(listed: ManifestEntry, written: ManifestEntry) -> bool:
+    """Whether `written` describes the same file as `listed` (when and why aside)."""
+    stamp = {"written_at": 0.0, "rotation_reason": ""}
+    return dataclasses.replace(listed, **stamp) == dataclasses.replace(written, **stamp)

@@ -37,5 +37,5 @@ def build_gold_definitions(settings: Settings) -> dg.Definitions:
             build_orders_by_hour_status_asset(settings, partitions),
         ],
         asset_checks=[freshness],
-        sensors=[build_changed_hours_sensor(settings, partitions)],
+        sensors=[build_changed_hours_sensor(partitions)],
     )

@@ -17,7 +17,6 @@ from datetime import datetime
 import dagster as dg
 import polars as pl
 
-from binlake.settings import Settings
 from dagster_defs.gold.changed_hours import changed_order_hours, item_order_ids
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
@@ -29,6 +28,10 @@ from dagster_defs.resources import SilverLake
 from dagster_defs.silver.delta_table import SilverDeltaTable
 
 CHANGED_HOURS_SENSOR_NAME = "gold_changed_order_hours"
+# Every second: a silver commit reported just after an automation tick waits a whole tick
+# (about 5 s here) for the next one; a tick of this sensor with nothing new reads two Delta
+# logs' versions and stops.
+INTERVAL_SECONDS = 1
 _TABLES = (ORDERS_TABLE, ORDER_ITEMS_TABLE)
 
 
@@ -61,12 +64,10 @@ def _changes(table: SilverDeltaTable, since: int | None) -> tuple[pl.DataFrame, 
     return table.read_current(), True
 
 
-def build_changed_hours_sensor(
-    settings: Settings, partitions: dg.HourlyPartitionsDefinition
-) -> dg.SensorDefinition:
+def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=CHANGED_HOURS_SENSOR_NAME,
-        minimum_interval_seconds=settings.dagster.sensor_interval_seconds,
+        minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reads silver orders and order items commits since its cursor and reports "
         "the hours of order creation they touched, so gold recomputes those hours.",

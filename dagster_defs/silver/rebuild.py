@@ -17,6 +17,7 @@ import polars as pl
 
 from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_TS_MS
 from binlake.errors import FinalError
+from binlake.timestamps import iso_time_ms
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
@@ -48,16 +49,13 @@ class AsOf:
         if _OFFSETS.match(value):
             pairs = [part.split(":") for part in value.split(",")]
             return cls(offsets={int(p): int(o) for p, o in pairs})
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
+        source_ts_ms = iso_time_ms(value)
+        if source_ts_ms is None:
             raise FinalError(
                 f"--as-of {text!r} is neither a time (ISO-8601, e.g. 2026-01-02T03:04:05Z) nor "
                 "offsets (P:O[,P:O...] or a bare offset of partition 0)"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return cls(source_ts_ms=int(moment.timestamp() * 1000))
+            )
+        return cls(source_ts_ms=source_ts_ms)
 
     @property
     def label(self) -> str:

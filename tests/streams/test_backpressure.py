@@ -214,18 +214,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
         time.sleep(0.05)
 
 
-def committed_offsets(admin: Any, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets, read with confluent-kafka's admin (aiokafka's fails on
-    Tansu); -1001 means none committed. Tansu's high watermarks are wrong and never used."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
-    request = ConsumerGroupTopicPartitions(
-        GROUP, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = admin.list_consumer_group_offsets([request])[GROUP].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
-
-
 def manifest_last_offsets(manifest_file: Path, topic: str) -> dict[int, int]:
     last: dict[int, int] = {}
     storage = LakeStorage.from_url(str(manifest_file.parent))
@@ -237,7 +225,10 @@ def manifest_last_offsets(manifest_file: Path, topic: str) -> dict[int, int]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(tmp_path, tansu, dbz, processes):
+def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
+    tmp_path, tansu, dbz, processes, bronze_kit
+):
+    committed_offsets = bronze_kit.committed_offsets
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 

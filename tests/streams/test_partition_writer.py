@@ -14,7 +14,7 @@ import pytest
 from binlake import bronze_layout as layout
 from binlake.bronze_layout import HourBucket
 from binlake.errors import DecodeError, StorageUnavailableError
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
 from streams.partition_writer import (
@@ -542,15 +542,123 @@ def test_an_append_that_landed_despite_an_error_is_not_appended_twice(storage, c
 
 
 def test_offsets_already_in_the_manifest_are_released_without_writing(storage, manifest, clock):
+    first = make_writer(storage, manifest, clock, flush_rows=3)
+    for offset in (39, 40, 41):
+        first.add(offset, change(id_=offset))
     writer = make_writer(storage, manifest, clock, resume_after=41)
-    assert writer.committable_offset == 42
     for offset in (39, 40, 41):
         assert writer.is_handled(offset)
-        assert writer.pass_over(offset, token=offset).tokens == [offset]
+        assert writer.skip_handled(offset, token=offset).tokens == [offset]
+    assert writer.committable_offset == 42
     assert not writer.is_handled(42)
     writer.add(42, change())
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     assert entry.first_offset == 42
+    assert len(manifest.entries()) == 2
+
+
+# -- replay: offsets the manifest lists, with their files intact or lost -------------------------
+
+
+def write_files(storage, manifest, clock, bounds: list[tuple[int, int]]) -> list[ManifestEntry]:
+    """Files holding offsets first..last for each of `bounds` (consecutive), one row each."""
+    writer = make_writer(storage, manifest, clock)
+    entries = []
+    for first, last in bounds:
+        for offset in range(first, last + 1):
+            writer.add(offset, change(id_=offset))
+        entries += writer.flush(RotationReason.ROWS).files
+    return entries
+
+
+def replay(writer: PartitionWriter, offsets: range) -> Released:
+    """Offer `offsets` as the bronze worker does: handled ones are skipped, the others added."""
+    released = Released()
+    for offset in offsets:
+        if writer.is_handled(offset):
+            released.extend(writer.skip_handled(offset, token=offset))
+        else:
+            released.extend(writer.add(offset, change(id_=offset), token=offset))
+    return released.extend(writer.close(RotationReason.SHUTDOWN))
+
+
+def test_a_replay_restores_lost_files_in_place_and_skips_intact_ones(storage, manifest, clock):
+    entries = write_files(storage, manifest, clock, [(0, 2), (3, 5), (6, 8), (9, 11)])
+    manifest_before = Path(storage.full_path(manifest.path)).read_bytes()
+    lost = {entries[1].path: Path(storage.full_path(entries[1].path)).read_bytes(),
+            entries[3].path: Path(storage.full_path(entries[3].path)).read_bytes()}
+    for path in lost:
+        Path(storage.full_path(path)).unlink()
+    storage.writes.clear()
+
+    writer = make_writer(storage, manifest, clock, flush_rows=100, resume_after=11)
+    released = replay(writer, range(14))
+
+    assert released.tokens == list(range(14))
+    # The lost files are back, byte for byte, under their names; the intact ones untouched.
+    assert storage.writes == [entries[1].path, entries[3].path, storage.writes[-1]]
+    for path, data in lost.items():
+        assert Path(storage.full_path(path)).read_bytes() == data
+    # Restored files need no entry; only the new offsets 12..13 got one.
+    *restored, new = released.files
+    assert restored == [entries[1], entries[3]]
+    assert (new.first_offset, new.last_offset) == (12, 13)
+    assert Path(storage.full_path(manifest.path)).read_bytes() == (
+        manifest_before + (new.to_json() + "\n").encode()
+    )
+
+
+def test_a_replay_of_a_complete_range_writes_nothing(storage, manifest, clock):
+    write_files(storage, manifest, clock, [(0, 4), (5, 9)])
+    manifest_before = Path(storage.full_path(manifest.path)).read_bytes()
+    storage.writes.clear()
+    writer = make_writer(storage, manifest, clock, resume_after=9)
+    assert replay(writer, range(2, 10)).tokens == list(range(2, 10))
+    assert storage.writes == []
+    assert Path(storage.full_path(manifest.path)).read_bytes() == manifest_before
+
+
+def test_a_lost_file_rewritten_in_two_parts_supersedes_its_entry(storage, manifest, clock):
+    [lost, after] = write_files(storage, manifest, clock, [(0, 5), (6, 7)])
+    Path(storage.full_path(lost.path)).unlink()
+    writer = make_writer(storage, manifest, clock, flush_rows=4, resume_after=7)
+    released = replay(writer, range(8))
+    [head, tail] = released.files
+    assert (head.path, head.first_offset, head.last_offset) == (lost.path, 0, 3)
+    assert (tail.first_offset, tail.last_offset) == (4, 5)  # ends where the lost file ended
+    assert tail.rotation_reason == "bronze_boundary"
+    # Readers take a path's last entry: offsets 0..7 once each, in three files.
+    latest = {e.path: e for e in live_entries(manifest.entries())}
+    assert sorted((e.first_offset, e.last_offset) for e in latest.values()) == [
+        (0, 3), (4, 5), (6, 7)
+    ]
+    assert after.path in latest
+
+
+def test_a_truncated_file_counts_as_lost(storage, manifest, clock):
+    [damaged, _] = write_files(storage, manifest, clock, [(0, 2), (3, 4)])
+    Path(storage.full_path(damaged.path)).write_bytes(b"PAR1")
+    writer = make_writer(storage, manifest, clock, resume_after=4)
+    assert not writer.is_handled(0)
+    [restored] = replay(writer, range(5)).files
+    assert restored == damaged and len(manifest.entries()) == 2
+    assert Path(storage.full_path(damaged.path)).stat().st_size == damaged.bytes
+
+
+def test_rows_another_writer_listed_meanwhile_are_dropped_around_its_file(storage, manifest, clock):
+    stalled = make_writer(storage, manifest, clock)
+    for offset in range(10):
+        stalled.add(offset, change(id_=offset), token=offset)
+    # Meanwhile the partition's new owner wrote offsets 4..6.
+    owner = make_writer(storage, manifest, clock)
+    for offset in range(4, 7):
+        owner.add(offset, change(id_=offset))
+    [theirs] = owner.flush(RotationReason.ROWS).files
+    released = stalled.flush(RotationReason.AGE)
+    assert released.tokens == list(range(10))
+    assert [(e.first_offset, e.last_offset) for e in released.files] == [(0, 3), (7, 9)]
+    assert stalled.is_handled(6) and not stalled.is_handled(10)
+    assert theirs in manifest.entries()
 
 
 def test_passed_over_records_are_released_in_offset_order(storage, manifest, clock):

@@ -1,0 +1,235 @@
+"""The replay plan: argument parsing, time -> offset, and what bronze holds; Kafka faked (the
+real broker is exercised by tests/streams/test_replay_tansu.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from binlake.bronze_coverage import PartitionFiles
+from binlake.consumer_groups import GroupMembers, first_offset_at_or_after
+from binlake.errors import GroupInUseError, ReplayError
+from binlake.manifest import Manifest, ManifestEntry
+from binlake.replay import (
+    apply_replay,
+    parse_partition_offsets,
+    parse_time,
+    plan_replay,
+    start_of_lost_range,
+)
+from binlake.settings import load_settings
+from binlake.storage import LakeStorage
+
+TOPIC = "binlake.shop.orders"
+NOW_MS = 1_795_255_200_000  # 2026-11-21T10:00:00Z
+
+
+def entry(first: int, last: int, partition: int = 0) -> ManifestEntry:
+    return ManifestEntry(
+        table="shop.orders",
+        topic=TOPIC,
+        partition=partition,
+        first_offset=first,
+        last_offset=last,
+        rows=last - first + 1,
+        path=f"bronze/shop.orders/date=2026-11-21/hour=10/{TOPIC}+{partition}+{first:020d}.parquet",
+        partition_key="2026-11-21-10:00",
+        bytes=10,
+        written_at=0.0,
+        rotation_reason="rows",
+    )
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def test_partition_offsets_parse() -> None:
+    assert parse_partition_offsets("0:1200") == {0: 1200}
+    assert parse_partition_offsets("0:5, 2:0") == {0: 5, 2: 0}
+
+
+@pytest.mark.parametrize("text", ["12", "0:", ":4", "a:1", "0:-1", "0:1,,1:2", "0:1:2"])
+def test_partition_offsets_that_are_not_p_colon_o_are_refused(text: str) -> None:
+    with pytest.raises(ReplayError, match="is not P:O"):
+        parse_partition_offsets(text)
+
+
+def test_a_partition_named_twice_is_refused() -> None:
+    with pytest.raises(ReplayError, match="partition 0 twice"):
+        parse_partition_offsets("0:1,0:2")
+
+
+def test_times_parse_as_utc_unless_they_say_otherwise() -> None:
+    assert parse_time("2026-11-21T10:00:00Z", now_ms=NOW_MS) == NOW_MS
+    assert parse_time("2026-11-21 09:00", now_ms=NOW_MS) == NOW_MS - 3_600_000
+    assert parse_time("2026-11-21T10:00:00+02:00", now_ms=NOW_MS) == NOW_MS - 7_200_000
+    assert parse_time(str(NOW_MS - 5), now_ms=NOW_MS) == NOW_MS - 5
+
+
+def test_a_time_in_the_future_or_not_a_time_is_refused() -> None:
+    with pytest.raises(ReplayError, match="in the future"):
+        parse_time("2026-11-21T10:00:01Z", now_ms=NOW_MS)
+    with pytest.raises(ReplayError, match="not an ISO 8601 time"):
+        parse_time("yesterday", now_ms=NOW_MS)
+
+
+def test_the_offset_of_a_time_is_the_first_record_at_or_after_it() -> None:
+    read = [(0, 100), (1, 200), (2, 200), (3, 150), (4, 300)]
+    assert first_offset_at_or_after(read, 200) == 1
+    assert first_offset_at_or_after(read, 201) == 4
+    assert first_offset_at_or_after(read, 50) == 0
+    assert first_offset_at_or_after(read, 301) is None
+
+
+def test_a_group_with_members_or_rebalancing_is_in_use() -> None:
+    assert not GroupMembers("g", "EMPTY", ()).active
+    assert GroupMembers("g", "STABLE", ()).active  # Tansu lists no members of a stable group
+    busy = GroupMembers("g", "STABLE", ("m-1 (faust@127.0.0.1)",))
+    assert busy.active and "'g'" in busy.refusal() and "m-1 (faust@127.0.0.1)" in busy.refusal()
+
+
+# -- what bronze holds -------------------------------------------------------------------------
+
+
+def test_a_target_inside_a_lost_file_moves_back_to_its_first_offset() -> None:
+    files = PartitionFiles(TOPIC, 0)
+    files.add([entry(0, 9), entry(10, 19), entry(20, 29), entry(30, 39)])
+    lost = {entry(10, 19).path, entry(30, 39).path}
+
+    def intact(e: ManifestEntry) -> bool:
+        return e.path not in lost
+
+    assert start_of_lost_range(files, 15, intact) == (10, (entry(10, 19).path, entry(30, 39).path))
+    assert start_of_lost_range(files, 5, intact) == (5, (entry(10, 19).path, entry(30, 39).path))
+    assert start_of_lost_range(files, 25, intact) == (25, (entry(30, 39).path,))
+    assert start_of_lost_range(files, 40, intact) == (40, ())
+
+
+def test_the_last_entry_of_a_path_describes_the_file() -> None:
+    files = PartitionFiles(TOPIC, 0, from_offset=10)
+    rewritten = ManifestEntry(**{**entry(10, 19).__dict__, "last_offset": 14, "rows": 5})
+    files.add([entry(0, 9), entry(10, 19), entry(10, 19, partition=1), rewritten, entry(15, 19)])
+    assert [(e.first_offset, e.last_offset) for e in files.files()] == [(10, 14), (15, 19)]
+    assert files.file_at(14) == rewritten and files.file_at(20) is None
+    assert files.file_at(9) is None  # below from_offset: not kept
+
+
+# -- the plan, against a fake Kafka ---------------------------------------------------------------
+
+
+@dataclass
+class FakeKafka:
+    """The GroupOffsetsClient calls, answered from dicts; records resets."""
+
+    partitions_: list[int] = field(default_factory=lambda: [0, 1])
+    committed_: dict[int, int | None] = field(default_factory=lambda: {0: 40, 1: None})
+    ends: dict[int, int] = field(default_factory=lambda: {0: 40, 1: 7})
+    by_time: dict[int, int] = field(default_factory=lambda: {0: 12, 1: 3})
+    state: str = "EMPTY"
+    resets: list[dict[int, int]] = field(default_factory=list)
+
+    def partitions(self, topic: str) -> list[int]:
+        if topic != TOPIC:
+            raise ReplayError(f"topic {topic!r} does not exist")
+        return self.partitions_
+
+    def committed(self, group: str, topic: str, partitions) -> dict[int, int | None]:
+        return {p: self.committed_.get(p) for p in partitions}
+
+    def members(self, group: str) -> GroupMembers:
+        return GroupMembers(group, self.state, ())
+
+    def log_end(self, topic: str, partition: int) -> int:
+        return self.ends[partition]
+
+    def offset_for_time(self, topic: str, partition: int, time_ms: int) -> int:
+        return self.by_time[partition]
+
+    def reset(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        self.resets.append(dict(offsets))
+        self.committed_.update(offsets)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> tuple[object, LakeStorage]:
+    settings = load_settings(storage_url=str(tmp_path / "lake"), state_dir=tmp_path / "state")
+    storage = LakeStorage.from_url(settings.lake_url)
+    manifest = Manifest(storage)
+    for first, last in [(0, 9), (10, 19), (20, 39)]:
+        e = entry(first, last)
+        storage.write_atomic(e.path, b"x" * e.bytes)
+        manifest.append(e)
+    return settings, storage
+
+
+def test_plan_by_time_moves_back_to_a_lost_file_and_lists_it(lake) -> None:
+    settings, storage = lake
+    storage.filesystem.delete_file(storage.full_path(entry(10, 19).path))
+    plan = plan_replay(settings, "shop.orders", from_time_ms=NOW_MS, kafka=FakeKafka())
+    assert plan.group == "binlake-bronze" and plan.bronze_writer and plan.topic == TOPIC
+    [p0, p1] = plan.partitions
+    assert (p0.current, p0.requested, p0.target) == (40, 12, 10)
+    assert p0.rewritten_files == (entry(10, 19).path,)
+    assert "moved back from 12" in p0.note
+    assert (p1.current, p1.target, p1.rewritten_files) == (None, 3, ())
+
+
+def test_plan_by_offsets_touches_only_the_partitions_named(lake) -> None:
+    settings, _ = lake
+    plan = plan_replay(settings, "shop.orders", from_offsets={1: 2}, kafka=FakeKafka())
+    assert plan.targets == {1: 2}
+
+
+def test_bad_plans_name_what_is_wrong(lake) -> None:
+    settings, _ = lake
+    kafka = FakeKafka()
+    with pytest.raises(ReplayError, match="unknown table 'shop.nope'"):
+        plan_replay(settings, "shop.nope", from_offsets={0: 1}, kafka=kafka)
+    with pytest.raises(ReplayError, match=r"partition\(s\) \[5\] are not in topic"):
+        plan_replay(settings, "shop.orders", from_offsets={5: 1}, kafka=kafka)
+    with pytest.raises(ReplayError, match="past the end of binlake.shop.orders\\[1\\]"):
+        plan_replay(settings, "shop.orders", from_offsets={1: 8}, group="dash", kafka=kafka)
+    with pytest.raises(ReplayError, match="would leave offsets 40..44 out of bronze"):
+        kafka.ends[0] = 50
+        plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka)
+    with pytest.raises(ReplayError, match="exactly one of"):
+        plan_replay(settings, "shop.orders", kafka=kafka)
+
+
+def test_another_group_moves_as_asked_with_bronze_aside(lake) -> None:
+    settings, storage = lake
+    storage.filesystem.delete_file(storage.full_path(entry(10, 19).path))
+    kafka = FakeKafka()
+    plan = plan_replay(settings, "shop.orders", from_offsets={0: 15}, group="dash", kafka=kafka)
+    assert not plan.bronze_writer and plan.targets == {0: 15}
+    assert plan.partitions[0].rewritten_files == ()
+    assert apply_replay(plan, settings, kafka=kafka) == {0: 15}
+    assert kafka.resets == [{0: 15}]
+
+
+def test_a_group_in_use_is_not_reset(lake) -> None:
+    settings, _ = lake
+    kafka = FakeKafka(state="STABLE")
+    plan = plan_replay(settings, "shop.orders", from_offsets={0: 3}, kafka=kafka)
+    with pytest.raises(GroupInUseError, match="'binlake-bronze' is in use"):
+        apply_replay(plan, settings, kafka=kafka)
+    assert kafka.resets == []
+
+
+def test_a_compacted_file_replaces_the_files_it_supersedes_and_holds_only_its_runs() -> None:
+    files = PartitionFiles(TOPIC, 0)
+    compacted = ManifestEntry(
+        **{
+            **entry(0, 9).__dict__,
+            "path": "bronze/shop.orders/compacted.parquet",
+            "offset_ranges": [[0, 4], [8, 9]],
+            "supersedes": [entry(0, 4).path, entry(8, 9).path],
+        }
+    )
+    files.add([entry(0, 4), entry(5, 7), entry(8, 9), compacted])
+    assert {e.path for e in files.files()} == {compacted.path, entry(5, 7).path}
+    assert files.file_at(3) == compacted and files.file_at(9) == compacted
+    assert files.file_at(6) == entry(5, 7)
+    assert files.files_between(5, 8) == [compacted, entry(5, 7)]

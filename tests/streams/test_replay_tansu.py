@@ -1,0 +1,170 @@
+"""`binlake replay` against a real Tansu broker and the real worker (`python -m binlake worker`).
+
+Bronze is filled first (records produced, the worker run until every offset is committed, then
+stopped), the bronze writer's group is reset with the real command, and the worker run again
+until its committed offsets are back at the end. Rotation is by rows (`flush_rows`), so a lost
+file read again comes out with its old bounds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from binlake.manifest import Manifest, live_entries
+from binlake.storage import LakeStorage
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+PARTITIONS = 2
+ROWS = 120
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "binlake", "replay", "--table", "shop.orders", *args],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def run_worker_until_committed(
+    kit, processes, env, admin, topic, counts, log: Path, while_running=None
+) -> float:
+    """Start the worker, wait until it committed `counts`, call `while_running`, stop it
+    cleanly; seconds it ran."""
+    began = time.monotonic()
+    worker = processes.add(kit.start_worker(env, log))
+    kit.wait_for(
+        lambda: kit.committed_offsets(admin, topic, PARTITIONS) == counts,
+        120, f"committed offsets {counts}", [log],
+    )
+    if while_running is not None:
+        while_running(env)
+    assert processes.stop(worker) == 0, kit.log_text(log)[-4000:]
+    return time.monotonic() - began
+
+
+def fill_bronze(tmp_path: Path, tansu: str, dbz, processes, kit, while_running=None):
+    """Rows 0..59 produced, then (a moment later, after `middle_ms`) rows 60..119; all in bronze."""
+    orders = dbz.table()
+    admin = AdminClient({"bootstrap.servers": tansu})
+    admin.create_topics([NewTopic(orders.topic, PARTITIONS, 1)])[orders.topic].result(10)
+    producer = kit.ChangeProducer(tansu, orders, PARTITIONS)
+    for row in range(ROWS // 2):
+        producer.produce_row(row)
+    assert producer.producer.flush(30) == 0
+    time.sleep(0.05)
+    middle_ms = int(time.time() * 1000)
+    time.sleep(0.05)
+    for row in range(ROWS // 2, ROWS):
+        producer.produce_row(row)
+    assert producer.producer.flush(30) == 0
+    counts = producer.offsets_per_partition()
+    lake_dir = tmp_path / "lake"
+    env = kit.worker_env(
+        tansu, lake_dir, tmp_path / "state",
+        BINLAKE_BRONZE__FLUSH_ROWS="15", BINLAKE_BRONZE__FLUSH_SECONDS="5",
+    )
+    seconds = run_worker_until_committed(
+        kit, processes, env, admin, orders.topic, counts, tmp_path / "worker-fill.log",
+        while_running,
+    )
+    print(f"\nbronze filled with {counts} records in {seconds:.1f}s")
+    return SimpleNamespace(
+        orders=orders, admin=admin, producer=producer, counts=counts, lake_dir=lake_dir,
+        env=env, middle_ms=middle_ms,
+    )
+
+
+def snapshot(lake_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under bronze/: its bytes and modification time (ns)."""
+    return {
+        str(p.relative_to(lake_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted((lake_dir / "bronze").rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
+    tmp_path, tansu, dbz, processes, bronze_kit
+) -> None:
+    kit = bronze_kit
+    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit)
+    topic = lake.orders.topic
+    files = sorted(
+        live_entries(Manifest(LakeStorage.from_url(str(lake.lake_dir))).entries()),
+        key=lambda e: (e.partition, e.first_offset),
+    )
+    by_partition = {p: [e for e in files if e.partition == p] for p in range(PARTITIONS)}
+    assert all(len(f) >= 4 for f in by_partition.values()), by_partition
+    lost = [by_partition[0][1], by_partition[0][2], by_partition[1][2]]
+    lost_bytes = {e.path: (lake.lake_dir / e.path).read_bytes() for e in lost}
+    manifest_file = lake.lake_dir / "bronze" / "_manifest" / "manifest.jsonl"
+    manifest_before = manifest_file.read_bytes()
+    for entry in lost:
+        (lake.lake_dir / entry.path).unlink()
+    # From before the lost files: inside partition 0's first file, at partition 1's second.
+    start = {0: by_partition[0][0].last_offset - 2, 1: by_partition[1][1].first_offset}
+
+    dry = run_replay(lake.env, "--from-offset", f"0:{start[0]},1:{start[1]}", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    for partition in range(PARTITIONS):
+        assert f"│ {partition}  " in dry.stdout  # one row per partition...
+        assert str(lake.counts[partition]) in dry.stdout  # ...with the current offset
+    for entry in lost:
+        assert entry.path in dry.stdout.replace("\n", "")  # listed to be written again
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # dry: unchanged
+
+    reset = run_replay(lake.env, "--from-offset", f"0:{start[0]},1:{start[1]}")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == start
+    seconds = run_worker_until_committed(
+        kit, processes, lake.env, lake.admin, topic, lake.counts, tmp_path / "worker-replay.log"
+    )
+
+    summary = kit.assert_exactly_once(lake.lake_dir, topic, lake.producer.delivered)
+    for path, data in lost_bytes.items():
+        assert (lake.lake_dir / path).read_bytes() == data, f"{path} not restored as it was"
+    # Restored under their names, as their entries describe them: no entry was added.
+    assert manifest_file.read_bytes() == manifest_before
+    print(f"replay rewrote {len(lost)} lost files in {seconds:.1f}s; {summary.files} files")
+
+
+def test_replay_of_a_complete_range_leaves_bronze_unchanged(
+    tmp_path, tansu, dbz, processes, bronze_kit
+) -> None:
+    kit = bronze_kit
+    refusals = []
+
+    def replay_while_the_worker_runs(env: dict[str, str]) -> None:
+        refusals.append(run_replay(env, "--from-time", str(int(time.time() * 1000) - 60_000)))
+
+    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit, replay_while_the_worker_runs)
+    [refused] = refusals
+    assert refused.returncode == 1
+    assert "consumer group 'binlake-bronze' is in use" in refused.stderr.replace("\n", "")
+    topic = lake.orders.topic
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # not moved
+    before = snapshot(lake.lake_dir)
+    # Offsets of the first record produced after `middle_ms`, per partition.
+    expected = {
+        p: min(o for (q, o), (_, row) in lake.producer.delivered.items() if q == p and row >= 60)
+        for p in range(PARTITIONS)
+    }
+
+    reset = run_replay(lake.env, "--from-time", str(lake.middle_ms))
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == expected
+    seconds = run_worker_until_committed(
+        kit, processes, lake.env, lake.admin, topic, lake.counts, tmp_path / "worker-replay.log"
+    )
+
+    assert snapshot(lake.lake_dir) == before  # manifest and files: same bytes, never rewritten
+    print(f"replay of {expected}..{lake.counts} skipped in {seconds:.1f}s, bronze unchanged")
