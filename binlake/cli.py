@@ -22,8 +22,8 @@ app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behin
 connector_app = typer.Typer(help="Manage the Debezium connector through the Kafka Connect REST API.",
                             no_args_is_help=True)
 app.add_typer(connector_app, name="connector")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and names are never split across lines
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -176,16 +176,12 @@ def replay(
     """
     from confluent_kafka import KafkaException
 
-    from binlake.replay import apply_replay, parse_partition_offsets, parse_time, plan_replay
+    from binlake.replay import apply_replay, plan_replay_request
 
     settings = _stack_settings()
     try:
-        plan = plan_replay(
-            settings,
-            table,
-            from_time_ms=None if from_time is None else parse_time(from_time),
-            from_offsets=None if from_offset is None else parse_partition_offsets(from_offset),
-            group=group,
+        plan = plan_replay_request(
+            settings, table, from_time=from_time, from_offset=from_offset, group=group
         )
         _print_replay_plan(plan)
         if dry_run:
@@ -211,6 +207,79 @@ def _print_replay_plan(plan: ReplayPlan) -> None:
         console.print(f"  to write again: {path}")
     if len(rewritten) > 10:
         console.print(f"  ... and {len(rewritten) - 10} more")
+
+
+@app.command()
+def rebuild(
+    table: Annotated[str, typer.Option("--table", help="The <db>.<table> to rebuild.")],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            help="A source commit time (ISO 8601, UTC unless it has an offset) or Kafka offsets "
+            "(P:O[,P:O...], or a bare offset of partition 0), inclusive.",
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+) -> None:
+    """Build silver of one table as it stood at a moment, from bronze alone.
+
+    Written as a Delta table of its own under <lake>/rebuilds/; live silver is never touched.
+    """
+    from dagster_defs.resources import BronzeLake, SilverLake
+    from dagster_defs.silver.pii import PiiPolicy
+    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+
+    settings = _settings()
+    if table not in settings.tables:
+        err_console.print(f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}")
+        raise typer.Exit(2)
+    try:
+        rebuilt = rebuild_silver(
+            BronzeLake(storage_url=settings.lake_url),
+            SilverLake(storage_url=settings.lake_url),
+            PiiPolicy.from_settings(settings.silver),
+            table,
+            AsOf.parse(as_of),
+        )
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake rebuild failed[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    result = {"table": table, "as_of": as_of, "uri": rebuilt.table.uri,
+              "changes_read": rebuilt.changes_read, "rows": rebuilt.rows}
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(
+        f"{table} as of {as_of}: {rebuilt.rows} rows from {rebuilt.changes_read} changes, "
+        f"written to {rebuilt.table.uri}"
+    )
+
+
+@app.command()
+def compact(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the closed hours that would be compacted.")
+    ] = False,
+) -> None:
+    """Compact the closed hours of bronze and delete replaced files past their retention.
+
+    What the `bronze_compaction` Dagster job runs; safe beside it (the swap is one manifest line
+    under the manifest's lock) and beside the bronze worker.
+    """
+    from compactor.run import plan_compaction, run_compaction
+
+    settings = _settings()
+    if dry_run:
+        groups = plan_compaction(settings)
+        for group in groups:
+            console.print(f"  would compact {group}")
+        console.print(f"{len(groups)} group(s) of closed hours to compact; nothing changed")
+        return
+    report = run_compaction(settings)
+    console.print_json(json.dumps(report.summary()))
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -203,3 +203,23 @@ def apply_replay(
             f"reset, not {plan.targets}"
         )
     return after
+
+
+def plan_replay_request(
+    settings: Settings,
+    table: str,
+    *,
+    from_time: str | None,
+    from_offset: str | None,
+    group: str | None = None,
+    kafka: GroupOffsetsClient | None = None,
+) -> ReplayPlan:
+    """`plan_replay` for a request as the CLI and the Dagster job take it (text arguments)."""
+    return plan_replay(
+        settings,
+        table,
+        from_time_ms=None if from_time is None else parse_time(from_time),
+        from_offsets=None if from_offset is None else parse_partition_offsets(from_offset),
+        group=group,
+        kafka=kafka,
+    )

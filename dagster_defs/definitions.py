@@ -15,6 +15,7 @@ from dagster_defs.bronze.definitions import build_bronze_definitions
 from dagster_defs.compaction.definitions import build_compaction_definitions
 from dagster_defs.gold.definitions import build_gold_definitions
 from dagster_defs.maintenance.definitions import build_maintenance_definitions
+from dagster_defs.replay.definitions import build_replay_definitions
 from dagster_defs.resources import build_resources
 from dagster_defs.silver.definitions import build_silver_definitions
 
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_gold_definitions(settings),
         build_maintenance_definitions(settings),
         build_compaction_definitions(settings),
+        build_replay_definitions(settings),
         dg.Definitions(
             sensors=[build_automation_sensor(settings)],
             resources=build_resources(settings),

@@ -79,6 +79,7 @@ def write_dagster_instance_config(settings: Settings) -> Path:
                     {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                     {"key": "binlake/maintenance", "limit": 1},
                     {"key": "binlake/compaction", "limit": 1},
+                    {"key": "binlake/replay", "limit": 1},
                 ],
             },
         },

@@ -168,3 +168,45 @@ def test_replay_of_a_complete_range_leaves_bronze_unchanged(
 
     assert snapshot(lake.lake_dir) == before  # manifest and files: same bytes, never rewritten
     print(f"replay of {expected}..{lake.counts} skipped in {seconds:.1f}s, bronze unchanged")
+
+
+def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
+    tmp_path, tansu, dbz, processes, bronze_kit, monkeypatch
+) -> None:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    from binlake.settings import load_settings
+    from dagster_defs.replay.jobs import build_replay_job
+    from dagster_defs.replay.resources import KafkaConsumerGroups
+
+    kit = bronze_kit
+    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit)
+    topic = lake.orders.topic
+    # A dashboard feed that has read the whole topic (and stopped).
+    lake.admin.alter_consumer_group_offsets([
+        ConsumerGroupTopicPartitions(
+            "dashboard", [TopicPartition(topic, p, o) for p, o in lake.counts.items()]
+        )
+    ])["dashboard"].result(10)
+    before = snapshot(lake.lake_dir)
+    for name, value in lake.env.items():
+        if name.startswith("BINLAKE_"):
+            monkeypatch.setenv(name, value)
+    job = build_replay_job(load_settings())
+
+    result = job.execute_in_process(
+        run_config={"ops": {"reset_consumer_group": {"config": {
+            "table": "shop.orders", "from_time": str(lake.middle_ms), "group": "dashboard",
+            "dry_run": False,
+        }}}},
+        resources={"kafka": KafkaConsumerGroups(bootstrap_servers=tansu)},
+    )
+
+    assert result.success
+    expected = {
+        p: min(o for (q, o), (_, row) in lake.producer.delivered.items() if q == p and row >= 60)
+        for p in range(PARTITIONS)
+    }
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, "dashboard") == expected
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # bronze writer's
+    assert snapshot(lake.lake_dir) == before

@@ -1,0 +1,63 @@
+"""`binlake rebuild` and `binlake compact` on a real lake in tmp_path (settings from the env)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from binlake.cli import app
+from binlake.manifest import Manifest
+from binlake.storage import LakeStorage
+from dagster_defs.silver.delta_table import SilverDeltaTable
+from tests.dagster_defs.conftest import bronze, settings  # noqa: F401 - fixtures
+
+MINUTE_MS = 60_000
+runner = CliRunner()
+
+
+def write_history(bronze) -> int:  # noqa: F811 - the fixture
+    """Order 1 created, then paid a minute later, in two files."""
+    c, t0 = bronze.change, bronze.base_ts_ms
+    bronze.write("shop.orders", [c("c", 0, ts_ms=t0, id=1, status="new")])
+    bronze.write("shop.orders", [c("u", 1, ts_ms=t0 + MINUTE_MS, id=1, status="paid")])
+    return t0
+
+
+def test_rebuild_prints_where_it_wrote_the_table_as_of_then(settings, bronze):  # noqa: F811
+    write_history(bronze)
+    result = runner.invoke(
+        app, ["rebuild", "--table", "shop.orders", "--as-of", "2024-06-01T10:00:30Z", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rebuilt = json.loads(result.stdout)
+    assert (rebuilt["rows"], rebuilt["changes_read"]) == (1, 1)
+    frame = SilverDeltaTable(rebuilt["uri"]).read_current()
+    assert frame.select("id", "status").rows() == [(1, "new")]
+
+
+def test_rebuild_names_what_is_wrong(settings, bronze):  # noqa: F811
+    write_history(bronze)
+    unknown = runner.invoke(app, ["rebuild", "--table", "shop.nope", "--as-of", "0"])
+    assert unknown.exit_code == 2 and "unknown table 'shop.nope'" in unknown.output
+    bad = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "yesterday"])
+    assert bad.exit_code == 1 and "neither a time" in bad.output
+    first = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:1"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:1"])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):  # noqa: F811
+    write_history(bronze)
+    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
+    before = manifest.entries()
+
+    dry = runner.invoke(app, ["compact", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "1 group(s)" in dry.output and "2 files" in dry.output
+    assert manifest.entries() == before
+
+    done = runner.invoke(app, ["compact"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["files_replaced"] == 2
+    [entry] = manifest.entries_for("shop.orders")
+    assert entry.rotation_reason == "compaction" and entry.rows == 2
