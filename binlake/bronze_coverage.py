@@ -2,10 +2,10 @@
 
 Files are taken as readers take them (`binlake.manifest.live_entries`): the last entry of a path
 describes it (a file rewritten under its name gets a new entry) and a path a later entry
-supersedes (compacted away) is gone. A listed file holds its offsets only while it is intact:
-present, with the size its entry records. Checking that is one metadata call per file, cheap
-enough to do before skipping records a replay reads again; a file deleted or lost (or cut
-short) no longer counts, and its offsets are written again.
+supersedes (compacted away, or expired by bronze retention) is gone. A listed file holds its
+offsets only while it is intact: present, with the size its entry records. Checking that is one
+metadata call per file, cheap enough to do before skipping records a replay reads again; a file
+deleted or lost (or cut short) no longer counts, and its offsets are written again.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PartitionFiles:
             for replaced in entry.supersedes:
                 self.by_path.pop(replaced, None)
             self.by_path.pop(entry.path, None)
-            if entry.last_offset >= self.from_offset:
+            if entry.is_file and entry.last_offset >= self.from_offset:
                 self.by_path[entry.path] = entry
             self._runs = None
 

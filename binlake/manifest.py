@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One bronze file: what it holds and where."""
+    """One bronze file: what it holds and where; or, with no path, files dropped from bronze.
+
+    An entry without a file is a retention line (``compactor.expiry``): like a compacted file's
+    entry it supersedes the files it names, so readers drop them at once, but nothing replaces
+    them.
+    """
 
     table: str  # <db>.<table>
     topic: str
@@ -48,6 +53,11 @@ class ManifestEntry:
     offset_ranges: list[list[int]] = field(default_factory=list)
     supersedes: list[str] = field(default_factory=list)
 
+    @property
+    def is_file(self) -> bool:
+        """False for a retention line, which names no file and holds no rows."""
+        return bool(self.path)
+
     def ranges(self) -> list[tuple[int, int]]:
         """The inclusive offset runs the file holds."""
         if self.offset_ranges:
@@ -64,13 +74,14 @@ class ManifestEntry:
 
 def live_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
     """The files bronze holds, in manifest order: the last entry of each path (a file rewritten
-    under its name), without the paths a later entry supersedes (compacted away)."""
+    under its name), without the paths a later entry supersedes (compacted away or expired)."""
     by_path: dict[str, ManifestEntry] = {}
     for entry in entries:
         for replaced in entry.supersedes:
             by_path.pop(replaced, None)
-        by_path.pop(entry.path, None)
-        by_path[entry.path] = entry
+        if entry.is_file:
+            by_path.pop(entry.path, None)
+            by_path[entry.path] = entry
     return list(by_path.values())
 
 

@@ -220,9 +220,26 @@ class CompactorSettings(BaseModel):
         description="Files replaced by a compacted one are deleted this long after, so readers "
         "that listed them before the swap can finish.",
     )
+    bronze_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Bronze files whose hour ended, and that were written, this many days ago "
+        "are dropped from the manifest by the compaction pass (and deleted "
+        "superseded_retention_hours later), once every lower offset of their partition is as "
+        "old; silver keeps their changes, but a point-in-time rebuild of the table from bronze "
+        "is refused from then on. None keeps bronze forever.",
+    )
     sensor_interval_seconds: int = Field(
         300, ge=1, description="How often the compaction sensor looks for closed hours."
     )
+
+    @field_validator("bronze_retention_days", mode="before")
+    @classmethod
+    def _unset_from_the_environment(cls, value: object) -> object:
+        # `Settings.env()` passes None to child processes as the text "None"; empty unsets too.
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
 
 class LocalStackSettings(BaseModel):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pymysql
 
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.source_db import count_rows
 from binlake.storage import LakeStorage
@@ -29,7 +29,8 @@ def collect_table_status(settings: Settings) -> list[TableStatus]:
 
     newest: dict[str, ManifestEntry] = {}
     files: dict[str, int] = {}
-    for entry in Manifest(LakeStorage.from_url(settings.lake_url)).entries():
+    # The files bronze holds: not those compacted away or expired, nor a retention line.
+    for entry in live_entries(Manifest(LakeStorage.from_url(settings.lake_url)).entries()):
         files[entry.table] = files.get(entry.table, 0) + 1
         if entry.table not in newest or entry.written_at > newest[entry.table].written_at:
             newest[entry.table] = entry

@@ -1,7 +1,9 @@
-"""Deleting the files compaction replaced, once no reader can still be reading them.
+"""Deleting the files compaction replaced or bronze retention expired, once no reader can
+still be reading them.
 
-A reader that listed the manifest just before a swap may open a replaced file a little later;
-keeping replaced files for `superseded_retention_hours` after the swap lets it finish. Deleting is
+Both are superseded by a manifest line (a compacted file's entry, a retention line). A reader
+that listed the manifest just before that line may open a superseded file a little later;
+keeping such files for `superseded_retention_hours` after the line lets it finish. Deleting is
 idempotent (a file already gone is skipped), so a crashed run is simply run again.
 """
 

@@ -9,6 +9,7 @@ files stay on disk until ``retention`` deletes them, for readers that listed the
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -42,7 +43,8 @@ class Compacted:
     seconds: float
 
 
-def _offset_runs(files: tuple[ManifestEntry, ...]) -> list[list[int]]:
+def offset_runs(files: Iterable[ManifestEntry]) -> list[list[int]]:
+    """The offsets `files` hold as sorted runs, adjacent or overlapping runs merged."""
     runs: list[list[int]] = []
     for first, last in sorted(r for f in files for r in f.ranges()):
         if runs and first <= runs[-1][1] + 1:
@@ -74,7 +76,7 @@ def compact_group(storage: LakeStorage, manifest: Manifest, group: CompactionGro
     source = pa.concat_tables(inputs)
     primary_key = list(group.files[-1].primary_key)
     compacted = _sorted_rows(source, primary_key)
-    runs = _offset_runs(group.files)
+    runs = offset_runs(group.files)
     first, last = runs[0][0], runs[-1][1]
     path = compacted_file_path(
         group.table, group.partition_key, group.topic, group.partition, first, last

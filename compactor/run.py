@@ -1,4 +1,5 @@
-"""One compaction pass over a lake: compact every closed hour, then delete expired replaced files.
+"""One compaction pass over a lake: expire old bronze (when a retention is set), compact every
+closed hour, then delete replaced and expired files past their retention.
 
 What the Dagster job and ``binlake compact`` call. A group that fails is reported and left as it
 was; the other groups go on.
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from binlake.errors import BinlakeError
-from binlake.manifest import Manifest
+from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from compactor.expiry import Expiry, expire_bronze, expiring_files
 from compactor.plan import CompactionGroup, compaction_groups
 from compactor.retention import delete_replaced_files, expired_replaced_files
 from compactor.rewrite import Compacted, compact_group
@@ -25,10 +27,12 @@ log = logging.getLogger(__name__)
 class CompactionReport:
     compacted: list[Compacted] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (group, error)
+    expired: list[Expiry] = field(default_factory=list)
     deleted_files: int = 0
     deleted_bytes: int = 0
 
     def summary(self) -> dict[str, object]:
+        expired_files = [f for e in self.expired for f in e.files]
         return {
             "groups_compacted": len(self.compacted),
             "files_replaced": sum(c.input_files for c in self.compacted),
@@ -38,6 +42,9 @@ class CompactionReport:
             "output_bytes": sum(c.entry.bytes for c in self.compacted),
             "seconds": round(sum(c.seconds for c in self.compacted), 3),
             "failed": [f"{group}: {error}" for group, error in self.failed],
+            "files_expired": len(expired_files),
+            "rows_expired": sum(f.rows for f in expired_files),
+            "bytes_expired": sum(f.bytes for f in expired_files),
             "replaced_files_deleted": self.deleted_files,
             "replaced_bytes_deleted": self.deleted_bytes,
         }
@@ -48,20 +55,33 @@ def plan_compaction(settings: Settings, now: datetime | None = None) -> list[Com
     return compaction_groups(manifest.entries(), now or datetime.now(UTC), settings.compactor)
 
 
+def plan_expiry(settings: Settings, now: datetime | None = None) -> list[ManifestEntry]:
+    """The files a pass would expire now (none when bronze is kept forever)."""
+    days = settings.compactor.bronze_retention_days
+    if days is None:
+        return []
+    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
+    expiring = expiring_files(manifest.entries(), now or datetime.now(UTC), days)
+    return [file for files in expiring.values() for file in files]
+
+
 def run_compaction(settings: Settings, now: datetime | None = None) -> CompactionReport:
     now = now or datetime.now(UTC)
     storage = LakeStorage.from_url(settings.lake_url)
     manifest = Manifest(storage)
     report = CompactionReport()
+    days = settings.compactor.bronze_retention_days
+    if days is not None:  # first, so that no file about to expire is compacted
+        report.expired = expire_bronze(manifest, now, days)
     for group in compaction_groups(manifest.entries(), now, settings.compactor):
         try:
             report.compacted.append(compact_group(storage, manifest, group))
         except BinlakeError as exc:
             log.error("compaction of %s failed, files left as they were: %s", group, exc)
             report.failed.append((str(group), str(exc)))
-    expired = expired_replaced_files(
+    due = expired_replaced_files(
         manifest.entries(), now, settings.compactor.superseded_retention_hours
     )
-    deleted = delete_replaced_files(storage, expired)
+    deleted = delete_replaced_files(storage, due)
     report.deleted_files, report.deleted_bytes = deleted.files, deleted.bytes
     return report

@@ -114,7 +114,7 @@ class BronzeLake(dg.ConfigurableResource):
                 "read up to: bronze was replaced under silver; rebuild silver from bronze"
             )
         entries, manifest_bytes = Manifest(storage).read_since(cursor)
-        # A file rewritten under its name is read once; files compacted away are not read.
+        # A file rewritten under its name is read once; files compacted away or expired are not.
         by_path = {
             entry.path: entry
             for entry in live_entries(e for e in entries if e.table == table)

@@ -39,7 +39,7 @@ def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChang
     storage = LakeStorage.from_url(settings.lake_url)
     written: dict[tuple[str, int, datetime], float] = {}
     for entry in Manifest(storage).entries():
-        if entry.table not in tables:
+        if entry.table not in tables or not entry.is_file:
             continue
         path = storage.full_path(entry.path)
         if not {"id", "updated_at"} <= set(pl.read_parquet_schema(path)):

@@ -25,8 +25,9 @@ What is and is not a problem:
   ``<prefix>`` topic, not to table topics. Kafka itself leaves holes in offsets only with
   transactions (commit markers) or compaction; Debezium's table topics use neither by default.
   So any other gap fails the check, named by its offsets and the files around it.
-* Offsets below the first file (topic retention, a lake started later) are not a gap: only the
-  span bronze holds is checked, and its first offset is reported.
+* Offsets below the first file (topic retention, a lake started later, bronze files expired by
+  ``compactor.bronze_retention_days``) are not a gap: only the span bronze holds is checked,
+  and its first offset is reported. Expiry only ever takes a prefix of a partition's offsets.
 * An overlap (two files holding the same offset) means rows stored twice; silver keeps one
   version per change, but the check still fails: bronze writers fence each other so that this
   never happens.

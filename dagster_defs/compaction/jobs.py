@@ -20,8 +20,9 @@ COMPACTION_TAG = "binlake/compaction"
 def build_compaction_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(
         name="compact_closed_bronze_hours",
-        description="Rewrites the small files of each closed bronze hour as few sorted files "
-        "(same rows, checked), then deletes replaced files past their retention.",
+        description="Expires bronze past compactor.bronze_retention_days (when set), rewrites "
+        "the small files of each closed bronze hour as few sorted files (same rows, checked), "
+        "then deletes replaced and expired files past their retention.",
     )
     def compact_closed_bronze_hours(context: dg.OpExecutionContext) -> dg.Output[dict[str, Any]]:
         report = run_compaction(settings)

@@ -5,6 +5,10 @@ earlier point is the newest change per key among the changes up to that point. A
 that state as a new Delta table of its own (``SilverLake.rebuild``), never over live silver, with
 the same MERGE, masking and tombstones as silver, so it can be compared with silver's own time
 travel or with a snapshot of the source.
+
+Once bronze retention (``compactor.bronze_retention_days``) has expired files of a table, no
+rebuild of it is complete: the state at any moment depends on its earliest changes. Rebuilds of
+such a table are refused rather than silently wrong; silver's own time travel still has them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import polars as pl
 
 from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_TS_MS
 from binlake.errors import FinalError
+from binlake.manifest import live_entries
 from binlake.timestamps import iso_time_ms
+from compactor.plan import hour_end
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
@@ -90,6 +96,7 @@ def rebuild_silver(
             f"a rebuild of {table} as of {as_of.label} already exists at {target.uri}; "
             "remove it first or read it"
         )
+    _refuse_expired_bronze(bronze, table, as_of)
     read = bronze.read_table(table)
     if not read.frame.height:
         raise FinalError(f"bronze holds no change of {table}: nothing to rebuild")
@@ -98,3 +105,25 @@ def rebuild_silver(
         raise FinalError(f"bronze holds no change of {table} at or before {as_of.label}")
     merge_changes(target, table, changes, read.primary_key, ConsumedOffsets(), pii)
     return Rebuilt(target, changes.height, target.count_live())
+
+
+def _refuse_expired_bronze(bronze: BronzeLake, table: str, as_of: AsOf) -> None:
+    entries = [e for e in bronze.manifest().entries() if e.table == table]
+    retention_lines = [e for e in entries if not e.is_file]
+    if not retention_lines:
+        return
+    expired_before = max(hour_end(e.partition_key) for e in retention_lines)
+    oldest_ms = min(
+        (e.min_source_ts_ms for e in live_entries(entries) if e.min_source_ts_ms is not None),
+        default=None,
+    )
+    holds = (
+        "nothing of it any more"
+        if oldest_ms is None
+        else f"its changes from {datetime.fromtimestamp(oldest_ms / 1000, tz=UTC).isoformat()} on"
+    )
+    raise FinalError(
+        f"bronze of {table} was expired before {expired_before.isoformat()} "
+        f"(compactor.bronze_retention_days) and holds {holds}: a rebuild as of {as_of.label} "
+        "from bronze alone would miss the expired changes; use silver's Delta time travel"
+    )

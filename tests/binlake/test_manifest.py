@@ -1,5 +1,8 @@
-from binlake.manifest import Manifest, ManifestEntry
+from datetime import UTC, datetime
+
+from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
+from compactor.expiry import retention_entry
 
 
 def _entry(first: int, last: int, table: str = "shop.orders", partition: int = 0) -> ManifestEntry:
@@ -83,3 +86,21 @@ def test_a_limit_stops_after_that_many_entries_and_the_cursor_resumes_there(tmp_
         seen += [e.first_offset for e in entries]
     assert (seen, reads) == ([0, 10, 20, 30, 40], 3)
     assert cursor == manifest.read_since(0)[1]
+
+
+def test_a_retention_line_drops_the_files_it_supersedes_and_is_no_file_itself(tmp_path) -> None:
+    manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+    expired, kept = [_entry(0, 9), _entry(10, 19)], _entry(20, 29)
+    for entry in [*expired, kept]:
+        manifest.append(entry)
+    line = retention_entry(
+        ("shop.orders", "binlake.shop.orders", 0), expired, datetime(2027, 1, 1, tzinfo=UTC)
+    )
+    manifest.append(line)
+
+    [read_back] = [e for e in manifest.entries() if not e.is_file]
+    assert read_back == line and (line.path, line.rows, line.schema_version) == ("", 0, 0)
+    assert (line.first_offset, line.last_offset, line.supersedes) == (0, 19, [e.path for e in expired])
+    assert manifest.entries_for("shop.orders") == [kept]
+    assert live_entries(manifest.entries()) == [kept]
+    assert all(e.is_file for e in [*expired, kept])

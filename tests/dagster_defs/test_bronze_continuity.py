@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from binlake.manifest import ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from compactor.expiry import retention_entry
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
 from dagster_defs.bronze.continuity import (
     CONTINUITY_CHECK,
@@ -147,6 +149,13 @@ def test_a_compacted_files_offset_runs_leave_room_for_other_hours():
     )
     [p] = offset_continuity([*this_hour, next_hour, compacted])
     assert p.ok and p.files == 2 and (p.first_offset, p.last_offset) == (0, 14)
+
+
+def test_offsets_expired_at_the_start_of_a_partition_are_no_gap():
+    expired, kept = [entry(0, 4), entry(5, 9)], [entry(10, 14), entry(15, 19)]
+    line = retention_entry((TABLE, TOPIC, 0), expired, datetime(2024, 7, 1, tzinfo=UTC))
+    [p] = offset_continuity([*expired, *kept, line])
+    assert p.ok and p.files == 2 and (p.first_offset, p.last_offset) == (10, 19)
 
 
 def test_an_entry_with_first_above_last_is_reported():

@@ -9,6 +9,7 @@ from binlake.storage import LakeStorage
 from dagster_defs.compaction.jobs import COMPACTION_JOB_NAME, COMPACTION_TAG
 from dagster_defs.compaction.sensors import COMPACTION_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
+from tests.compactor.conftest import with_retention
 
 
 def write_old_small_files(bronze, count: int = 3) -> None:
@@ -36,3 +37,18 @@ def test_sensor_requests_one_run_per_set_of_files_and_the_job_compacts(settings,
 
     [entry] = Manifest(LakeStorage.from_url(settings.lake_url)).entries_for("shop.orders")
     assert entry.rows == 3 and entry.written_at <= datetime.now(UTC).timestamp()
+
+
+def test_files_past_the_bronze_retention_get_a_run_that_expires_them(settings, bronze):
+    settings = with_retention(settings, days=30)
+    write_old_small_files(bronze, count=1)  # nothing to compact, but years old
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(COMPACTION_SENSOR_NAME)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert len(sensor(dg.build_sensor_context(instance=instance)).run_requests) == 1
+        result = defs.resolve_job_def(COMPACTION_JOB_NAME).execute_in_process(instance=instance)
+        output = result.output_for_node("compact_closed_bronze_hours")
+        assert (output["files_expired"], output["rows_expired"]) == (1, 1)
+        assert sensor(dg.build_sensor_context(instance=instance)).skip_reason is not None
+
+    assert Manifest(LakeStorage.from_url(settings.lake_url)).entries_for("shop.orders") == []

@@ -5,11 +5,15 @@ from datetime import UTC, datetime
 import pytest
 
 from binlake.errors import FinalError
+from binlake.manifest import Manifest
+from binlake.storage import LakeStorage
+from compactor.expiry import retention_entry
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.pii import PiiPolicy
 from dagster_defs.silver.rebuild import AsOf, rebuild_silver
 
 MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
 
 
 def test_as_of_parses_times_and_offsets():
@@ -72,3 +76,28 @@ def test_a_rebuild_is_never_overwritten_and_never_empty(settings, shop_history):
         rebuild(settings, AsOf.parse("1"))
     with pytest.raises(FinalError, match="at or before"):
         rebuild(settings, AsOf(source_ts_ms=shop_history - 1))
+
+
+def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, shop_history):
+    t0 = shop_history
+    later = bronze.write(
+        "shop.orders", [bronze.change("u", 4, ts_ms=t0 + 2 * HOUR_MS, id=1, status="sent")]
+    )
+    lake = Manifest(LakeStorage.from_url(settings.lake_url))
+    expired = lake.entries_for("shop.orders")[:-1]
+    lake.append(
+        retention_entry(
+            ("shop.orders", later.topic, 0), expired, datetime(2024, 7, 1, tzinfo=UTC)
+        )
+    )
+    for as_of in (AsOf(source_ts_ms=t0 + 3 * HOUR_MS), AsOf.parse("0:4")):
+        with pytest.raises(FinalError) as refused:
+            rebuild(settings, as_of)
+        message = str(refused.value)
+        assert "bronze of shop.orders was expired before 2024-06-01T11:00:00+00:00" in message
+        assert "compactor.bronze_retention_days" in message and as_of.label in message
+        assert "from 2024-06-01T12:00:00+00:00 on" in message  # the oldest change bronze holds
+        assert "Delta time travel" in message
+    assert not SilverLake(storage_url=settings.lake_url).rebuild(
+        "shop.orders", AsOf.parse("0:4").label
+    ).exists()

@@ -4,6 +4,7 @@ and real Parquet files in a temp lake."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
+from compactor.expiry import retention_entry
 from streams.partition_writer import (
     PartitionWriter,
     Released,
@@ -555,6 +557,26 @@ def test_offsets_already_in_the_manifest_are_released_without_writing(storage, m
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     assert entry.first_offset == 42
     assert len(manifest.entries()) == 2
+
+
+def test_schema_history_resumes_from_the_files_bronze_retention_left(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock)
+    writer.add(0, change())
+    [old] = writer.add(1, change(id_=2, schema=WIDER_SCHEMA, note="x")).files
+    [newest] = writer.close(RotationReason.SHUTDOWN).files
+    manifest.append(retention_entry((TABLE, TOPIC, 0), [old], datetime(2027, 1, 1, tzinfo=UTC)))
+
+    again = make_writer(storage, manifest, clock, resume_after=1)
+    again.add(2, change(id_=3, schema=WIDER_SCHEMA))
+    assert again.schema_version == newest.schema_version == 2
+
+    manifest.append(retention_entry((TABLE, TOPIC, 0), [newest], datetime(2027, 1, 2, tzinfo=UTC)))
+    fresh = make_writer(storage, manifest, clock, resume_after=1)
+    fresh.add(2, change(id_=3))
+    tracked = fresh.table_schema(TABLE)
+    assert tracked is not None and tracked.schema.names == ROW_SCHEMA.names, (
+        "all expired: the history starts from the next row, not from the retention line"
+    )
 
 
 # -- replay: offsets the manifest lists, with their files intact or lost -------------------------
