@@ -216,8 +216,9 @@ def rebuild(
         str,
         typer.Option(
             "--as-of",
-            help="A source commit time (ISO 8601, UTC unless it has an offset) or Kafka offsets "
-            "(P:O[,P:O...], or a bare offset of partition 0), inclusive.",
+            help="A binlog position FILE:POS as SHOW MASTER STATUS gives it (changes before it), "
+            "a source commit time (ISO 8601, UTC unless it has an offset; inclusive) or Kafka "
+            "offsets (P:O[,P:O...], or a bare offset of partition 0; inclusive).",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
@@ -267,14 +268,20 @@ def compact(
     What the `bronze_compaction` Dagster job runs; safe beside it (the swap is one manifest line
     under the manifest's lock) and beside the bronze worker.
     """
-    from compactor.run import plan_compaction, run_compaction
+    from compactor.run import plan_compaction, plan_expiry, run_compaction
 
     settings = _settings()
     if dry_run:
+        expiring = plan_expiry(settings)
+        for entry in expiring:
+            console.print(f"  would expire {entry.path} (offsets {entry.first_offset}..{entry.last_offset})")
         groups = plan_compaction(settings)
         for group in groups:
             console.print(f"  would compact {group}")
-        console.print(f"{len(groups)} group(s) of closed hours to compact; nothing changed")
+        console.print(
+            f"{len(expiring)} file(s) to expire, {len(groups)} group(s) of closed hours to "
+            "compact; nothing changed"
+        )
         return
     report = run_compaction(settings)
     console.print_json(json.dumps(report.summary()))

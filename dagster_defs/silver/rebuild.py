@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_TS_MS
+from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS
 from binlake.errors import FinalError
 from binlake.manifest import live_entries
 from binlake.timestamps import iso_time_ms
@@ -31,47 +31,66 @@ from dagster_defs.silver.merge_changes import merge_changes
 from dagster_defs.silver.pii import PiiPolicy
 
 _OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
+# `SHOW MASTER STATUS`'s File and Position, e.g. mariadb-bin.000042:1337.
+_BINLOG_POSITION = re.compile(r"^(?P<file>[\w.-]+\.\d+):(?P<pos>\d+)$")
 
 
 @dataclass(frozen=True)
 class AsOf:
-    """Up to which change silver is rebuilt: a source commit time, or Kafka offsets.
+    """Up to which change silver is rebuilt: a binlog position, a source commit time, or Kafka
+    offsets.
 
-    By time, every change committed at or before ``source_ts_ms`` (MySQL's binlog has whole
-    seconds). By offsets, every change of each named partition up to its offset (inclusive);
-    partitions not named contribute nothing.
+    By binlog position (what `SHOW MASTER STATUS` reports), every change written to the binlog
+    before it: the exact state of the source at that position. By time, every change committed
+    at or before ``source_ts_ms`` (MySQL's binlog has whole seconds, so a moment inside a busy
+    second is ambiguous). By offsets, every change of each named partition up to its offset
+    (inclusive); partitions not named contribute nothing.
     """
 
     source_ts_ms: int | None = None
     offsets: dict[int, int] = field(default_factory=dict)
+    binlog: tuple[str, int] | None = None  # (file, position)
 
     @classmethod
     def parse(cls, text: str) -> AsOf:
-        """``P:O[,P:O...]`` (partition:offset), a bare offset (partition 0), or an ISO-8601
-        time (UTC when it has no zone)."""
+        """``FILE:POS`` (a binlog position), ``P:O[,P:O...]`` (partition:offset), a bare offset
+        (partition 0), or an ISO-8601 time (UTC when it has no zone)."""
         value = text.strip()
         if value.isdigit():
             return cls(offsets={0: int(value)})
         if _OFFSETS.match(value):
             pairs = [part.split(":") for part in value.split(",")]
             return cls(offsets={int(p): int(o) for p, o in pairs})
+        position = _BINLOG_POSITION.match(value)
+        if position:
+            return cls(binlog=(position["file"], int(position["pos"])))
         source_ts_ms = iso_time_ms(value)
         if source_ts_ms is None:
             raise FinalError(
-                f"--as-of {text!r} is neither a time (ISO-8601, e.g. 2026-01-02T03:04:05Z) nor "
-                "offsets (P:O[,P:O...] or a bare offset of partition 0)"
+                f"--as-of {text!r} is neither a time (ISO-8601, e.g. 2026-01-02T03:04:05Z), a "
+                "binlog position (FILE:POS, e.g. mariadb-bin.000003:4567) nor offsets "
+                "(P:O[,P:O...] or a bare offset of partition 0)"
             )
         return cls(source_ts_ms=source_ts_ms)
 
     @property
     def label(self) -> str:
-        """A name for the rebuild's location, e.g. ``ts=20260102T030405Z`` or ``offsets=0-17``."""
+        """A name for the rebuild's location, e.g. ``ts=20260102T030405Z``, ``offsets=0-17`` or
+        ``binlog=mariadb-bin.000003-4567``."""
+        if self.binlog is not None:
+            return f"binlog={self.binlog[0]}-{self.binlog[1]}"
         if self.source_ts_ms is not None:
             moment = datetime.fromtimestamp(self.source_ts_ms / 1000, tz=UTC)
             return f"ts={moment:%Y%m%dT%H%M%S}{self.source_ts_ms % 1000:03d}Z"
         return "offsets=" + "_".join(f"{p}-{o}" for p, o in sorted(self.offsets.items()))
 
     def included(self) -> pl.Expr:
+        if self.binlog is not None:
+            # In silver's change order (binlake.bronze_layout.CHANGE_ORDER): file name, then pos.
+            file, pos = self.binlog
+            return (pl.col(SOURCE_FILE) < file) | (
+                (pl.col(SOURCE_FILE) == file) & (pl.col(SOURCE_POS) < pos)
+            )
         if self.source_ts_ms is not None:
             return pl.col(SOURCE_TS_MS) <= self.source_ts_ms
         return pl.any_horizontal(

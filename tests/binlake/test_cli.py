@@ -61,3 +61,19 @@ def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):  # noq
     assert json.loads(done.stdout)["files_replaced"] == 2
     [entry] = manifest.entries_for("shop.orders")
     assert entry.rotation_reason == "compaction" and entry.rows == 2
+
+
+def test_compact_dry_run_lists_the_files_retention_would_expire(
+    settings, bronze, monkeypatch  # noqa: F811
+):
+    write_history(bronze)
+    monkeypatch.setenv("BINLAKE_COMPACTOR__BRONZE_RETENTION_DAYS", "1")
+    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
+    before = manifest.entries()
+
+    dry = runner.invoke(app, ["compact", "--dry-run"])
+
+    assert dry.exit_code == 0, dry.output
+    assert "2 file(s) to expire" in dry.output
+    assert all(f"would expire {entry.path}" in dry.output for entry in before)
+    assert manifest.entries() == before

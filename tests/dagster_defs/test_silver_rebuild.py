@@ -24,6 +24,9 @@ def test_as_of_parses_times_and_offsets():
     assert AsOf.parse("17").offsets == {0: 17}
     assert AsOf.parse("0:17,2:5").offsets == {0: 17, 2: 5}
     assert AsOf.parse("0:17,2:5").label == "offsets=0-17_2-5"
+    assert AsOf.parse("mariadb-bin.000003:4567").binlog == ("mariadb-bin.000003", 4567)
+    assert AsOf.parse("mariadb-bin.000003:4567").label == "binlog=mariadb-bin.000003-4567"
+    assert AsOf.parse("2024-06-01T10:00").source_ts_ms is not None  # a time, not FILE:POS
     with pytest.raises(FinalError, match="neither a time"):
         AsOf.parse("yesterday")
 
@@ -101,3 +104,15 @@ def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, s
     assert not SilverLake(storage_url=settings.lake_url).rebuild(
         "shop.orders", AsOf.parse("0:4").label
     ).exists()
+
+
+def test_rebuild_as_of_a_binlog_position_keeps_what_the_binlog_had_before_it(settings, bronze):
+    """Changes before the position, also in earlier binlog files, are in; the rest is not."""
+    c, t0 = bronze.change, bronze.base_ts_ms
+    old, new = "mariadb-bin.000001", "mariadb-bin.000002"
+    bronze.write("shop.orders", [c("c", 0, ts_ms=t0, file=old, pos=9000, id=1, status="new")])
+    bronze.write("shop.orders", [c("c", 1, ts_ms=t0, file=new, pos=400, id=2, status="new")])
+    bronze.write("shop.orders", [c("u", 2, ts_ms=t0, file=new, pos=800, id=1, status="paid")])
+    assert state(rebuild(settings, AsOf.parse(f"{new}:800"))) == [(1, "new"), (2, "new")]
+    assert state(rebuild(settings, AsOf.parse(f"{new}:801"))) == [(1, "paid"), (2, "new")]
+    assert state(rebuild(settings, AsOf.parse(f"{old}:9001"))) == [(1, "new")]
