@@ -102,6 +102,17 @@ class GroupOffsetsClient:
             ),
         )
 
+    def log_start(self, topic: str, partition: int) -> int:
+        """The partition's oldest offset still in Kafka (older ones were deleted by retention)."""
+        consumer = self._reader()
+        try:
+            low, _ = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=self.timeout
+            )
+            return low
+        finally:
+            consumer.close()
+
     def log_end(self, topic: str, partition: int) -> int:
         """The offset the partition's next record will get."""
         consumer = self._reader()

@@ -159,6 +159,7 @@ def plan_replay(
     bronze_writer = group == settings.bronze.app_id
     storage = LakeStorage.from_url(settings.lake_url)
     manifest = Manifest(storage)
+    in_bronze = manifest.last_offsets() if bronze_writer else {}
     resets = []
     for partition, offset in sorted(requested.items()):
         end = kafka.log_end(topic, partition)
@@ -175,6 +176,17 @@ def plan_replay(
                     f"{topic}[{partition}]: offset {offset} is after the bronze writer's "
                     f"committed offset {committed}; moving {group!r} forward would leave offsets "
                     f"{committed}..{offset - 1} out of bronze"
+                )
+            # Kafka forgets an idle group's offsets (offsets.retention.minutes): the manifest
+            # still says where bronze ends.
+            bronze_next = max(
+                in_bronze.get((topic, partition), -1) + 1, kafka.log_start(topic, partition)
+            )
+            if offset > bronze_next:
+                raise ReplayError(
+                    f"{topic}[{partition}]: offset {offset} is after the end of bronze (the "
+                    f"next offset it needs is {bronze_next}); moving {group!r} there would "
+                    f"leave offsets {bronze_next}..{offset - 1} out of bronze"
                 )
             files = PartitionFiles.load(manifest, topic, partition, from_offset=offset)
             target, rewritten = start_of_lost_range(

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pyarrow.fs as pafs
 
-from binlake.manifest import ManifestEntry
+from binlake.manifest import ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 
 
@@ -27,10 +27,17 @@ class Deleted:
 def expired_replaced_files(
     entries: list[ManifestEntry], now: datetime, retention_hours: float
 ) -> list[str]:
-    """Paths superseded by an entry written more than `retention_hours` before `now`."""
+    """Paths superseded by an entry written more than `retention_hours` before `now`, unless a
+    later entry lists the path again (a replay wrote a lost or expired file back under its
+    name): that file is live and stays."""
     cutoff = now.timestamp() - retention_hours * 3600
+    live = {entry.path for entry in live_entries(entries)}
     return [
-        path for e in entries if e.supersedes and e.written_at <= cutoff for path in e.supersedes
+        path
+        for e in entries
+        if e.supersedes and e.written_at <= cutoff
+        for path in e.supersedes
+        if path not in live
     ]
 
 

@@ -780,6 +780,22 @@ class PartitionWriter:
             schema_version=self._version,
         )
         listed = self._bronze.by_path.get(path) if self._bronze is not None else None
+        lost = self._rewriting
+        if (
+            lost is not None
+            and lost.path != path
+            and self._bronze is not None
+            and self._bronze.by_path.get(lost.path) == lost
+        ):
+            # The lost file's offsets come back under another name (a compacted file's name
+            # carries its last offset too; a record of it may now go to another hour or to the
+            # dead letters): its entry must stop listing a file that is gone.
+            entry = dataclasses.replace(entry, supersedes=[lost.path])
+            log.info(
+                "%s[%d]: lost bronze file %s (offsets %d..%d) is written again from %s on; the "
+                "new entry supersedes it",
+                self.topic, self.partition, lost.path, lost.first_offset, lost.last_offset, path,
+            )
         if listed is not None and _same_file(listed, entry):
             log.info(
                 "%s[%d]: restored lost bronze file %s (offsets %d..%d) as its manifest entry "
@@ -795,6 +811,8 @@ class PartitionWriter:
                 listed.first_offset, listed.last_offset,
             )
         self.manifest.append(entry)
+        if self._bronze is not None:  # later runs of this flush see it, before any catch-up
+            self._bronze.add([entry])
         return entry
 
 

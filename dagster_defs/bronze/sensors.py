@@ -90,8 +90,11 @@ def build_manifest_sensor(
         entries, next_cursor = bronze_lake.read_manifest_since(cursor, max_entries)
         events: list[dg.AssetMaterialization] = []
         skipped_tables: dict[str, int] = {}
-        compactions = 0
+        compactions = expiries = 0
         for entry in entries:
+            if not entry.is_file:
+                expiries += 1  # files dropped by bronze retention: silver has them already
+                continue
             if entry.supersedes:
                 compactions += 1  # the same rows in fewer files: nothing new to report
                 continue
@@ -130,7 +133,8 @@ def build_manifest_sensor(
             )
         context.log.info(
             f"manifest bytes {cursor}..{next_cursor}: {len(entries)} entries, "
-            f"{len(events)} reported, {compactions} compacted file(s) not reported"
+            f"{len(events)} reported, {compactions} compacted file(s) and {expiries} retention "
+            "line(s) not reported"
         )
         return dg.SensorResult(asset_events=events, cursor=str(next_cursor))
 

@@ -127,6 +127,7 @@ class FakeKafka:
     committed_: dict[int, int | None] = field(default_factory=lambda: {0: 40, 1: None})
     ends: dict[int, int] = field(default_factory=lambda: {0: 40, 1: 7})
     by_time: dict[int, int] = field(default_factory=lambda: {0: 12, 1: 3})
+    starts: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0})
     state: str = "EMPTY"
     resets: list[dict[int, int]] = field(default_factory=list)
 
@@ -140,6 +141,9 @@ class FakeKafka:
 
     def members(self, group: str) -> GroupMembers:
         return GroupMembers(group, self.state, ())
+
+    def log_start(self, topic: str, partition: int) -> int:
+        return self.starts[partition]
 
     def log_end(self, topic: str, partition: int) -> int:
         return self.ends[partition]
@@ -157,8 +161,8 @@ def lake(tmp_path: Path) -> tuple[object, LakeStorage]:
     settings = load_settings(storage_url=str(tmp_path / "lake"), state_dir=tmp_path / "state")
     storage = LakeStorage.from_url(settings.lake_url)
     manifest = Manifest(storage)
-    for first, last in [(0, 9), (10, 19), (20, 39)]:
-        e = entry(first, last)
+    for first, last, partition in [(0, 9, 0), (10, 19, 0), (20, 39, 0), (0, 6, 1)]:
+        e = entry(first, last, partition)
         storage.write_atomic(e.path, b"x" * e.bytes)
         manifest.append(e)
     return settings, storage
@@ -233,3 +237,16 @@ def test_a_compacted_file_replaces_the_files_it_supersedes_and_holds_only_its_ru
     assert files.file_at(3) == compacted and files.file_at(9) == compacted
     assert files.file_at(6) == entry(5, 7)
     assert files.files_between(5, 8) == [compacted, entry(5, 7)]
+
+
+def test_the_bronze_group_is_never_moved_past_the_end_of_bronze(lake) -> None:
+    """Also when Kafka has forgotten the idle group's offsets; offsets Kafka itself deleted are
+    not needed."""
+    settings, _ = lake
+    kafka = FakeKafka(committed_={0: None, 1: None}, ends={0: 50, 1: 7})
+    with pytest.raises(ReplayError, match="would leave offsets 40..44 out of bronze"):
+        plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka)
+    kafka.starts[0] = 45  # 40..44 were deleted by the topic's retention
+    assert plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka).targets == {
+        0: 45
+    }

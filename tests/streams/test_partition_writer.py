@@ -4,7 +4,7 @@ and real Parquet files in a temp lake."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from binlake import bronze_layout as layout
+from binlake.bronze_coverage import is_intact
 from binlake.bronze_layout import HourBucket
 from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
 from compactor.expiry import retention_entry
+from compactor.plan import CompactionGroup
+from compactor.retention import expired_replaced_files
+from compactor.rewrite import compact_group
 from streams.partition_writer import (
     PartitionWriter,
     Released,
@@ -655,6 +659,74 @@ def test_a_lost_file_rewritten_in_two_parts_supersedes_its_entry(storage, manife
         (0, 3), (4, 5), (6, 7)
     ]
     assert after.path in latest
+
+
+def assert_offsets_once_in_intact_files(storage, manifest, offsets: range) -> None:
+    live = live_entries(manifest.entries())
+    held = sorted(o for e in live for a, b in e.ranges() for o in range(a, b + 1))
+    assert held == list(offsets)
+    assert all(is_intact(storage, e) for e in live), [e.path for e in live]
+
+
+def test_a_lost_compacted_file_is_written_again_and_stops_being_listed(storage, manifest, clock):
+    small = write_files(storage, manifest, clock, [(0, 2), (3, 5)])
+    group = CompactionGroup(TABLE, TOPIC, 0, small[0].partition_key, tuple(small))
+    compacted = compact_group(storage, manifest, group).entry
+    Path(storage.full_path(compacted.path)).unlink()
+    writer = make_writer(storage, manifest, clock, flush_rows=100, resume_after=5)
+
+    [rewritten] = replay(writer, range(6)).files
+
+    assert (rewritten.first_offset, rewritten.last_offset) == (0, 5)
+    assert rewritten.supersedes == [compacted.path]  # its name carries 0-5, the new one 0
+    assert_offsets_once_in_intact_files(storage, manifest, range(6))
+    # The rewritten file has a small file's old name: compaction's retention must keep it.
+    days_later = datetime.fromtimestamp(rewritten.written_at, UTC) + timedelta(days=2)
+    assert rewritten.path not in expired_replaced_files(manifest.entries(), days_later, 1)
+
+
+def test_a_replay_from_before_expired_bronze_writes_it_back_to_stay(storage, manifest, clock):
+    [old, _] = write_files(storage, manifest, clock, [(0, 2), (3, 5)])
+    expired_at = datetime(2027, 1, 1, tzinfo=UTC)
+    manifest.append(retention_entry((TABLE, TOPIC, 0), [old], expired_at))
+    writer = make_writer(storage, manifest, clock, resume_after=5)
+
+    [back] = replay(writer, range(6)).files
+
+    assert (back.path, back.first_offset, back.last_offset) == (old.path, 0, 2)
+    assert_offsets_once_in_intact_files(storage, manifest, range(6))
+    assert expired_replaced_files(manifest.entries(), expired_at + timedelta(days=30), 1) == []
+
+
+def test_a_lost_file_whose_first_record_now_lands_elsewhere_stops_being_listed(
+    storage, manifest, clock
+):
+    """Replayed from after the delete, the lost file's leading tombstone is bucketed by its own
+    Kafka time (the next hour): the file comes back under another name, superseding the lost
+    one's entry."""
+    writer = make_writer(storage, manifest, clock)
+    late = T10 + HOUR_MS - 5
+    delete = change(op="d", id_=7, ts_ms=late)
+    writer.add(0, delete, timestamp_ms=late)
+    writer.flush(RotationReason.ROWS)
+    records = [(1, tombstone(7), T10 + HOUR_MS + 5), (2, change(id_=8, ts_ms=late), late)]
+    for offset, event, timestamp_ms in records:
+        writer.add(offset, event, timestamp_ms=timestamp_ms)
+    [lost] = writer.flush(RotationReason.ROWS).files
+    Path(storage.full_path(lost.path)).unlink()
+
+    replaying = make_writer(storage, manifest, clock, resume_after=2)
+    written = []
+    for offset, event, timestamp_ms in [(0, delete, late), *records]:
+        if replaying.is_handled(offset):
+            written += replaying.skip_handled(offset, offset).files
+        else:
+            written += replaying.add(offset, event, timestamp_ms=timestamp_ms, token=offset).files
+    written += replaying.close(RotationReason.SHUTDOWN).files
+
+    assert lost.path not in {e.path for e in written}
+    assert sum(lost.path in e.supersedes for e in written) == 1
+    assert_offsets_once_in_intact_files(storage, manifest, range(3))
 
 
 def test_a_truncated_file_counts_as_lost(storage, manifest, clock):
