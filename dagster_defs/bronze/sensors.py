@@ -12,6 +12,7 @@ import dagster as dg
 from binlake.errors import ConfigurationError
 from binlake.manifest import ManifestEntry
 from binlake.settings import Settings
+from compactor.rewrite import ROTATION_REASON as COMPACTION_REASON
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 
@@ -95,9 +96,11 @@ def build_manifest_sensor(
             if not entry.is_file:
                 expiries += 1  # files dropped by bronze retention: silver has them already
                 continue
-            if entry.supersedes:
+            if entry.rotation_reason == COMPACTION_REASON:
                 compactions += 1  # the same rows in fewer files: nothing new to report
                 continue
+            # Other entries that supersede a file are a replay writing a lost file again: its
+            # rows may be new to silver, so they are reported like any file.
             if entry.table not in tables:
                 skipped_tables[entry.table] = skipped_tables.get(entry.table, 0) + 1
                 continue

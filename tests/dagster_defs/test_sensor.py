@@ -163,3 +163,30 @@ def test_a_long_manifest_is_reported_over_several_capped_ticks(monkeypatch, bron
             per_tick.append(len(result.asset_events))
             cursor = result.cursor
     assert per_tick == [2, 2, 1, 0]
+
+
+def test_compactions_and_retention_lines_are_not_reported_a_rewritten_lost_file_is(bronze, tick):
+    """Compaction and retention bring silver no new row; a replay writing a lost file again
+    under another name may (silver drops the offsets it has merged already)."""
+    import dataclasses
+
+    small = bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
+    cursor = tick(None).cursor
+    compacted = dataclasses.replace(
+        small, path=small.path + ".compacted", rotation_reason="compaction",
+        supersedes=[small.path],
+    )
+    rewritten = dataclasses.replace(
+        small, path=small.path + ".again", rotation_reason="bronze_boundary",
+        supersedes=[compacted.path],
+    )
+    expired = dataclasses.replace(
+        small, path="", rows=0, bytes=0, rotation_reason="retention",
+        supersedes=[rewritten.path],
+    )
+    for entry in (compacted, rewritten, expired):
+        bronze.manifest.append(entry)
+
+    result = tick(cursor)
+
+    assert [e.metadata["path"].value for e in result.asset_events] == [rewritten.path]
