@@ -201,12 +201,21 @@ def apply_replay(
 ) -> dict[int, int | None]:
     """Move the group's offsets to the plan's targets; returns the committed offsets after.
 
-    GroupInUseError, with nothing moved, if the group has members now.
+    GroupInUseError, with nothing moved, if the group has members now; ReplayError if its
+    offsets moved since the plan was made.
     """
     kafka = kafka or GroupOffsetsClient(settings.kafka.bootstrap_servers)
     members = kafka.members(plan.group)
     if members.active:
         raise GroupInUseError(members.refusal())
+    # The plan's checks (never forward, lost files) hold for the offsets it was made from.
+    now = kafka.committed(plan.group, plan.topic, plan.targets)
+    planned_from = {p.partition: p.current for p in plan.partitions}
+    if now != planned_from:
+        raise ReplayError(
+            f"consumer group {plan.group!r} on {plan.topic} moved since the plan (from "
+            f"{planned_from} to {now}); nothing changed, plan the replay again"
+        )
     kafka.reset(plan.group, plan.topic, plan.targets)
     after = kafka.committed(plan.group, plan.topic, plan.targets)
     if after != plan.targets:

@@ -250,3 +250,13 @@ def test_the_bronze_group_is_never_moved_past_the_end_of_bronze(lake) -> None:
     assert plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka).targets == {
         0: 45
     }
+
+
+def test_a_plan_made_before_the_group_moved_is_not_applied(lake) -> None:
+    settings, _ = lake
+    kafka = FakeKafka()
+    plan = plan_replay(settings, "shop.orders", from_offsets={0: 30}, kafka=kafka)
+    kafka.committed_[0] = 20  # another replay moved the group further back meanwhile
+    with pytest.raises(ReplayError, match="moved since the plan"):
+        apply_replay(plan, settings, kafka=kafka)
+    assert kafka.resets == []
