@@ -18,7 +18,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from binlake.settings import Settings
-from dagster_defs.keys import silver_key
+from dagster_defs.keys import silver_history_key, silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
 
 SILVER_CATCH_UP_SENSOR_NAME = "silver_catch_up"
@@ -31,12 +31,17 @@ def build_silver_catch_up_sensor(
     settings: Settings, *, clock: Callable[[], float] = time.time
 ) -> dg.SensorDefinition:
     tables = list(settings.tables)
+    # Current-state tables and the history tables asked for: both keep their consumed offsets
+    # in their Delta commits, and both are triggered by the same bronze reports.
+    targets = [(table, silver_key(table), False) for table in tables] + [
+        (table, silver_history_key(table), True) for table in settings.silver.history_tables
+    ]
 
     @dg.sensor(
         name=SILVER_CATCH_UP_SENSOR_NAME,
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[silver_key(t) for t in tables],
+        asset_selection=[key for _, key, _ in targets],
         description="Requests a silver run for a table when a bronze file older than "
         f"{GRACE_SECONDS:g} s is not merged into it (closes eager automation's race).",
     )
@@ -45,8 +50,9 @@ def build_silver_catch_up_sensor(
     ) -> dg.SensorResult:
         now = clock()
         requests: list[dg.RunRequest] = []
-        for table in tables:
-            consumed = silver_lake.table(table).consumed()
+        for table, key, history in targets:
+            delta = silver_lake.history(table) if history else silver_lake.table(table)
+            consumed = delta.consumed()
             if bronze_lake.manifest_size() < consumed.manifest_cursor:
                 continue  # a new lake under an old silver: the silver asset reports that
             entries, _ = bronze_lake.read_manifest_since(consumed.manifest_cursor)
@@ -60,13 +66,14 @@ def build_silver_catch_up_sensor(
             if behind:
                 first = behind[0]
                 context.log.info(
-                    f"silver {table} has not merged {len(behind)} bronze file(s), the first "
-                    f"{first.path}: requesting a run"
+                    f"{key.to_user_string()} has not merged {len(behind)} bronze file(s), the "
+                    f"first {first.path}: requesting a run"
                 )
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"{table}:{first.topic}:{first.partition}:{first.first_offset}",
-                        asset_selection=[silver_key(table)],
+                        run_key=f"{key.to_user_string()}:{first.topic}:{first.partition}:"
+                        f"{first.first_offset}",
+                        asset_selection=[key],
                     )
                 )
         if not requests:
