@@ -52,6 +52,13 @@ def silver_history_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SILVER, db, f"{name}_history"])
 
 
+def writer_pool(key: dg.AssetKey) -> str:
+    """The concurrency pool of the asset writing one Delta table: its key. The instance limits
+    every pool to one running step (``concurrency.pools.default_limit``), so two runs never
+    merge into the same table at once, while one run still updates every table."""
+    return key.to_user_string()
+
+
 def hourly_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
     """Hourly partitions in UTC from ``dagster.partitions_start``: bronze by commit hour, gold by
     the hour of its business time (order creation).

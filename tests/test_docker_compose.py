@@ -106,7 +106,7 @@ def test_one_housekeeping_run_at_a_time(job_module: str) -> None:
     job_name = next(v for k, v in vars(module).items() if k.endswith("_JOB_NAME"))
 
     instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
-    limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": tag, "limit": 1} in limits
 
     def run() -> dg.DagsterRun:
@@ -157,3 +157,33 @@ def test_passwords_come_from_the_environment_with_no_default(compose: dict) -> N
     init = (ROOT / "deploy/mysql/init-cdc-user.sh").read_text()
     assert "${MYSQL_CDC_PASSWORD}" in init
     assert "MYSQL_CDC_PASSWORD" in _env(compose["services"]["mysql"])
+
+
+@pytest.mark.parametrize("where", ["production", "local"])
+def test_each_silver_table_has_one_writer_at_a_time(
+    where: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both instance configs load in Dagster and limit every pool (each silver asset's) to one
+    step at a time."""
+    import dagster as dg
+
+    from binlake.local_stack.components import write_dagster_instance_config
+    from binlake.settings import load_settings
+
+    if where == "production":
+        config_dir = ROOT / "deploy/dagster"
+        for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+            monkeypatch.setenv(name, "unused")
+        text = (config_dir / "dagster.yaml").read_text()
+        # Storage aside (no PostgreSQL here): the same concurrency and run queue sections.
+        instance = yaml.safe_load(text)
+        instance.pop("storage")
+        (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    else:
+        settings = load_settings(state_dir=tmp_path / "state", storage_url=str(tmp_path / "lake"))
+        (tmp_path / "dagster.yaml").write_text(
+            write_dagster_instance_config(settings).read_text()
+        )
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        assert instance.event_log_storage.supports_global_concurrency_limits

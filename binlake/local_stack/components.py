@@ -63,8 +63,8 @@ def write_connect_worker_properties(settings: Settings) -> Path:
 
 def write_dagster_instance_config(settings: Settings) -> Path:
     """DAGSTER_HOME/dagster.yaml: SQLite storage locally (PostgreSQL in production), a queued
-    run coordinator that allows one run per table and one maintenance run at a time, threaded
-    sensor evaluation."""
+    run coordinator with one maintenance, compaction and replay run at a time, one writer per
+    silver table (concurrency pools), threaded sensor evaluation."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = {
@@ -72,16 +72,19 @@ def write_dagster_instance_config(settings: Settings) -> Path:
         "run_coordinator": {
             "module": "dagster._core.run_coordinator",
             "class": "QueuedRunCoordinator",
-            "config": {
+            "config": {"dequeue_interval_seconds": 1},
+        },
+        "concurrency": {
+            "runs": {
                 "max_concurrent_runs": 4,
-                "dequeue_interval_seconds": 1,
                 "tag_concurrency_limits": [
-                    {"key": "binlake/table", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                     {"key": "binlake/maintenance", "limit": 1},
                     {"key": "binlake/compaction", "limit": 1},
                     {"key": "binlake/replay", "limit": 1},
                 ],
             },
+            # one step at a time per pool: each silver asset's pool is its key
+            "pools": {"default_limit": 1},
         },
         "sensors": {"use_threads": True, "num_workers": 4},
         "auto_materialize": {"enabled": True, "use_sensors": True, "use_threads": True},

@@ -13,7 +13,7 @@ import dagster as dg
 from binlake.settings import Settings
 from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.freshness import freshness_policy
-from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key
+from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
 from dagster_defs.silver.merge_changes import merge_changes
@@ -31,6 +31,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         automation_condition=SILVER_CONDITION,
         group_name=SILVER,
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
+        pool=writer_pool(key),
         kinds={"polars", "deltalake"},
         freshness_policy=freshness_policy(settings.freshness.silver_minutes),
         description=f"Current state of {table} (Delta, MERGE by key): the newest change of each "

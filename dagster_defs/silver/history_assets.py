@@ -12,7 +12,14 @@ import dagster as dg
 from binlake.settings import Settings
 from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.freshness import freshness_policy
-from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_history_key
+from dagster_defs.keys import (
+    SILVER,
+    TAG_LAYER,
+    TAG_TABLE,
+    bronze_key,
+    silver_history_key,
+    writer_pool,
+)
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.history import change_rows
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
@@ -29,6 +36,7 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         automation_condition=SILVER_CONDITION,
         group_name=SILVER,
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
+        pool=writer_pool(silver_history_key(table)),
         kinds={"polars", "deltalake"},
         freshness_policy=freshness_policy(settings.freshness.silver_minutes),
         description=f"History of {table} (SCD type 2, Delta): one row per change with "

@@ -61,6 +61,7 @@ def test_root_defs_are_lazy_and_load(settings):
         assert silver.automation_condition is not None
         assert silver.tags["binlake/layer"] == "silver"
         assert silver.tags["binlake/table"] == f"shop.{table}"
+        assert silver.pools == {f"silver/shop/{table}"}  # one writer per Delta table
     assert graph.get(dg.AssetKey(["bronze", "shop", "orders"])).partitions_def is not None
     assert graph.get(dg.AssetKey(["silver", "shop", "orders"])).partitions_def is None
 
