@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import pyarrow.fs as pafs
 
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.manifest import Manifest, ManifestEntry, follow_entry
 from binlake.storage import LakeStorage
 
 
@@ -59,11 +59,7 @@ class PartitionFiles:
         for entry in entries:
             if entry.topic != self.topic or entry.partition != self.partition:
                 continue
-            for replaced in entry.supersedes:
-                self.by_path.pop(replaced, None)
-            self.by_path.pop(entry.path, None)
-            if entry.is_file and entry.last_offset >= self.from_offset:
-                self.by_path[entry.path] = entry
+            follow_entry(self.by_path, entry, keep=entry.last_offset >= self.from_offset)
             self._runs = None
 
     def files(self) -> list[ManifestEntry]:

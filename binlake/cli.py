@@ -268,14 +268,14 @@ def compact(
     What the `bronze_compaction` Dagster job runs; safe beside it (the swap is one manifest line
     under the manifest's lock) and beside the bronze worker.
     """
-    from compactor.run import plan_compaction, plan_expiry, run_compaction
+    from compactor.run import plan_pass, run_compaction
 
     settings = _settings()
     if dry_run:
-        expiring = plan_expiry(settings)
+        plan = plan_pass(settings)
+        expiring, groups = plan.expiring, plan.groups
         for entry in expiring:
             console.print(f"  would expire {entry.path} (offsets {entry.first_offset}..{entry.last_offset})")
-        groups = plan_compaction(settings)
         for group in groups:
             console.print(f"  would compact {group}")
         console.print(

@@ -77,12 +77,21 @@ def live_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
     under its name), without the paths a later entry supersedes (compacted away or expired)."""
     by_path: dict[str, ManifestEntry] = {}
     for entry in entries:
-        for replaced in entry.supersedes:
-            by_path.pop(replaced, None)
-        if entry.is_file:
-            by_path.pop(entry.path, None)
-            by_path[entry.path] = entry
+        follow_entry(by_path, entry)
     return list(by_path.values())
+
+
+def follow_entry(
+    by_path: dict[str, ManifestEntry], entry: ManifestEntry, *, keep: bool = True
+) -> None:
+    """Apply the next manifest entry to `by_path` (the live files by path), as every reader
+    does: drop the paths it supersedes and an earlier entry of its own path, then list it if it
+    is a file (and `keep`: a reader may leave out files it has no use for)."""
+    for replaced in entry.supersedes:
+        by_path.pop(replaced, None)
+    by_path.pop(entry.path, None)
+    if entry.is_file and keep:
+        by_path[entry.path] = entry
 
 
 class Manifest:

@@ -50,19 +50,29 @@ class CompactionReport:
         }
 
 
-def plan_compaction(settings: Settings, now: datetime | None = None) -> list[CompactionGroup]:
-    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
-    return compaction_groups(manifest.entries(), now or datetime.now(UTC), settings.compactor)
+@dataclass(frozen=True)
+class CompactionPlan:
+    """What a pass would do now: the groups of closed hours to compact, the files to expire."""
+
+    groups: list[CompactionGroup]
+    expiring: list[ManifestEntry]
+
+
+def plan_pass(settings: Settings, now: datetime | None = None) -> CompactionPlan:
+    """What `run_compaction` would do now, from one read of the manifest; changes nothing."""
+    now = now or datetime.now(UTC)
+    entries = Manifest(LakeStorage.from_url(settings.lake_url)).entries()
+    days = settings.compactor.bronze_retention_days
+    expiring = {} if days is None else expiring_files(entries, now, days)
+    return CompactionPlan(
+        compaction_groups(entries, now, settings.compactor),
+        [file for files in expiring.values() for file in files],
+    )
 
 
 def plan_expiry(settings: Settings, now: datetime | None = None) -> list[ManifestEntry]:
     """The files a pass would expire now (none when bronze is kept forever)."""
-    days = settings.compactor.bronze_retention_days
-    if days is None:
-        return []
-    manifest = Manifest(LakeStorage.from_url(settings.lake_url))
-    expiring = expiring_files(manifest.entries(), now or datetime.now(UTC), days)
-    return [file for files in expiring.values() for file in files]
+    return plan_pass(settings, now).expiring
 
 
 def run_compaction(settings: Settings, now: datetime | None = None) -> CompactionReport:

@@ -12,7 +12,7 @@ import hashlib
 import dagster as dg
 
 from binlake.settings import Settings
-from compactor.run import plan_compaction, plan_expiry
+from compactor.run import plan_pass
 
 COMPACTION_SENSOR_NAME = "bronze_compaction_sensor"
 
@@ -28,8 +28,8 @@ def build_compaction_sensor(settings: Settings, job: dg.JobDefinition) -> dg.Sen
         "files are past compactor.bronze_retention_days.",
     )
     def bronze_compaction_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        groups = plan_compaction(settings)
-        expiring = plan_expiry(settings)
+        plan = plan_pass(settings)
+        groups, expiring = plan.groups, plan.expiring
         if not groups and not expiring:
             return dg.SensorResult(
                 skip_reason="no closed bronze hour with files to compact and no file to expire"
