@@ -8,6 +8,7 @@ defaults below. Settings are validated when loaded, so a typo fails at start-up,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -62,6 +63,14 @@ class KafkaSettings(BaseModel):
     schema_registry_url: str = Field(
         "", description="Confluent-compatible schema registry; required when value_format=avro."
     )
+    max_record_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest change record (key + value, serialized) carried end to end. Drives "
+        "every limit on the path: Connect's producer (`max.request.size`), the change topics' "
+        "`max.message.bytes`, the broker's `message.max.bytes`, the bronze worker's fetch sizes "
+        "and, unless set, `bronze.max_message_bytes`. An update carries two images of its row.",
+    )
 
     @property
     def port(self) -> int:
@@ -85,6 +94,49 @@ class ConnectSettings(BaseModel):
     )
     poll_interval_ms: int = Field(20, ge=1, description="Debezium `poll.interval.ms`.")
     group_id: str = Field("binlake-connect", description="Connect worker group id.")
+    column_truncate_to_length_chars: dict[str, int] = Field(
+        {},
+        description="Columns Debezium truncates before sending, `<db>.<table>.<column>` -> "
+        "characters (Debezium `column.truncate.to.<n>.chars`): a way past "
+        "`kafka.max_record_bytes` for one huge column. Silver then differs from the source in "
+        "that column, and the reconciliation check says so.",
+    )
+    column_exclude_list: list[str] = Field(
+        [],
+        description="Columns Debezium never sends, `<db>.<table>.<column>` (Debezium "
+        "`column.exclude.list`); they are absent from bronze and silver.",
+    )
+    health_interval_seconds: int = Field(
+        15, ge=1, description="How often the connector health sensor reads the Connect REST API."
+    )
+    restart_backoff_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Wait before the first restart of a FAILED connector or task; doubles after "
+        "each failed restart, up to restart_backoff_max_seconds.",
+    )
+    restart_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two restarts."
+    )
+    restarts_before_alert: int = Field(
+        3,
+        ge=0,
+        description="Restarts tried before a task that keeps failing raises an alert (0: alert "
+        "at the first failure). Restarts go on with backoff after the alert.",
+    )
+
+    @field_validator("column_truncate_to_length_chars", "column_exclude_list", mode="after")
+    @classmethod
+    def _qualified_columns(cls, value: dict[str, int] | list[str]) -> dict[str, int] | list[str]:
+        for name in value:
+            parts = name.split(".")
+            if len(parts) != 3 or not all(_IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"column {name!r} must be <db>.<table>.<column>")
+        if isinstance(value, dict):
+            for name, chars in value.items():
+                if chars < 1:
+                    raise ValueError(f"column {name!r}: truncate length {chars} must be >= 1")
+        return value
 
     @property
     def port(self) -> int:
@@ -109,9 +161,20 @@ class BronzeSettings(BaseModel):
     dead_letter_topic: str = Field(
         "", description="Topic bad records are copied to; empty means <topic prefix>.dead-letter."
     )
-    max_message_bytes: int = Field(
-        8 * 1024 * 1024, ge=1, description="Records larger than this are dead-lettered."
+    max_message_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Records larger than this are dead-lettered; None (the default) means "
+        "`kafka.max_record_bytes`, the largest record the path carries.",
     )
+
+    @field_validator("max_message_bytes", mode="before")
+    @classmethod
+    def _unset_from_the_environment(cls, value: object) -> object:
+        # `Settings.env()` passes None to child processes as the text "None".
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
 
 class DagsterSettings(BaseModel):
@@ -188,6 +251,12 @@ class SilverSettings(BaseModel):
         description="Tables that also get an SCD type 2 history silver table "
         "(`<db>.<table>`, each one of `tables`).",
     )
+    auto_resync: bool = Field(
+        False,
+        description="When reconciliation finds a difference that persists while the source is "
+        "quiet, or a schema change silver cannot apply exactly, start a resync of that table "
+        "(Debezium incremental snapshot) without asking. Off: the check names the command.",
+    )
 
     @field_validator("pii_patterns")
     @classmethod
@@ -197,6 +266,45 @@ class SilverSettings(BaseModel):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"pii pattern {pattern!r} is not a regular expression: {exc}")
+        return value
+
+
+class AlertSettings(BaseModel):
+    """Where binlake's alerts go besides the Dagster UI: connector failures, failed runs and
+    freshness SLO misses."""
+
+    webhook_url: SecretStr = Field(
+        SecretStr(""),
+        description='Slack-compatible incoming webhook (POST of JSON `{"text": ...}`); empty '
+        "sends none. A secret: webhook URLs carry their token.",
+    )
+    timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one webhook POST.")
+    repeat_minutes: float = Field(
+        60.0,
+        gt=0,
+        description="An alert still true is sent again after this long (not on every tick).",
+    )
+
+
+class ResyncSettings(BaseModel):
+    """Re-reading a table while streaming goes on (Debezium incremental snapshot)."""
+
+    signal_table: str = Field(
+        "binlake_signal",
+        description="Debezium signal table, created in the first of mysql.databases; the "
+        "connector user needs INSERT on it (Debezium writes its snapshot watermarks there).",
+    )
+    chunk_size: int = Field(
+        1024,
+        ge=1,
+        description="Rows per incremental snapshot chunk (`incremental.snapshot.chunk.size`).",
+    )
+
+    @field_validator("signal_table")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"signal table {value!r} must match {_IDENTIFIER.pattern}")
         return value
 
 
@@ -290,6 +398,8 @@ class Settings(BaseSettings):
     silver: SilverSettings = Field(default_factory=SilverSettings)
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
     compactor: CompactorSettings = Field(default_factory=CompactorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    resync: ResyncSettings = Field(default_factory=ResyncSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
@@ -331,6 +441,19 @@ class Settings(BaseSettings):
     def _registry_for_avro(self) -> Settings:
         if self.kafka.value_format == "avro" and not self.kafka.schema_registry_url:
             raise ValueError("kafka.value_format=avro needs kafka.schema_registry_url")
+        return self
+
+    @property
+    def bronze_max_message_bytes(self) -> int:
+        """Records larger than this are dead-lettered by the bronze worker."""
+        return self.bronze.max_message_bytes or self.kafka.max_record_bytes
+
+    @model_validator(mode="after")
+    def _column_options_name_captured_tables(self) -> Settings:
+        named = [*self.connect.column_truncate_to_length_chars, *self.connect.column_exclude_list]
+        unknown = [c for c in named if c.rsplit(".", 1)[0] not in self.tables]
+        if unknown:
+            raise ValueError(f"connect column options name columns of uncaptured tables: {unknown}")
         return self
 
     @property
@@ -386,6 +509,8 @@ class Settings(BaseSettings):
             "silver",
             "freshness",
             "compactor",
+            "alerts",
+            "resync",
             "local",
         ):
             model: BaseModel = getattr(self, group)
@@ -393,16 +518,14 @@ class Settings(BaseSettings):
                 key = f"BINLAKE_{group.upper()}__{name.upper()}"
                 if isinstance(value, SecretStr):
                     env[key] = value.get_secret_value()
-                elif isinstance(value, list):
-                    env[key] = _json_list(value)
+                elif isinstance(value, list | dict):
+                    env[key] = json.dumps(value)
                 else:
                     env[key] = str(value)
         return env
 
 
 def _json_list(values: list[str]) -> str:
-    import json
-
     return json.dumps(values)
 
 

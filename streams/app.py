@@ -506,8 +506,11 @@ def create_app(
         stream_wait_empty=False,
         # Dead letters are published with the record's own bytes, up to max_message_bytes.
         producer_max_request_size=max(
-            1024 * 1024, bronze.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
+            1024 * 1024, settings.bronze_max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
         ),
+        # Kafka returns at least one batch per partition even above the fetch size (KIP-74),
+        # but a fetch sized for the largest record avoids one round trip per large record.
+        consumer_max_fetch_size=settings.kafka.max_record_bytes,
         topic_partitions=1,
         topic_replication_factor=1,
         # binlake elects no leader; the leader topic's partition, empty, shared every fetch

@@ -222,7 +222,7 @@ class BronzeWorker:
             flush_rows=settings.bronze.flush_rows,
             flush_seconds=settings.bronze.flush_seconds,
             flush_bytes=settings.bronze.flush_bytes,
-            max_message_bytes=settings.bronze.max_message_bytes,
+            max_message_bytes=settings.bronze_max_message_bytes,
             **kwargs,
         )
 
