@@ -45,3 +45,30 @@ def wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -
         if time.monotonic() - start > timeout_s:
             raise AssertionError(f"{what}: not reached after {timeout_s} s")
         time.sleep(1)
+
+
+# Tables of the shared "edge cases" stack (issue 11): one or more per case, each created and
+# written by the test module that owns it, so the modules share one stack without sharing rows.
+EDGE_TABLES = [
+    "shop.edge_big",  # rows over 1 MB (tests/integration/test_large_records.py)
+    "shop.edge_truncate",  # TRUNCATE (test_truncate_and_bits.py)
+    "shop.edge_bits",  # BIT(1), BIT(5), BIT(64) (test_truncate_and_bits.py)
+    "shop.edge_default",  # ADD COLUMN ... DEFAULT (test_ddl_edge_cases.py)
+    "shop.edge_rename",  # CHANGE / RENAME COLUMN (test_ddl_edge_cases.py)
+    "shop.edge_drop",  # DROP COLUMN (test_ddl_edge_cases.py)
+    "shop.edge_resync",  # resync deleting rows silver holds and the source lost (test_resync.py)
+]
+
+
+@pytest.fixture(scope="session")
+def edge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One stack for the edge cases of issue 11, started once for every module that uses it."""
+    settings = integration_settings(tmp_path_factory.mktemp("edge-stack")).model_copy(
+        update={"tables": EDGE_TABLES}
+    )
+    stack = LocalStack(settings)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
