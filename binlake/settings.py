@@ -64,12 +64,13 @@ class KafkaSettings(BaseModel):
         "", description="Confluent-compatible schema registry; required when value_format=avro."
     )
     max_record_bytes: int = Field(
-        16 * 1024 * 1024,
+        32 * 1024 * 1024,
         ge=1024 * 1024,
         description="Largest change record (key + value, serialized) carried end to end. Drives "
         "every limit on the path: Connect's producer (`max.request.size`), the change topics' "
         "`max.message.bytes`, the broker's `message.max.bytes`, the bronze worker's fetch sizes "
-        "and, unless set, `bronze.max_message_bytes`. An update carries two images of its row.",
+        "and, unless set, `bronze.max_message_bytes`. An update carries both images of its "
+        "row, so the default lets a row of up to about 16 MB (a full MEDIUMTEXT) change.",
     )
 
     @property

@@ -19,6 +19,49 @@ MASK = "********"
 _SECRET_MARKERS = ("password", "secret", "sasl.jaas.config", "token", "credential")
 
 
+# Framing on top of a record's own bytes: record and batch headers, plus Debezium's key.
+RECORD_FRAMING_BYTES = 64 * 1024
+# Kafka's producer default `buffer.memory`; a record must fit in the buffer too.
+PRODUCER_BUFFER_MEMORY_BYTES = 32 * 1024 * 1024
+
+
+def request_limit_bytes(settings: Settings) -> int:
+    """The size every hop accepts (producer request, topic, broker): the largest record the lake
+    carries, `kafka.max_record_bytes`, plus framing. One number so no hop is the narrow one."""
+    return settings.kafka.max_record_bytes + RECORD_FRAMING_BYTES
+
+
+def large_record_config(settings: Settings) -> dict[str, str]:
+    """Connector keys that let a change record of up to `kafka.max_record_bytes` through.
+
+    `producer.override.*` needs the worker's `connector.client.config.override.policy=All`
+    (the local worker sets it, and compose's Connect service); topics Debezium creates get the
+    same `max.message.bytes`, so a broker with a smaller default does not refuse them.
+    """
+    limit = request_limit_bytes(settings)
+    return {
+        "producer.override.max.request.size": str(limit),
+        "producer.override.buffer.memory": str(max(PRODUCER_BUFFER_MEMORY_BYTES, 2 * limit)),
+        "topic.creation.default.max.message.bytes": str(limit),
+    }
+
+
+def column_options_config(settings: Settings) -> dict[str, str]:
+    """Debezium's per-column escapes for a column too large to carry (settings.connect)."""
+    config: dict[str, str] = {}
+    by_length: dict[int, list[str]] = {}
+    for column, chars in settings.connect.column_truncate_to_length_chars.items():
+        by_length.setdefault(chars, []).append(column)
+    for chars, columns in sorted(by_length.items()):
+        # Debezium matches each entry as a regex on `<db>.<table>.<column>`.
+        config[f"column.truncate.to.{chars}.chars"] = ",".join(re.escape(c) for c in columns)
+    if settings.connect.column_exclude_list:
+        config["column.exclude.list"] = ",".join(
+            re.escape(c) for c in settings.connect.column_exclude_list
+        )
+    return config
+
+
 def schema_history_topic(topic_prefix: str) -> str:
     """Topic where Debezium keeps the DDL history it needs to interpret old binlog events."""
     return f"{topic_prefix}.schema-history"
@@ -64,6 +107,8 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "key.converter.schemas.enable": "true",
         "value.converter": JSON_CONVERTER,
         "value.converter.schemas.enable": "true",
+        **large_record_config(settings),
+        **column_options_config(settings),
     }
 
 

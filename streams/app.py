@@ -429,7 +429,11 @@ class BronzeApp(faust.App):
             )
 
         async def ensure_topic() -> None:
-            await ensure_dead_letter_topic(bootstrap, dead_letter_topic)
+            await ensure_dead_letter_topic(
+                bootstrap,
+                dead_letter_topic,
+                max_message_bytes=settings.bronze_max_message_bytes + DEAD_LETTER_HEADROOM_BYTES,
+            )
 
         self.bronze.enable_dead_letter_topic(
             DeadLetterPublisher(dead_letter_topic, send, ensure_topic=ensure_topic)
@@ -450,8 +454,11 @@ class BronzeApp(faust.App):
             await discovery.refresh()
 
 
-async def ensure_dead_letter_topic(bootstrap_servers: str, topic: str) -> None:
-    """Create the dead-letter topic if it is missing (one partition, replicated up to 3 times).
+async def ensure_dead_letter_topic(
+    bootstrap_servers: str, topic: str, *, max_message_bytes: int | None = None
+) -> None:
+    """Create the dead-letter topic if it is missing (one partition, replicated up to 3 times),
+    taking records up to `max_message_bytes` (a dead letter is the record's own bytes).
 
     One partition keeps every dead letter in the order it was published; they are rare. A topic
     that exists is left as it is (an operator may have created it with other settings).
@@ -463,7 +470,10 @@ async def ensure_dead_letter_topic(bootstrap_servers: str, topic: str) -> None:
             return
         brokers = (await admin.describe_cluster()).get("brokers") or [None]
         replication = min(3, len(brokers))
-        response = await admin.create_topics([NewTopic(topic, 1, replication)])
+        configs = {} if max_message_bytes is None else {"max.message.bytes": str(max_message_bytes)}
+        response = await admin.create_topics(
+            [NewTopic(topic, 1, replication, topic_configs=configs)]
+        )
         for error in response.topic_errors:
             name, code = error[0], error[1]
             if code not in (0, TOPIC_ALREADY_EXISTS):

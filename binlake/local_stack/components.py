@@ -12,6 +12,7 @@ from binlake.local_stack.executables import find_executable
 from binlake.local_stack.mariadb import MariaDBInstance
 from binlake.local_stack.supervisor import Program
 from binlake.settings import Settings
+from cdc.connector_config import request_limit_bytes
 
 MARIADB = "mariadb"
 BROKER = "broker"
@@ -55,6 +56,10 @@ def write_connect_worker_properties(settings: Settings) -> Path:
         "offset.flush.interval.ms": "1000",
         "plugin.discovery": "service_load",
         "topic.creation.enable": "true",
+        # The connector sets its producer's limits from kafka.max_record_bytes
+        # (cdc.connector_config.large_record_config); the worker default says the same.
+        "connector.client.config.override.policy": "All",
+        "producer.max.request.size": str(request_limit_bytes(settings)),
     }
     path = home / "worker.properties"
     path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
@@ -94,7 +99,9 @@ def write_dagster_instance_config(settings: Settings) -> Path:
     return path
 
 
-def programs(settings: Settings, mariadb: MariaDBInstance, connect_classpath: Path) -> list[Program]:
+def programs(
+    settings: Settings, mariadb: MariaDBInstance, connect_classpath: Path
+) -> list[Program]:
     bin_dir = Path(sys.executable).parent
     env_dagster = {"DAGSTER_HOME": str(dagster_home(settings))}
     worker_properties = settings.state_dir.resolve() / "connect" / "worker.properties"

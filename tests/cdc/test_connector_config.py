@@ -67,6 +67,10 @@ def test_every_required_key(settings: Settings):
         "key.converter.schemas.enable": "true",
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "true",
+        # kafka.max_record_bytes (32 MiB) plus 64 KiB of framing on every hop
+        "producer.override.max.request.size": "33619968",
+        "producer.override.buffer.memory": "67239936",
+        "topic.creation.default.max.message.bytes": "33619968",
     }
 
 
@@ -120,3 +124,49 @@ def test_secret_helpers(settings: Settings):
     assert not is_secret_key("key.converter.schemas.enable")
     assert secret_values(config) == ["s3cret-pw"]
     assert secret_values({"database.password": ""}) == []
+
+
+def test_large_records_raise_every_producer_and_topic_limit(settings: Settings):
+    wide = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"max_record_bytes": 64 * 1024**2})}
+    )
+    config = build_connector_config(wide)
+    limit = 64 * 1024**2 + 64 * 1024
+    assert config["producer.override.max.request.size"] == str(limit)
+    assert config["topic.creation.default.max.message.bytes"] == str(limit)
+    # a record must also fit the producer's buffer
+    assert int(config["producer.override.buffer.memory"]) >= limit
+
+
+def test_column_escapes_for_a_column_too_large_to_carry(monkeypatch: pytest.MonkeyPatch):
+    for name in list(os.environ):
+        if name.startswith("BINLAKE_"):
+            monkeypatch.delenv(name)
+    settings = load_settings(
+        tables=["shop.docs", "shop.notes"],
+        connect={
+            "column_truncate_to_length_chars": {
+                "shop.docs.body": 1000,
+                "shop.notes.text": 1000,
+                "shop.docs.title": 80,
+            },
+            "column_exclude_list": ["shop.docs.attachment"],
+        },
+    )
+    config = build_connector_config(settings)
+    assert config["column.truncate.to.1000.chars"] == r"shop\.docs\.body,shop\.notes\.text"
+    assert config["column.truncate.to.80.chars"] == r"shop\.docs\.title"
+    assert config["column.exclude.list"] == r"shop\.docs\.attachment"
+
+
+@pytest.mark.parametrize(
+    ("connect", "message"),
+    [
+        ({"column_exclude_list": ["shop.docs"]}, "must be <db>.<table>.<column>"),
+        ({"column_truncate_to_length_chars": {"shop.docs.body": 0}}, "must be >= 1"),
+        ({"column_exclude_list": ["billing.invoices.pdf"]}, "uncaptured tables"),
+    ],
+)
+def test_column_escapes_are_validated(connect: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        load_settings(tables=["shop.docs"], connect=connect)
