@@ -55,6 +55,8 @@ class MariaDBInstance:
                     "skip-name-resolve",
                     "innodb_buffer_pool_size=128M",
                     "innodb_flush_log_at_trx_commit=2",
+                    # MySQL 8's default (MariaDB's is 16M): rows as large as production takes.
+                    "max_allowed_packet=64M",
                     "",
                 ]
             )
