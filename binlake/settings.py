@@ -29,6 +29,14 @@ LOCAL_PII_KEY = "binlake-local-pii-key"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]+$")
 
 
+def _none_from_text(value: object) -> object:
+    """An optional setting left unset: `Settings.env()` passes None to child processes as the
+    text "None", and an empty variable unsets too."""
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    return value
+
+
 class MySQLSettings(BaseModel):
     """The MySQL (or MySQL-compatible) source whose binlog binlake captures."""
 
@@ -169,13 +177,9 @@ class BronzeSettings(BaseModel):
         "`kafka.max_record_bytes`, the largest record the path carries.",
     )
 
-    @field_validator("max_message_bytes", mode="before")
-    @classmethod
-    def _unset_from_the_environment(cls, value: object) -> object:
-        # `Settings.env()` passes None to child processes as the text "None".
-        if isinstance(value, str) and value.strip().lower() in ("", "none"):
-            return None
-        return value
+    _unset_from_the_environment = field_validator("max_message_bytes", mode="before")(
+        _none_from_text
+    )
 
 
 class DagsterSettings(BaseModel):
@@ -342,13 +346,9 @@ class CompactorSettings(BaseModel):
         300, ge=1, description="How often the compaction sensor looks for closed hours."
     )
 
-    @field_validator("bronze_retention_days", mode="before")
-    @classmethod
-    def _unset_from_the_environment(cls, value: object) -> object:
-        # `Settings.env()` passes None to child processes as the text "None"; empty unsets too.
-        if isinstance(value, str) and value.strip().lower() in ("", "none"):
-            return None
-        return value
+    _unset_from_the_environment = field_validator("bronze_retention_days", mode="before")(
+        _none_from_text
+    )
 
 
 class LocalStackSettings(BaseModel):

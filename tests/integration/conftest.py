@@ -23,14 +23,25 @@ def integration_settings(state_dir: Path) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = LocalStack(integration_settings(tmp_path_factory.mktemp("stack")))
+def stack_of_tables(
+    tmp_path_factory: pytest.TempPathFactory, name: str, tables: list[str] | None = None
+) -> Iterator[LocalStack]:
+    """A started stack of its own, capturing `tables` (the demo tables when None); stopped by
+    PID when the fixture using it ends."""
+    settings = integration_settings(tmp_path_factory.mktemp(name))
+    if tables is not None:
+        settings = settings.model_copy(update={"tables": tables})
+    stack = LocalStack(settings)
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from stack_of_tables(tmp_path_factory, "stack")
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -> None:
@@ -63,12 +74,4 @@ EDGE_TABLES = [
 @pytest.fixture(scope="session")
 def edge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the edge cases of issue 11, started once for every module that uses it."""
-    settings = integration_settings(tmp_path_factory.mktemp("edge-stack")).model_copy(
-        update={"tables": EDGE_TABLES}
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
+    yield from stack_of_tables(tmp_path_factory, "edge-stack", EDGE_TABLES)

@@ -126,8 +126,10 @@ def test_connect_sigkill_during_bulk_insert_loses_nothing(crash_stack: LocalStac
         rows_before_kill = _bronze(stack).height
         os.kill(before.pid, signal.SIGKILL)  # the Connect JVM supervisord started; nothing else
         killed_at = time.monotonic() - began
-        print(f"\nSIGKILL Connect pid {before.pid} at {killed_at:.1f}s, bronze had "
-              f"{rows_before_kill} rows")
+        print(
+            f"\nSIGKILL Connect pid {before.pid} at {killed_at:.1f}s, bronze had "
+            f"{rows_before_kill} rows"
+        )
 
         restarted = _wait_for(
             "supervisord to restart Connect",
@@ -141,8 +143,10 @@ def test_connect_sigkill_during_bulk_insert_loses_nothing(crash_stack: LocalStac
     supervisor_log = stack.supervisor.log_file("supervisord").read_text()
     assert "connect (terminated by SIGKILL; not expected)" in supervisor_log
     total = BATCHES * ROWS_PER_BATCH
-    print(f"Connect running again (pid {_connect_state(stack).pid}) {restarted:.1f}s after the "
-          f"kill; insert of {total} rows done at {time.monotonic() - began:.1f}s")
+    print(
+        f"Connect running again (pid {_connect_state(stack).pid}) {restarted:.1f}s after the "
+        f"kill; insert of {total} rows done at {time.monotonic() - began:.1f}s"
+    )
 
     def every_row_in_bronze() -> bool:
         bronze = _bronze(stack)

@@ -35,28 +35,80 @@ def _at(seconds: int) -> datetime:
 # (statement, params, expected bronze change as (table, op, id)); `updated_at` is unique per
 # change so each one can be found in bronze.
 SCRIPT = [
-    ("INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', %s, %s)", (T0, _at(1)), ("customers", "c", 1)),
-    ("INSERT INTO customers VALUES (2, 'Bob', 'bob@example.com', %s, %s)", (T0, _at(2)), ("customers", "c", 2)),
-    ("INSERT INTO products VALUES (1, 'SKU-1', 'Widget', 9.99, %s)", (_at(3),), ("products", "c", 1)),
-    ("INSERT INTO products VALUES (2, 'SKU-2', 'Gadget', 120.50, %s)", (_at(4),), ("products", "c", 2)),
+    (
+        "INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', %s, %s)",
+        (T0, _at(1)),
+        ("customers", "c", 1),
+    ),
+    (
+        "INSERT INTO customers VALUES (2, 'Bob', 'bob@example.com', %s, %s)",
+        (T0, _at(2)),
+        ("customers", "c", 2),
+    ),
+    (
+        "INSERT INTO products VALUES (1, 'SKU-1', 'Widget', 9.99, %s)",
+        (_at(3),),
+        ("products", "c", 1),
+    ),
+    (
+        "INSERT INTO products VALUES (2, 'SKU-2', 'Gadget', 120.50, %s)",
+        (_at(4),),
+        ("products", "c", 2),
+    ),
     ("INSERT INTO orders VALUES (10, 1, 'new', %s, %s)", (T0, _at(5)), ("orders", "c", 10)),
-    ("INSERT INTO order_items VALUES (100, 10, 1, 3, 9.99, %s)", (_at(6),), ("order_items", "c", 100)),
-    ("INSERT INTO order_items VALUES (101, 10, 2, 1, 120.50, %s)", (_at(7),), ("order_items", "c", 101)),
+    (
+        "INSERT INTO order_items VALUES (100, 10, 1, 3, 9.99, %s)",
+        (_at(6),),
+        ("order_items", "c", 100),
+    ),
+    (
+        "INSERT INTO order_items VALUES (101, 10, 2, 1, 120.50, %s)",
+        (_at(7),),
+        ("order_items", "c", 101),
+    ),
     # several updates of one row
     ("UPDATE orders SET status='paid', updated_at=%s WHERE id=10", (_at(8),), ("orders", "u", 10)),
-    ("UPDATE orders SET status='shipped', updated_at=%s WHERE id=10", (_at(9),), ("orders", "u", 10)),
-    ("UPDATE orders SET status='delivered', updated_at=%s WHERE id=10", (_at(10),), ("orders", "u", 10)),
+    (
+        "UPDATE orders SET status='shipped', updated_at=%s WHERE id=10",
+        (_at(9),),
+        ("orders", "u", 10),
+    ),
+    (
+        "UPDATE orders SET status='delivered', updated_at=%s WHERE id=10",
+        (_at(10),),
+        ("orders", "u", 10),
+    ),
     # a row inserted and deleted in the same run
     ("INSERT INTO orders VALUES (11, 2, 'new', %s, %s)", (T0, _at(11)), ("orders", "c", 11)),
-    ("INSERT INTO order_items VALUES (102, 11, 1, 2, 9.99, %s)", (_at(12),), ("order_items", "c", 102)),
-    ("UPDATE orders SET status='cancelled', updated_at=%s WHERE id=11", (_at(13),), ("orders", "u", 11)),
+    (
+        "INSERT INTO order_items VALUES (102, 11, 1, 2, 9.99, %s)",
+        (_at(12),),
+        ("order_items", "c", 102),
+    ),
+    (
+        "UPDATE orders SET status='cancelled', updated_at=%s WHERE id=11",
+        (_at(13),),
+        ("orders", "u", 11),
+    ),
     ("DELETE FROM order_items WHERE id=102", (), ("order_items", "d", 102)),
     ("DELETE FROM orders WHERE id=11", (), ("orders", "d", 11)),
     ("UPDATE products SET price=11.25, updated_at=%s WHERE id=1", (_at(14),), ("products", "u", 1)),
-    ("INSERT INTO orders VALUES (12, 2, 'new', %s, %s)", (T0.replace(hour=5), _at(15)), ("orders", "c", 12)),
-    ("INSERT INTO order_items VALUES (103, 12, 2, 4, 120.50, %s)", (_at(16),), ("order_items", "c", 103)),
+    (
+        "INSERT INTO orders VALUES (12, 2, 'new', %s, %s)",
+        (T0.replace(hour=5), _at(15)),
+        ("orders", "c", 12),
+    ),
+    (
+        "INSERT INTO order_items VALUES (103, 12, 2, 4, 120.50, %s)",
+        (_at(16),),
+        ("order_items", "c", 103),
+    ),
     ("DELETE FROM customers WHERE id=2 AND 1=0", (), None),  # touches nothing: no change
-    ("UPDATE customers SET email='ada@lake.example', updated_at=%s WHERE id=1", (_at(17),), ("customers", "u", 1)),
+    (
+        "UPDATE customers SET email='ada@lake.example', updated_at=%s WHERE id=1",
+        (_at(17),),
+        ("customers", "u", 1),
+    ),
 ]
 
 
@@ -94,9 +146,7 @@ def test_changes_flow_from_mysql_to_gold(running_stack: LocalStack) -> None:
         return bronze.filter(pl.col(OP) != "t").height if bronze.height else 0
 
     def bronze_complete() -> bool:
-        return all(
-            changes_in_bronze(t) >= sum(1 for c in expected if c[0] == t) for t in tables
-        )
+        return all(changes_in_bronze(t) >= sum(1 for c in expected if c[0] == t) for t in tables)
 
     _wait_for("bronze holds every change", bronze_complete, timeout_s=120)
     for table in tables:
@@ -136,7 +186,11 @@ def test_status_reports_every_component_and_table(running_stack: LocalStack) -> 
     env = {**os.environ, **running_stack.settings.env()}
     result = subprocess.run(
         [sys.executable, "-m", "binlake", "status", "--json"],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     status = json.loads(result.stdout)
     states = {c["name"]: c["state"] for c in status["components"]}
@@ -148,9 +202,21 @@ def test_demo_summary_shows_source_equal_to_silver(running_stack: LocalStack, tm
     summary_path = tmp_path / "summary.json"
     env = {**os.environ, **running_stack.settings.env()}
     subprocess.run(
-        [sys.executable, "-m", "binlake", "demo", "--duration", "15", "--rate", "10",
-         "--summary-json", str(summary_path)],
-        env=env, timeout=900, check=True,
+        [
+            sys.executable,
+            "-m",
+            "binlake",
+            "demo",
+            "--duration",
+            "15",
+            "--rate",
+            "10",
+            "--summary-json",
+            str(summary_path),
+        ],
+        env=env,
+        timeout=900,
+        check=True,
     )
     summary = json.loads(summary_path.read_text())
     assert set(summary["tables"]) == {"customers", "products", "orders", "order_items"}
@@ -167,7 +233,11 @@ def _rebuild(settings, table: str, as_of: str) -> pl.DataFrame:
     env = {**os.environ, **settings.env()}
     result = subprocess.run(
         [sys.executable, "-m", "binlake", "rebuild", "--table", table, "--as-of", as_of, "--json"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
     rebuilt = json.loads(result.stdout)

@@ -33,7 +33,7 @@ from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.schema_drift import fingerprint, is_dropped, row_schema_of
-from tests.integration.conftest import integration_settings
+from tests.integration.conftest import stack_of_tables
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +53,7 @@ WIDEN_DDL = [
 
 @pytest.fixture(scope="module")
 def drift_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = integration_settings(tmp_path_factory.mktemp("drift-stack")).model_copy(
-        update={"tables": [WIDEN, BREAK]}
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
+    yield from stack_of_tables(tmp_path_factory, "drift-stack", [WIDEN, BREAK])
 
 
 def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -> None:
@@ -96,7 +88,7 @@ def _changes_in_bronze(settings: Settings, table: str) -> int:
 def _binlog_position_of(cur, statement: str) -> tuple[str, int]:
     """(binlog file, position) of the event that logged `statement`."""
     cur.execute("SHOW BINARY LOGS")
-    for (log_name, *_rest) in reversed(cur.fetchall()):
+    for log_name, *_rest in reversed(cur.fetchall()):
         cur.execute(f"SHOW BINLOG EVENTS IN '{log_name}'")
         for _, pos, event_type, _, _, info in reversed(cur.fetchall()):
             if event_type == "Query" and statement in info:
@@ -141,8 +133,7 @@ def _launch_checks(stack: LocalStack, check_keys: list[dg.AssetCheckKey]) -> str
         "jobName": "__ASSET_JOB",
         "assetSelection": [],
         "assetCheckSelection": [
-            {"assetKey": {"path": list(key.asset_key.path)}, "name": key.name}
-            for key in check_keys
+            {"assetKey": {"path": list(key.asset_key.path)}, "name": key.name} for key in check_keys
         ],
     }
     launched = _graphql(stack, _LAUNCH, {"params": {"selector": selector}})
@@ -272,8 +263,12 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
     assert silver.schema["qty"] == pl.Int64
     assert silver.schema["amount"] == pl.Decimal(12, 4)
     assert silver.filter(pl.col("id") == 100000).row(0, named=True) == {
-        "id": 100000, "qty": 5_000_000_000, "amount": Decimal("12345678.1234"),
-        "label": "wide", "legacy": None, "note": "after",
+        "id": 100000,
+        "qty": 5_000_000_000,
+        "amount": Decimal("12345678.1234"),
+        "label": "wide",
+        "legacy": None,
+        "note": "after",
     }
     # The dropped column is kept: its last values where rows have not changed since.
     assert silver.filter(pl.col("id") == 1)["legacy"].to_list() == ["old"]
@@ -305,9 +300,9 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
     try:
 
         def evaluation(key: dg.AssetCheckKey) -> dg.AssetCheckEvaluation | None:
-            record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-                [key]
-            ).get(key)
+            record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(
+                key
+            )
             if record is None or record.run_id != run_id or record.event is None:
                 return None
             data = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from dagster_defs.resources import build_mysql_source
 from dagster_defs.silver.checks import differing_columns
 from dagster_defs.silver.pii import PiiPolicy
 from dagster_defs.silver.reconcile import compared_columns, judge, silver_digest
-from tests.integration.conftest import integration_settings, wait_for
+from tests.integration.conftest import stack_of_tables, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,15 +111,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def types_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = integration_settings(tmp_path_factory.mktemp("types-stack")).model_copy(
-        update={"tables": [ALL_TYPES, NO_PK, PAIRS]}
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
+    yield from stack_of_tables(tmp_path_factory, "types-stack", [ALL_TYPES, NO_PK, PAIRS])
 
 
 def test_every_type_reaches_silver_and_reconciles(types_stack: LocalStack) -> None:
