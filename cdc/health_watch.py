@@ -40,6 +40,16 @@ def local_connect_log(settings: Settings) -> Path | None:
     return path if path.is_file() else None
 
 
+def observe(connect: ConnectClient, connector: str) -> Observation:
+    """The connector's status; Connect unreachable or not knowing it are observations too."""
+    try:
+        return Observation.of(connect.get_status(connector))
+    except ConnectHTTPError as exc:
+        if exc.status_code == 404:
+            return Observation.missing(connector)
+        return Observation.unreachable(connector, str(exc))
+
+
 @dataclass(frozen=True)
 class HealthTick:
     decision: Decision
@@ -89,12 +99,7 @@ class ConnectorHealthWatch:
         )
 
     def observe(self) -> Observation:
-        try:
-            return Observation.of(self.connect.get_status(self.connector))
-        except ConnectHTTPError as exc:
-            if exc.status_code == 404:
-                return Observation.missing(self.connector)
-            return Observation.unreachable(self.connector, str(exc))
+        return observe(self.connect, self.connector)
 
     def tick(self, previous: HealthState) -> HealthTick:
         observed = self.observe()

@@ -29,6 +29,7 @@ from typing import Any
 
 import pymysql
 
+from binlake.errors import ConnectError
 from binlake.settings import Settings
 from binlake.source_db import connect_source
 
@@ -182,7 +183,7 @@ def _table_of_topic(settings: Settings, topic: str) -> str | None:
 def _tables_after_offset(settings: Settings, connect: ConnectClient, notes: list[str]) -> list[str]:
     try:
         offsets = connect.get_offsets(settings.connect.connector_name)
-    except Exception as exc:  # a diagnosis reports what it could not find
+    except (ConnectError, ValueError) as exc:
         notes.append(f"The connector's committed offsets could not be read: {exc}.")
         return []
     position = next(
