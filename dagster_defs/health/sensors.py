@@ -122,8 +122,11 @@ def build_run_failure_sensor(
         errors = []
         for event in context.get_step_failure_events():
             data = event.step_failure_data
-            error = data.error.message if data and data.error else event.message or ""
-            errors.append(f"{event.step_key}: {_first_lines(error)}")
+            error = data.error if data else None
+            while error is not None and error.cause is not None:
+                error = error.cause  # Dagster wraps the op's own exception: report that one
+            message = error.message if error is not None else event.message or ""
+            errors.append(f"{event.step_key}: {_first_lines(message)}")
         if not errors and context.failure_event.message:
             errors.append(_first_lines(context.failure_event.message))
         alerter.send(run_failure_text(context.dagster_run, errors, ui_url))
