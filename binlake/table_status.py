@@ -129,14 +129,21 @@ class CaptureStatus:
 
 
 def collect_capture_status(
-    settings: Settings, *, now: float | None = None, health: HealthState | None = None
+    settings: Settings,
+    *,
+    now: float | None = None,
+    health: HealthState | None = None,
+    connect: ConnectClient | None = None,
 ) -> CaptureStatus:
     """`health`: the connector_health sensor's state; read from the Dagster instance if None."""
     connector = settings.connect.connector_name
-    with ConnectClient(
-        settings.connect.url, timeout=5.0, retry_for_s=CONNECT_RETRY_SECONDS
-    ) as client:
-        observed = observe(client, connector)
+    if connect is None:
+        with ConnectClient(
+            settings.connect.url, timeout=5.0, retry_for_s=CONNECT_RETRY_SECONDS
+        ) as client:
+            observed = observe(client, connector)
+    else:
+        observed = observe(connect, connector)
     if health is None:
         health = _health_state(settings) or HealthState()
     episode = health.stopped_since is not None and observed.capture_stopped
