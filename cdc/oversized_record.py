@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LOG_TAIL_BYTES = 8 * 1024 * 1024
 BINLOG_EVENTS_SCANNED = 2000
 ROWS_REPORTED = 5
+QUERY_SECONDS = 20  # longest scan of a table for its large rows
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def diagnose_record_too_large(
         try:
             rows = _oversized_rows(settings, table, limit // 2)
         except pymysql.Error as exc:
-            diagnosis.notes.append(f"Could not read {table} for large rows: {exc}.")
+            diagnosis.notes.append(
+                f"Could not read {table} for large rows (within {QUERY_SECONDS} s): {exc}."
+            )
             continue
         if rows and diagnosis.table is None:
             diagnosis.table, diagnosis.found_by = table, "its rows over half the limit"
@@ -223,9 +226,23 @@ def _tables_after_offset(settings: Settings, connect: ConnectClient, notes: list
 # -- the rows -------------------------------------------------------------------------------------
 
 
+def _limit_statement_time(cur: pymysql.cursors.Cursor) -> None:
+    """Bound the full scan: a sensor tick must not hang on a huge table (MariaDB, else MySQL)."""
+    for statement in (
+        f"SET SESSION max_statement_time = {QUERY_SECONDS:d}",
+        f"SET SESSION max_execution_time = {QUERY_SECONDS * 1000:d}",
+    ):
+        try:
+            cur.execute(statement)
+            return
+        except pymysql.Error:
+            continue
+
+
 def _oversized_rows(settings: Settings, table: str, at_least_bytes: int) -> list[OversizedRow]:
     db, name = table.split(".")
     with connect_source(settings) as conn, conn.cursor() as cur:
+        _limit_statement_time(cur)
         cur.execute(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
