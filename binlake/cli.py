@@ -16,6 +16,7 @@ from binlake.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from binlake.replay import ReplayPlan
+    from binlake.table_status import CaptureStatus
 
 app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -146,7 +147,7 @@ def status(
     console.print(tables_grid)
 
 
-def _print_capture(capture) -> None:  # binlake.table_status.CaptureStatus
+def _print_capture(capture: CaptureStatus) -> None:
     color = "red" if capture.capture_stopped else "green"
     grid = Table("connector / task", "state", "worker", "last error", title="capture")
     grid.add_row(capture.connector, f"[{color}]{capture.state}[/{color}]", "",
