@@ -16,6 +16,7 @@ from binlake.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from binlake.replay import ReplayPlan
+    from binlake.table_status import CaptureStatus
 
 app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -96,18 +97,28 @@ def down() -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Each component's state and, per table, source rows, newest bronze file and silver rows."""
+    """Each component's state, the connector's and its tasks' state (last error, how long capture
+    has been stopped) and, per table, source rows, newest bronze file and silver rows."""
+    from dataclasses import asdict
+
     from binlake.local_stack.stack import LocalStack
-    from binlake.table_status import collect_table_status
+    from binlake.table_status import collect_capture_status, collect_table_status
 
     stack = LocalStack(_settings())
     components = stack.components()
-    tables = collect_table_status(stack.settings) if stack.is_running() else []
+    running = stack.is_running()
+    tables = collect_table_status(stack.settings) if running else []
+    capture = collect_capture_status(stack.settings) if running else None
     if as_json:
         console.print_json(
             json.dumps(
                 {
                     "components": [c.__dict__ for c in components],
+                    "capture": None if capture is None else {
+                        **asdict(capture),
+                        "stopped_for_s": capture.stopped_for_s,
+                        "newest_change_age_s": capture.newest_change_age_s,
+                    },
                     "tables": [t.__dict__ for t in tables],
                 },
                 default=str,
@@ -121,6 +132,8 @@ def status(
         console.print(f"nothing running under {stack.settings.state_dir}")
         return
     console.print(grid)
+    if capture is not None:
+        _print_capture(capture)
     tables_grid = Table("table", "source rows", "newest bronze file", "age", "silver rows",
                         title="tables")
     for t in tables:
@@ -132,6 +145,21 @@ def status(
             _or_dash(t.silver_rows),
         )
     console.print(tables_grid)
+
+
+def _print_capture(capture: CaptureStatus) -> None:
+    color = "red" if capture.capture_stopped else "green"
+    grid = Table("connector / task", "state", "worker", "last error", title="capture")
+    grid.add_row(capture.connector, f"[{color}]{capture.state}[/{color}]", "",
+                 capture.error if capture.state in ("FAILED", "UNREACHABLE", "MISSING") else "")
+    for task in capture.tasks:
+        task_color = "green" if task.state == "RUNNING" else "red"
+        grid.add_row(f"  task {task.id}", f"[{task_color}]{task.state}[/{task_color}]",
+                     task.worker_id, task.error or "")
+    console.print(grid)
+    console.print(f"[{color}]{capture.stopped_text()}[/{color}]"
+                  + (f" ({capture.restarts} restart(s) by the health sensor)"
+                     if capture.restarts else ""))
 
 
 def _or_dash(value: object) -> str:

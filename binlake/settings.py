@@ -133,6 +133,13 @@ class ConnectSettings(BaseModel):
         description="Restarts tried before a task that keeps failing raises an alert (0: alert "
         "at the first failure). Restarts go on with backoff after the alert.",
     )
+    restart_recovery_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A restarted connector counts as recovered once it has been RUNNING this "
+        "long after the restart; failing before counts as a restart that did not help (a task "
+        "killed by a record it cannot send runs for seconds after each restart).",
+    )
 
     @field_validator("column_truncate_to_length_chars", "column_exclude_list", mode="after")
     @classmethod

@@ -105,6 +105,14 @@ class ConnectorStatus:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SourceOffset:
+    """One source partition's committed offset, as the connector wrote it."""
+
+    partition: dict[str, Any]
+    offset: dict[str, Any]
+
+
 def _is_transient(exc: BaseException) -> bool:
     # 409 is Connect's "rebalance in progress"; 5xx and no answer at all happen while it starts.
     if isinstance(exc, ConnectHTTPError):
@@ -201,6 +209,24 @@ class ConnectClient:
         """Restart the connector and, by default, all of its tasks."""
         params = {"includeTasks": str(include_tasks).lower(), "onlyFailed": "false"}
         self._request("POST", f"/connectors/{_segment(name)}/restart", params=params)
+
+    def restart_failed(self, name: str) -> None:
+        """Restart the connector and those of its tasks that are FAILED, leaving RUNNING ones be.
+
+        `POST /connectors/<name>/restart?includeTasks=true&onlyFailed=true` (Connect >= 3.0).
+        """
+        params = {"includeTasks": "true", "onlyFailed": "true"}
+        self._request("POST", f"/connectors/{_segment(name)}/restart", params=params)
+
+    def get_offsets(self, name: str) -> list[SourceOffset]:
+        """The connector's committed source offsets (`GET /connectors/<name>/offsets`, KIP-875,
+        Connect >= 3.5); for Debezium's MySQL connector one partition holding the binlog
+        file and position from which it would resume."""
+        body = self._request("GET", f"/connectors/{_segment(name)}/offsets").json()
+        return [
+            SourceOffset(dict(entry.get("partition") or {}), dict(entry.get("offset") or {}))
+            for entry in body.get("offsets") or ()
+        ]
 
     def pause(self, name: str) -> None:
         self._request("PUT", f"/connectors/{_segment(name)}/pause")

@@ -14,6 +14,7 @@ from dagster_defs.automation import build_automation_sensor
 from dagster_defs.bronze.definitions import build_bronze_definitions
 from dagster_defs.compaction.definitions import build_compaction_definitions
 from dagster_defs.gold.definitions import build_gold_definitions
+from dagster_defs.health.definitions import build_health_definitions
 from dagster_defs.maintenance.definitions import build_maintenance_definitions
 from dagster_defs.replay.definitions import build_replay_definitions
 from dagster_defs.resources import build_resources
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_maintenance_definitions(settings),
         build_compaction_definitions(settings),
         build_replay_definitions(settings),
+        build_health_definitions(settings),
         dg.Definitions(
             sensors=[build_automation_sensor(settings)],
             resources=build_resources(settings),

@@ -73,6 +73,7 @@ from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
 )
 
+from binlake.alerts import Alerter
 from binlake.manifest import ManifestEntry
 from dagster_defs.resources import BronzeLake, MySQLSource
 
@@ -525,16 +526,59 @@ def _parse_cursor(cursor: str | None) -> tuple[int, dict[str, int]]:
         return 0, {}
 
 
+def _parse_misses(cursor: str | None) -> dict[str, float]:
+    try:
+        state = json.loads(cursor) if cursor else {}
+        return {str(k): float(v) for k, v in state.get("slo_misses_alerted_at", {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def freshness_alerts(
+    outcomes: Sequence[tuple[FreshnessTarget, FreshnessOutcome]],
+    alerted_at: Mapping[str, float],
+    now: float,
+    repeat_seconds: float,
+) -> tuple[list[str], dict[str, float]]:
+    """Alert texts for SLO misses, and when each miss still open was last alerted (pure).
+
+    One alert when a check starts failing, again every `repeat_seconds` while it keeps failing,
+    and one when it passes again; a tick that changes nothing sends nothing.
+    """
+    texts: list[str] = []
+    still_missed: dict[str, float] = {}
+    for target, outcome in outcomes:
+        key = target.check_key.to_user_string()
+        previous = alerted_at.get(key)
+        if outcome.passed:
+            if previous is not None:
+                texts.append(f"binlake: {key} is within its SLO again. {outcome.description}")
+            continue
+        if previous is not None and now - previous < repeat_seconds:
+            still_missed[key] = previous
+            continue
+        still = "still misses" if previous is not None else "misses"
+        texts.append(
+            f"binlake: {key} {still} its freshness SLO ({target.severity.value}). "
+            f"{outcome.description}"
+        )
+        still_missed[key] = now
+    return texts, still_missed
+
+
 def build_freshness_sensor(
     *,
     name: str = FRESHNESS_SENSOR_NAME,
     interval_seconds: int = FRESHNESS_SENSOR_INTERVAL_SECONDS,
     clock: Clock = time.time,
+    alerter: Alerter | None = None,
+    alert_repeat_seconds: float = 3600.0,
 ) -> dg.SensorDefinition:
     """Evaluates every freshness check of the code location without a run.
 
     The cursor keeps the bronze manifest's byte offset and the newest source time per table
-    seen so far, so a tick reads only the manifest lines appended since the previous one.
+    seen so far, so a tick reads only the manifest lines appended since the previous one, and
+    when each SLO miss still open was last sent to `alerter` (see ``freshness_alerts``).
     """
 
     @dg.sensor(
@@ -562,6 +606,7 @@ def build_freshness_sensor(
         tables = sorted({table for t in targets for table in t.source_tables})
         source = source_commit_times(mysql_source, tables)
         events: list[dg.AssetCheckEvaluation] = []
+        outcomes: list[tuple[FreshnessTarget, FreshnessOutcome]] = []
         for target in targets:
             outcome = evaluate_freshness(
                 target,
@@ -571,7 +616,20 @@ def build_freshness_sensor(
                 previous_caught_up=previous_caught_up_at(context.instance, target.check_key),
             )
             events.append(outcome.evaluation(target))
-        cursor = json.dumps({"manifest_bytes": position, "bronze_newest_ms": bronze_newest})
+            outcomes.append((target, outcome))
+        texts, misses = freshness_alerts(
+            outcomes, _parse_misses(context.cursor), clock(), alert_repeat_seconds
+        )
+        for text in texts:
+            if alerter is not None:
+                alerter.send(text)
+        cursor = json.dumps(
+            {
+                "manifest_bytes": position,
+                "bronze_newest_ms": bronze_newest,
+                "slo_misses_alerted_at": misses,
+            }
+        )
         return dg.SensorResult(asset_events=events, cursor=cursor)
 
     return _sensor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from binlake.alerts import Alerter
 from binlake.settings import Settings
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.bronze.checks import build_schema_check
@@ -32,5 +33,11 @@ def build_bronze_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=build_bronze_specs(settings, partitions),
         asset_checks=checks,
-        sensors=[build_manifest_sensor(settings, partitions), build_freshness_sensor()],
+        sensors=[
+            build_manifest_sensor(settings, partitions),
+            build_freshness_sensor(
+                alerter=Alerter.from_settings(settings),
+                alert_repeat_seconds=settings.alerts.repeat_minutes * 60.0,
+            ),
+        ],
     )

@@ -77,3 +77,29 @@ def test_compact_dry_run_lists_the_files_retention_would_expire(
     assert "2 file(s) to expire" in dry.output
     assert all(f"would expire {entry.path}" in dry.output for entry in before)
     assert manifest.entries() == before
+
+
+def test_status_prints_connector_tasks_error_and_stopped_for():
+    from binlake import cli
+    from binlake.table_status import CaptureStatus, TaskState
+
+    error = "org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: X: too large"
+    capture = CaptureStatus(
+        connector="binlake-mysql",
+        state="RUNNING",
+        tasks=[TaskState(0, "FAILED", "127.0.0.1:8083", error)],
+        error=error,
+        capture_stopped=True,
+        first_seen_stopped_at=1000.0,
+        restarts=3,
+        newest_change_commit_at=950.0,
+        checked_at=1090.0,
+    )
+    with cli.console.capture() as captured:
+        cli._print_capture(capture)
+    text = captured.get()
+    assert "binlake-mysql" in text and "task 0" in text and "FAILED" in text
+    assert "Caused by: X: too large" in text
+    assert "first seen stopped by the connector_health sensor 90 s ago" in text
+    assert "newest change in bronze committed 140 s ago" in text
+    assert "(3 restart(s) by the health sensor)" in text

@@ -28,6 +28,8 @@ class FakeConnect:
         self.states: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         self.failures: list[httpx.Response | Exception] = []
+        self.offsets: dict[str, list[dict[str, Any]]] = {}
+        self.restarts: list[dict[str, str]] = []
 
     def status(self, name: str, connector: str, tasks: list[str], trace: str | None = None):
         self.states[name] = {
@@ -69,7 +71,10 @@ class FakeConnect:
                 return httpx.Response(200, json=self.states[name])
             case "POST", ["restart"]:
                 assert request.url.params["includeTasks"] in ("true", "false")
+                self.restarts.append(dict(request.url.params))
                 return httpx.Response(202, json=self.states[name])
+            case "GET", ["offsets"]:
+                return httpx.Response(200, json={"offsets": self.offsets.get(name, [])})
             case "PUT", ["pause"] | ["resume"]:
                 return httpx.Response(202)
             case "DELETE", []:
@@ -283,3 +288,30 @@ def test_connector_names_are_url_escaped():
     with ConnectClient("http://connect:8083", transport=httpx.MockTransport(handler)) as c:
         assert c.get_config("a/b c") is None
     assert seen == [b"/connectors/a%2Fb%20c/config"]
+
+
+def test_restart_failed_asks_for_failed_tasks_only(client, fake):
+    client.put_connector("c", CONFIG)
+    client.restart_failed("c")
+    client.restart("c")
+    assert fake.restarts == [
+        {"includeTasks": "true", "onlyFailed": "true"},
+        {"includeTasks": "true", "onlyFailed": "false"},
+    ]
+
+
+def test_offsets_of_a_debezium_connector(client, fake):
+    client.put_connector("c", CONFIG)
+    assert client.get_offsets("c") == []
+    fake.offsets["c"] = [
+        {
+            "partition": {"server": "binlake"},
+            "offset": {"file": "mariadb-bin.000001", "pos": 1680, "row": 1, "event": 3},
+        }
+    ]
+    [offset] = client.get_offsets("c")
+    assert offset.partition == {"server": "binlake"}
+    assert (offset.offset["file"], offset.offset["pos"]) == ("mariadb-bin.000001", 1680)
+    with pytest.raises(ConnectHTTPError) as missing:
+        client.get_offsets("nope")
+    assert missing.value.status_code == 404

@@ -9,7 +9,9 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from pydantic import SecretStr
 
+from binlake.alerts import Alerter
 from binlake.settings import Settings
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.definitions import build_definitions
@@ -19,6 +21,7 @@ from dagster_defs.freshness import (
     FreshnessTarget,
     build_freshness_check,
     build_freshness_sensor,
+    freshness_alerts,
     freshness_policy,
     freshness_targets,
     judge_freshness,
@@ -263,6 +266,18 @@ def test_the_builder_refuses_an_unknown_layer_or_no_table():
 # -- the sensor -----------------------------------------------------------------------------------
 
 
+class AlertsDouble(Alerter):
+    """Keeps the texts it is asked to send."""
+
+    def __init__(self) -> None:
+        super().__init__(SecretStr(""))
+        self.texts: list[str] = []
+
+    def send(self, text: str) -> bool:
+        self.texts.append(text)
+        return True
+
+
 def tick(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -270,8 +285,11 @@ def tick(
     settings: Settings,
     now: float,
     cursor: str | None = None,
+    alerter: Alerter | None = None,
 ) -> dg.SensorResult:
-    sensor = build_freshness_sensor(name="test_freshness", clock=lambda: now)
+    sensor = build_freshness_sensor(
+        name="test_freshness", clock=lambda: now, alerter=alerter, alert_repeat_seconds=600
+    )
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
@@ -374,3 +392,50 @@ def test_the_sensor_skips_without_freshness_checks(settings):
         )
         result = sensor(context)
     assert isinstance(result, dg.SkipReason)
+
+
+# -- alerts on SLO misses -------------------------------------------------------------------------
+
+
+def test_a_miss_is_alerted_once_repeated_late_and_its_end_said(settings, bronze):
+    bronze.write(TABLE, [bronze.change("c", 0, ts_ms=int(T0 * 1000), id=1, customer_id=1)])
+    defs = build_definitions(settings)
+    alerts = AlertsDouble()
+    late = source(shop__orders=T0 + 200)  # bronze holds T0: 200 s behind, SLO 60 s
+
+    def about_bronze_orders() -> list[str]:  # silver and gold checks miss too, later
+        return [t for t in alerts.texts if t.split(" ")[1] == CHECK_KEY.to_user_string()]
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(defs, instance, late, settings, T0 + 300, alerter=alerts)
+        [text] = about_bronze_orders()
+        assert text.startswith(
+            f"binlake: {CHECK_KEY.to_user_string()} misses its freshness SLO (ERROR). bronze is "
+        )
+        cursor = first.cursor
+        for now in (T0 + 330, T0 + 600):  # every tick of the same miss: no new alert
+            cursor = tick(defs, instance, late, settings, now, cursor, alerts).cursor
+        assert len(about_bronze_orders()) == 1
+        cursor = tick(defs, instance, late, settings, T0 + 900, cursor, alerts).cursor
+        assert len(about_bronze_orders()) == 2
+        assert "still misses its freshness SLO" in about_bronze_orders()[1]
+        bronze.write(TABLE, [bronze.change("u", 1, ts_ms=int((T0 + 200) * 1000), id=1)])
+        tick(defs, instance, late, settings, T0 + 930, cursor, alerts)
+        assert len(about_bronze_orders()) == 3
+        assert about_bronze_orders()[2].startswith(
+            f"binlake: {CHECK_KEY.to_user_string()} is within its SLO again."
+        )
+
+
+def test_freshness_alerts_are_pure_transitions():
+    target = FreshnessTarget(bronze_key(TABLE), "bronze", 60.0, (TABLE,))
+    key = target.check_key.to_user_string()
+    miss = judge_freshness(target, measure_lag(T0 + 100, {TABLE: T0 + 90}, {TABLE: T0}))
+    ok = judge_freshness(target, measure_lag(T0 + 100, {TABLE: T0}, {TABLE: T0}))
+    assert not miss.passed and ok.passed
+    texts, open_misses = freshness_alerts([(target, miss)], {}, T0 + 100, 600)
+    assert len(texts) == 1 and open_misses == {key: T0 + 100}
+    assert freshness_alerts([(target, miss)], open_misses, T0 + 699, 600) == ([], open_misses)
+    assert freshness_alerts([(target, ok)], {}, T0 + 100, 600) == ([], {})
+    texts, open_misses = freshness_alerts([(target, ok)], {key: T0}, T0 + 100, 600)
+    assert "within its SLO again" in texts[0] and open_misses == {}
