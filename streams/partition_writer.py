@@ -63,7 +63,7 @@ from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
 from streams.parquet_format import bronze_schema, encode_bronze_file
-from streams.partitioner import TOMBSTONE, PreviousDelete, event_time_ms, key_of
+from streams.partitioner import TOMBSTONE, TRUNCATE, PreviousDelete, event_time_ms, key_of
 from streams.schema_drift import (
     ChangeKind,
     SchemaChange,
@@ -397,8 +397,11 @@ class PartitionWriter:
                     log.warning(
                         "%s[%d]: bronze file %s (offsets %d..%d) is listed in the manifest but "
                         "missing or not the size it had; its offsets are written again",
-                        self.topic, self.partition, entry.path,
-                        entry.first_offset, entry.last_offset,
+                        self.topic,
+                        self.partition,
+                        entry.path,
+                        entry.first_offset,
+                        entry.last_offset,
                     )
         except OSError as exc:
             raise StorageUnavailableError(
@@ -482,6 +485,10 @@ class PartitionWriter:
             return cached[2]
         tracked = self._table_schema(event.table)
         key = tuple(event.primary_key)
+        if event.op == TRUNCATE:
+            # A TRUNCATE has no key (Kafka key null) and no row: it belongs to the table's
+            # current version, not to a new one with an empty primary key.
+            return self._truncate_placement(tracked, schema)
         if event.op == TOMBSTONE:
             if (
                 tracked.schema is not None
@@ -507,6 +514,14 @@ class PartitionWriter:
         self._placements[cache_key] = (schema, event.primary_key, placement)
         return placement
 
+    @staticmethod
+    def _truncate_placement(tracked: TableSchema, schema: pa.Schema) -> _Placement:
+        """Where a TRUNCATE goes: the current version if the table's columns fit it (all of
+        them are null), else, before any row of the table was seen, an untracked file."""
+        if tracked.schema is not None and fits_within(schema, tracked.schema):
+            return _Placement(tracked.version, tracked.schema, tracked.primary_key)
+        return _Placement(UNTRACKED, schema, tracked.primary_key)
+
     def _begin_version(self, table: str, placement: _Placement, offset: int) -> None:
         """Make `placement`'s version the table's current one if it is new, and say why."""
         tracked = self._tables[table]
@@ -521,12 +536,19 @@ class PartitionWriter:
         if change is None or change.kind is ChangeKind.SAME:
             log.info(
                 "%s: %s schema version %d (%d columns)",
-                where, table, placement.version, len(placement.schema),
+                where,
+                table,
+                placement.version,
+                len(placement.schema),
             )
         elif change.kind is ChangeKind.ACCEPTED:
             log.info(
                 "%s: %s schema version %d -> %d, accepted (new file, widened schema): %s",
-                where, table, tracked.version, placement.version, change.describe(),
+                where,
+                table,
+                tracked.version,
+                placement.version,
+                change.describe(),
             )
             for column in change.changes:
                 if column.change == "added_not_null":
@@ -535,7 +557,9 @@ class PartitionWriter:
                         "%s: %s column %r was added as NOT NULL: rows that existed before keep "
                         "null in the lake until they change, while the source holds the "
                         "column's default for them",
-                        where, table, column.column,
+                        where,
+                        table,
+                        column.column,
                     )
         else:
             # Readers must not get these records cast to the old types: they are written as
@@ -545,8 +569,15 @@ class PartitionWriter:
                     "%s: BREAKING schema change of %s, schema version %d -> %d: %s (column %s, "
                     "old type %s, new type %s). Nothing is cast: the table's new records are "
                     "written with their own types under schema version %d.",
-                    where, table, tracked.version, placement.version, broken, broken.column,
-                    broken.old_type, broken.new_type, placement.version,
+                    where,
+                    table,
+                    tracked.version,
+                    placement.version,
+                    broken,
+                    broken.column,
+                    broken.old_type,
+                    broken.new_type,
+                    placement.version,
                 )
 
     def _table_schema(self, table: str) -> TableSchema:
@@ -591,7 +622,11 @@ class PartitionWriter:
         log.error(
             "%s: bronze file %s is listed in the manifest but missing or unreadable (and so is "
             "every other file of schema version %d); %s's schema history restarts at version %d",
-            self.topic, last.path, last.schema_version, table, last.schema_version + 1,
+            self.topic,
+            last.path,
+            last.schema_version,
+            table,
+            last.schema_version + 1,
         )
         return TableSchema(last.schema_version, None, tuple(last.primary_key))
 
@@ -623,9 +658,7 @@ class PartitionWriter:
         if event.op != TOMBSTONE:
             self._only_tombstones = False
         self._rows.append((offset, event))
-        self._previous_delete = (
-            PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
-        )
+        self._previous_delete = PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
         self._tokens.append((offset, token))
         self._seen_through = offset
         self._bytes += size
@@ -794,21 +827,35 @@ class PartitionWriter:
             log.info(
                 "%s[%d]: lost bronze file %s (offsets %d..%d) is written again from %s on; the "
                 "new entry supersedes it",
-                self.topic, self.partition, lost.path, lost.first_offset, lost.last_offset, path,
+                self.topic,
+                self.partition,
+                lost.path,
+                lost.first_offset,
+                lost.last_offset,
+                path,
             )
         if listed is not None and _same_file(listed, entry):
             log.info(
                 "%s[%d]: restored lost bronze file %s (offsets %d..%d) as its manifest entry "
                 "describes it",
-                self.topic, self.partition, path, first, last,
+                self.topic,
+                self.partition,
+                path,
+                first,
+                last,
             )
             return listed
         if listed is not None:
             log.info(
                 "%s[%d]: rewrote lost bronze file %s as offsets %d..%d; its new entry supersedes "
                 "the one for offsets %d..%d",
-                self.topic, self.partition, path, first, last,
-                listed.first_offset, listed.last_offset,
+                self.topic,
+                self.partition,
+                path,
+                first,
+                last,
+                listed.first_offset,
+                listed.last_offset,
             )
         self.manifest.append(entry)
         if self._bronze is not None:  # later runs of this flush see it, before any catch-up

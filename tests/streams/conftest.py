@@ -186,6 +186,13 @@ class DebeziumTable:
     def tombstone(self, id_: int) -> tuple[bytes, None]:
         return self.key(id_), None
 
+    def truncate(self, *, ts_ms: int = BASE_TS_MS, pos: int = 4) -> tuple[None, bytes]:
+        """(key, value) of a TRUNCATE TABLE as Debezium sends it: null key, no row image."""
+        _, value = self.change("c", 0, ts_ms=ts_ms, pos=pos)
+        document = json.loads(value)
+        document["payload"].update(before=None, after=None, op="t")
+        return None, _dumps(document)
+
 
 def schema_change_value(prefix: str = PREFIX) -> bytes:
     schema = {
@@ -451,7 +458,7 @@ class ChangeProducer(threading.Thread):
             self._produce(id_, "u", self.table.change("u", id_, ts_ms=ts, pos=5 + id_, qty=99))
         if id_ % 10 == 0:
             self._produce(id_, "d", self.table.change("d", id_, ts_ms=ts + 1, pos=6 + id_))
-            self._produce(id_, "t", self.table.tombstone(id_))
+            self._produce(id_, "x", self.table.tombstone(id_))
 
     def run(self) -> None:
         started = time.monotonic()
@@ -505,9 +512,7 @@ def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
     covered: dict[int, int] = {}
     for entry in Manifest(LakeStorage.from_url(str(lake_dir))).entries():
         if entry.topic == topic:
-            covered[entry.partition] = max(
-                covered.get(entry.partition, 0), entry.last_offset + 1
-            )
+            covered[entry.partition] = max(covered.get(entry.partition, 0), entry.last_offset + 1)
     return covered
 
 
@@ -549,11 +554,7 @@ def assert_exactly_once(
         counts[partition] = max(counts.get(partition, 0), offset + 1)
     assert len(delivered) == sum(counts.values()), "broker offsets are not dense"
 
-    entries = [
-        entry
-        for entry in live_entries(Manifest(lake).entries())
-        if entry.topic == topic
-    ]
+    entries = [entry for entry in live_entries(Manifest(lake).entries()) if entry.topic == topic]
     problems: list[str] = []
     for partition, n in sorted(counts.items()):
         chain = sorted(
@@ -612,9 +613,7 @@ def assert_exactly_once(
     assert seen.unique().height == len(delivered)
 
     bronze = lake_dir / "bronze"
-    on_disk = {
-        str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()
-    }
+    on_disk = {str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()}
     outside = on_disk - {e.path for e in entries}
     assert not outside, f"bronze files outside the manifest: {sorted(outside)[:10]}"
     temp_files = sorted(str(p.relative_to(lake_dir)) for p in bronze.rglob("*.tmp"))

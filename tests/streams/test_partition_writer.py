@@ -96,7 +96,7 @@ def change(
 def tombstone(id_: int) -> ChangeEvent:
     return ChangeEvent(
         table=TABLE,
-        op="t",
+        op="x",
         row={"id": id_},
         row_schema=KEY_SCHEMA,
         primary_key=("id",),
@@ -387,7 +387,7 @@ def test_delete_and_its_tombstone_share_a_file(storage, manifest, clock):
     assert not writer.add(2, tombstone(9), timestamp_ms=T10 + 30)
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     rows = read_back(storage, entry).to_pylist()
-    assert [r["_op"] for r in rows] == ["c", "d", "t"]
+    assert [r["_op"] for r in rows] == ["c", "d", "x"]
     assert rows[2]["id"] == 9 and rows[2]["name"] is None and rows[2]["qty"] is None
     assert rows[2]["_source_ts_ms"] is None and rows[2]["_source_file"] is None
 
@@ -611,8 +611,10 @@ def replay(writer: PartitionWriter, offsets: range) -> Released:
 def test_a_replay_restores_lost_files_in_place_and_skips_intact_ones(storage, manifest, clock):
     entries = write_files(storage, manifest, clock, [(0, 2), (3, 5), (6, 8), (9, 11)])
     manifest_before = Path(storage.full_path(manifest.path)).read_bytes()
-    lost = {entries[1].path: Path(storage.full_path(entries[1].path)).read_bytes(),
-            entries[3].path: Path(storage.full_path(entries[3].path)).read_bytes()}
+    lost = {
+        entries[1].path: Path(storage.full_path(entries[1].path)).read_bytes(),
+        entries[3].path: Path(storage.full_path(entries[3].path)).read_bytes(),
+    }
     for path in lost:
         Path(storage.full_path(path)).unlink()
     storage.writes.clear()
@@ -656,7 +658,9 @@ def test_a_lost_file_rewritten_in_two_parts_supersedes_its_entry(storage, manife
     # Readers take a path's last entry: offsets 0..7 once each, in three files.
     latest = {e.path: e for e in live_entries(manifest.entries())}
     assert sorted((e.first_offset, e.last_offset) for e in latest.values()) == [
-        (0, 3), (4, 5), (6, 7)
+        (0, 3),
+        (4, 5),
+        (6, 7),
     ]
     assert after.path in latest
 
