@@ -8,6 +8,7 @@ from datetime import datetime
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from binlake.bronze_layout import OFFSET, OP, SOURCE_POS
@@ -162,11 +163,7 @@ def test_a_late_change_from_before_the_truncate_never_brings_a_row_back(
 
 def test_a_table_without_primary_key_is_truncated_too(settings, bronze, resources):
     c = bronze.change
-    columns = [("a", pl.Int64), ("b", pl.String)]
-    arrow_columns = [
-        (n, pl.DataFrame(schema=[(n, t)]).to_arrow().schema[0].type) for n, t in columns
-    ]
-    write = dict(columns=arrow_columns, primary_key=[])
+    write = {"columns": [("a", pa.int64()), ("b", pa.string())], "primary_key": []}
     bronze.write(
         "shop.logs", [c("c", 0, pos=100, a=1, b="x"), c("c", 1, pos=110, a=2, b="y")], **write
     )
