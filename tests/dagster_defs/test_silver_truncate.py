@@ -4,7 +4,7 @@ Real bronze Parquet files, real Delta tables; the change order is (binlog file, 
 offset), so a change before the TRUNCATE has a smaller binlog position (`pos=`).
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -17,6 +17,7 @@ from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.consumed import ConsumedOffsets, TruncatedAt
 from dagster_defs.silver.delta_table import DELETED
+from dagster_defs.silver.history_assets import build_history_asset
 from dagster_defs.silver.logic import (
     after_truncate,
     current_state,
@@ -238,3 +239,72 @@ def test_tombstones_old_and_new_never_truncate(settings, bronze, resources, op):
     bronze.write(ORDERS, [c(op, 1, id=1, no_position=True)])
     run_silver(settings, resources)
     assert live(settings) == [(1, "new", "c")]
+
+
+# -- history (SCD2) ------------------------------------------------------------------------------
+
+
+def run_history(settings, resources, table=ORDERS):
+    result = dg.materialize(
+        [build_history_asset(table, settings)],
+        resources=resources(),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+
+
+def history(settings, table=ORDERS) -> list[tuple]:
+    stored = SilverLake(storage_url=settings.lake_url).history(table).read_all()
+    return [
+        tuple(r)
+        for r in stored.sort("id", SOURCE_POS, OFFSET)
+        .select("id", "status", "op", SOURCE_POS, "valid_from", "valid_to", "is_current")
+        .iter_rows()
+    ]
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def test_a_truncate_closes_every_current_version_at_its_position(settings, bronze, resources):
+    c, t0 = bronze.change, bronze.base_ts_ms
+    bronze.write(
+        ORDERS,
+        [
+            c("c", 0, pos=100, ts_ms=t0, id=1, status="new"),
+            c("c", 1, pos=110, ts_ms=t0, id=2, status="new"),
+            c("d", 2, pos=120, ts_ms=t0 + 1000, id=2, status="new"),
+        ],
+    )
+    run_history(settings, resources)
+    bronze.write(
+        ORDERS,
+        [
+            c("c", 3, pos=130, ts_ms=t0 + 2000, id=3, status="new"),  # same batch, before it
+            c("t", 4, pos=200, ts_ms=t0 + 3000),
+            c("c", 5, pos=300, ts_ms=t0 + 4000, id=1, status="again"),
+        ],
+    )
+    run_history(settings, resources)
+    s1, s2, s3, s4 = (at(t0 + n * 1000) for n in (0, 1, 3, 4))
+    assert history(settings) == [
+        (1, "new", "c", 100, s1, s3, False),
+        (1, None, "t", 200, s3, s3, False),  # closed by the truncate, zero-length like a delete
+        (1, "again", "c", 300, s4, None, True),
+        (2, "new", "c", 110, s1, s2, False),
+        (2, None, "d", 120, s2, s2, False),  # deleted before: the truncate adds nothing
+        (3, "new", "c", 130, at(t0 + 2000), s3, False),
+        (3, None, "t", 200, s3, s3, False),
+    ]
+
+    # A late change from before the truncate, of a key never seen: closed at the truncate too.
+    bronze.write(ORDERS, [c("c", 6, pos=150, ts_ms=t0 + 2500, id=9, status="late")])
+    run_history(settings, resources)
+    late = [v for v in history(settings) if v[0] == 9]
+    assert late == [
+        (9, "late", "c", 150, at(t0 + 2500), s3, False),
+        (9, None, "t", 200, s3, s3, False),
+    ]
+    current = SilverLake(storage_url=settings.lake_url).history(ORDERS).read_current()
+    assert current.select("id", "status").rows() == [(1, "again")]
