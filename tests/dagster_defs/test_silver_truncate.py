@@ -15,6 +15,7 @@ from binlake.bronze_layout import OFFSET, OP, SOURCE_POS
 from dagster_defs.gold.changed_hours import changed_order_hours
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.assets import build_silver_asset
+from dagster_defs.silver.checks import build_reconciliation_check
 from dagster_defs.silver.consumed import ConsumedOffsets, TruncatedAt
 from dagster_defs.silver.delta_table import DELETED
 from dagster_defs.silver.history_assets import build_history_asset
@@ -308,3 +309,35 @@ def test_a_truncate_closes_every_current_version_at_its_position(settings, bronz
     ]
     current = SilverLake(storage_url=settings.lake_url).history(ORDERS).read_current()
     assert current.select("id", "status").rows() == [(1, "again")]
+
+
+# -- reconciliation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source_rows", "passed"), [(1, True), (3, False)])
+def test_reconciliation_counts_only_what_survived_the_truncate(
+    bronze, resources, source_rows, passed
+):
+    c = bronze.change
+    bronze.write(
+        ORDERS,
+        [
+            c("c", 0, pos=100, id=1, status="new"),
+            c("c", 1, pos=110, id=2, status="new"),
+            c("t", 2, pos=200),
+            c("c", 3, pos=300, id=3, status="new"),
+        ],
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [
+                build_silver_asset(ORDERS, bronze.settings),
+                build_reconciliation_check(ORDERS, bronze.settings),
+            ],
+            resources=resources({ORDERS: source_rows}, None),
+            instance=instance,
+            raise_on_error=False,
+        )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed is passed
+    assert evaluation.metadata["silver_rows"].value == 1
