@@ -397,11 +397,8 @@ class PartitionWriter:
                     log.warning(
                         "%s[%d]: bronze file %s (offsets %d..%d) is listed in the manifest but "
                         "missing or not the size it had; its offsets are written again",
-                        self.topic,
-                        self.partition,
-                        entry.path,
-                        entry.first_offset,
-                        entry.last_offset,
+                        self.topic, self.partition, entry.path,
+                        entry.first_offset, entry.last_offset,
                     )
         except OSError as exc:
             raise StorageUnavailableError(
@@ -536,19 +533,12 @@ class PartitionWriter:
         if change is None or change.kind is ChangeKind.SAME:
             log.info(
                 "%s: %s schema version %d (%d columns)",
-                where,
-                table,
-                placement.version,
-                len(placement.schema),
+                where, table, placement.version, len(placement.schema),
             )
         elif change.kind is ChangeKind.ACCEPTED:
             log.info(
                 "%s: %s schema version %d -> %d, accepted (new file, widened schema): %s",
-                where,
-                table,
-                tracked.version,
-                placement.version,
-                change.describe(),
+                where, table, tracked.version, placement.version, change.describe(),
             )
             for column in change.changes:
                 if column.change == "added_not_null":
@@ -557,9 +547,7 @@ class PartitionWriter:
                         "%s: %s column %r was added as NOT NULL: rows that existed before keep "
                         "null in the lake until they change, while the source holds the "
                         "column's default for them",
-                        where,
-                        table,
-                        column.column,
+                        where, table, column.column,
                     )
         else:
             # Readers must not get these records cast to the old types: they are written as
@@ -569,15 +557,8 @@ class PartitionWriter:
                     "%s: BREAKING schema change of %s, schema version %d -> %d: %s (column %s, "
                     "old type %s, new type %s). Nothing is cast: the table's new records are "
                     "written with their own types under schema version %d.",
-                    where,
-                    table,
-                    tracked.version,
-                    placement.version,
-                    broken,
-                    broken.column,
-                    broken.old_type,
-                    broken.new_type,
-                    placement.version,
+                    where, table, tracked.version, placement.version, broken, broken.column,
+                    broken.old_type, broken.new_type, placement.version,
                 )
 
     def _table_schema(self, table: str) -> TableSchema:
@@ -622,11 +603,7 @@ class PartitionWriter:
         log.error(
             "%s: bronze file %s is listed in the manifest but missing or unreadable (and so is "
             "every other file of schema version %d); %s's schema history restarts at version %d",
-            self.topic,
-            last.path,
-            last.schema_version,
-            table,
-            last.schema_version + 1,
+            self.topic, last.path, last.schema_version, table, last.schema_version + 1,
         )
         return TableSchema(last.schema_version, None, tuple(last.primary_key))
 
@@ -658,7 +635,9 @@ class PartitionWriter:
         if event.op != TOMBSTONE:
             self._only_tombstones = False
         self._rows.append((offset, event))
-        self._previous_delete = PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
+        self._previous_delete = (
+            PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
+        )
         self._tokens.append((offset, token))
         self._seen_through = offset
         self._bytes += size
@@ -827,35 +806,21 @@ class PartitionWriter:
             log.info(
                 "%s[%d]: lost bronze file %s (offsets %d..%d) is written again from %s on; the "
                 "new entry supersedes it",
-                self.topic,
-                self.partition,
-                lost.path,
-                lost.first_offset,
-                lost.last_offset,
-                path,
+                self.topic, self.partition, lost.path, lost.first_offset, lost.last_offset, path,
             )
         if listed is not None and _same_file(listed, entry):
             log.info(
                 "%s[%d]: restored lost bronze file %s (offsets %d..%d) as its manifest entry "
                 "describes it",
-                self.topic,
-                self.partition,
-                path,
-                first,
-                last,
+                self.topic, self.partition, path, first, last,
             )
             return listed
         if listed is not None:
             log.info(
                 "%s[%d]: rewrote lost bronze file %s as offsets %d..%d; its new entry supersedes "
                 "the one for offsets %d..%d",
-                self.topic,
-                self.partition,
-                path,
-                first,
-                last,
-                listed.first_offset,
-                listed.last_offset,
+                self.topic, self.partition, path, first, last,
+                listed.first_offset, listed.last_offset,
             )
         self.manifest.append(entry)
         if self._bronze is not None:  # later runs of this flush see it, before any catch-up

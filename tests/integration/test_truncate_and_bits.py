@@ -193,7 +193,10 @@ def test_bits_read_as_mysql_shows_them(edge_stack: LocalStack) -> None:
     assert source[0][3] == "8000000000000001"  # the source's own reading of b'1000...0001'
 
     def silver_hex() -> list[tuple]:
-        silver = _silver(settings, BITS_TABLE).sort("id")
+        silver = _silver(settings, BITS_TABLE)
+        if "id" not in silver.columns:  # nothing merged yet
+            return []
+        silver = silver.sort("id")
 
         def hexed(value: bytes | None) -> str | None:
             # compared as numbers: leading zero digits aside

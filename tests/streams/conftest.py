@@ -512,7 +512,9 @@ def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
     covered: dict[int, int] = {}
     for entry in Manifest(LakeStorage.from_url(str(lake_dir))).entries():
         if entry.topic == topic:
-            covered[entry.partition] = max(covered.get(entry.partition, 0), entry.last_offset + 1)
+            covered[entry.partition] = max(
+                covered.get(entry.partition, 0), entry.last_offset + 1
+            )
     return covered
 
 
@@ -554,7 +556,11 @@ def assert_exactly_once(
         counts[partition] = max(counts.get(partition, 0), offset + 1)
     assert len(delivered) == sum(counts.values()), "broker offsets are not dense"
 
-    entries = [entry for entry in live_entries(Manifest(lake).entries()) if entry.topic == topic]
+    entries = [
+        entry
+        for entry in live_entries(Manifest(lake).entries())
+        if entry.topic == topic
+    ]
     problems: list[str] = []
     for partition, n in sorted(counts.items()):
         chain = sorted(
@@ -613,7 +619,9 @@ def assert_exactly_once(
     assert seen.unique().height == len(delivered)
 
     bronze = lake_dir / "bronze"
-    on_disk = {str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()}
+    on_disk = {
+        str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()
+    }
     outside = on_disk - {e.path for e in entries}
     assert not outside, f"bronze files outside the manifest: {sorted(outside)[:10]}"
     temp_files = sorted(str(p.relative_to(lake_dir)) for p in bronze.rglob("*.tmp"))

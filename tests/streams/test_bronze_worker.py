@@ -125,6 +125,25 @@ def test_a_truncate_between_changes_is_a_bronze_row_of_the_same_file(lake, dbz):
     assert worker.stats.dead_letters == 0
 
 
+def test_a_truncate_as_the_first_record_of_a_table_is_kept(lake, dbz):
+    orders = dbz.table()
+    worker = make_worker(lake)
+    tokens = worker.handle(record(orders.topic, 0, orders.truncate(pos=30))).tokens
+    tokens += worker.handle(record(orders.topic, 1, orders.change("c", 1, pos=40))).tokens
+    assert tokens + worker.close().tokens == [0, 1]
+
+    rows = [
+        row
+        for entry in Manifest(lake).entries()
+        for row in pq.read_table(lake.full_path(entry.path)).to_pylist()
+    ]
+    assert [(r["_op"], r["_offset"], r["_source_pos"], r["id"]) for r in rows] == [
+        ("t", 0, 30, None),
+        ("c", 1, 40, 1),
+    ]
+    assert worker.stats.dead_letters == 0
+
+
 def test_undecodable_records_are_dead_lettered_and_released_in_order(lake, dbz):
     orders = dbz.table()
     worker = make_worker(lake)

@@ -120,9 +120,7 @@ INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
     ids=str,
 )
 def test_integer_widening_is_accepted(old, new):
-    result = classify(
-        schema(("id", pa.int64()), ("n", old)), schema(("id", pa.int64()), ("n", new))
-    )
+    result = classify(schema(("id", pa.int64()), ("n", old)), schema(("id", pa.int64()), ("n", new)))
     assert result.kind is ChangeKind.ACCEPTED
     assert result.schema.field("n").type == new
     [widened] = result.changes
@@ -137,9 +135,7 @@ def test_integer_widening_is_accepted(old, new):
 @pytest.mark.parametrize(
     "new",
     [
-        pa.decimal128(
-            12, 4
-        ),  # DECIMAL(10,2) -> DECIMAL(12,4): 8 integer digits kept, 2 more decimals
+        pa.decimal128(12, 4),  # DECIMAL(10,2) -> DECIMAL(12,4): 8 integer digits kept, 2 more decimals
         pa.decimal128(12, 2),  # more integer digits
         pa.decimal128(11, 3),
         pa.decimal128(38, 2),
@@ -235,11 +231,7 @@ def test_a_cumulative_schema_compared_with_the_next_one_is_accepted():
         (pa.int64(), pa.int32(), "narrowed from 64 to 32 bits"),  # BIGINT -> INT
         (pa.int16(), pa.int8(), "narrowed from 16 to 8 bits"),
         (pa.int32(), pa.uint64(), "signed to unsigned: negative values would not fit"),
-        (
-            pa.uint32(),
-            pa.int32(),
-            "unsigned to signed of the same width: large values would not fit",
-        ),
+        (pa.uint32(), pa.int32(), "unsigned to signed of the same width: large values would not fit"),
         (pa.float64(), pa.float32(), "narrowed from 64 to 32 bits"),
         (pa.decimal128(12, 4), pa.decimal128(10, 2), "narrowed: fewer decimal places (4 -> 2)"),
         (pa.decimal128(12, 4), pa.decimal128(10, 4), "narrowed: fewer integer digits (8 -> 6)"),
@@ -282,12 +274,8 @@ def test_a_dropped_column_added_again_as_another_family_is_breaking():
 
 
 def test_breaking_and_accepted_changes_are_both_reported():
-    new = schema(
-        ("id", pa.int64()),
-        ("qty", pa.string()),
-        ("price", pa.decimal128(10, 2)),
-        ("note", pa.string()),
-    )
+    new = schema(("id", pa.int64()), ("qty", pa.string()), ("price", pa.decimal128(10, 2)),
+                 ("note", pa.string()))
     result = classify(BASE, new, ["id"], ["id"])
     assert result.kind is ChangeKind.BREAKING
     assert [b.column for b in result.breaking] == ["qty"]
@@ -307,11 +295,8 @@ def test_fingerprint_is_stable_and_follows_names_types_order_and_drops():
         schema(("id", pa.int64()), ("qty", pa.int64()), ("price", pa.decimal128(10, 2))),
         schema(("id", pa.int64()), ("qty2", pa.int32()), ("price", pa.decimal128(10, 2))),
         schema(("qty", pa.int32()), ("id", pa.int64()), ("price", pa.decimal128(10, 2))),
-        schema(
-            ("id", pa.int64()),
-            mark_dropped(pa.field("qty", pa.int32())),
-            ("price", pa.decimal128(10, 2)),
-        ),
+        schema(("id", pa.int64()), mark_dropped(pa.field("qty", pa.int32())),
+               ("price", pa.decimal128(10, 2))),
     ]
     assert len({fp, *map(fingerprint, others)}) == 5
 
@@ -356,18 +341,15 @@ def test_row_schema_of_a_bronze_file_drops_provenance(storage, manifest, clock):
 # -- the writer: versions and rotation ----------------------------------------------------------
 
 NOTE = ROW_SCHEMA.append(pa.field("note", pa.string()))  # ALTER TABLE ADD note VARCHAR NULL
-QTY_BIGINT = pa.schema(
-    [ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.int64())]
-)
-QTY_STRING = pa.schema(
-    [ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.string())]
-)
+QTY_BIGINT = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.int64())])
+QTY_STRING = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.string())])
 NO_NAME = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("qty")])  # DROP COLUMN name
 
 
 def versions(of: Manifest) -> list[tuple[int, int, int, str]]:
     return [
-        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason) for e in of.entries()
+        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason)
+        for e in of.entries()
     ]
 
 
@@ -655,14 +637,8 @@ def test_an_unreadable_last_file_is_retried_with_nothing_changed(
 
 def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, caplog):
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
-    worker = BronzeWorker(
-        lake,
-        topic_prefix=dbz.PREFIX,
-        flush_rows=1000,
-        flush_seconds=60.0,
-        clock=lambda: 0.0,
-        wall_clock=lambda: 1.0,
-    )
+    worker = BronzeWorker(lake, topic_prefix=dbz.PREFIX, flush_rows=1000, flush_seconds=60.0,
+                          clock=lambda: 0.0, wall_clock=lambda: 1.0)
     table = dbz.table(table="widgets")
     records = []
 
@@ -674,19 +650,13 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
     emit(table, 2, qty=4)
     noted = table.with_column(dbz.column("note", "string", True))  # ADD COLUMN note NULL
     emit(noted, 3, note="n")
-    wide = dataclasses.replace(
-        noted,
-        columns=[  # MODIFY qty BIGINT
-            dbz.column("qty", "int64", True) if c["field"] == "qty" else c for c in noted.columns
-        ],
-    )
+    wide = dataclasses.replace(noted, columns=[  # MODIFY qty BIGINT
+        dbz.column("qty", "int64", True) if c["field"] == "qty" else c for c in noted.columns
+    ])
     emit(wide, 4, qty=5_000_000_000)
-    broken = dataclasses.replace(
-        wide,
-        columns=[  # MODIFY name INT: breaking
-            dbz.column("name", "int32", True) if c["field"] == "name" else c for c in wide.columns
-        ],
-    )
+    broken = dataclasses.replace(wide, columns=[  # MODIFY name INT: breaking
+        dbz.column("name", "int32", True) if c["field"] == "name" else c for c in wide.columns
+    ])
     emit(broken, 5, name=42)
     emit(broken, 6, name=43)
     with caplog.at_level(logging.INFO, logger="streams.partition_writer"):
@@ -695,21 +665,16 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
         worker.close()
 
     entries = Manifest(lake).entries()
-    assert [
-        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason) for e in entries
-    ] == [
+    assert [(e.first_offset, e.last_offset, e.schema_version, e.rotation_reason)
+            for e in entries] == [
         (0, 1, 1, "schema_change"),
         (2, 2, 2, "schema_change"),
         (3, 3, 3, "schema_change"),
         (4, 5, 4, "shutdown"),
     ]
     schemas = [row_schema_of(pq.read_schema(lake.full_path(e.path))) for e in entries]
-    assert [s.field("qty").type for s in schemas] == [
-        pa.int32(),
-        pa.int32(),
-        pa.int64(),
-        pa.int64(),
-    ]
+    assert [s.field("qty").type for s in schemas] == [pa.int32(), pa.int32(), pa.int64(), pa.int64()]
     assert [s.field("name").type for s in schemas] == [pa.string()] * 3 + [pa.int32()]
     assert "column 'name' changed from string to int32" in caplog.text
     assert len({e.schema_fingerprint for e in entries}) == 4
+
