@@ -347,7 +347,7 @@ class Workload:
             self.emitted += 1
             yield partition, key, value, ts_ms + 20
             if op == "d":
-                self.ops["t"] = self.ops.get("t", 0) + 1
+                self.ops["x"] = self.ops.get("x", 0) + 1  # binlake's tombstone op
                 self.emitted += 1
                 yield partition, key, None, ts_ms + 20
             if len(self.live_ids) > 200_000:  # keep the generator's memory bounded
@@ -1048,7 +1048,7 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
         list(zip(range(i, i + rows_per_file), events[i : i + rows_per_file], strict=False))
         for i in range(0, n, rows_per_file)
     ]
-    schemas = [next(e.row_schema for _, e in chunk if e.op != "t") for chunk in chunks]
+    schemas = [next(e.row_schema for _, e in chunk if not e.is_tombstone) for chunk in chunks]
     tables: list[Any] = []
 
     def build_all() -> None:

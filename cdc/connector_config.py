@@ -100,8 +100,8 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "topic.creation.default.partitions": "1",
         "include.schema.changes": "true",
         "tombstones.on.delete": "true",
-        # Debezium's default, stated because op "t" means a tombstone to binlake, not a TRUNCATE.
-        "skipped.operations": "t",
+        # Debezium skips TRUNCATE ("t") by default; silver must empty the table on one.
+        "skipped.operations": "none",
         # Schemas travel with every record: the decoder maps Connect types to Arrow from them.
         "key.converter": JSON_CONVERTER,
         "key.converter.schemas.enable": "true",

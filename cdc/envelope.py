@@ -31,8 +31,10 @@ import pyarrow as pa
 from binlake.errors import DecodeError
 
 __all__ = [
+    "LEGACY_TOMBSTONE",
     "OPS",
     "TOMBSTONE",
+    "TRUNCATE",
     "ChangeEvent",
     "SchemaChangeRecord",
     "SourcePosition",
@@ -44,8 +46,16 @@ __all__ = [
     "table_of_topic",
 ]
 
-OPS = ("c", "u", "d", "r")
-TOMBSTONE = "t"  # binlake's op for a tombstone; Debezium's own "t" (TRUNCATE) is rejected
+# Debezium's ops: create, update, delete, snapshot read, and TRUNCATE TABLE.
+OPS = ("c", "u", "d", "r", "t")
+TRUNCATE = "t"
+# binlake's own op for a Kafka tombstone (a record with a null value), which Debezium gives no
+# op. Not a letter Debezium uses (c, u, d, r, t, m): "x" as in "crossed out".
+TOMBSTONE = "x"
+# Bronze files written before TRUNCATE was captured marked tombstones with "t". Readers tell the
+# two apart by the source position: a tombstone has none, a TRUNCATE always has its binlog file
+# and position (see `dagster_defs.silver.logic.is_tombstone`).
+LEGACY_TOMBSTONE = "t"
 
 Converter = Callable[[Any], Any]
 
@@ -77,8 +87,8 @@ class ChangeEvent:
     """One decoded change: the row image, its Arrow schema, key names and source position."""
 
     table: str  # "<db>.<table>"
-    op: str  # "c", "u", "d", "r", or "t" for a tombstone
-    row: dict[str, Any]  # after-image (c/u/r), before-image (d), key fields (t)
+    op: str  # "c", "u", "d", "r", "t" (TRUNCATE), or TOMBSTONE ("x")
+    row: dict[str, Any]  # after-image (c/u/r), before-image (d), key fields (x), nothing (t)
     row_schema: pa.Schema  # of `row`'s columns, in Debezium field order
     primary_key: tuple[str, ...]  # key field names; empty if the table has no key
     source: SourcePosition | None  # None only for tombstones
@@ -87,6 +97,10 @@ class ChangeEvent:
     @property
     def is_tombstone(self) -> bool:
         return self.op == TOMBSTONE
+
+    @property
+    def is_truncate(self) -> bool:
+        return self.op == TRUNCATE
 
 
 # Frozen dataclasses set each field through `object.__setattr__` in `__init__`; these build the
@@ -228,6 +242,39 @@ def _decimal_codec(schema: Mapping[str, Any], base64_bytes: bool) -> tuple[pa.Da
     return arrow_type, convert
 
 
+def _bits_codec(schema: Mapping[str, Any], base64_bytes: bool) -> tuple[pa.DataType, Converter]:
+    """BIT(n > 1) as MySQL shows it: big-endian, ceil(n/8) bytes (BIT(1) comes as a boolean).
+
+    Debezium's `io.debezium.data.Bits` is little-endian (Java's `BitSet.toByteArray`), so
+    b'1000...0001' in a BIT(64) arrives as 01 00 .. 00 80. Bronze stores the bytes already in
+    MySQL's order (0x8000000000000001, what `HEX(col)` shows), so every reader of bronze,
+    silver and gold sees the source's value; the width comes from the schema's `length`.
+    """
+    params = schema.get("parameters") or {}
+    try:
+        bits = int(params["length"])
+    except (KeyError, TypeError, ValueError):
+        raise DecodeError(
+            f"io.debezium.data.Bits column has no integer 'length' parameter: {params!r}"
+        ) from None
+    width = (bits + 7) // 8
+
+    def convert(value: Any) -> bytes:
+        if isinstance(value, str) and base64_bytes:
+            raw = _b64(value)
+        elif isinstance(value, bytes | bytearray):
+            raw = bytes(value)
+        else:
+            raise TypeError(f"expected BIT({bits}) bytes, got {type(value).__name__}")
+        if len(raw) > width:
+            if any(raw[width:]):  # little-endian: the bytes beyond the width are the high ones
+                raise ValueError(f"{len(raw)} bytes do not fit BIT({bits})")
+            raw = raw[:width]
+        return raw[::-1].rjust(width, b"\0")
+
+    return pa.binary(), convert
+
+
 def _date(days: int) -> date:
     return date.fromordinal(_EPOCH_ORDINAL + days)
 
@@ -304,7 +351,7 @@ _LOGICAL: dict[str, Callable[[Mapping[str, Any], bool], tuple[pa.DataType, Conve
     "io.debezium.data.Json": _fixed(pa.string(), None),
     "io.debezium.data.Enum": _fixed(pa.string(), None),
     "io.debezium.data.EnumSet": _fixed(pa.string(), None),
-    "io.debezium.data.Bits": lambda schema, b64: (pa.binary(), _bytes_converter(b64)),
+    "io.debezium.data.Bits": lambda schema, b64: _bits_codec(schema, b64),
 }
 
 
@@ -714,11 +761,9 @@ def event_from_payload(
     if image is None:
         if op is None:
             raise DecodeError("value payload has no 'op'")
-        if op == "t":
-            raise DecodeError(
-                "op 't' (TRUNCATE) is not supported; keep skipped.operations=t on the connector"
-            )
-        raise DecodeError(f"unknown op {op!r} (expected one of c, u, d, r)")
+        if op == TRUNCATE:
+            return _truncate_event(plan, payload, primary_key)
+        raise DecodeError(f"unknown op {op!r} (expected one of c, u, d, r, t)")
     if "source" not in payload:
         raise DecodeError("value payload has no 'source'")
     source = source_position(payload["source"])
@@ -733,6 +778,37 @@ def event_from_payload(
         f"{source.db}.{source.table}",
         op,  # type: ignore[arg-type]
         row,
+        row_plan.arrow_schema,
+        primary_key,
+        source,
+        captured if isinstance(captured, int) else None,
+    )
+
+
+def _truncate_event(
+    plan: ValuePlan, payload: dict[str, Any], primary_key: tuple[str, ...]
+) -> ChangeEvent:
+    """A TRUNCATE TABLE: no row image (every table column null in bronze), full provenance.
+
+    Its source position is what silver truncates at, and what tells it apart from a tombstone
+    in bronze files written before TRUNCATE was captured (those marked tombstones "t" and had
+    no position): one without a binlog file and position is refused.
+    """
+    if "source" not in payload:
+        raise DecodeError("TRUNCATE (op 't') has no 'source'")
+    source = source_position(payload["source"])
+    if not isinstance(source.file, str) or not isinstance(source.pos, int):
+        raise DecodeError(
+            f"TRUNCATE (op 't') of {source.db}.{source.table} has no binlog position "
+            f"(source.file={source.file!r}, source.pos={source.pos!r})"
+        )
+    row_plan = plan.row
+    assert row_plan is not None  # a non-schema-change plan always has one
+    captured = payload.get("ts_ms")
+    return _new_event(  # table, op, row, row_schema, primary_key, source, captured_ts_ms
+        f"{source.db}.{source.table}",
+        TRUNCATE,
+        {},
         row_plan.arrow_schema,
         primary_key,
         source,

@@ -63,7 +63,7 @@ from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
 from streams.parquet_format import bronze_schema, encode_bronze_file
-from streams.partitioner import TOMBSTONE, PreviousDelete, event_time_ms, key_of
+from streams.partitioner import TOMBSTONE, TRUNCATE, PreviousDelete, event_time_ms, key_of
 from streams.schema_drift import (
     ChangeKind,
     SchemaChange,
@@ -482,6 +482,10 @@ class PartitionWriter:
             return cached[2]
         tracked = self._table_schema(event.table)
         key = tuple(event.primary_key)
+        if event.op == TRUNCATE:
+            # A TRUNCATE has no key (Kafka key null) and no row: it belongs to the table's
+            # current version, not to a new one with an empty primary key.
+            return self._truncate_placement(tracked, schema)
         if event.op == TOMBSTONE:
             if (
                 tracked.schema is not None
@@ -506,6 +510,14 @@ class PartitionWriter:
             self._placements.clear()
         self._placements[cache_key] = (schema, event.primary_key, placement)
         return placement
+
+    @staticmethod
+    def _truncate_placement(tracked: TableSchema, schema: pa.Schema) -> _Placement:
+        """Where a TRUNCATE goes: the current version if the table's columns fit it (all of
+        them are null), else, before any row of the table was seen, an untracked file."""
+        if tracked.schema is not None and fits_within(schema, tracked.schema):
+            return _Placement(tracked.version, tracked.schema, tracked.primary_key)
+        return _Placement(UNTRACKED, schema, tracked.primary_key)
 
     def _begin_version(self, table: str, placement: _Placement, offset: int) -> None:
         """Make `placement`'s version the table's current one if it is new, and say why."""

@@ -3,7 +3,7 @@
 The hour comes from the record itself, never from the wall clock, so replaying a topic puts
 every change in the same hour as the first run did:
 
-* a change (c, u, d, r) goes to the hour of its source commit, `source.ts_ms`;
+* a change (c, u, d, r, and a TRUNCATE t) goes to the hour of its source commit, `source.ts_ms`;
 * a tombstone has no `source`. Debezium sends it right after the delete of the same key, and it
   goes to that delete's hour when the writer saw the delete (the usual case); otherwise, e.g.
   when a restart resumes exactly at the tombstone, to the hour of its Kafka record timestamp.
@@ -18,7 +18,9 @@ from typing import Any, NamedTuple, Protocol
 
 from binlake.bronze_layout import HourBucket
 from binlake.errors import DecodeError
-from cdc.envelope import TOMBSTONE
+from cdc.envelope import TOMBSTONE, TRUNCATE
+
+__all__ = ["TOMBSTONE", "TRUNCATE", "PreviousDelete", "event_time_ms", "hour_bucket", "key_of"]
 
 
 class _Source(Protocol):

@@ -28,6 +28,45 @@ STATE_VERSION = 1
 TopicPartition = tuple[str, int]
 
 
+@dataclass(frozen=True)
+class TruncatedAt:
+    """Where the newest TRUNCATE TABLE merged happened: its binlog position and Kafka offset.
+
+    No change before it (in ``binlake.bronze_layout.CHANGE_ORDER``) may enter the table any
+    more: a change Debezium re-sends or a replay brings late would otherwise bring a truncated
+    row back. Kept in every later commit's metadata, next to the consumed offsets.
+    """
+
+    file: str
+    pos: int
+    row: int
+    offset: int
+    ts_ms: int  # the TRUNCATE's commit time
+
+    @property
+    def order(self) -> tuple[str, int, int, int]:
+        return (self.file, self.pos, self.row, self.offset)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "pos": self.pos,
+            "row": self.row,
+            "offset": self.offset,
+            "ts_ms": self.ts_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> TruncatedAt:
+        return cls(
+            str(data["file"]),
+            int(data["pos"]),  # type: ignore[call-overload]
+            int(data["row"]),  # type: ignore[call-overload]
+            int(data["offset"]),  # type: ignore[call-overload]
+            int(data["ts_ms"]),  # type: ignore[call-overload]
+        )
+
+
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Inclusive ranges sorted, with overlapping and adjacent ones joined."""
     merged: list[tuple[int, int]] = []
@@ -47,6 +86,18 @@ class ConsumedOffsets:
 
     ranges: dict[TopicPartition, list[tuple[int, int]]] = field(default_factory=dict)
     manifest_cursor: int = 0
+    truncated_at: TruncatedAt | None = None  # the newest TRUNCATE merged, if any
+
+    def truncate_at(self, position: TruncatedAt | None) -> bool:
+        """Record a TRUNCATE; True if it is newer than the one recorded (the table must be
+        emptied up to it), False for none or an older or re-sent one (a re-send has the same
+        binlog position at a later offset)."""
+        if position is None or (
+            self.truncated_at is not None and position.order[:3] <= self.truncated_at.order[:3]
+        ):
+            return False
+        self.truncated_at = position
+        return True
 
     def covers(self, tp: TopicPartition, first: int, last: int) -> bool:
         """Whether every offset of first..last is consumed."""
@@ -103,17 +154,17 @@ class ConsumedOffsets:
         return keyed.join(hits, on="_row", how="anti").drop("_row")
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "version": STATE_VERSION,
-                "manifest_cursor": self.manifest_cursor,
-                "ranges": [
-                    {"topic": t, "partition": p, "ranges": [list(r) for r in ranges]}
-                    for (t, p), ranges in sorted(self.ranges.items())
-                ],
-            },
-            separators=(",", ":"),
-        )
+        state: dict[str, object] = {
+            "version": STATE_VERSION,
+            "manifest_cursor": self.manifest_cursor,
+            "ranges": [
+                {"topic": t, "partition": p, "ranges": [list(r) for r in ranges]}
+                for (t, p), ranges in sorted(self.ranges.items())
+            ],
+        }
+        if self.truncated_at is not None:  # absent before TRUNCATE was captured: stays readable
+            state["truncated_at"] = self.truncated_at.to_dict()
+        return json.dumps(state, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ConsumedOffsets:
@@ -129,6 +180,11 @@ class ConsumedOffsets:
                 )
                 for item in data["ranges"]
             }
-            return cls(ranges=ranges, manifest_cursor=int(data["manifest_cursor"]))
+            truncated = data.get("truncated_at")
+            return cls(
+                ranges=ranges,
+                manifest_cursor=int(data["manifest_cursor"]),
+                truncated_at=None if truncated is None else TruncatedAt.from_dict(truncated),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise FinalError(f"silver commit metadata {COMMIT_METADATA_KEY} is unreadable: {exc}")

@@ -43,7 +43,7 @@ from binlake.bronze_layout import (
     SOURCE_TS_MS,
 )
 from binlake.errors import FinalError
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
+from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
 from streams.schema_drift import common_type
 
 DELETED = "_deleted"
@@ -60,6 +60,7 @@ CHANGE_TYPE = "_change_type"  # insert, update_preimage, update_postimage, delet
 CHANGE_VERSION = "_commit_version"
 
 _SOURCE, _TARGET = "s", "t"
+TRUNCATE_OP = "t"  # the op of a row a TRUNCATE turned into a tombstone (Debezium's letter)
 
 
 def _q(alias: str, column: str) -> str:
@@ -83,6 +84,62 @@ def _newer_predicate() -> str:
 
 
 NEWER_PREDICATE = _newer_predicate()
+
+
+def _sql_literal(value: str | int) -> str:
+    return _sql_str(value) if isinstance(value, str) else str(int(value))
+
+
+def before_sql(alias: str, position: TruncatedAt) -> str:
+    """SQL: the stored change of `alias` comes before `position` in (file, pos, row, offset)
+    order, nulls first like ``NEWER_PREDICATE``."""
+    parts = [
+        (SOURCE_FILE, "''", position.file),
+        (SOURCE_POS, "-1", position.pos),
+        (SOURCE_ROW, "-1", position.row),
+        (OFFSET, "-1", position.offset),
+    ]
+    predicate = ""
+    for column, null_as, value in reversed(parts):
+        mine, theirs = f"coalesce({_q(alias, column)}, {null_as})", _sql_literal(value)
+        predicate = (
+            f"{mine} < {theirs}"
+            if not predicate
+            else f"({mine} < {theirs} OR ({mine} = {theirs} AND {predicate}))"
+        )
+    return predicate
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def truncated_updates(
+    columns: list[str], key: list[str], position: TruncatedAt, *, keep_values: bool
+) -> dict[str, str]:
+    """SET clause turning a stored row into a tombstone of the TRUNCATE at `position`.
+
+    Like a delete's tombstone, it keeps the key (every column for a table without a primary
+    key, `keep_values`) so that a late older change of the key stays out, with the TRUNCATE's
+    position and op "t".
+    """
+    updates = {
+        _quoted(c): "NULL"
+        for c in columns
+        if not keep_values and c not in key and c not in STORED_PROVENANCE
+    }
+    updates.update(
+        {
+            _quoted(SOURCE_FILE): _sql_str(position.file),
+            _quoted(SOURCE_POS): str(position.pos),
+            _quoted(SOURCE_ROW): str(position.row),
+            _quoted(OFFSET): str(position.offset),
+            _quoted(SOURCE_TS_MS): str(position.ts_ms),
+            _quoted(OP): _sql_str(TRUNCATE_OP),
+            _quoted(DELETED): "true",
+        }
+    )
+    return updates
 
 
 def key_predicate(key: list[str], *, nullable: bool) -> str:
@@ -282,11 +339,14 @@ class SilverDeltaTable:
         *,
         nullable_key: bool = False,
         extra_metadata: dict[str, str] | None = None,
+        truncate: TruncatedAt | None = None,
     ) -> MergeStats:
         """Merge `latest` (one newest change per key, `STORED_PROVENANCE` included).
 
         `consumed` (the offsets held once this commit is in) goes into the commit metadata in
-        the same atomic commit as the rows.
+        the same atomic commit as the rows. With `truncate`, the same commit also turns every
+        stored live row whose change is before it into a tombstone at its position (`latest`
+        must hold no change before it).
         """
         metadata = {COMMIT_METADATA_KEY: consumed.to_json(), **(extra_metadata or {})}
         properties = CommitProperties(custom_metadata=metadata)
@@ -311,14 +371,15 @@ class SilverDeltaTable:
         if rewritten:
             table = self._open()
             assert table is not None
-        result: dict[str, Any] = (
+        merger = (
             table.merge(
                 source,
                 predicate=" AND ".join(
                     p
                     for p in (
                         key_predicate(key, nullable=nullable_key),
-                        key_range_predicate(latest, key),
+                        # a TRUNCATE reaches every stored row, not only those of touched keys
+                        "" if truncate is not None else key_range_predicate(latest, key),
                     )
                     if p
                 ),
@@ -329,14 +390,29 @@ class SilverDeltaTable:
             )
             .when_matched_update_all(predicate=NEWER_PREDICATE)
             .when_not_matched_insert_all()
-            .execute()
         )
+        if truncate is not None:
+            merger = self._truncating(merger, table, key, truncate, keep_values=nullable_key)
+        result: dict[str, Any] = merger.execute()
         return MergeStats(
             version=table.version(),
             source_rows=source.num_rows,
             inserted=int(result.get("num_target_rows_inserted", 0)),
             updated=int(result.get("num_target_rows_updated", 0)),
             schema_rewritten=rewritten,
+        )
+
+    @staticmethod
+    def _truncating(
+        merger: Any, table: DeltaTable, key: list[str], truncate: TruncatedAt, *, keep_values: bool
+    ) -> Any:
+        """`merger` also turning stored live rows no change touches, and whose change is before
+        the TRUNCATE, into its tombstones (rows a change touches are replaced by it: every
+        change given is after the TRUNCATE)."""
+        columns = pa.schema(table.schema().to_arrow()).names
+        return merger.when_not_matched_by_source_update(
+            updates=truncated_updates(columns, key, truncate, keep_values=keep_values),
+            predicate=f"NOT {_q(_TARGET, DELETED)} AND {before_sql(_TARGET, truncate)}",
         )
 
     @property

@@ -70,8 +70,8 @@ from binlake.bronze_layout import (
     SOURCE_TS_MS,
 )
 from binlake.errors import FinalError
-from cdc.envelope import TOMBSTONE
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
+from cdc.envelope import TRUNCATE
+from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
 from dagster_defs.silver.delta_table import (
     _SOURCE,
     _TARGET,
@@ -79,7 +79,7 @@ from dagster_defs.silver.delta_table import (
     delta_compatible,
     key_range_predicate,
 )
-from dagster_defs.silver.logic import DELETE, table_columns
+from dagster_defs.silver.logic import DELETE, before, is_tombstone, table_columns
 
 VALID_FROM = "valid_from"
 VALID_TO = "valid_to"
@@ -93,6 +93,9 @@ HISTORY_COLUMNS = (VALID_FROM, VALID_TO, HISTORY_OP, IS_CURRENT, SOURCE_TS_MS, *
 VALIDITY = (VALID_FROM, VALID_TO, IS_CURRENT)
 RESERVED = (VALID_FROM, VALID_TO, HISTORY_OP, IS_CURRENT)
 
+# Versions that end their key: a delete, or a TRUNCATE of the table (zero-length validity).
+ENDS = (DELETE, TRUNCATE)
+
 _NEW = "__binlake_new"
 _OLD = "__binlake_old_"
 
@@ -101,7 +104,9 @@ def change_rows(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame:
     """One history row per change of `changes` (bronze rows), without validity yet.
 
     Table columns (a delete's non-key columns nulled), ``op``, ``_source_ts_ms`` and the
-    position; tombstones dropped. Duplicates are kept here: ``merge_versions`` drops them.
+    position; tombstones dropped. A TRUNCATE stays as one row with op ``t`` and every table
+    column null: ``SilverHistoryTable.append`` turns it into a version closing each key.
+    Duplicates are kept here: ``merge_versions`` drops them.
     """
     missing = [c for c in (OP, SOURCE_TS_MS, *POSITION) if c not in changes.columns]
     if missing:
@@ -120,7 +125,7 @@ def change_rows(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame:
     deleted = pl.col(OP) == DELETE
     return (
         changes.lazy()
-        .filter(pl.col(OP) != TOMBSTONE)
+        .filter(~is_tombstone())
         .select(
             *[
                 pl.col(c)
@@ -150,7 +155,7 @@ def with_validity(versions: pl.DataFrame, key: list[str]) -> pl.DataFrame:
         versions.sort(list(POSITION), nulls_last=False, maintain_order=True)
         .with_columns(started.cum_max().over(key).alias(VALID_FROM))
         .with_columns(
-            pl.when(pl.col(HISTORY_OP) == DELETE)
+            pl.when(pl.col(HISTORY_OP).is_in(ENDS))
             .then(pl.col(VALID_FROM))
             .otherwise(pl.col(VALID_FROM).shift(-1).over(key))
             .alias(VALID_TO)
@@ -211,6 +216,80 @@ def merge_versions(
         inserted=inserted,
         updated=rows.height - inserted,
     )
+
+
+# -- TRUNCATE ------------------------------------------------------------------------------------
+
+
+def truncate_markers(new: pl.DataFrame) -> list[TruncatedAt]:
+    """The TRUNCATEs among ``change_rows`` (op ``t``), in change order."""
+    markers = new.filter(pl.col(HISTORY_OP) == TRUNCATE).sort(list(POSITION), nulls_last=False)
+    return [
+        TruncatedAt(
+            r[SOURCE_FILE],
+            int(r[SOURCE_POS]),
+            int(r[SOURCE_ROW] or 0),
+            int(r[OFFSET]),
+            int(r[SOURCE_TS_MS]),
+        )
+        for r in markers.iter_rows(named=True)
+    ]
+
+
+def truncate_versions(
+    versions: pl.DataFrame, key: list[str], position: TruncatedAt
+) -> pl.DataFrame:
+    """One version with op ``t`` at `position` for every key whose latest version before it is
+    live: the TRUNCATE closes it, like a delete (key kept, other columns null).
+
+    `versions` holds versions of keys (``change_rows`` shape, validity columns ignored); the
+    result has the columns of ``change_rows``.
+    """
+    shape = [c for c in versions.columns if c not in VALIDITY and c not in (_NEW,)]
+    own = [c for c in shape if c not in HISTORY_COLUMNS]
+    latest = (
+        versions.filter(before(position))
+        .sort(list(POSITION), nulls_last=False, maintain_order=True)
+        .unique(subset=key, keep="last", maintain_order=True)
+        .filter(~pl.col(HISTORY_OP).is_in(ENDS))
+    )
+    schema = versions.schema
+    values = {
+        HISTORY_OP: TRUNCATE,
+        SOURCE_TS_MS: position.ts_ms,
+        SOURCE_FILE: position.file,
+        SOURCE_POS: position.pos,
+        SOURCE_ROW: position.row,
+        OFFSET: position.offset,
+    }
+    return latest.select(
+        *[pl.col(c) if c in key else pl.lit(None, dtype=schema[c]).alias(c) for c in own],
+        *[pl.lit(values[c], dtype=schema[c]).alias(c) for c in shape if c in values],
+    ).select(shape)
+
+
+def with_truncates(
+    stored: pl.DataFrame | None,
+    new: pl.DataFrame,
+    key: list[str],
+    truncates: list[TruncatedAt],
+) -> pl.DataFrame:
+    """`new` without its TRUNCATE markers, plus a closing version per key for each of
+    `truncates` (in order, each seeing the versions the earlier ones added)."""
+    changes = new.filter(pl.col(HISTORY_OP) != TRUNCATE)
+    if not truncates:
+        return changes
+    known = (
+        changes
+        if stored is None
+        else pl.concat([stored.drop(VALIDITY, strict=False), changes], how="diagonal_relaxed")
+    )
+    added: list[pl.DataFrame] = []
+    for position in truncates:
+        closing = truncate_versions(known, key, position)
+        added.append(closing)
+        known = pl.concat([known, closing], how="diagonal_relaxed")
+    return pl.concat([changes, *added], how="diagonal_relaxed")
 
 
 def _touched_keys_filter(schema: pa.Schema, new: pl.DataFrame, key: list[str]) -> pc.Expression:
@@ -308,10 +387,25 @@ class SilverHistoryTable:
 
         `consumed` (the offsets held once this commit is in) goes into the same commit.
         """
-        properties = CommitProperties(custom_metadata={COMMIT_METADATA_KEY: consumed.to_json()})
         new = _as_stored(changes)
         table = self._delta._open()
-        stored = None if table is None else _stored_versions(table, new, key)
+        # A TRUNCATE closes every key current before it: all stored versions are read. A TRUNCATE
+        # merged earlier (kept in `consumed`) also closes the keys of late changes before it.
+        markers = truncate_markers(new)
+        known = consumed.truncated_at
+        newest = markers[-1] if markers else None
+        all_keys = consumed.truncate_at(newest)
+        truncates = sorted(
+            {*markers, *([known] if known is not None else [])}, key=lambda p: p.order
+        )
+        changes_only = new.filter(pl.col(HISTORY_OP) != TRUNCATE)
+        stored = None
+        if table is not None:
+            stored = (
+                _all_versions(table) if all_keys else _stored_versions(table, changes_only, key)
+            )
+        new = with_truncates(stored, new, key, truncates)
+        properties = CommitProperties(custom_metadata={COMMIT_METADATA_KEY: consumed.to_json()})
         plan = merge_versions(stored, new, key)
         if plan.rows.height == 0:
             return HistoryStats(self.version(), new.height, 0, 0, committed=False)
@@ -367,6 +461,12 @@ def _as_stored(changes: pl.DataFrame) -> pl.DataFrame:
     """`changes` with the types Delta stores (as the stored versions are read back)."""
     arrow = delta_compatible(changes.to_arrow(compat_level=pl.CompatLevel.oldest()))
     frame = pl.from_arrow(arrow)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _all_versions(table: DeltaTable) -> pl.DataFrame:
+    frame = pl.from_arrow(table.to_pyarrow_table())
     assert isinstance(frame, pl.DataFrame)
     return frame
 

@@ -15,13 +15,81 @@ from binlake.bronze_layout import (
     SOURCE_TS_MS,
 )
 from binlake.errors import FinalError
-from cdc.envelope import TOMBSTONE
+from cdc.envelope import LEGACY_TOMBSTONE, TOMBSTONE, TRUNCATE
+from dagster_defs.silver.consumed import TruncatedAt
 
 # Provenance kept in silver next to the table's own columns.
 SILVER_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
 _EMPTY_PROVENANCE_SCHEMA = {SOURCE_TS_MS: pl.Int64, OFFSET: pl.Int64, OP: pl.String}
 
 DELETE = "d"
+
+
+# -- which bronze rows carry no row change -----------------------------------------------------
+#
+# The rule every reader of bronze's `_op` follows: a TRUNCATE ("t") always has its binlog file
+# and position; a Kafka tombstone has none. Tombstones are "x" since TRUNCATE is captured;
+# bronze files written before then marked them "t" (when TRUNCATE was never captured), so a
+# "t" without a position is such an old tombstone, never a TRUNCATE.
+
+
+def _has_position() -> pl.Expr:
+    return pl.col(SOURCE_FILE).is_not_null() & pl.col(SOURCE_POS).is_not_null()
+
+
+def is_truncate() -> pl.Expr:
+    """Bronze rows that are a TRUNCATE TABLE (see the rule above)."""
+    return (pl.col(OP) == TRUNCATE) & _has_position()
+
+
+def is_tombstone() -> pl.Expr:
+    """Bronze rows that are Kafka tombstones, new ("x") or old ("t" without a position)."""
+    return (pl.col(OP) == TOMBSTONE) | ((pl.col(OP) == LEGACY_TOMBSTONE) & ~_has_position())
+
+
+def is_row_change() -> pl.Expr:
+    """Bronze rows that change one row (c, u, d, r): neither tombstones nor TRUNCATEs."""
+    return ~(pl.col(OP).is_in([TOMBSTONE, TRUNCATE]))
+
+
+def newest_truncate(changes: pl.DataFrame) -> TruncatedAt | None:
+    """The last TRUNCATE of `changes` in change order, or None."""
+    if OP not in changes.columns:
+        return None
+    truncates = changes.filter(is_truncate())
+    if not truncates.height:
+        return None
+    last = truncates.sort(list(CHANGE_ORDER), nulls_last=False).row(-1, named=True)
+    return TruncatedAt(
+        file=last[SOURCE_FILE],
+        pos=int(last[SOURCE_POS]),
+        row=int(last[SOURCE_ROW] or 0),
+        offset=int(last[OFFSET]),
+        ts_ms=int(last[SOURCE_TS_MS]),
+    )
+
+
+def before(position: TruncatedAt) -> pl.Expr:
+    """Rows whose change comes before `position` in ``CHANGE_ORDER`` (nulls first, as the
+    silver MERGE orders them)."""
+    parts = [
+        (SOURCE_FILE, "", position.file),
+        (SOURCE_POS, -1, position.pos),
+        (SOURCE_ROW, -1, position.row),
+        (OFFSET, -1, position.offset),
+    ]
+    earlier = pl.lit(False)
+    for column, null_as, value in reversed(parts):
+        mine = pl.col(column).fill_null(null_as)
+        earlier = (mine < value) | ((mine == value) & earlier)
+    return earlier
+
+
+def after_truncate(changes: pl.DataFrame, truncated_at: TruncatedAt | None) -> pl.DataFrame:
+    """`changes` without the row changes a TRUNCATE at `truncated_at` wiped out."""
+    if truncated_at is None or not changes.height:
+        return changes
+    return changes.filter(~before(truncated_at))
 
 
 def table_columns(changes: pl.DataFrame) -> list[str]:
@@ -34,8 +102,8 @@ def current_state(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame
 
     For each key (the primary key, or every table column when the table has none) the change
     latest in ``CHANGE_ORDER`` (binlog file, position, row, then Kafka offset) wins; keys whose
-    latest change is a delete are dropped. Tombstones (``_op == 't'``) carry no row and are
-    ignored. Snapshot reads (``r``) count as inserts. Re-delivered duplicates of one change are
+    latest change is a delete are dropped. Tombstones carry no row and are ignored; a TRUNCATE
+    drops every change before it (see ``is_truncate``). Snapshot reads (``r``) count as inserts. Re-delivered duplicates of one change are
     harmless: they share the binlog position and carry the same values.
 
     Without a primary key a row is identified by all its values: an update appears as a new row
@@ -55,8 +123,9 @@ def current_state(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame
         raise FinalError("bronze changes carry no table columns")
     keep = [*columns, *SILVER_PROVENANCE]
     return (
-        changes.lazy()
-        .filter(pl.col(OP) != TOMBSTONE)
+        after_truncate(changes, newest_truncate(changes))
+        .lazy()
+        .filter(is_row_change())
         .sort(list(CHANGE_ORDER), nulls_last=False, maintain_order=True)
         .unique(subset=key, keep="last", maintain_order=True)
         .filter(pl.col(OP) != DELETE)
@@ -70,13 +139,17 @@ DELETED = "_deleted"
 MERGE_PROVENANCE = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET, SOURCE_TS_MS, OP)
 
 
-def latest_changes(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame:
+def latest_changes(
+    changes: pl.DataFrame, primary_key: list[str], truncated_at: TruncatedAt | None = None
+) -> pl.DataFrame:
     """The newest change of every key in `changes`, deletes kept as tombstone rows.
 
     What a silver MERGE takes: table columns, the change's source position (``CHANGE_ORDER``),
     commit time, op and ``_deleted``. A deleted key keeps its key columns and position; its
-    other columns are nulled (a deleted row's values are not kept in silver). Tombstones
-    (``t``) carry no change and are dropped; re-sent duplicates collapse into one.
+    other columns are nulled (a deleted row's values are not kept in silver). Tombstones and
+    TRUNCATEs carry no row change and are dropped, and so is every change before
+    `truncated_at` (the newest TRUNCATE known, in `changes` or merged earlier); the MERGE
+    empties the stored table up to it. Re-sent duplicates collapse into one.
     """
     missing = [c for c in (OP, *CHANGE_ORDER) if c not in changes.columns]
     if missing:
@@ -91,8 +164,9 @@ def latest_changes(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFram
     deleted = pl.col(OP) == DELETE
     provenance = [c for c in MERGE_PROVENANCE if c in changes.columns]
     return (
-        changes.lazy()
-        .filter(pl.col(OP) != TOMBSTONE)
+        after_truncate(changes, truncated_at)
+        .lazy()
+        .filter(is_row_change())
         .sort(list(CHANGE_ORDER), nulls_last=False, maintain_order=True)
         .unique(subset=key, keep="last", maintain_order=True)
         .select(

@@ -9,8 +9,10 @@ digest in Python, and the two sums are compared modulo 2**64.
 
 Only columns whose text both sides spell alike take part: integers (and BOOLEAN as 0/1),
 DECIMAL, text types, ENUM, SET, DATE, DATETIME and TIMESTAMP (in UTC, with their fractional
-digits). Floating point (rounding), JSON (key order and spacing), binary data, BIT, TIME and
-personal-data columns (masked in silver) are left out; the check's metadata names both lists.
+digits), and BIT as its unsigned number (silver holds BIT(n > 1) as big-endian bytes, MySQL's
+order, and BIT(1) as a boolean). Floating point (rounding), JSON (key order and spacing), binary
+data, TIME and personal-data columns (masked in silver) are left out; the check's metadata
+names both lists.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"
 @dataclass(frozen=True)
 class ComparedColumn:
     name: str
-    kind: str  # integer, decimal, text, date, datetime
+    kind: str  # integer, decimal, text, date, datetime, bit
     fractional_digits: int = 0
 
     @property
@@ -39,12 +41,17 @@ class ComparedColumn:
         column = f"`{self.name.replace('`', '``')}`"
         if self.kind == "text":
             return column
+        if self.kind == "bit":
+            return f"CAST(CAST({column} AS UNSIGNED) AS CHAR)"
         return f"CAST({column} AS CHAR)"
 
     def silver_text(self, dtype: pl.DataType) -> pl.Expr:
         column = pl.col(self.name)
-        if self.kind == "integer" and dtype == pl.Boolean:
+        if self.kind in ("integer", "bit") and dtype == pl.Boolean:
             return pl.when(column).then(pl.lit("1")).when(~column).then(pl.lit("0"))
+        if self.kind == "bit":  # big-endian bytes, at most 8 (BIT(64))
+            number = column.bin.encode("hex").str.to_integer(base=16, dtype=pl.UInt64)
+            return number.cast(pl.String)
         if self.kind == "date":
             return column.dt.strftime("%Y-%m-%d")
         if self.kind == "datetime":
@@ -86,6 +93,8 @@ def _kind(data_type: str) -> str | None:
         return "date"
     if data_type in ("datetime", "timestamp"):
         return "datetime"
+    if data_type == "bit":
+        return "bit"
     return None
 
 

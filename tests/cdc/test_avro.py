@@ -85,6 +85,15 @@ VALUE_RECORD = {
             "status",
         ),
         _opt("double", "weight"),
+        _opt(
+            {
+                "type": "bytes",
+                "connect.version": 1,
+                "connect.parameters": {"length": "16"},
+                "connect.name": "io.debezium.data.Bits",
+            },
+            "flags",
+        ),
     ],
     "connect.name": "binlake.shop.orders.Value",
 }
@@ -223,6 +232,7 @@ ROW = {
     "blob": b"\x00\x01",
     "status": "paid",
     "weight": None,
+    "flags": b"\x02\x01",  # BIT(16) b'0000000100000010', little-endian as Debezium sends it
 }
 
 EXPECTED = {
@@ -236,6 +246,7 @@ EXPECTED = {
     "blob": b"\x00\x01",
     "status": "paid",
     "weight": None,
+    "flags": b"\x01\x02",  # in MySQL's byte order (HEX() = 0102)
 }
 
 
@@ -375,10 +386,24 @@ def test_update_and_delete(decoder):
 def test_tombstone(decoder):
     event = decode(decoder, key(7), None)
 
-    assert event.op == "t"
+    assert event.op == "x"
     assert event.row == {"id": 7}
     assert event.table == "shop.orders"
     assert event.source is None
+
+
+def test_truncate(decoder):
+    event = decode(decoder, None, value("t", None, None))
+
+    assert (event.op, event.row, event.primary_key) == ("t", {}, ())
+    assert event.is_truncate and event.table == "shop.orders"
+    assert event.source is not None
+    assert (event.source.file, event.source.pos, event.source.row) == (
+        "mariadb-bin.000003",
+        4512,
+        0,
+    )
+    assert event.row_schema.names[-1] == "flags"
 
 
 def test_schema_change_record(decoder):

@@ -62,7 +62,7 @@ def test_every_required_key(settings: Settings):
         "topic.creation.default.partitions": "1",
         "include.schema.changes": "true",
         "tombstones.on.delete": "true",
-        "skipped.operations": "t",
+        "skipped.operations": "none",
         "key.converter": "org.apache.kafka.connect.json.JsonConverter",
         "key.converter.schemas.enable": "true",
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",

@@ -13,12 +13,17 @@ import pytest
 
 from binlake.errors import DecodeError
 from cdc.envelope import (
+    LEGACY_TOMBSTONE,
+    OPS,
+    TOMBSTONE,
+    TRUNCATE,
     ChangeEvent,
     SchemaChangeRecord,
     SourcePosition,
     arrow_schema_for,
     clear_schema_cache,
     decode_change,
+    source_position,
 )
 
 PREFIX = "binlake"
@@ -354,7 +359,7 @@ def test_snapshot_read_event_carries_the_snapshot_marker():
 def test_tombstone_has_key_fields_and_table_from_topic():
     event = decode(key_bytes(1001), None)
 
-    assert event.op == "t"
+    assert event.op == "x"
     assert event.is_tombstone
     assert event.table == "shop.orders"
     assert event.row == {"id": 1001}
@@ -600,6 +605,48 @@ def test_zoned_timestamp_is_utc_aware(text, expected):
     assert roundtrip(event)["ts"] == expected
 
 
+def _bits(length: int) -> dict[str, Any]:
+    return _f(
+        "b",
+        "bytes",
+        True,
+        name="io.debezium.data.Bits",
+        version=1,
+        parameters={"length": str(length)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("length", "debezium", "mysql"),
+    [
+        # BIT(64) b'1000...0001': HEX() at the source is 8000000000000001.
+        (64, b"\x01\x00\x00\x00\x00\x00\x00\x80", bytes.fromhex("8000000000000001")),
+        (64, bytes.fromhex("0807060504030201"), bytes.fromhex("0102030405060708")),
+        (5, b"\x16", b"\x16"),  # b'10110': one byte, nothing to reverse
+        (16, b"\x02\x01", b"\x01\x02"),
+        (12, b"\x01", b"\x00\x01"),  # a short array is padded to ceil(n/8) bytes
+        (16, b"\x01\x00\x00", b"\x00\x01"),  # zero high bytes beyond the width are dropped
+    ],
+)
+def test_bits_are_decoded_to_mysql_byte_order(length, debezium, mysql):
+    event = one_column(_bits(length), b64(debezium))
+
+    assert column_type(event) == pa.binary()
+    assert event.row["b"] == mysql
+    assert roundtrip(event)["b"] == mysql
+
+
+def test_bits_wider_than_their_column_are_refused():
+    with pytest.raises(DecodeError, match=r"field 'b'.*do not fit BIT\(8\)"):
+        one_column(_bits(8), b64(b"\x01\x02"))
+
+
+def test_bits_without_a_length_are_refused():
+    column = _f("b", "bytes", True, name="io.debezium.data.Bits", parameters={})
+    with pytest.raises(DecodeError, match="no integer 'length'"):
+        one_column(column, b64(b"\x01"))
+
+
 @pytest.mark.parametrize(
     ("days", "expected"),
     [(0, date(1970, 1, 1)), (20413, date(2025, 11, 21)), (-719162, date(1, 1, 1))],
@@ -618,9 +665,9 @@ def test_date(days, expected):
         (_f("c", "bytes", True), b64(b"\x00\xffbin"), pa.binary(), b"\x00\xffbin"),
         (
             _f("c", "bytes", True, name="io.debezium.data.Bits", parameters={"length": "12"}),
-            b64(b"\x0f\x01"),
+            b64(b"\x0f\x01"),  # little-endian from Debezium
             pa.binary(),
-            b"\x0f\x01",
+            b"\x01\x0f",  # MySQL's order
         ),
         (_f("c", "int32", True, name="io.debezium.time.Year", version=1), 2026, pa.int32(), 2026),
         (
@@ -796,10 +843,33 @@ def test_unknown_op():
         decode(key_bytes(), _mutated_payload(lambda p: p.update(op="x")))
 
 
-def test_truncate_op_is_rejected_with_a_hint():
-    raw = _mutated_payload(lambda p: p.update(op="t", after=None))
-    with pytest.raises(DecodeError, match="skipped.operations"):
-        decode(key_bytes(), raw)
+def test_truncate_is_an_event_without_a_row_and_with_its_source_position():
+    # Debezium sends a TRUNCATE with a null key and neither before nor after image.
+    event = decode(None, value_bytes("t", None, None))
+
+    assert (event.table, event.op, event.row) == ("shop.orders", "t", {})
+    assert event.is_truncate and not event.is_tombstone
+    assert event.primary_key == ()
+    assert event.row_schema.names == [c["field"] for c in ORDER_COLUMNS]
+    assert event.source == source_position(source())
+    assert event.captured_ts_ms == 1795248000456
+    # In bronze: every table column null, full provenance.
+    table = pa.Table.from_pylist([event.row], schema=event.row_schema)
+    assert all(v is None for v in table.to_pylist()[0].values())
+
+
+@pytest.mark.parametrize("missing", ["file", "pos"])
+def test_truncate_without_a_binlog_position_is_refused(missing):
+    # Readers of old bronze take op "t" without a position for a tombstone: never write one.
+    raw = _mutated_payload(
+        lambda p: p.update(op="t", after=None) or p["source"].update({missing: None})
+    )
+    with pytest.raises(DecodeError, match="TRUNCATE .* has no binlog position"):
+        decode(None, raw)
+
+
+def test_tombstone_op_is_not_a_letter_debezium_uses():
+    assert TOMBSTONE not in OPS and TRUNCATE in OPS and LEGACY_TOMBSTONE == TRUNCATE
 
 
 def test_null_image_for_op():
@@ -856,7 +926,7 @@ def test_unknown_connect_type():
 def test_neither_key_nor_value_is_the_tombstone_of_a_keyless_table():
     # Debezium sends it after a delete in a table without a primary key (seen on MariaDB).
     event = decode(None, None)
-    assert (event.table, event.op, event.row, event.primary_key) == ("shop.orders", "t", {}, ())
+    assert (event.table, event.op, event.row, event.primary_key) == ("shop.orders", "x", {}, ())
     assert len(event.row_schema) == 0 and event.source is None
 
 

@@ -27,7 +27,7 @@ def _decode(record: dict):
 
 def test_snapshot_update_delete_and_tombstone_in_order() -> None:
     events = [_decode(r) for r in RECORDS]
-    assert [e.op for e in events] == ["r", "u", "d", "t"]
+    assert [e.op for e in events] == ["r", "u", "d", "x"]
     assert {e.table for e in events} == {"shop.t1"}
     assert all(e.primary_key == ("id",) for e in events)
     assert events[1].row["v"] == "x2" and events[2].row["v"] == "x2"

@@ -76,15 +76,22 @@ def change(
     row: int = 0,
     file: str = "mariadb-bin.000001",
     ts_ms: int = BASE_TS_MS,
+    no_position: bool | None = None,
     **columns: Any,
 ) -> dict[str, Any]:
-    """One bronze row: provenance plus the table's columns (binlog pos defaults to 1000+offset)."""
+    """One bronze row: provenance plus the table's columns (binlog pos defaults to 1000+offset).
+
+    A Kafka tombstone (op "x", or "t" with `no_position` as files written before TRUNCATE was
+    captured have them) has no binlog position, as the bronze worker writes it.
+    """
+    if no_position is None:
+        no_position = op == "x"
     return {
         bl.OP: op,
         bl.OFFSET: offset,
-        bl.SOURCE_FILE: file,
-        bl.SOURCE_POS: 1000 + offset if pos is None else pos,
-        bl.SOURCE_ROW: row,
+        bl.SOURCE_FILE: None if no_position else file,
+        bl.SOURCE_POS: None if no_position else (1000 + offset if pos is None else pos),
+        bl.SOURCE_ROW: None if no_position else row,
         bl.SOURCE_TS_MS: ts_ms,
         bl.SOURCE_SNAPSHOT: "false",
         bl.CAPTURED_TS_MS: ts_ms + 5,

@@ -73,7 +73,7 @@ def test_insert_updates_and_delete_across_two_runs_give_four_versions(
         [
             c("u", 3, ts_ms=ms(2), id=1, status="shipped"),
             c("d", 4, ts_ms=ms(3), id=1, status="shipped"),
-            c("t", 5, ts_ms=ms(3), id=1),  # Kafka tombstone: no version
+            c("x", 5, ts_ms=ms(3), id=1),  # Kafka tombstone: no version
         ],
     )
     second = run_history(settings, resources)

@@ -82,7 +82,7 @@ def _bronze(settings: Settings, table: str) -> pl.DataFrame:
 
 def _changes_in_bronze(settings: Settings, table: str) -> int:
     bronze = _bronze(settings, table)
-    return bronze.filter(pl.col(OP) != "t").height if bronze.height else 0
+    return bronze.filter(pl.col(OP) != "x").height if bronze.height else 0
 
 
 def _binlog_position_of(cur, statement: str) -> tuple[str, int]:
@@ -240,7 +240,7 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
         assert entry.schema_fingerprint == fingerprint(
             row_schema_of(pq.read_schema(storage.full_path(entry.path)))
         )
-    bronze = _bronze(settings, WIDEN).filter(pl.col(OP) != "t")
+    bronze = _bronze(settings, WIDEN).filter(pl.col(OP) != "x")
     assert bronze.height == expected[WIDEN]
     for source_file, source_pos, version in bronze.select(
         SOURCE_FILE, SOURCE_POS, "_schema_version"

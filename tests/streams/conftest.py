@@ -186,6 +186,13 @@ class DebeziumTable:
     def tombstone(self, id_: int) -> tuple[bytes, None]:
         return self.key(id_), None
 
+    def truncate(self, *, ts_ms: int = BASE_TS_MS, pos: int = 4) -> tuple[None, bytes]:
+        """(key, value) of a TRUNCATE TABLE as Debezium sends it: null key, no row image."""
+        _, value = self.change("c", 0, ts_ms=ts_ms, pos=pos)
+        document = json.loads(value)
+        document["payload"].update(before=None, after=None, op="t")
+        return None, _dumps(document)
+
 
 def schema_change_value(prefix: str = PREFIX) -> bytes:
     schema = {
@@ -451,7 +458,7 @@ class ChangeProducer(threading.Thread):
             self._produce(id_, "u", self.table.change("u", id_, ts_ms=ts, pos=5 + id_, qty=99))
         if id_ % 10 == 0:
             self._produce(id_, "d", self.table.change("d", id_, ts_ms=ts + 1, pos=6 + id_))
-            self._produce(id_, "t", self.table.tombstone(id_))
+            self._produce(id_, "x", self.table.tombstone(id_))
 
     def run(self) -> None:
         started = time.monotonic()

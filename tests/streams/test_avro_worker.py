@@ -390,7 +390,7 @@ def test_avro_records_become_typed_bronze_rows(tmp_path, registry):
         worker.handle(KafkaRecord(TOPIC, 0, offset, key, value, BASE_TS_MS + 10_000, offset))
     worker.close()
     rows = bronze_rows(lake)
-    assert [r["_op"] for r in rows] == ["c"] * 7 + ["u", "d", "t"]
+    assert [r["_op"] for r in rows] == ["c"] * 7 + ["u", "d", "x"]
     for r, id_ in zip(rows[:9], [1, 2, 3, 4, 5, 6, 7, 3, 4], strict=True):
         assert {k: r[k] for k in EXPECTED_TYPES} == expected_row(id_)
     assert rows[9]["id"] == 4 and rows[9]["name"] is None  # tombstone: key columns only
@@ -483,7 +483,7 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
     for id_ in (2, 3, 9):
         produce("u", id_, encoder.change("u", id_))
     produce("d", 10, encoder.change("d", 10))
-    produce("t", 10, encoder.tombstone(10))
+    produce("x", 10, encoder.tombstone(10))
     bad_value = b"\x01" + encoder.change("c", 99)[1][1:]  # a valid body behind a bad magic byte
     produce("bad", 7, (encoder.change("c", 7)[0], bad_value))
     assert producer.flush(30) == 0
@@ -502,7 +502,7 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
     for r in rows:
         op, id_ = produced[(r["_partition"], r["_offset"])]
         assert r["_op"] == op and r["_topic"] == TOPIC
-        if op == "t":
+        if op == "x":
             assert r["id"] == id_ and r["price"] is None
         else:
             assert {k: r[k] for k in EXPECTED_TYPES} == expected_row(id_), (op, id_)

@@ -96,7 +96,15 @@ BAD_KINDS: dict[str, Callable[[Any], Kind]] = {
     ),
     "null_source": lambda t: (t.topic, _envelope(t, payload={"source": None}), "'source' is"),
     "unknown_op": lambda t: (t.topic, _envelope(t, op="x"), "unknown op 'x'"),
-    "truncate_op": lambda t: (t.topic, _envelope(t, op="t"), "TRUNCATE"),
+    "truncate_without_position": lambda t: (
+        t.topic,
+        _envelope(
+            t,
+            op="t",
+            payload={"after": None, "source": {"db": "shop", "table": "orders", "ts_ms": 1}},
+        ),
+        "has no binlog position",
+    ),
     "text_in_int_column": lambda t: (t.topic, t.change("c", 1, qty="abc"), "column 'qty'"),
     "int_out_of_range": lambda t: (t.topic, t.change("c", 1, qty=2**40), "column 'qty'"),
     "bool_in_int_column": lambda t: (t.topic, t.change("c", 1, qty=True), "column 'qty'"),

@@ -93,8 +93,55 @@ def test_changes_become_bronze_rows_in_order(lake, dbz):
     assert rows[0]["_source_snapshot"] == "first"
     assert str(rows[1]["price"]) == "19.99"
     tomb = pq.read_table(lake.full_path(entries[1].path)).to_pylist()
-    assert tomb[0]["_op"] == "t" and tomb[0]["id"] == 2
+    assert tomb[0]["_op"] == "x" and tomb[0]["id"] == 2
     assert worker.stats.rows == 5 and worker.stats.files == 2
+
+
+def test_a_truncate_between_changes_is_a_bronze_row_of_the_same_file(lake, dbz):
+    orders = dbz.table()
+    worker = make_worker(lake)
+    records = [
+        orders.change("c", 1, pos=10),
+        orders.change("c", 2, pos=20),
+        orders.truncate(pos=30),
+        orders.change("c", 3, pos=40),
+    ]
+    for offset, kv in enumerate(records):
+        worker.handle(record(orders.topic, offset, kv))
+    assert worker.close().tokens == [0, 1, 2, 3]
+
+    [entry] = Manifest(lake).entries()  # no schema change, no new version for the truncate
+    assert (entry.first_offset, entry.last_offset, entry.primary_key) == (0, 3, ["id"])
+    rows = pq.read_table(lake.full_path(entry.path)).to_pylist()
+    assert [r["_op"] for r in rows] == ["c", "c", "t", "c"]
+    truncate = rows[2]
+    assert (truncate["_source_file"], truncate["_source_pos"], truncate["_source_row"]) == (
+        "mariadb-bin.000003",
+        30,
+        0,
+    )
+    assert truncate["_source_ts_ms"] == dbz.BASE_TS_MS and truncate["_captured_ts_ms"] is not None
+    assert all(truncate[c] is None for c in ("id", "name", "qty", "price"))
+    assert worker.stats.dead_letters == 0
+
+
+def test_a_truncate_as_the_first_record_of_a_table_is_kept(lake, dbz):
+    orders = dbz.table()
+    worker = make_worker(lake)
+    tokens = worker.handle(record(orders.topic, 0, orders.truncate(pos=30))).tokens
+    tokens += worker.handle(record(orders.topic, 1, orders.change("c", 1, pos=40))).tokens
+    assert tokens + worker.close().tokens == [0, 1]
+
+    rows = [
+        row
+        for entry in Manifest(lake).entries()
+        for row in pq.read_table(lake.full_path(entry.path)).to_pylist()
+    ]
+    assert [(r["_op"], r["_offset"], r["_source_pos"], r["id"]) for r in rows] == [
+        ("t", 0, 30, None),
+        ("c", 1, 40, 1),
+    ]
+    assert worker.stats.dead_letters == 0
 
 
 def test_undecodable_records_are_dead_lettered_and_released_in_order(lake, dbz):
@@ -235,7 +282,7 @@ def test_every_debezium_type_round_trips_to_parquet(lake):
     assert offsets == [item["offset"] for item in fixture]
     entry = Manifest(lake).entries()[0]
     table = pq.read_table(lake.full_path(entry.path))
-    assert table.column("_op").to_pylist() == ["r", "u", "d", "t"]
+    assert table.column("_op").to_pylist() == ["r", "u", "d", "x"]
 
 
 def test_a_partition_handed_over_resumes_after_the_other_workers_files(lake, dbz):

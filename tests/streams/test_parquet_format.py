@@ -45,7 +45,7 @@ def test_encoded_file_reads_back_with_metadata():
     data = encode_bronze_file(
         "binlake.shop.t",
         3,
-        [(9, _event()), (10, _event("t", None))],
+        [(9, _event()), (10, _event("x", None))],
         ROW,
         table="shop.t",
         primary_key=["id"],
@@ -61,14 +61,14 @@ def test_encoded_file_reads_back_with_metadata():
 def test_hour_bucket_uses_source_time_then_kafka_time():
     assert hour_bucket(_event()) == HourBucket("2024-02-29", 23)
     # A tombstone has no source: its Kafka record timestamp decides.
-    assert hour_bucket(_event("t", None), 1_709_251_200_000) == HourBucket("2024-03-01", 0)
+    assert hour_bucket(_event("x", None), 1_709_251_200_000) == HourBucket("2024-03-01", 0)
     # The source time wins over the Kafka timestamp when both exist.
     assert event_time_ms(_event(), 5) == 1_709_251_199_999
     # A tombstone right after the delete of its key takes the delete's time.
-    assert event_time_ms(_event("t", None), 5, PreviousDelete((1,), 77)) == 77
-    assert event_time_ms(_event("t", None), 5, PreviousDelete((2,), 77)) == 5
-    assert event_time_ms(_event("t", None), None, PreviousDelete((1,), 77)) == 77
+    assert event_time_ms(_event("x", None), 5, PreviousDelete((1,), 77)) == 77
+    assert event_time_ms(_event("x", None), 5, PreviousDelete((2,), 77)) == 5
+    assert event_time_ms(_event("x", None), None, PreviousDelete((1,), 77)) == 77
     with pytest.raises(DecodeError):
-        hour_bucket(_event("t", None), None)
+        hour_bucket(_event("x", None), None)
     with pytest.raises(DecodeError):
-        hour_bucket(_event("t", None), -1)
+        hour_bucket(_event("x", None), -1)

@@ -96,7 +96,7 @@ def change(
 def tombstone(id_: int) -> ChangeEvent:
     return ChangeEvent(
         table=TABLE,
-        op="t",
+        op="x",
         row={"id": id_},
         row_schema=KEY_SCHEMA,
         primary_key=("id",),
@@ -387,7 +387,7 @@ def test_delete_and_its_tombstone_share_a_file(storage, manifest, clock):
     assert not writer.add(2, tombstone(9), timestamp_ms=T10 + 30)
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     rows = read_back(storage, entry).to_pylist()
-    assert [r["_op"] for r in rows] == ["c", "d", "t"]
+    assert [r["_op"] for r in rows] == ["c", "d", "x"]
     assert rows[2]["id"] == 9 and rows[2]["name"] is None and rows[2]["qty"] is None
     assert rows[2]["_source_ts_ms"] is None and rows[2]["_source_file"] is None
 

@@ -9,7 +9,7 @@ from streams.partitioner import PreviousDelete, event_time_ms
 
 
 def tombstone(**key):
-    return SimpleNamespace(op="t", row=key, primary_key=tuple(key), source=None)
+    return SimpleNamespace(op="x", row=key, primary_key=tuple(key), source=None)
 
 
 def test_a_keyless_tombstone_takes_the_time_of_the_keyless_delete_before_it():

@@ -483,7 +483,7 @@ def test_a_tombstone_joins_the_file_of_the_widened_schema(storage, manifest, clo
     assert writer.add(2, tombstone(1), timestamp_ms=T10) == pw.Released()
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     assert entry.rows == 3 and entry.schema_version == 1
-    assert read_back(storage, entry).column("_op").to_pylist() == ["c", "d", "t"]
+    assert read_back(storage, entry).column("_op").to_pylist() == ["c", "d", "x"]
 
 
 def test_tombstones_of_an_unknown_table_are_untracked_until_a_row_arrives(storage, manifest, clock):
