@@ -103,10 +103,7 @@ def _to_connect(schema: Any, named: dict[str, dict[str, Any]], namespace: str) -
         space = str(schema.get("namespace", namespace if "." not in name else ""))
         fullname = name if "." in name or not space else f"{space}.{name}"
         space = fullname.rpartition(".")[0]
-        fields = [
-            {**_to_connect(f["type"], named, space), "field": f["name"]}
-            for f in schema.get("fields", ())
-        ]
+        fields = [_field_to_connect(f, named, space) for f in schema.get("fields", ())]
         result = {"type": "struct", "fields": fields, "optional": False}
         result["name"] = schema.get("connect.name") or fullname
         named[fullname] = result
@@ -135,6 +132,35 @@ def _to_connect(schema: Any, named: dict[str, dict[str, Any]], namespace: str) -
     if schema.get("connect.parameters"):
         result["parameters"] = dict(schema["connect.parameters"])
     return result
+
+
+def _field_to_connect(
+    avro_field: Mapping[str, Any], named: dict[str, dict[str, Any]], namespace: str
+) -> dict[str, Any]:
+    """One record field as a Connect struct field, with the column default Connect would show.
+
+    AvroData writes a Connect default both as the Avro field's `default` and as `connect.default`
+    on the field's type; Avro spells a bytes default as text whose code points are the bytes.
+    """
+    result = {**_to_connect(avro_field["type"], named, namespace), "field": avro_field["name"]}
+    default = _connect_default(avro_field["type"])
+    if default is None:
+        default = avro_field.get("default")
+    if default is not None:
+        if result.get("type") == "bytes" and isinstance(default, str):
+            default = default.encode("latin-1")
+        result["default"] = default
+    return result
+
+
+def _connect_default(avro_type: Any) -> Any:
+    """The `connect.default` of a field's (non-null branch) type, None if it has none."""
+    if isinstance(avro_type, list):
+        branches = [branch for branch in avro_type if branch != "null"]
+        return _connect_default(branches[0]) if len(branches) == 1 else None
+    if isinstance(avro_type, Mapping):
+        return avro_type.get("connect.default")
+    return None
 
 
 @dataclass

@@ -48,7 +48,15 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         for read in unconsumed_reads(bronze_lake, table, consumed):
             files_read += read.entries_read
             if read.frame.height:
-                merged = merge_changes(target, table, read.frame, read.primary_key, consumed, pii)
+                merged = merge_changes(
+                    target,
+                    table,
+                    read.frame,
+                    read.primary_key,
+                    consumed,
+                    pii,
+                    column_defaults=read.column_defaults,
+                )
                 stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows
                 context.log.info(

@@ -24,6 +24,7 @@ int64 microseconds, timestamps as microseconds, and DECIMAL(p > 38) as exact dec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,18 @@ def delta_compatible(table: pa.Table) -> pa.Table:
                 values = values.cast(target)
             table = table.set_column(i, column.with_type(target), values)
     return table
+
+
+def _delta_values(latest: pl.DataFrame, values: Mapping[str, Any]) -> dict[str, pa.Scalar]:
+    """`values` of columns of `latest` as the merge stores them (through `delta_compatible`)."""
+    present = {name: value for name, value in values.items() if name in latest.columns}
+    if not present:
+        return {}
+    one = pl.DataFrame(
+        [pl.Series(name, [value], dtype=latest.schema[name]) for name, value in present.items()]
+    )
+    arrow = delta_compatible(one.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    return {name: arrow.column(name)[0] for name in arrow.column_names}
 
 
 def _feeds_changes(table: DeltaTable) -> bool:
@@ -282,11 +295,14 @@ class SilverDeltaTable:
         *,
         nullable_key: bool = False,
         extra_metadata: dict[str, str] | None = None,
+        column_defaults: Mapping[str, Any] | None = None,
     ) -> MergeStats:
         """Merge `latest` (one newest change per key, `STORED_PROVENANCE` included).
 
         `consumed` (the offsets held once this commit is in) goes into the commit metadata in
-        the same atomic commit as the rows.
+        the same atomic commit as the rows. `column_defaults` (`BronzeRead.column_defaults`)
+        fill a column new to the stored table in the rows stored before it (see
+        `_align_schemas`).
         """
         metadata = {COMMIT_METADATA_KEY: consumed.to_json(), **(extra_metadata or {})}
         properties = CommitProperties(custom_metadata=metadata)
@@ -307,7 +323,9 @@ class SilverDeltaTable:
         if not _feeds_changes(table):
             # a table from before the feed: changes are fed from the next commit on
             table.alter.set_table_properties(CHANGE_DATA_FEED)
-        source, rewritten = self._align_schemas(table, source)
+        source, rewritten = self._align_schemas(
+            table, source, _delta_values(latest, column_defaults or {})
+        )
         if rewritten:
             table = self._open()
             assert table is not None
@@ -343,10 +361,18 @@ class SilverDeltaTable:
     def _is_local(self) -> bool:
         return "://" not in self.uri or self.uri.startswith("file://")
 
-    def _align_schemas(self, table: DeltaTable, source: pa.Table) -> tuple[pa.Table, bool]:
+    def _align_schemas(
+        self,
+        table: DeltaTable,
+        source: pa.Table,
+        defaults: Mapping[str, pa.Scalar] | None = None,
+    ) -> tuple[pa.Table, bool]:
         """Cast `source` to the stored types, or widen the stored table first if needed.
 
-        New columns are left to MERGE's schema evolution; stored columns the changes lack (a
+        New columns are left to MERGE's schema evolution, except those with a default in
+        `defaults`: every row stored so far was merged before the column existed, and MySQL gave
+        the rows existing at `ADD COLUMN` the column's default, so the stored live rows get it
+        (tombstones stay null) in a rewrite before the merge. Stored columns the changes lack (a
         dropped column) are added to them as nulls, so a new version does not keep an old
         value. A type the stored table must widen
         (INT to BIGINT, a wider DECIMAL) rewrites the table once with the widened schema, as
@@ -372,13 +398,24 @@ class SilverDeltaTable:
         for field in stored:
             if field.name not in source.schema.names:
                 source = source.append_column(field, pa.nulls(source.num_rows, field.type))
-        if not widen:
+        fill = {
+            f.name: (defaults or {})[f.name]
+            for f in source.schema
+            if f.name not in stored_types and (defaults or {}).get(f.name) is not None
+        }
+        if not widen and not fill:
             return source, False
         current = table.to_pyarrow_table()
         for name, wide in widen.items():
             i = current.schema.get_field_index(name)
             current = current.set_column(
                 i, current.schema.field(i).with_type(wide), current.column(i).cast(wide)
+            )
+        for name, value in fill.items():
+            live = pc.invert(current.column(DELETED))
+            column = source.schema.field(name)
+            current = current.append_column(
+                column, pc.if_else(live, value.cast(column.type), pa.scalar(None, column.type))
             )
         write_deltalake(
             self.uri,
@@ -391,6 +428,7 @@ class SilverDeltaTable:
                     # the rewrite holds only what was merged before it
                     COMMIT_METADATA_KEY: self.consumed().to_json(),
                     "binlake.widened": ",".join(sorted(widen)),
+                    "binlake.filled_defaults": ",".join(sorted(fill)),
                 }
             ),
         )

@@ -6,7 +6,9 @@ Delta table in one commit that also records the offsets it now holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -29,10 +31,21 @@ def merge_changes(
     primary_key: list[str],
     consumed: ConsumedOffsets,
     pii: PiiPolicy,
+    column_defaults: Mapping[str, Any] | None = None,
 ) -> MergedChanges:
-    """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first."""
+    """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first.
+
+    `column_defaults` (`BronzeRead.column_defaults`) fill a column new to silver in the rows
+    silver held before it (see `SilverDeltaTable.merge`).
+    """
     consumed.add_offsets(changes)
     columns = table_columns(changes)
     latest = pii.mask(latest_changes(changes, primary_key), table, columns, primary_key)
-    stats = target.merge(latest, primary_key or columns, consumed, nullable_key=not primary_key)
+    stats = target.merge(
+        latest,
+        primary_key or columns,
+        consumed,
+        nullable_key=not primary_key,
+        column_defaults=column_defaults,
+    )
     return MergedChanges(stats, pii.masked_columns(table, columns))

@@ -122,7 +122,15 @@ def rebuild_silver(
     changes = read.frame.filter(as_of.included())
     if not changes.height:
         raise FinalError(f"bronze holds no change of {table} at or before {as_of.label}")
-    merge_changes(target, table, changes, read.primary_key, ConsumedOffsets(), pii)
+    merge_changes(
+        target,
+        table,
+        changes,
+        read.primary_key,
+        ConsumedOffsets(),
+        pii,
+        column_defaults=read.column_defaults,
+    )
     return Rebuilt(target, changes.height, target.count_live())
 
 
