@@ -120,8 +120,8 @@ def test_add_column_with_defaults_then_drop(edge_stack: LocalStack) -> None:
         "ALTER TABLE edge_default ADD COLUMN s VARCHAR(5) NOT NULL",
         "UPDATE edge_default SET a = 'TWO' WHERE id = 2",
         "UPDATE edge_default SET c = 8, n = NULL WHERE id = 3",
-        "INSERT INTO edge_default (id, a, n) VALUES (6, 'six', NULL)",
-        "INSERT INTO edge_default (id, a) VALUES (7, 'seven')",
+        "INSERT INTO edge_default (id, a, n, z, s) VALUES (6, 'six', NULL, 5, 's6')",
+        "INSERT INTO edge_default (id, a, z, s) VALUES (7, 'seven', 0, '')",
         "DELETE FROM edge_default WHERE id = 5",
         # edge_drop: a new column with a default right after the rows, and no wait, so bronze
         # files of both versions usually reach silver in one batch (case 2); then a drop.
@@ -147,7 +147,7 @@ def test_add_column_with_defaults_then_drop(edge_stack: LocalStack) -> None:
         2: (7, "x", None, 0, ""),
         3: (8, None, None, 0, ""),
         4: (7, "x", None, 0, ""),
-        6: (7, None, None, 0, ""),
+        6: (7, None, None, 5, "s6"),
         7: (7, "x", None, 0, ""),
     }
     # The deleted key stays a tombstone with nulls, not a row with the default.
