@@ -41,6 +41,12 @@ def merge_changes(
     consumed.add_offsets(changes)
     columns = table_columns(changes)
     latest = pii.mask(latest_changes(changes, primary_key), table, columns, primary_key)
+    if column_defaults and pii.masked_columns(table, list(column_defaults)):
+        # A personal-data column's default is masked like its values (a digest, or null).
+        defaults = pl.DataFrame(
+            [pl.Series(n, [v], dtype=changes.schema[n]) for n, v in column_defaults.items()]
+        )
+        column_defaults = pii.mask(defaults, table, defaults.columns, []).row(0, named=True)
     stats = target.merge(
         latest,
         primary_key or columns,

@@ -216,3 +216,23 @@ def test_a_table_of_one_schema_version_reads_as_before(settings):
     assert read.column_defaults == {}
     assert read.frame.select("id", "a").rows() == [(1, "one")]
     assert pl.Series(read.frame.columns).is_in(["c"]).sum() == 0
+
+
+def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
+    settings, resources, monkeypatch
+):
+    from binlake.settings import load_settings
+    from dagster_defs.silver.pii import PiiPolicy
+
+    monkeypatch.setenv("BINLAKE_SILVER__PII_COLUMNS", '["shop.products.n"]')
+    masking = load_settings()
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"})
+    bronze.flush()
+    assert run_silver(masking, resources).success
+    bronze.rows(WITH_DEFAULTS, {"id": 2, "a": "two", "c": 7, "n": "y", "plain": None})
+    bronze.flush()
+    assert run_silver(masking, resources).success
+    digest = PiiPolicy.from_settings(masking.silver).digest
+    rows = silver(settings)
+    assert (rows[1]["n"], rows[2]["n"]) == (digest("x"), digest("y"))
