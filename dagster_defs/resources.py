@@ -25,17 +25,19 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pymysql
 from dagster_polars import PolarsParquetIOManager
 
-from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY
+from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
 from binlake.errors import ConfigurationError, FinalError, RetriableError
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import column_default
+from cdc.envelope import TOMBSTONE
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
 from dagster_defs.silver.history import SilverHistoryTable
@@ -221,9 +223,12 @@ def _with_defaults(tables: list[pa.Table], defaults: dict[str, pa.Scalar]) -> li
         for name, value in defaults.items():
             if name not in table.schema.names:
                 wanted = types.get(name, value.type)
-                table = table.append_column(
-                    pa.field(name, wanted), pa.repeat(value.cast(wanted), table.num_rows)
-                )
+                fill = pa.repeat(value.cast(wanted), table.num_rows)
+                if OP in table.schema.names:
+                    # A tombstone (a file of keys only, too) carries no row: nothing to fill.
+                    is_tombstone = pc.equal(table.column(OP), TOMBSTONE)
+                    fill = pc.if_else(is_tombstone, pa.scalar(None, wanted), fill)
+                table = table.append_column(pa.field(name, wanted), fill)
         filled.append(table)
     return filled
 

@@ -117,13 +117,22 @@ def silver(settings: Settings) -> dict[int, dict[str, Any]]:
 
 def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(settings):
     bronze = Bronze(settings)
-    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 5, "a": "five"})
+    bronze.rows(V1, {"id": 5, "a": "five"}, op="d")
+    bronze.rows(V1, {"id": 5}, op="t")  # a tombstone carries no row: nothing to fill
     bronze.rows(WITH_DEFAULTS, {"id": 3, "a": "three", "c": 8, "n": None, "plain": "p"})
     bronze.flush()
     read = BronzeLake(storage_url=settings.lake_url).read_table(TABLE)
     assert read.column_defaults == {"c": 7, "n": "x"}
-    frame = read.frame.sort("id").select("id", "c", "n", "plain")
-    assert frame.rows() == [(1, 7, "x", None), (2, 7, "x", None), (3, 8, None, "p")]
+    frame = read.frame.sort("id", "_offset").select("id", "_op", "c", "n", "plain")
+    assert frame.rows() == [
+        (1, "c", 7, "x", None),
+        (2, "c", 7, "x", None),
+        (3, "c", 8, None, "p"),
+        (5, "c", 7, "x", None),
+        (5, "d", 7, "x", None),
+        (5, "t", None, None, None),
+    ]
 
 
 def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tombstones_null(
