@@ -24,6 +24,7 @@ from fastavro.schema import SchemaParseException
 
 from binlake.errors import DecodeError, RetriableError
 
+from .column_defaults import CONNECT_DEFAULT_UNKNOWN
 from .envelope import (
     ChangeEvent,
     KeyPlan,
@@ -140,16 +141,20 @@ def _field_to_connect(
     """One record field as a Connect struct field, with the column default Connect would show.
 
     AvroData writes a Connect default both as the Avro field's `default` and as `connect.default`
-    on the field's type; Avro spells a bytes default as text whose code points are the bytes.
+    on the field's type. A bytes default (BINARY, BIT, DECIMAL in precise mode) is a Jackson
+    binary node there, whose text form (base64 or Avro's ISO-8859-1 bytes) was not verified
+    against a real registry: it is marked unknown rather than guessed, so a column added with
+    one fails loudly (`streams.schema_drift`) instead of filling old rows with a wrong value.
     """
     result = {**_to_connect(avro_field["type"], named, namespace), "field": avro_field["name"]}
     default = _connect_default(avro_field["type"])
     if default is None:
         default = avro_field.get("default")
     if default is not None:
-        if result.get("type") == "bytes" and isinstance(default, str):
-            default = default.encode("latin-1")
-        result["default"] = default
+        if result.get("type") == "bytes":
+            result[CONNECT_DEFAULT_UNKNOWN] = True
+        else:
+            result["default"] = default
     return result
 
 

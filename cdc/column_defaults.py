@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 __all__ = [
+    "CONNECT_DEFAULT_UNKNOWN",
     "DEFAULT_KEY",
     "DEFAULT_UNKNOWN_KEY",
     "column_default",
@@ -35,6 +36,8 @@ DEFAULT_KEY = b"binlake.default"
 # A NOT NULL column without a default in Debezium's schema whose MySQL implicit default (what
 # `ADD COLUMN c ... NOT NULL` gives existing rows) the lake cannot tell from the Connect type.
 DEFAULT_UNKNOWN_KEY = b"binlake.default_unknown"
+# Set on a Connect field schema (by the Avro path) whose default exists but cannot be read.
+CONNECT_DEFAULT_UNKNOWN = "binlake.default_unknown"
 
 
 def _integer_storage(data_type: pa.DataType) -> pa.DataType | None:

@@ -30,7 +30,12 @@ import pyarrow as pa
 
 from binlake.errors import DecodeError
 
-from .column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
+from .column_defaults import (
+    CONNECT_DEFAULT_UNKNOWN,
+    DEFAULT_KEY,
+    DEFAULT_UNKNOWN_KEY,
+    encode_default,
+)
 
 __all__ = [
     "OPS",
@@ -339,6 +344,8 @@ def _default_metadata(
 
     Computed once per schema (plans are cached), so records pay nothing for it.
     """
+    if field.get(CONNECT_DEFAULT_UNKNOWN):
+        return {DEFAULT_UNKNOWN_KEY: b"true"}
     default = field.get("default")
     if default is None and field.get("optional", False):
         return (

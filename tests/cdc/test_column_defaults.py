@@ -155,4 +155,6 @@ def test_avro_field_defaults_become_connect_defaults():
     }
     connect = avro_to_connect(avro)
     plan = StructPlan(connect, base64_bytes=False, what="row")
-    assert _defaults(plan.arrow_schema) == {"id": 0, "c": 7, "n": "x", "b": b"a\xff"}
+    assert _defaults(plan.arrow_schema) == {"id": 0, "c": 7, "n": "x", "b": None}
+    # Bytes defaults are not guessed (see cdc.avro._field_to_connect): marked unknown.
+    assert has_unknown_default(plan.arrow_schema.field("b"))
