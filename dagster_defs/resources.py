@@ -75,6 +75,11 @@ class BronzeRead:
     # The manifest entries read (one per path), for the schema guard (`schema_versions_read`).
     entries: list[ManifestEntry] = field(default_factory=list)
 
+    @property
+    def schema_version(self) -> int:
+        """The newest bronze schema version among the files read (0: none tracked)."""
+        return max((e.schema_version for e in self.entries), default=0)
+
 
 class BronzeLake(dg.ConfigurableResource):
     """Bronze as the manifest lists it; never a directory listing.

@@ -52,6 +52,8 @@ DELETED = "_deleted"
 STORED_PROVENANCE = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET, SOURCE_TS_MS, OP, DELETED)
 # Provenance readers of the current state get (the rest is for merging and auditing).
 CURRENT_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
+# Commit metadata of a merge: the newest bronze schema version among the files it merged.
+SCHEMA_VERSION_KEY = "binlake.schema_version"
 # Commits searched (newest first) for the consumed-offsets metadata.
 HISTORY_SEARCH_LIMIT = 200
 _FEED_PROPERTY = "delta.enableChangeDataFeed"
@@ -218,6 +220,18 @@ class SilverDeltaTable:
             f"silver table {self.uri}: none of its last {HISTORY_SEARCH_LIMIT} commits records "
             f"the bronze offsets it holds ({COMMIT_METADATA_KEY}); rebuild it from bronze"
         )
+
+    def merged_schema_version(self) -> int | None:
+        """The newest bronze schema version merged (`SCHEMA_VERSION_KEY` of the newest merge
+        commit that records one); None when unknown (no table, or merged before it was kept)."""
+        table = self._open()
+        if table is None:
+            return None
+        for commit in table.history(HISTORY_SEARCH_LIMIT):
+            raw = commit.get(SCHEMA_VERSION_KEY)
+            if raw is not None:
+                return int(raw)
+        return None
 
     def read_current(
         self, version: int | None = None, where: list[tuple[str, str, Any]] | None = None

@@ -23,18 +23,26 @@ def unconsumed_reads(
     table: str,
     consumed: ConsumedOffsets,
     completed_resyncs: Sequence[CompletedResync] = (),
+    merged_schema_version: int | None = None,
 ) -> Iterator[BronzeRead]:
     """Reads of the bronze changes of `table` outside `consumed`, until the manifest is still.
 
     Each read moves `consumed`'s manifest cursor; the caller adds the offsets it merged. A read
     whose files start a breaking schema step that none of `completed_resyncs` healed raises
-    `SchemaNeedsResync` before anything is merged (see `refuse_unhealed_schema_changes`).
+    `SchemaNeedsResync` before anything is merged (see `refuse_unhealed_schema_changes`);
+    `merged_schema_version` (`SilverDeltaTable.merged_schema_version`) spares that check the
+    whole manifest when every file read is of the version merged last. The caller merges each
+    read before asking for the next.
     """
     for _ in range(MAX_CATCH_UP_READS):
         read = bronze_lake.read_table(table, consumed)
-        refuse_unhealed_schema_changes(bronze_lake, read, completed_resyncs, _merged_up_to(read))
+        refuse_unhealed_schema_changes(
+            bronze_lake, read, completed_resyncs, _merged_up_to(read), merged_schema_version
+        )
         consumed.manifest_cursor = read.manifest_bytes
         yield read
+        if read.frame.height and read.schema_version:
+            merged_schema_version = read.schema_version
         if bronze_lake.manifest_size() == read.manifest_bytes:
             return
 

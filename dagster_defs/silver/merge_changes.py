@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from dagster_defs.silver.consumed import ConsumedOffsets
-from dagster_defs.silver.delta_table import MergeStats, SilverDeltaTable
+from dagster_defs.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
 from dagster_defs.silver.logic import latest_changes, table_columns
 from dagster_defs.silver.pii import PiiPolicy
 
@@ -32,8 +32,12 @@ def merge_changes(
     consumed: ConsumedOffsets,
     pii: PiiPolicy,
     column_defaults: Mapping[str, Any] | None = None,
+    schema_version: int = 0,
 ) -> MergedChanges:
     """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first.
+
+    `schema_version` (the newest bronze schema version of the files read) is recorded in the
+    commit, so the next run knows which schema steps it has checked already.
 
     `column_defaults` (`BronzeRead.column_defaults`) fill a column new to silver in the rows
     silver held before it (see `SilverDeltaTable.merge`).
@@ -53,5 +57,6 @@ def merge_changes(
         consumed,
         nullable_key=not primary_key,
         column_defaults=column_defaults,
+        extra_metadata={SCHEMA_VERSION_KEY: str(schema_version)} if schema_version else None,
     )
     return MergedChanges(stats, pii.masked_columns(table, columns))

@@ -160,6 +160,8 @@ def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tomb
     bronze.flush()
     assert run_silver(settings, resources).success
     assert silver(settings)[1]["c"] == 1 and silver(settings)[4]["c"] == 7
+    # The merge records the bronze schema version it merged (the guard's shortcut).
+    assert SilverLake(storage_url=settings.lake_url).table(TABLE).merged_schema_version() == 2
 
 
 def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(settings, resources):
