@@ -247,3 +247,30 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
     digest = PiiPolicy.from_settings(masking.silver).digest
     rows = silver(settings)
     assert (rows[1]["n"], rows[2]["n"]) == (digest("x"), digest("y"))
+
+
+def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
+    from dagster_defs.silver.pii import PiiPolicy
+    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})  # offsets 0, 1
+    bronze.rows(RENAMED, {"id": 2, "a2": "TWO"})  # offset 2
+    bronze.flush()
+
+    def rebuild(offset: int):
+        return rebuild_silver(
+            BronzeLake(storage_url=settings.lake_url),
+            SilverLake(storage_url=settings.lake_url),
+            PiiPolicy.from_settings(settings.silver),
+            TABLE,
+            AsOf(offsets={0: offset}),
+        )
+
+    with pytest.raises(SchemaNeedsResync, match=r"\(a string\) -> \(a2 string\)"):
+        rebuild(2)
+    rebuilt = rebuild(1)
+    assert rebuilt.table.read_current().sort("id").select("id", "a").rows() == [
+        (1, "one"),
+        (2, "two"),
+    ]
