@@ -24,6 +24,7 @@ from fastavro.schema import SchemaParseException
 
 from binlake.errors import DecodeError, RetriableError
 
+from .column_defaults import CONNECT_DEFAULT_UNKNOWN
 from .envelope import (
     ChangeEvent,
     KeyPlan,
@@ -103,10 +104,7 @@ def _to_connect(schema: Any, named: dict[str, dict[str, Any]], namespace: str) -
         space = str(schema.get("namespace", namespace if "." not in name else ""))
         fullname = name if "." in name or not space else f"{space}.{name}"
         space = fullname.rpartition(".")[0]
-        fields = [
-            {**_to_connect(f["type"], named, space), "field": f["name"]}
-            for f in schema.get("fields", ())
-        ]
+        fields = [_field_to_connect(f, named, space) for f in schema.get("fields", ())]
         result = {"type": "struct", "fields": fields, "optional": False}
         result["name"] = schema.get("connect.name") or fullname
         named[fullname] = result
@@ -135,6 +133,39 @@ def _to_connect(schema: Any, named: dict[str, dict[str, Any]], namespace: str) -
     if schema.get("connect.parameters"):
         result["parameters"] = dict(schema["connect.parameters"])
     return result
+
+
+def _field_to_connect(
+    avro_field: Mapping[str, Any], named: dict[str, dict[str, Any]], namespace: str
+) -> dict[str, Any]:
+    """One record field as a Connect struct field, with the column default Connect would show.
+
+    AvroData writes a Connect default both as the Avro field's `default` and as `connect.default`
+    on the field's type. A bytes default (BINARY, BIT, DECIMAL in precise mode) is a Jackson
+    binary node there, whose text form (base64 or Avro's ISO-8859-1 bytes) was not verified
+    against a real registry: it is marked unknown rather than guessed, so a column added with
+    one fails loudly (`streams.schema_drift`) instead of filling old rows with a wrong value.
+    """
+    result = {**_to_connect(avro_field["type"], named, namespace), "field": avro_field["name"]}
+    default = _connect_default(avro_field["type"])
+    if default is None:
+        default = avro_field.get("default")
+    if default is not None:
+        if result.get("type") == "bytes":
+            result[CONNECT_DEFAULT_UNKNOWN] = True
+        else:
+            result["default"] = default
+    return result
+
+
+def _connect_default(avro_type: Any) -> Any:
+    """The `connect.default` of a field's (non-null branch) type, None if it has none."""
+    if isinstance(avro_type, list):
+        branches = [branch for branch in avro_type if branch != "null"]
+        return _connect_default(branches[0]) if len(branches) == 1 else None
+    if isinstance(avro_type, Mapping):
+        return avro_type.get("connect.default")
+    return None
 
 
 @dataclass

@@ -107,6 +107,11 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "key.converter.schemas.enable": "true",
         "value.converter": JSON_CONVERTER,
         "value.converter.schemas.enable": "true",
+        # Kafka 3.7+ JsonConverter writes a column's default in place of a NULL value unless told
+        # not to: a row inserted with n = NULL in `n VARCHAR(10) NULL DEFAULT 'x'` reached Kafka
+        # as 'x' (seen on Connect 3.9 + Debezium 3.0.7). The schema keeps the default either way.
+        "key.converter.replace.null.with.default": "false",
+        "value.converter.replace.null.with.default": "false",
         **large_record_config(settings),
         **column_options_config(settings),
     }

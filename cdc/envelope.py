@@ -30,6 +30,13 @@ import pyarrow as pa
 
 from binlake.errors import DecodeError
 
+from .column_defaults import (
+    CONNECT_DEFAULT_UNKNOWN,
+    DEFAULT_KEY,
+    DEFAULT_UNKNOWN_KEY,
+    encode_default,
+)
+
 __all__ = [
     "LEGACY_TOMBSTONE",
     "OPS",
@@ -373,6 +380,95 @@ def field_codec(
     raise DecodeError(f"unknown Connect schema type {kind!r} (name {schema.get('name')!r})")
 
 
+def _default_metadata(
+    field: Mapping[str, Any],
+    name: str,
+    arrow_type: pa.DataType,
+    convert: Converter | None,
+    what: str,
+) -> dict[bytes, bytes] | None:
+    """Arrow field metadata carrying the column's default (`cdc.column_defaults`), if any.
+
+    Computed once per schema (plans are cached), so records pay nothing for it.
+    """
+    if field.get(CONNECT_DEFAULT_UNKNOWN):
+        return {DEFAULT_UNKNOWN_KEY: b"true"}
+    default = field.get("default")
+    if default is None and field.get("optional", False):
+        return (
+            None  # a nullable column without a default: rows existing when it was added hold NULL
+        )
+    try:
+        if default is None:
+            value = _implicit_default(field, convert)
+            if value is _UNKNOWN:
+                return {DEFAULT_UNKNOWN_KEY: b"true"}
+        else:
+            value = default if convert is None else convert(default)
+        return {DEFAULT_KEY: encode_default(value, arrow_type)}
+    except (ValueError, TypeError, OverflowError, ArithmeticError, pa.ArrowException) as exc:
+        raise DecodeError(
+            f"{what} schema: default {_short(default)} of column {name!r} does not fit its "
+            f"type {arrow_type}: {exc}"
+        ) from None
+
+
+_UNKNOWN: Any = object()
+# Debezium sends a zero date or time of a NOT NULL column as the epoch (0): seen for DATETIME.
+_ZERO_IS_EPOCH = frozenset(
+    {
+        "io.debezium.time.Date",
+        "org.apache.kafka.connect.data.Date",
+        "io.debezium.time.Timestamp",
+        "org.apache.kafka.connect.data.Timestamp",
+        "io.debezium.time.MicroTimestamp",
+        "io.debezium.time.NanoTimestamp",
+        "io.debezium.time.Time",
+        "org.apache.kafka.connect.data.Time",
+        "io.debezium.time.MicroTime",
+        "io.debezium.time.NanoTime",
+    }
+)
+_ZERO_OF_TYPE = {
+    "int8": 0,
+    "int16": 0,
+    "int32": 0,
+    "int64": 0,
+    "float32": 0.0,
+    "float64": 0.0,
+    "float": 0.0,
+    "double": 0.0,
+    "boolean": False,
+    "string": "",
+}
+
+
+def _implicit_default(field: Mapping[str, Any], convert: Converter | None) -> Any:
+    """MySQL's implicit default of a NOT NULL column declared without one, as Debezium would
+    send it; `_UNKNOWN` where the Connect schema does not tell it.
+
+    Debezium 3.0.7 sends no `default` for such a column, yet `ADD COLUMN c INT NOT NULL` gives
+    every existing row 0 (strings '', ENUM its first value, DECIMAL 0, a zero date). Types whose
+    implicit default depends on what the Connect schema does not carry (BINARY(n) pads to n zero
+    bytes, BIT(n), YEAR, JSON, TIMESTAMP's automatic CURRENT_TIMESTAMP, spatial types) are
+    unknown.
+    """
+    name = field.get("name") or ""
+    if name == "io.debezium.data.Enum":
+        allowed = str((field.get("parameters") or {}).get("allowed", ""))
+        return allowed.split(",")[0] if allowed else _UNKNOWN
+    if name == "io.debezium.data.EnumSet":
+        return ""
+    if name == "org.apache.kafka.connect.data.Decimal":
+        scale = int((field.get("parameters") or {}).get("scale", 0))
+        return Decimal(0).scaleb(-scale)
+    if name in _ZERO_IS_EPOCH:
+        return 0 if convert is None else convert(0)
+    if name:
+        return _UNKNOWN
+    return _ZERO_OF_TYPE.get(field.get("type"), _UNKNOWN)  # type: ignore[arg-type]
+
+
 class StructPlan:
     """Everything about one Connect struct schema that does not depend on a record's data."""
 
@@ -402,7 +498,14 @@ class StructPlan:
             optional = bool(field.get("optional", False))
             arrow_type, convert = field_codec(field, base64_bytes=base64_bytes)
             names.append(name)
-            arrow_fields.append(pa.field(name, arrow_type, nullable=optional))
+            arrow_fields.append(
+                pa.field(
+                    name,
+                    arrow_type,
+                    nullable=optional,
+                    metadata=_default_metadata(field, name, arrow_type, convert, what),
+                )
+            )
             # Only columns that need converting or must not be null are visited per record.
             if convert is not None or not optional:
                 checks.append((name, convert, optional))

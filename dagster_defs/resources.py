@@ -25,16 +25,19 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pymysql
 from dagster_polars import PolarsParquetIOManager
 
-from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY
+from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
 from binlake.errors import ConfigurationError, FinalError, RetriableError
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from cdc.column_defaults import column_default
+from cdc.envelope import TOMBSTONE
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
 from dagster_defs.silver.history import SilverHistoryTable
@@ -65,6 +68,17 @@ class BronzeRead:
     manifest_bytes: int  # manifest size consumed: everything before this byte was considered
     entries_read: int  # manifest entries of this table (duplicates of a path counted once)
     paths: list[str] = field(default_factory=list)
+    # Per column, the value rows that existed before the column was added hold in the source
+    # (its default when added, `cdc.column_defaults`), as readers get the column's values
+    # (decimal256 as text). Columns without a default are not listed: their fill is null.
+    column_defaults: dict[str, Any] = field(default_factory=dict)
+    # The manifest entries read (one per path), for the schema guard (`schema_versions_read`).
+    entries: list[ManifestEntry] = field(default_factory=list)
+
+    @property
+    def schema_version(self) -> int:
+        """The newest bronze schema version among the files read (0: none tracked)."""
+        return max((e.schema_version for e in self.entries), default=0)
 
 
 class BronzeLake(dg.ConfigurableResource):
@@ -103,8 +117,10 @@ class BronzeLake(dg.ConfigurableResource):
 
         Files of one table may have different but compatible schemas (a column added, a type
         widened): each file is first cast to the widest type every column has across the files
-        (see ``_widened``), then they are concatenated with ``diagonal_relaxed``, missing
-        columns become null.
+        (see ``_widened``), then they are concatenated with ``diagonal_relaxed``. A column a file
+        lacks (the file is older than the column) gets the column's default as a newer file's
+        schema records it, which is what MySQL gave the rows that existed when the column was
+        added; without a recorded default it is null.
         """
         storage = self._storage()
         cursor = 0 if consumed is None else consumed.manifest_cursor
@@ -134,9 +150,10 @@ class BronzeLake(dg.ConfigurableResource):
             # The newest file's key wins: a key change (ALTER TABLE) applies from then on.
             primary_key = list(entry.primary_key) or _primary_key_from_metadata(arrow.schema)
             arrows.append(arrow)
+        defaults = _column_defaults(table, arrows)
         frames = [
             pl.from_arrow(_without_decimal256(arrow))  # type: ignore[arg-type]
-            for arrow in _widened(arrows)
+            for arrow in _with_defaults(_widened(arrows), defaults)
         ]
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         if consumed is not None:
@@ -148,6 +165,8 @@ class BronzeLake(dg.ConfigurableResource):
             manifest_bytes=manifest_bytes,
             entries_read=len(by_path),
             paths=list(by_path),
+            column_defaults={name: _reader_value(value) for name, value in defaults.items()},
+            entries=list(by_path.values()),
         )
 
 
@@ -174,6 +193,55 @@ def _widened(tables: list[pa.Table]) -> list[pa.Table]:
                 table = table.set_column(i, column.with_type(wanted), table.column(i).cast(wanted))
         widened.append(table)
     return widened
+
+
+def _column_defaults(table: str, arrows: list[pa.Table]) -> dict[str, pa.Scalar]:
+    """Each column's recorded default (`cdc.column_defaults`), from the newest file holding it.
+
+    Every file of a schema version carries the default the column was added with (the writer's
+    cumulative schema keeps it), so any file would do; the newest one is the table's latest word.
+    """
+    defaults: dict[str, pa.Scalar] = {}
+    for arrow in reversed(arrows):
+        for column in arrow.schema:
+            if column.name in defaults:
+                continue
+            try:
+                value = column_default(column)
+            except ValueError as exc:
+                raise FinalError(f"bronze {table}: {exc}") from None
+            if value is not None:
+                defaults[column.name] = value
+    return defaults
+
+
+def _with_defaults(tables: list[pa.Table], defaults: dict[str, pa.Scalar]) -> list[pa.Table]:
+    """`tables` with each column that has a default and that a table lacks added, filled with it.
+
+    A file lacks a column only when it is older than the column (the bronze writer keeps dropped
+    columns): its rows existed before the column was added, and the source gave them the default.
+    """
+    # The type every file holding the column has after `_widened`.
+    types = {f.name: f.type for table in tables for f in table.schema if f.name in defaults}
+    filled: list[pa.Table] = []
+    for table in tables:
+        for name, value in defaults.items():
+            if name not in table.schema.names:
+                wanted = types.get(name, value.type)
+                fill = pa.repeat(value.cast(wanted), table.num_rows)
+                if OP in table.schema.names:
+                    # A tombstone (a file of keys only, too) carries no row: nothing to fill.
+                    is_tombstone = pc.equal(table.column(OP), TOMBSTONE)
+                    fill = pc.if_else(is_tombstone, pa.scalar(None, wanted), fill)
+                table = table.append_column(pa.field(name, wanted), fill)
+        filled.append(table)
+    return filled
+
+
+def _reader_value(value: pa.Scalar) -> Any:
+    """`value` as readers of `BronzeRead.frame` get it (a decimal256 as exact text)."""
+    one = pa.table({"value": pa.array([value.as_py()], value.type)})
+    return _without_decimal256(one).column(0)[0].as_py()
 
 
 def _without_decimal256(table: pa.Table) -> pa.Table:

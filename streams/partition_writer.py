@@ -62,6 +62,7 @@ from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_na
 from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
+from cdc.column_defaults import DEFAULT_KEY
 from streams.parquet_format import bronze_schema, encode_bronze_file
 from streams.partitioner import TOMBSTONE, TRUNCATE, PreviousDelete, event_time_ms, key_of
 from streams.schema_drift import (
@@ -541,13 +542,14 @@ class PartitionWriter:
                 where, table, tracked.version, placement.version, change.describe(),
             )
             for column in change.changes:
-                if column.change == "added_not_null":
-                    # ALTER TABLE fills existing rows with the default without a binlog event.
-                    log.warning(
-                        "%s: %s column %r was added as NOT NULL: rows that existed before keep "
-                        "null in the lake until they change, while the source holds the "
-                        "column's default for them",
+                if column.change in ("added", "added_not_null"):
+                    # ALTER TABLE fills existing rows with the default without a binlog event;
+                    # readers and silver give them the default recorded in the schema.
+                    default = placement.schema.field(column.column).metadata or {}
+                    log.info(
+                        "%s: %s column %r added; rows that existed before hold its default %s",
                         where, table, column.column,
+                        default.get(DEFAULT_KEY, b"NULL").decode(errors="replace"),
                     )
         else:
             # Readers must not get these records cast to the old types: they are written as

@@ -19,6 +19,17 @@ comparison knows they are gone from the source rather than dropped again.
             VARCHAR), narrowing (BIGINT -> INT, DECIMAL(12,4) -> DECIMAL(10,2)), a time zone
             change, a primary key change. `schema` is the new schema as it is: bronze writes the
             new records with their true types under a new schema version and never casts them.
+            Also BREAKING, because the change stream cannot say what the source did to the rows
+            no binlog event touched: a step that drops column(s) and adds column(s) at once (a
+            suspected rename, `CHANGE b b2 ...` / `RENAME COLUMN`: rows not changed since would
+            hold null in the new column), and a dropped column added again (the source gave
+            every row the new column's default; the lake still holds the old values). Each
+            needs a resync of the table (`SchemaNeedsResync`).
+
+Column defaults (`cdc.column_defaults`) travel as field metadata. In a cumulative schema a column
+keeps the default it had when it was added to the table, whatever later schemas say: MySQL gives
+the rows existing at `ADD COLUMN` that default, and a later `SET DEFAULT` changes no row. So a
+default change alone is SAME (no new version), and `fingerprint` leaves defaults out.
 
 These are pure functions of pyarrow schemas, shared by the bronze writer, the bronze asset check
 and the bronze reader, so all three agree on what is compatible.
@@ -35,6 +46,8 @@ from enum import Enum
 import pyarrow as pa
 
 from binlake.bronze_layout import PROVENANCE_COLUMNS
+from binlake.errors import FinalError
+from cdc.column_defaults import has_unknown_default, with_default
 
 __all__ = [
     "PRIMARY_KEY",
@@ -42,6 +55,7 @@ __all__ = [
     "ChangeKind",
     "ColumnChange",
     "SchemaChange",
+    "SchemaNeedsResync",
     "classify",
     "common_type",
     "fingerprint",
@@ -93,20 +107,68 @@ class ColumnChange:
 
 @dataclass(frozen=True)
 class BreakingChange:
-    """One difference that bronze must not cast away: names the column and both types."""
+    """One difference that bronze must not cast away: names the column(s) and both types."""
 
-    column: str  # or PRIMARY_KEY
+    column: str  # or PRIMARY_KEY; the first of `columns` for a change of several columns
     old_type: str
     new_type: str
     reason: str
+    # Every column involved (a suspected rename: the dropped ones, then the added ones).
+    columns: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.column == PRIMARY_KEY:
             return f"primary key changed from {self.old_type} to {self.new_type}"
+        if len(self.columns) > 1:
+            return f"columns {self.old_type} -> {self.new_type}: {self.reason}"
         return (
-            f"column {self.column!r} changed from {self.old_type} to {self.new_type}: "
-            f"{self.reason}"
+            f"column {self.column!r} changed from {self.old_type} to {self.new_type}: {self.reason}"
         )
+
+
+class SchemaNeedsResync(FinalError):
+    """A schema change silver cannot apply exactly from the change stream.
+
+    Raised by the silver merge path (and reported by the bronze schema check) while bronze holds
+    a breaking step that no completed resync of the table has healed. It names the table, the
+    columns and their old and new types; `binlake resync --table <table>` heals it.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        changes: Sequence[BreakingChange],
+        *,
+        schema_version: int,
+        first_offset: int,
+        detail: str = "",
+    ):
+        self.table = table
+        self.changes = tuple(changes)
+        self.schema_version = schema_version  # the version the breaking step starts
+        self.first_offset = first_offset  # its first record's offset in the table's partition
+        what = "; ".join(str(change) for change in self.changes)
+        super().__init__(
+            f"{table}: schema version {schema_version} cannot be applied exactly from the change "
+            f"stream ({what}). Silver refuses to merge it rather than leave wrong values or "
+            f"nulls; resync the table (binlake resync --table {table}){detail}"
+        )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for change in self.changes for c in (change.columns or (change.column,)))
+
+    @property
+    def old_types(self) -> tuple[str, ...]:
+        return tuple(change.old_type for change in self.changes)
+
+    @property
+    def new_types(self) -> tuple[str, ...]:
+        return tuple(change.new_type for change in self.changes)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(change.reason for change in self.changes)
 
 
 @dataclass(frozen=True)
@@ -297,6 +359,24 @@ def _key_text(key: Sequence[str]) -> str:
     return "(" + ", ".join(key) + ")"
 
 
+def _columns_text(fields: Sequence[pa.Field]) -> str:
+    return "(" + ", ".join(f"{f.name} {type_name(f.type)}" for f in fields) + ")"
+
+
+def _suspected_rename(dropped: Sequence[pa.Field], added: Sequence[pa.Field]) -> BreakingChange:
+    """Columns dropped and added in one schema step: the change stream cannot tell a rename
+    (`CHANGE b b2 ...`, `RENAME COLUMN`) from a drop and an add, and after a rename the rows no
+    binlog event touched would hold null in the new column."""
+    return BreakingChange(
+        added[0].name,
+        _columns_text(dropped),
+        _columns_text(added),
+        "column(s) dropped and added in one schema change: a suspected rename; rows not changed "
+        "since would hold null in the new column(s)",
+        columns=tuple(f.name for f in dropped) + tuple(f.name for f in added),
+    )
+
+
 def classify(
     previous: pa.Schema,
     new: pa.Schema,
@@ -311,6 +391,7 @@ def classify(
     """
     previous_pk, new_pk = tuple(previous_pk), tuple(new_pk)
     old_fields = {f.name: f for f in previous}
+    previous_names = bool(old_fields)  # a first schema adds nothing to existing rows
     incoming = [f for f in new if not is_dropped(f)]
     incoming_names = {f.name for f in incoming}
     changes: list[ColumnChange] = []
@@ -324,11 +405,23 @@ def classify(
                 "rows would be matched by other columns than before",
             )
         )
+    added: list[pa.Field] = []
     for field in incoming:
         old = old_fields.get(field.name)
         if old is None:
             kind = "added" if field.nullable else "added_not_null"
             changes.append(ColumnChange(field.name, kind, None, type_name(field.type)))
+            added.append(field)
+            if previous_names and has_unknown_default(field):
+                breaking.append(
+                    BreakingChange(
+                        field.name,
+                        "(absent)",
+                        f"{type_name(field.type)} NOT NULL",
+                        "added NOT NULL without a default: the source gave existing rows the "
+                        "type's implicit default, which the change stream does not tell",
+                    )
+                )
             continue
         verdict, why = _compare(old.type, field.type)
         if verdict == _BREAKING:
@@ -339,23 +432,43 @@ def classify(
             changes.append(
                 ColumnChange(field.name, "readded", type_name(old.type), type_name(field.type))
             )
+            breaking.append(
+                BreakingChange(
+                    field.name,
+                    type_name(old.type),
+                    type_name(field.type),
+                    "a dropped column added again: the source gave every existing row the new "
+                    "column's default, the lake still holds the values from before the drop",
+                )
+            )
         elif verdict == _WIDENED:
             changes.append(
                 ColumnChange(field.name, "widened", type_name(old.type), type_name(field.type))
             )
     dropped: list[pa.Field] = []
+    newly_dropped: list[pa.Field] = []
     for old in previous:
         if old.name in incoming_names:
             continue
         if not is_dropped(old):
             changes.append(ColumnChange(old.name, "dropped", type_name(old.type), None))
+            newly_dropped.append(old)
         dropped.append(mark_dropped(old))
+    if newly_dropped and added:
+        breaking.append(_suspected_rename(newly_dropped, added))
 
     if breaking:
         return SchemaChange(ChangeKind.BREAKING, new, new_pk, tuple(changes), tuple(breaking))
     # The source's columns in its order, then the dropped ones. Reuse `new` itself when it is
-    # exactly that, so callers can keep comparing schemas by identity.
-    merged = new if not dropped and len(incoming) == len(new) else pa.schema(incoming + dropped)
+    # exactly that, so callers can keep comparing schemas by identity. A column the table had
+    # keeps the default it was added with (see the module docstring).
+    carried = [
+        with_default(f, old_fields.get(f.name)) if f.name in old_fields else f for f in incoming
+    ]
+    if dropped or any(a is not b for a, b in zip(carried, incoming, strict=True)):
+        merged = pa.schema(carried + dropped)
+    else:
+        merged = new if len(incoming) == len(new) else pa.schema(incoming)
     if not changes:
         if _same_shape(merged, previous):
             return SchemaChange(ChangeKind.SAME, previous, previous_pk)

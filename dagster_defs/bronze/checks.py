@@ -12,6 +12,7 @@ the column and both types, as long as bronze holds versions that do not fit toge
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -23,8 +24,14 @@ from binlake.errors import FinalError, RetriableError
 from binlake.manifest import ManifestEntry
 from binlake.storage import LakeStorage
 from dagster_defs.keys import bronze_key
-from dagster_defs.resources import BronzeLake
-from streams.schema_drift import ChangeKind, classify, row_schema_of
+from dagster_defs.resources import BronzeLake, BronzeRead
+from streams.schema_drift import (
+    BreakingChange,
+    ChangeKind,
+    SchemaNeedsResync,
+    classify,
+    row_schema_of,
+)
 
 SCHEMA_CHECK = "schema_versions_compatible"
 
@@ -48,6 +55,10 @@ class SchemaVersion:
     primary_key: tuple[str, ...]
     first_path: str
     files: int
+    # Where the version's first record is: its topic partition and offset (a table's records
+    # are in one partition, in binlog order).
+    partition: int = 0
+    first_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,20 @@ class VersionStep:
     version: int
     kind: ChangeKind
     messages: tuple[str, ...]  # breaking changes first, then accepted ones
+    breaking: tuple[BreakingChange, ...] = ()
+    partition: int = 0  # where the version this step starts begins
+    first_offset: int = 0
+
+    def needs_resync(self) -> SchemaNeedsResync:
+        """The error silver raises for this step until a resync has healed it."""
+        return SchemaNeedsResync(
+            self.table,
+            self.breaking,
+            schema_version=self.version,
+            first_offset=self.first_offset,
+            detail=f" (the change starts at offset {self.first_offset} of partition "
+            f"{self.partition}, after schema version {self.previous})",
+        )
 
     def __str__(self) -> str:
         return (
@@ -77,12 +102,14 @@ def schema_versions(storage: LakeStorage, entries: list[ManifestEntry]) -> list[
     """
     first: dict[tuple[int, str], tuple[int, ManifestEntry]] = {}
     files: dict[tuple[int, str], int] = {}
+    lowest: dict[tuple[int, str], int] = {}
     for position, entry in enumerate(entries):
-        if entry.schema_version <= 0:
+        if entry.schema_version <= 0 or not entry.is_file:
             continue
         key = (entry.schema_version, entry.schema_fingerprint)
         first.setdefault(key, (position, entry))
         files[key] = files.get(key, 0) + 1
+        lowest[key] = min(lowest.get(key, entry.first_offset), entry.first_offset)
     versions: list[SchemaVersion] = []
     for key, (_, entry) in sorted(first.items(), key=lambda item: (item[0][0], item[1][0])):
         versions.append(
@@ -93,6 +120,8 @@ def schema_versions(storage: LakeStorage, entries: list[ManifestEntry]) -> list[
                 primary_key=tuple(entry.primary_key),
                 first_path=entry.path,
                 files=files[key],
+                partition=entry.partition,
+                first_offset=lowest[key],
             )
         )
     return versions
@@ -116,30 +145,138 @@ def version_steps(table: str, versions: list[SchemaVersion]) -> list[VersionStep
             previous.schema, current.schema, previous.primary_key, current.primary_key
         )
         messages = tuple(str(b) for b in change.breaking) + tuple(str(c) for c in change.changes)
-        steps.append(VersionStep(table, previous.version, current.version, change.kind, messages))
+        steps.append(
+            VersionStep(
+                table,
+                previous.version,
+                current.version,
+                change.kind,
+                messages,
+                change.breaking,
+                current.partition,
+                current.first_offset,
+            )
+        )
     return steps
 
 
-def check_schema_versions(bronze_lake: BronzeLake, table: str) -> dg.AssetCheckResult:
-    """The check's evaluation for `table`; callable without a run (tests, tools)."""
+@dataclass(frozen=True)
+class CompletedResync:
+    """A finished resync (Debezium incremental snapshot) of a table, as bronze holds it.
+
+    Offsets are in the table's topic partition: `first_offset` is where the resync's first
+    snapshot read landed (or where its signal was taken, anything after which its reads come),
+    `last_offset` its last read. It heals a breaking schema step when it started after the step
+    (`first_offset` > the step's first offset: every row it re-read has the new schema) and
+    silver holds everything up to `last_offset`.
+    """
+
+    table: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+def heals(resync: CompletedResync, step: VersionStep, merged_up_to: int | None) -> bool:
+    """True if `resync` re-read the table after `step` and silver (holding every offset of the
+    partition up to `merged_up_to`) has merged all of it."""
+    return (
+        resync.table == step.table
+        and resync.partition == step.partition
+        and resync.first_offset > step.first_offset
+        and merged_up_to is not None
+        and resync.last_offset <= merged_up_to
+    )
+
+
+def unhealed_steps(
+    steps: Sequence[VersionStep],
+    resyncs: Sequence[CompletedResync],
+    merged_up_to: Mapping[int, int] | None = None,
+    *,
+    versions: Collection[int] | None = None,
+) -> list[VersionStep]:
+    """The breaking steps (into `versions` when given) that no resync in `resyncs` healed.
+
+    `merged_up_to` maps a partition to the highest offset silver holds (or will hold once the
+    batch being merged is in) with nothing missing below it; None: count each resync as merged
+    once it completed (the bronze check's view: bronze holds the resync).
+    """
+    unhealed: list[VersionStep] = []
+    for step in steps:
+        if step.kind is not ChangeKind.BREAKING:
+            continue
+        if versions is not None and step.version not in versions:
+            continue
+        up_to = None if merged_up_to is None else merged_up_to.get(step.partition)
+        if not any(
+            heals(r, step, r.last_offset if merged_up_to is None else up_to) for r in resyncs
+        ):
+            unhealed.append(step)
+    return unhealed
+
+
+def refuse_unhealed_schema_changes(
+    bronze_lake: BronzeLake,
+    read: BronzeRead,
+    resyncs: Sequence[CompletedResync] = (),
+    merged_up_to: Mapping[int, int] | None = None,
+    merged_schema_version: int | None = None,
+) -> None:
+    """Raise `SchemaNeedsResync` if the bronze files of `read` start a breaking schema step
+    (a rename, narrowing, primary key change, re-added column...) that no completed resync has
+    healed: merging them would leave silver with nulls or wrong values where the source has
+    others. Silver keeps failing (its cursor does not move) until the resync is merged.
+    `merged_schema_version` is the bronze schema version silver merged last, if known.
+    """
+    batch_versions = {e.schema_version for e in read.entries if e.schema_version > 0}
+    if not batch_versions or batch_versions == {merged_schema_version}:
+        # Nothing new, or only more files of the version silver merged last: the step into it
+        # was checked when its first files were merged. The full check reads the whole manifest
+        # (7 s for 100k entries on a busy 2-core machine).
+        return
+    entries = bronze_lake.manifest().entries_for(read.table)
+    storage = LakeStorage.from_url(bronze_lake.storage_url)
+    # Only versions up to the newest in the batch matter (and their predecessors).
+    newest = max(batch_versions)
+    relevant = [e for e in entries if 0 < e.schema_version <= newest]
+    steps = version_steps(read.table, schema_versions(storage, relevant))
+    unhealed = unhealed_steps(steps, resyncs, merged_up_to, versions=batch_versions)
+    if unhealed:
+        raise unhealed[0].needs_resync()
+
+
+def check_schema_versions(
+    bronze_lake: BronzeLake, table: str, completed_resyncs: Sequence[CompletedResync] = ()
+) -> dg.AssetCheckResult:
+    """The check's evaluation for `table`; callable without a run (tests, tools).
+
+    A breaking step that a resync of the table (`completed_resyncs`) re-read after it counts as
+    healed and no longer fails the check.
+    """
     entries = bronze_lake.manifest().entries_for(table)
     storage = LakeStorage.from_url(bronze_lake.storage_url)
     versions = schema_versions(storage, entries)
     steps = version_steps(table, versions)
-    breaking = [step for step in steps if step.kind is ChangeKind.BREAKING]
+    breaking = unhealed_steps(steps, completed_resyncs)
+    healed = [s for s in steps if s.kind is ChangeKind.BREAKING and s not in breaking]
     accepted = [step for step in steps if step.kind is ChangeKind.ACCEPTED]
     metadata: dict[str, dg.RawMetadataValue] = {
         "schema_versions": len(versions),
         "current_schema_version": versions[-1].version if versions else 0,
         "breaking_changes": dg.MetadataValue.md(_bullets(breaking) or "none"),
         "accepted_changes": dg.MetadataValue.md(_bullets(accepted) or "none"),
+        "healed_by_resync": dg.MetadataValue.md(_bullets(healed) or "none"),
     }
     if versions:
         metadata["current_schema_fingerprint"] = versions[-1].fingerprint
         metadata["current_schema"] = dg.MetadataValue.md(_schema_table(versions[-1].schema))
     if breaking:
-        description = "Breaking schema change in bronze, not cast: " + " | ".join(
-            str(step) for step in breaking
+        description = (
+            "Breaking schema change in bronze, not cast: "
+            + " | ".join(str(step) for step in breaking)
+            + f". Silver refuses these rows until a resync has re-read the table: "
+            f"binlake resync --table {table}"
         )
     elif versions:
         description = (

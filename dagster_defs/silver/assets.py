@@ -45,10 +45,20 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         merged_rows = files_read = 0
         masked: list[str] = []
         primary_key: list[str] = []
-        for read in unconsumed_reads(bronze_lake, table, consumed):
+        merged_version = target.merged_schema_version()
+        for read in unconsumed_reads(bronze_lake, table, consumed, (), merged_version):
             files_read += read.entries_read
             if read.frame.height:
-                merged = merge_changes(target, table, read.frame, read.primary_key, consumed, pii)
+                merged = merge_changes(
+                    target,
+                    table,
+                    read.frame,
+                    read.primary_key,
+                    consumed,
+                    pii,
+                    column_defaults=read.column_defaults,
+                    schema_version=read.schema_version,
+                )
                 stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows
                 context.log.info(

@@ -24,6 +24,7 @@ int64 microseconds, timestamps as microseconds, and DECIMAL(p > 38) as exact dec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ DELETED = "_deleted"
 STORED_PROVENANCE = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET, SOURCE_TS_MS, OP, DELETED)
 # Provenance readers of the current state get (the rest is for merging and auditing).
 CURRENT_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
+# Commit metadata of a merge: the newest bronze schema version among the files it merged.
+SCHEMA_VERSION_KEY = "binlake.schema_version"
 # Commits searched (newest first) for the consumed-offsets metadata.
 HISTORY_SEARCH_LIMIT = 200
 _FEED_PROPERTY = "delta.enableChangeDataFeed"
@@ -200,6 +203,18 @@ def delta_compatible(table: pa.Table) -> pa.Table:
     return table
 
 
+def _delta_values(latest: pl.DataFrame, values: Mapping[str, Any]) -> dict[str, pa.Scalar]:
+    """`values` of columns of `latest` as the merge stores them (through `delta_compatible`)."""
+    present = {name: value for name, value in values.items() if name in latest.columns}
+    if not present:
+        return {}
+    one = pl.DataFrame(
+        [pl.Series(name, [value], dtype=latest.schema[name]) for name, value in present.items()]
+    )
+    arrow = delta_compatible(one.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    return {name: arrow.column(name)[0] for name in arrow.column_names}
+
+
 def _feeds_changes(table: DeltaTable) -> bool:
     return table.metadata().configuration.get(_FEED_PROPERTY) == "true"
 
@@ -262,6 +277,18 @@ class SilverDeltaTable:
             f"silver table {self.uri}: none of its last {HISTORY_SEARCH_LIMIT} commits records "
             f"the bronze offsets it holds ({COMMIT_METADATA_KEY}); rebuild it from bronze"
         )
+
+    def merged_schema_version(self) -> int | None:
+        """The newest bronze schema version merged (`SCHEMA_VERSION_KEY` of the newest merge
+        commit that records one); None when unknown (no table, or merged before it was kept)."""
+        table = self._open()
+        if table is None:
+            return None
+        for commit in table.history(HISTORY_SEARCH_LIMIT):
+            raw = commit.get(SCHEMA_VERSION_KEY)
+            if raw is not None:
+                return int(raw)
+        return None
 
     def read_current(
         self, version: int | None = None, where: list[tuple[str, str, Any]] | None = None
@@ -340,13 +367,15 @@ class SilverDeltaTable:
         nullable_key: bool = False,
         extra_metadata: dict[str, str] | None = None,
         truncate: TruncatedAt | None = None,
+        column_defaults: Mapping[str, Any] | None = None,
     ) -> MergeStats:
         """Merge `latest` (one newest change per key, `STORED_PROVENANCE` included).
 
         `consumed` (the offsets held once this commit is in) goes into the commit metadata in
         the same atomic commit as the rows. With `truncate`, the same commit also turns every
         stored live row whose change is before it into a tombstone at its position (`latest`
-        must hold no change before it).
+        must hold no change before it). `column_defaults` (`BronzeRead.column_defaults`) fill a
+        column new to the stored table in the rows stored before it (see `_align_schemas`).
         """
         metadata = {COMMIT_METADATA_KEY: consumed.to_json(), **(extra_metadata or {})}
         properties = CommitProperties(custom_metadata=metadata)
@@ -367,7 +396,9 @@ class SilverDeltaTable:
         if not _feeds_changes(table):
             # a table from before the feed: changes are fed from the next commit on
             table.alter.set_table_properties(CHANGE_DATA_FEED)
-        source, rewritten = self._align_schemas(table, source)
+        source, rewritten = self._align_schemas(
+            table, source, _delta_values(latest, column_defaults or {})
+        )
         if rewritten:
             table = self._open()
             assert table is not None
@@ -419,10 +450,18 @@ class SilverDeltaTable:
     def _is_local(self) -> bool:
         return "://" not in self.uri or self.uri.startswith("file://")
 
-    def _align_schemas(self, table: DeltaTable, source: pa.Table) -> tuple[pa.Table, bool]:
+    def _align_schemas(
+        self,
+        table: DeltaTable,
+        source: pa.Table,
+        defaults: Mapping[str, pa.Scalar] | None = None,
+    ) -> tuple[pa.Table, bool]:
         """Cast `source` to the stored types, or widen the stored table first if needed.
 
-        New columns are left to MERGE's schema evolution; stored columns the changes lack (a
+        New columns are left to MERGE's schema evolution, except those with a default in
+        `defaults`: every row stored so far was merged before the column existed, and MySQL gave
+        the rows existing at `ADD COLUMN` the column's default, so the stored live rows get it
+        (tombstones stay null) in a rewrite before the merge. Stored columns the changes lack (a
         dropped column) are added to them as nulls, so a new version does not keep an old
         value. A type the stored table must widen
         (INT to BIGINT, a wider DECIMAL) rewrites the table once with the widened schema, as
@@ -448,13 +487,24 @@ class SilverDeltaTable:
         for field in stored:
             if field.name not in source.schema.names:
                 source = source.append_column(field, pa.nulls(source.num_rows, field.type))
-        if not widen:
+        fill = {
+            f.name: (defaults or {})[f.name]
+            for f in source.schema
+            if f.name not in stored_types and (defaults or {}).get(f.name) is not None
+        }
+        if not widen and not fill:
             return source, False
         current = table.to_pyarrow_table()
         for name, wide in widen.items():
             i = current.schema.get_field_index(name)
             current = current.set_column(
                 i, current.schema.field(i).with_type(wide), current.column(i).cast(wide)
+            )
+        for name, value in fill.items():
+            live = pc.invert(current.column(DELETED))
+            column = source.schema.field(name)
+            current = current.append_column(
+                column, pc.if_else(live, value.cast(column.type), pa.scalar(None, column.type))
             )
         write_deltalake(
             self.uri,
@@ -467,6 +517,7 @@ class SilverDeltaTable:
                     # the rewrite holds only what was merged before it
                     COMMIT_METADATA_KEY: self.consumed().to_json(),
                     "binlake.widened": ",".join(sorted(widen)),
+                    "binlake.filled_defaults": ",".join(sorted(fill)),
                 }
             ),
         )

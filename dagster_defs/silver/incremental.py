@@ -7,10 +7,11 @@ picked up, so a silver asset reads again until the manifest stops growing under 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from dagster_defs.bronze.checks import CompletedResync, refuse_unhealed_schema_changes
 from dagster_defs.resources import BronzeLake, BronzeRead
 from dagster_defs.silver.consumed import ConsumedOffsets
 
@@ -18,18 +19,41 @@ MAX_CATCH_UP_READS = 5
 
 
 def unconsumed_reads(
-    bronze_lake: BronzeLake, table: str, consumed: ConsumedOffsets
+    bronze_lake: BronzeLake,
+    table: str,
+    consumed: ConsumedOffsets,
+    completed_resyncs: Sequence[CompletedResync] = (),
+    merged_schema_version: int | None = None,
 ) -> Iterator[BronzeRead]:
     """Reads of the bronze changes of `table` outside `consumed`, until the manifest is still.
 
-    Each read moves `consumed`'s manifest cursor; the caller adds the offsets it merged.
+    Each read moves `consumed`'s manifest cursor; the caller adds the offsets it merged. A read
+    whose files start a breaking schema step that none of `completed_resyncs` healed raises
+    `SchemaNeedsResync` before anything is merged (see `refuse_unhealed_schema_changes`);
+    `merged_schema_version` (`SilverDeltaTable.merged_schema_version`) spares that check the
+    whole manifest when every file read is of the version merged last. The caller merges each
+    read before asking for the next.
     """
     for _ in range(MAX_CATCH_UP_READS):
         read = bronze_lake.read_table(table, consumed)
+        refuse_unhealed_schema_changes(
+            bronze_lake, read, completed_resyncs, _merged_up_to(read), merged_schema_version
+        )
         consumed.manifest_cursor = read.manifest_bytes
         yield read
+        if read.frame.height and read.schema_version:
+            merged_schema_version = read.schema_version
         if bronze_lake.manifest_size() == read.manifest_bytes:
             return
+
+
+def _merged_up_to(read: BronzeRead) -> dict[int, int]:
+    """Per partition, the highest offset silver holds once `read` is merged (manifest order:
+    every file listed before these was merged already)."""
+    highest: dict[int, int] = {}
+    for entry in read.entries:
+        highest[entry.partition] = max(highest.get(entry.partition, -1), entry.last_offset)
+    return highest
 
 
 def source_time_metadata(newest_source_ts_ms: int | None) -> dict[str, Any]:

@@ -6,12 +6,14 @@ Delta table in one commit that also records the offsets it now holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
 from dagster_defs.silver.consumed import ConsumedOffsets
-from dagster_defs.silver.delta_table import MergeStats, SilverDeltaTable
+from dagster_defs.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
 from dagster_defs.silver.logic import latest_changes, newest_truncate, table_columns
 from dagster_defs.silver.pii import PiiPolicy
 
@@ -29,12 +31,20 @@ def merge_changes(
     primary_key: list[str],
     consumed: ConsumedOffsets,
     pii: PiiPolicy,
+    column_defaults: Mapping[str, Any] | None = None,
+    schema_version: int = 0,
 ) -> MergedChanges:
     """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first.
 
     A TRUNCATE among them newer than the one `consumed` records empties the table up to it in
     the same commit; every change before the newest TRUNCATE known is left out (see
     ``TruncatedAt``), so a late re-sent change cannot bring a truncated row back.
+
+    `schema_version` (the newest bronze schema version of the files read) is recorded in the
+    commit, so the next run knows which schema steps it has checked already.
+
+    `column_defaults` (`BronzeRead.column_defaults`) fill a column new to silver in the rows
+    silver held before it (see `SilverDeltaTable.merge`).
     """
     consumed.add_offsets(changes)
     new_truncate = consumed.truncate_at(newest_truncate(changes))
@@ -42,11 +52,19 @@ def merge_changes(
     latest = pii.mask(
         latest_changes(changes, primary_key, consumed.truncated_at), table, columns, primary_key
     )
+    if column_defaults and pii.masked_columns(table, list(column_defaults)):
+        # A personal-data column's default is masked like its values (a digest, or null).
+        defaults = pl.DataFrame(
+            [pl.Series(n, [v], dtype=changes.schema[n]) for n, v in column_defaults.items()]
+        )
+        column_defaults = pii.mask(defaults, table, defaults.columns, []).row(0, named=True)
     stats = target.merge(
         latest,
         primary_key or columns,
         consumed,
         nullable_key=not primary_key,
         truncate=consumed.truncated_at if new_truncate else None,
+        column_defaults=column_defaults,
+        extra_metadata={SCHEMA_VERSION_KEY: str(schema_version)} if schema_version else None,
     )
     return MergedChanges(stats, pii.masked_columns(table, columns))

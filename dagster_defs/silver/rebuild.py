@@ -14,7 +14,7 @@ such a table are refused rather than silently wrong; silver's own time travel st
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -24,6 +24,7 @@ from binlake.errors import FinalError
 from binlake.manifest import live_entries
 from binlake.timestamps import iso_time_ms
 from compactor.plan import hour_end
+from dagster_defs.bronze.checks import refuse_unhealed_schema_changes
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
@@ -122,7 +123,20 @@ def rebuild_silver(
     changes = read.frame.filter(as_of.included())
     if not changes.height:
         raise FinalError(f"bronze holds no change of {table} at or before {as_of.label}")
-    merge_changes(target, table, changes, read.primary_key, ConsumedOffsets(), pii)
+    # A schema step silver cannot apply exactly (a rename...) is refused when the rebuild
+    # reaches past it, as the silver asset refuses it.
+    reached = dict(changes.group_by(PARTITION).agg(pl.col(OFFSET).max()).iter_rows())
+    entries = [e for e in read.entries if e.first_offset <= reached.get(e.partition, -1)]
+    refuse_unhealed_schema_changes(bronze, replace(read, entries=entries))
+    merge_changes(
+        target,
+        table,
+        changes,
+        read.primary_key,
+        ConsumedOffsets(),
+        pii,
+        column_defaults=read.column_defaults,
+    )
     return Rebuilt(target, changes.height, target.count_live())
 
 

@@ -67,6 +67,8 @@ def test_every_required_key(settings: Settings):
         "key.converter.schemas.enable": "true",
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "true",
+        "key.converter.replace.null.with.default": "false",
+        "value.converter.replace.null.with.default": "false",
         # kafka.max_record_bytes (32 MiB) plus 64 KiB of framing on every hop
         "producer.override.max.request.size": "33619968",
         "producer.override.buffer.memory": "67239936",

@@ -120,7 +120,9 @@ INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
     ids=str,
 )
 def test_integer_widening_is_accepted(old, new):
-    result = classify(schema(("id", pa.int64()), ("n", old)), schema(("id", pa.int64()), ("n", new)))
+    result = classify(
+        schema(("id", pa.int64()), ("n", old)), schema(("id", pa.int64()), ("n", new))
+    )
     assert result.kind is ChangeKind.ACCEPTED
     assert result.schema.field("n").type == new
     [widened] = result.changes
@@ -135,7 +137,9 @@ def test_integer_widening_is_accepted(old, new):
 @pytest.mark.parametrize(
     "new",
     [
-        pa.decimal128(12, 4),  # DECIMAL(10,2) -> DECIMAL(12,4): 8 integer digits kept, 2 more decimals
+        pa.decimal128(
+            12, 4
+        ),  # DECIMAL(10,2) -> DECIMAL(12,4): 8 integer digits kept, 2 more decimals
         pa.decimal128(12, 2),  # more integer digits
         pa.decimal128(11, 3),
         pa.decimal128(38, 2),
@@ -181,13 +185,16 @@ def test_a_dropped_column_is_kept_as_a_marked_nullable_column_at_the_end():
     assert again.kind is ChangeKind.SAME and again.schema is result.schema
 
 
-def test_a_dropped_column_added_again_with_a_compatible_type_is_accepted():
+def test_a_dropped_column_added_again_is_breaking_as_the_source_reset_its_values():
+    # MySQL gives every row the re-added column's default; the lake holds the old values.
     dropped = schema(("id", pa.int64()), mark_dropped(pa.field("qty", pa.int32())))
     result = classify(dropped, schema(("id", pa.int64()), ("qty", pa.int64())))
-    assert result.kind is ChangeKind.ACCEPTED
+    assert result.kind is ChangeKind.BREAKING
     assert [c.change for c in result.changes] == ["readded"]
+    [broken] = result.breaking
+    assert (broken.column, broken.old_type, broken.new_type) == ("qty", "int32", "int64")
+    assert "added again" in broken.reason
     assert not is_dropped(result.schema.field("qty"))
-    assert result.schema.field("qty").type == pa.int64()
 
 
 def test_reordered_columns_are_accepted():
@@ -198,15 +205,28 @@ def test_reordered_columns_are_accepted():
 
 
 def test_several_accepted_changes_at_once():
+    # (A drop together with an add is a suspected rename: see the tests of breaking changes.)
     new = schema(("id", pa.int64()), ("qty", pa.int64()), ("note", pa.string()))
-    result = classify(BASE, new, ["id"], ["id"])
+    result = classify(BASE.append(pa.field("note", pa.string())), new, ["id"], ["id"])
     assert result.kind is ChangeKind.ACCEPTED
     assert {(c.column, c.change) for c in result.changes} == {
         ("qty", "widened"),
-        ("note", "added"),
         ("price", "dropped"),
     }
     assert result.schema.names == ["id", "qty", "note", "price"]
+    both = classify(
+        BASE,
+        schema(
+            ("id", pa.int64()),
+            ("qty", pa.int64()),
+            ("price", pa.decimal128(10, 2)),
+            ("note", pa.string()),
+        ),
+        ["id"],
+        ["id"],
+    )
+    assert both.kind is ChangeKind.ACCEPTED
+    assert {(c.column, c.change) for c in both.changes} == {("qty", "widened"), ("note", "added")}
 
 
 def test_a_cumulative_schema_compared_with_the_next_one_is_accepted():
@@ -231,7 +251,11 @@ def test_a_cumulative_schema_compared_with_the_next_one_is_accepted():
         (pa.int64(), pa.int32(), "narrowed from 64 to 32 bits"),  # BIGINT -> INT
         (pa.int16(), pa.int8(), "narrowed from 16 to 8 bits"),
         (pa.int32(), pa.uint64(), "signed to unsigned: negative values would not fit"),
-        (pa.uint32(), pa.int32(), "unsigned to signed of the same width: large values would not fit"),
+        (
+            pa.uint32(),
+            pa.int32(),
+            "unsigned to signed of the same width: large values would not fit",
+        ),
         (pa.float64(), pa.float32(), "narrowed from 64 to 32 bits"),
         (pa.decimal128(12, 4), pa.decimal128(10, 2), "narrowed: fewer decimal places (4 -> 2)"),
         (pa.decimal128(12, 4), pa.decimal128(10, 4), "narrowed: fewer integer digits (8 -> 6)"),
@@ -274,8 +298,12 @@ def test_a_dropped_column_added_again_as_another_family_is_breaking():
 
 
 def test_breaking_and_accepted_changes_are_both_reported():
-    new = schema(("id", pa.int64()), ("qty", pa.string()), ("price", pa.decimal128(10, 2)),
-                 ("note", pa.string()))
+    new = schema(
+        ("id", pa.int64()),
+        ("qty", pa.string()),
+        ("price", pa.decimal128(10, 2)),
+        ("note", pa.string()),
+    )
     result = classify(BASE, new, ["id"], ["id"])
     assert result.kind is ChangeKind.BREAKING
     assert [b.column for b in result.breaking] == ["qty"]
@@ -295,8 +323,11 @@ def test_fingerprint_is_stable_and_follows_names_types_order_and_drops():
         schema(("id", pa.int64()), ("qty", pa.int64()), ("price", pa.decimal128(10, 2))),
         schema(("id", pa.int64()), ("qty2", pa.int32()), ("price", pa.decimal128(10, 2))),
         schema(("qty", pa.int32()), ("id", pa.int64()), ("price", pa.decimal128(10, 2))),
-        schema(("id", pa.int64()), mark_dropped(pa.field("qty", pa.int32())),
-               ("price", pa.decimal128(10, 2))),
+        schema(
+            ("id", pa.int64()),
+            mark_dropped(pa.field("qty", pa.int32())),
+            ("price", pa.decimal128(10, 2)),
+        ),
     ]
     assert len({fp, *map(fingerprint, others)}) == 5
 
@@ -341,15 +372,18 @@ def test_row_schema_of_a_bronze_file_drops_provenance(storage, manifest, clock):
 # -- the writer: versions and rotation ----------------------------------------------------------
 
 NOTE = ROW_SCHEMA.append(pa.field("note", pa.string()))  # ALTER TABLE ADD note VARCHAR NULL
-QTY_BIGINT = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.int64())])
-QTY_STRING = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.string())])
+QTY_BIGINT = pa.schema(
+    [ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.int64())]
+)
+QTY_STRING = pa.schema(
+    [ROW_SCHEMA.field("id"), ROW_SCHEMA.field("name"), pa.field("qty", pa.string())]
+)
 NO_NAME = pa.schema([ROW_SCHEMA.field("id"), ROW_SCHEMA.field("qty")])  # DROP COLUMN name
 
 
 def versions(of: Manifest) -> list[tuple[int, int, int, str]]:
     return [
-        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason)
-        for e in of.entries()
+        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason) for e in of.entries()
     ]
 
 
@@ -637,8 +671,14 @@ def test_an_unreadable_last_file_is_retried_with_nothing_changed(
 
 def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, caplog):
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
-    worker = BronzeWorker(lake, topic_prefix=dbz.PREFIX, flush_rows=1000, flush_seconds=60.0,
-                          clock=lambda: 0.0, wall_clock=lambda: 1.0)
+    worker = BronzeWorker(
+        lake,
+        topic_prefix=dbz.PREFIX,
+        flush_rows=1000,
+        flush_seconds=60.0,
+        clock=lambda: 0.0,
+        wall_clock=lambda: 1.0,
+    )
     table = dbz.table(table="widgets")
     records = []
 
@@ -650,13 +690,19 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
     emit(table, 2, qty=4)
     noted = table.with_column(dbz.column("note", "string", True))  # ADD COLUMN note NULL
     emit(noted, 3, note="n")
-    wide = dataclasses.replace(noted, columns=[  # MODIFY qty BIGINT
-        dbz.column("qty", "int64", True) if c["field"] == "qty" else c for c in noted.columns
-    ])
+    wide = dataclasses.replace(
+        noted,
+        columns=[  # MODIFY qty BIGINT
+            dbz.column("qty", "int64", True) if c["field"] == "qty" else c for c in noted.columns
+        ],
+    )
     emit(wide, 4, qty=5_000_000_000)
-    broken = dataclasses.replace(wide, columns=[  # MODIFY name INT: breaking
-        dbz.column("name", "int32", True) if c["field"] == "name" else c for c in wide.columns
-    ])
+    broken = dataclasses.replace(
+        wide,
+        columns=[  # MODIFY name INT: breaking
+            dbz.column("name", "int32", True) if c["field"] == "name" else c for c in wide.columns
+        ],
+    )
     emit(broken, 5, name=42)
     emit(broken, 6, name=43)
     with caplog.at_level(logging.INFO, logger="streams.partition_writer"):
@@ -665,16 +711,84 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
         worker.close()
 
     entries = Manifest(lake).entries()
-    assert [(e.first_offset, e.last_offset, e.schema_version, e.rotation_reason)
-            for e in entries] == [
+    assert [
+        (e.first_offset, e.last_offset, e.schema_version, e.rotation_reason) for e in entries
+    ] == [
         (0, 1, 1, "schema_change"),
         (2, 2, 2, "schema_change"),
         (3, 3, 3, "schema_change"),
         (4, 5, 4, "shutdown"),
     ]
     schemas = [row_schema_of(pq.read_schema(lake.full_path(e.path))) for e in entries]
-    assert [s.field("qty").type for s in schemas] == [pa.int32(), pa.int32(), pa.int64(), pa.int64()]
+    assert [s.field("qty").type for s in schemas] == [
+        pa.int32(),
+        pa.int32(),
+        pa.int64(),
+        pa.int64(),
+    ]
     assert [s.field("name").type for s in schemas] == [pa.string()] * 3 + [pa.int32()]
     assert "column 'name' changed from string to int32" in caplog.text
     assert len({e.schema_fingerprint for e in entries}) == 4
 
+
+# -- column defaults and changes the change stream cannot apply (issue 11) --------------------
+
+
+def _with_default(name: str, data_type: pa.DataType, value, *, nullable: bool = True) -> pa.Field:
+    from cdc.column_defaults import DEFAULT_KEY, encode_default
+
+    return pa.field(
+        name, data_type, nullable=nullable, metadata={DEFAULT_KEY: encode_default(value, data_type)}
+    )
+
+
+def test_an_added_column_keeps_its_default_and_a_later_default_change_is_the_same_shape():
+    from cdc.column_defaults import column_default
+
+    base = schema(("id", pa.int64()), ("a", pa.string()))
+    added = pa.schema([*base, _with_default("c", pa.int32(), 7, nullable=False)])
+    result = classify(base, added, ["id"], ["id"])
+    assert result.kind is ChangeKind.ACCEPTED
+    assert column_default(result.schema.field("c")).as_py() == 7
+    # ALTER COLUMN c SET DEFAULT 9 changes no existing row: no new version, the default the
+    # column was added with stays.
+    redefaulted = pa.schema([*base, _with_default("c", pa.int32(), 9, nullable=False)])
+    again = classify(result.schema, redefaulted, ["id"], ["id"])
+    assert again.kind is ChangeKind.SAME and again.schema is result.schema
+    assert fingerprint(added) == fingerprint(redefaulted)
+    # A later accepted change (another column) carries the first default on, not the new one.
+    more = pa.schema([*redefaulted, pa.field("n", pa.string())])
+    later = classify(result.schema, more, ["id"], ["id"])
+    assert later.kind is ChangeKind.ACCEPTED
+    assert column_default(later.schema.field("c")).as_py() == 7
+    assert column_default(later.schema.field("n")) is None
+
+
+def test_columns_dropped_and_added_in_one_step_are_a_suspected_rename():
+    base = schema(("id", pa.int64()), ("b", pa.string()), ("qty", pa.int32()))
+    renamed = schema(("id", pa.int64()), ("b2", pa.string()), ("qty", pa.int32()))
+    result = classify(base, renamed, ["id"], ["id"])
+    assert result.kind is ChangeKind.BREAKING
+    [broken] = result.breaking
+    assert broken.columns == ("b", "b2")
+    assert (broken.old_type, broken.new_type) == ("(b string)", "(b2 string)")
+    assert "suspected rename" in str(broken)
+    # A drop alone and an add alone stay accepted.
+    assert classify(base, schema(("id", pa.int64()), ("qty", pa.int32())), ["id"], ["id"]).kind is (
+        ChangeKind.ACCEPTED
+    )
+
+
+def test_schema_needs_resync_names_table_columns_and_types():
+    from streams.schema_drift import SchemaNeedsResync
+
+    base = schema(("id", pa.int64()), ("b", pa.string()))
+    renamed = schema(("id", pa.int64()), ("b2", pa.string()))
+    error = SchemaNeedsResync(
+        "shop.t", classify(base, renamed, ["id"], ["id"]).breaking, schema_version=3, first_offset=9
+    )
+    assert error.columns == ("b", "b2")
+    assert error.old_types == ("(b string)",) and error.new_types == ("(b2 string)",)
+    message = str(error)
+    assert "shop.t" in message and "'b'" not in message  # columns named in the type text
+    assert "(b string) -> (b2 string)" in message and "binlake resync --table shop.t" in message

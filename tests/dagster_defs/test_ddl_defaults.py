@@ -1,0 +1,276 @@
+"""Column defaults and schema changes silver cannot apply exactly (issue 11, item 3), on real
+bronze files written by the bronze worker's PartitionWriter and a real silver Delta table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from binlake.manifest import Manifest
+from binlake.settings import Settings
+from binlake.storage import LakeStorage
+from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
+from cdc.envelope import ChangeEvent, SourcePosition
+from dagster_defs.bronze.checks import CompletedResync, check_schema_versions
+from dagster_defs.resources import BronzeLake, SilverLake
+from dagster_defs.silver.assets import build_silver_asset
+from dagster_defs.silver.consumed import ConsumedOffsets
+from dagster_defs.silver.incremental import unconsumed_reads
+from streams.partition_writer import PartitionWriter, RotationReason
+from streams.schema_drift import SchemaNeedsResync
+
+TABLE = "shop.products"
+
+
+def _default(name: str, data_type: pa.DataType, value: Any, *, nullable: bool) -> pa.Field:
+    metadata = {DEFAULT_KEY: encode_default(value, data_type)}
+    return pa.field(name, data_type, nullable=nullable, metadata=metadata)
+
+
+V1 = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("a", pa.string())])
+# ALTER TABLE ADD COLUMN c INT NOT NULL DEFAULT 7, ADD COLUMN n VARCHAR(10) NULL DEFAULT 'x',
+# ADD COLUMN plain VARCHAR(10) NULL (no default: null)
+WITH_DEFAULTS = pa.schema(
+    [
+        *V1,
+        _default("c", pa.int32(), 7, nullable=False),
+        _default("n", pa.string(), "x", nullable=True),
+        pa.field("plain", pa.string()),
+    ]
+)
+# ALTER TABLE CHANGE a a2 VARCHAR(20)
+RENAMED = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("a2", pa.string())])
+
+
+class Bronze:
+    """Bronze files of one table written the way the worker writes them."""
+
+    def __init__(self, settings: Settings):
+        storage = LakeStorage.from_url(settings.lake_url)
+        self.writer = PartitionWriter(
+            settings.topic_for(TABLE),
+            0,
+            storage=storage,
+            manifest=Manifest(storage),
+            flush_rows=10_000,
+            flush_seconds=3600.0,
+            clock=lambda: 0.0,
+        )
+        self.offset = 0
+
+    def rows(self, schema: pa.Schema, *rows: dict[str, Any], op: str = "c") -> Bronze:
+        for row in rows:
+            event = ChangeEvent(
+                table=TABLE,
+                op=op,
+                row=dict(row),
+                row_schema=schema,
+                primary_key=("id",),
+                source=SourcePosition(
+                    "mariadb-bin.000001",
+                    1000 + self.offset,
+                    0,
+                    1_717_236_000_000 + self.offset,
+                    "false",
+                    "shop",
+                    "products",
+                    1,
+                    None,
+                ),
+                captured_ts_ms=None,
+            )
+            self.writer.add(self.offset, event)
+            self.offset += 1
+        return self
+
+    def flush(self) -> None:
+        self.writer.close(RotationReason.SHUTDOWN)
+        self.writer = PartitionWriter(
+            self.writer.topic,
+            0,
+            storage=self.writer.storage,
+            manifest=self.writer.manifest,
+            flush_rows=10_000,
+            flush_seconds=3600.0,
+            clock=lambda: 0.0,
+            resume_after=self.offset - 1,
+        )
+
+
+def run_silver(settings: Settings, resources) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [build_silver_asset(TABLE, settings)],
+        resources=resources(),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def silver(settings: Settings) -> dict[int, dict[str, Any]]:
+    stored = SilverLake(storage_url=settings.lake_url).table(TABLE).read_all()
+    return {row["id"]: row for row in stored.iter_rows(named=True)}
+
+
+def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(settings):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 5, "a": "five"})
+    bronze.rows(V1, {"id": 5, "a": "five"}, op="d")
+    bronze.rows(V1, {"id": 5}, op="t")  # a tombstone carries no row: nothing to fill
+    bronze.rows(WITH_DEFAULTS, {"id": 3, "a": "three", "c": 8, "n": None, "plain": "p"})
+    bronze.flush()
+    read = BronzeLake(storage_url=settings.lake_url).read_table(TABLE)
+    assert read.column_defaults == {"c": 7, "n": "x"}
+    frame = read.frame.sort("id", "_offset").select("id", "_op", "c", "n", "plain")
+    assert frame.rows() == [
+        (1, "c", 7, "x", None),
+        (2, "c", 7, "x", None),
+        (3, "c", 8, None, "p"),
+        (5, "c", 7, "x", None),
+        (5, "d", 7, "x", None),
+        (5, "t", None, None, None),
+    ]
+
+
+def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tombstones_null(
+    settings, resources
+):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 3, "a": "three"})
+    bronze.rows(V1, {"id": 3, "a": "three"}, op="d")
+    bronze.flush()
+    assert run_silver(settings, resources).success
+    bronze.rows(WITH_DEFAULTS, {"id": 2, "a": "TWO", "c": 8, "n": None, "plain": None})
+    bronze.rows(WITH_DEFAULTS, {"id": 4, "a": "four", "c": 7, "n": "y", "plain": "p"})
+    bronze.flush()
+    assert run_silver(settings, resources).success
+    rows = silver(settings)
+    values = {k: (r["a"], r["c"], r["n"], r["plain"], r["_deleted"]) for k, r in rows.items()}
+    assert values == {
+        1: ("one", 7, "x", None, False),  # not changed since the ALTER: the defaults
+        2: ("TWO", 8, None, None, False),  # changed: its own values, a NULL kept NULL
+        3: (None, None, None, None, True),  # a tombstone stays without values
+        4: ("four", 7, "y", "p", False),
+    }
+    # A later run with nothing new changes nothing; the next change merges as usual.
+    bronze.rows(WITH_DEFAULTS, {"id": 1, "a": "ONE", "c": 1, "n": "z", "plain": None})
+    bronze.flush()
+    assert run_silver(settings, resources).success
+    assert silver(settings)[1]["c"] == 1 and silver(settings)[4]["c"] == 7
+    # The merge records the bronze schema version it merged (the guard's shortcut).
+    assert SilverLake(storage_url=settings.lake_url).table(TABLE).merged_schema_version() == 2
+
+
+def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(settings, resources):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})
+    bronze.flush()
+    assert run_silver(settings, resources).success
+    bronze.rows(RENAMED, {"id": 2, "a2": "TWO"})  # offset 2: the rename's first record
+    bronze.flush()
+    lake = BronzeLake(storage_url=settings.lake_url)
+
+    result = run_silver(settings, resources)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+    assert "SchemaNeedsResync" in message
+    assert "shop.products: schema version 2" in message
+    assert "(a string) -> (a2 string)" in message and "suspected rename" in message
+    # Nothing merged: no row with null in a2.
+    assert "a2" not in silver(settings)[1]
+    check = check_schema_versions(lake, TABLE)
+    assert not check.passed and "binlake resync --table shop.products" in check.description
+
+    consumed = SilverLake(storage_url=settings.lake_url).table(TABLE).consumed()
+    with pytest.raises(SchemaNeedsResync) as refused:
+        list(unconsumed_reads(lake, TABLE, consumed))
+    assert refused.value.columns == ("a", "a2") and refused.value.first_offset == 2
+
+    # The resync: snapshot reads of every row with the new schema, after the rename.
+    bronze.rows(RENAMED, {"id": 1, "a2": "one"}, {"id": 2, "a2": "TWO"}, op="r")  # offsets 3, 4
+    bronze.flush()
+    before = CompletedResync(TABLE, 0, first_offset=1, last_offset=4)  # began before the rename
+    unfinished = CompletedResync(TABLE, 0, first_offset=3, last_offset=9)  # not in bronze yet
+    done = CompletedResync(TABLE, 0, first_offset=3, last_offset=4)
+    for resync in (before, unfinished):
+        with pytest.raises(SchemaNeedsResync):
+            list(unconsumed_reads(lake, TABLE, ConsumedOffsets(), [resync]))
+    reads = list(unconsumed_reads(lake, TABLE, consumed, [done]))
+    assert sum(r.frame.height for r in reads) == 3
+    assert check_schema_versions(lake, TABLE, [done]).passed
+    assert not check_schema_versions(lake, TABLE, [before]).passed
+
+
+def test_a_not_null_column_of_unknown_implicit_default_is_refused(settings, resources):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"})
+    unknown = pa.field("bin", pa.binary(), nullable=False, metadata={DEFAULT_UNKNOWN_KEY: b"true"})
+    bronze.rows(V1.append(unknown), {"id": 2, "a": "two", "bin": b"\x00\x00"})
+    bronze.flush()
+    result = run_silver(settings, resources)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+    assert "column 'bin' changed from (absent) to binary NOT NULL" in message
+    assert "implicit default" in message
+
+
+def test_a_table_of_one_schema_version_reads_as_before(settings):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"})
+    bronze.flush()
+    read = BronzeLake(storage_url=settings.lake_url).read_table(TABLE)
+    assert read.column_defaults == {}
+    assert read.frame.select("id", "a").rows() == [(1, "one")]
+    assert pl.Series(read.frame.columns).is_in(["c"]).sum() == 0
+
+
+def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
+    settings, resources, monkeypatch
+):
+    from binlake.settings import load_settings
+    from dagster_defs.silver.pii import PiiPolicy
+
+    monkeypatch.setenv("BINLAKE_SILVER__PII_COLUMNS", '["shop.products.n"]')
+    masking = load_settings()
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"})
+    bronze.flush()
+    assert run_silver(masking, resources).success
+    bronze.rows(WITH_DEFAULTS, {"id": 2, "a": "two", "c": 7, "n": "y", "plain": None})
+    bronze.flush()
+    assert run_silver(masking, resources).success
+    digest = PiiPolicy.from_settings(masking.silver).digest
+    rows = silver(settings)
+    assert (rows[1]["n"], rows[2]["n"]) == (digest("x"), digest("y"))
+
+
+def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
+    from dagster_defs.silver.pii import PiiPolicy
+    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})  # offsets 0, 1
+    bronze.rows(RENAMED, {"id": 2, "a2": "TWO"})  # offset 2
+    bronze.flush()
+
+    def rebuild(offset: int):
+        return rebuild_silver(
+            BronzeLake(storage_url=settings.lake_url),
+            SilverLake(storage_url=settings.lake_url),
+            PiiPolicy.from_settings(settings.silver),
+            TABLE,
+            AsOf(offsets={0: offset}),
+        )
+
+    with pytest.raises(SchemaNeedsResync, match=r"\(a string\) -> \(a2 string\)"):
+        rebuild(2)
+    rebuilt = rebuild(1)
+    assert rebuilt.table.read_current().sort("id").select("id", "a").rows() == [
+        (1, "one"),
+        (2, "two"),
+    ]
