@@ -37,7 +37,7 @@ from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import column_default
-from cdc.envelope import TOMBSTONE
+from cdc.envelope import TOMBSTONE, TRUNCATE
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
 from dagster_defs.silver.history import SilverHistoryTable
@@ -230,9 +230,10 @@ def _with_defaults(tables: list[pa.Table], defaults: dict[str, pa.Scalar]) -> li
                 wanted = types.get(name, value.type)
                 fill = pa.repeat(value.cast(wanted), table.num_rows)
                 if OP in table.schema.names:
-                    # A tombstone (a file of keys only, too) carries no row: nothing to fill.
-                    is_tombstone = pc.equal(table.column(OP), TOMBSTONE)
-                    fill = pc.if_else(is_tombstone, pa.scalar(None, wanted), fill)
+                    # A tombstone (a file of keys only, too) or a TRUNCATE carries no row:
+                    # nothing to fill. (`t` is also an old bronze file's tombstone.)
+                    no_row = pc.is_in(table.column(OP), pa.array([TOMBSTONE, TRUNCATE]))
+                    fill = pc.if_else(no_row, pa.scalar(None, wanted), fill)
                 table = table.append_column(pa.field(name, wanted), fill)
         filled.append(table)
     return filled

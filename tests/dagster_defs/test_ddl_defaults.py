@@ -119,7 +119,7 @@ def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(sett
     bronze = Bronze(settings)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 5, "a": "five"})
     bronze.rows(V1, {"id": 5, "a": "five"}, op="d")
-    bronze.rows(V1, {"id": 5}, op="t")  # a tombstone carries no row: nothing to fill
+    bronze.rows(V1, {"id": 5}, op="x")  # a tombstone carries no row: nothing to fill
     bronze.rows(WITH_DEFAULTS, {"id": 3, "a": "three", "c": 8, "n": None, "plain": "p"})
     bronze.flush()
     read = BronzeLake(storage_url=settings.lake_url).read_table(TABLE)
@@ -131,7 +131,7 @@ def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(sett
         (3, "c", 8, None, "p"),
         (5, "c", 7, "x", None),
         (5, "d", 7, "x", None),
-        (5, "t", None, None, None),
+        (5, "x", None, None, None),
     ]
 
 
