@@ -53,6 +53,7 @@ def test_root_defs_are_lazy_and_load(settings):
         "binlake_freshness",
         "silver_catch_up",
         "bronze_compaction_sensor",
+        "resync_progress",
     }
     for table in TABLES:
         assert graph.get(dg.AssetKey(["bronze", "shop", table])).is_external
