@@ -21,8 +21,9 @@ small immutable JSON object per state:
 
     _resync/<db>.<table>/<id>-requested.json   signal id, binlog position before the signal,
                                                Kafka offsets of the table's topic then
-    _resync/<db>.<table>/<id>-completed.json   Debezium's COMPLETED (or ABORTED), the topic's
-                                               end offsets once it was seen, rows scanned
+    _resync/<db>.<table>/<id>-completed.json   Debezium's COMPLETED (or ABORTED), rows scanned,
+                                               the topic's end offsets once every re-read row
+                                               is in Kafka (a fence: ``records_delivered``)
     _resync/<db>.<table>/<id>-swept.json       silver's sweep: keys seen, rows tombstoned
 
 Ids start with the request's UTC time, so a table's resyncs list in the order they were asked.
@@ -48,6 +49,7 @@ from binlake.errors import BinlakeError, FinalError, RetriableError
 from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
+from cdc.connect_client import ConnectClient
 from cdc.connector_config import notification_topic, signal_table
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ class ResyncCompletion:
     status: str  # SUCCEEDED, or Debezium's status / ABORTED
     rows_scanned: int | None
     end_offsets: dict[int, int]  # partition -> the topic's end after the last re-read row
+    # When Connect had committed an offset past the fence: every re-read row was in Kafka.
+    in_kafka_at: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -203,6 +207,7 @@ def _completion_from(data: dict) -> ResyncCompletion:
         status=data["status"],
         rows_scanned=data.get("rows_scanned"),
         end_offsets=_partitions(data["end_offsets"]),
+        in_kafka_at=data.get("in_kafka_at", ""),
     )
 
 
@@ -519,7 +524,10 @@ def _replace(progress: ResyncProgress, **changes: object) -> ResyncProgress:
 
 
 def completion_of(
-    request: ResyncRequest, progress: ResyncProgress, end_offsets: dict[int, int]
+    request: ResyncRequest,
+    progress: ResyncProgress,
+    end_offsets: dict[int, int],
+    in_kafka_at: str = "",
 ) -> ResyncCompletion:
     """The completion record of a resync whose notifications say it is over."""
     assert progress.finished is not None
@@ -534,16 +542,23 @@ def completion_of(
         status=status,
         rows_scanned=progress.rows_scanned,
         end_offsets=end_offsets,
+        in_kafka_at=in_kafka_at,
     )
 
 
 def check_completion(
-    settings: Settings, request: ResyncRequest, *, kafka: GroupOffsetsClient | None = None
+    settings: Settings,
+    request: ResyncRequest,
+    *,
+    kafka: GroupOffsetsClient | None = None,
+    fence_timeout_s: float = 40.0,
 ) -> tuple[ResyncProgress, ResyncCompletion | None]:
     """Read the notifications once; if Debezium says the resync is over, record its end.
 
-    The end offsets are the table topic's ends read after the COMPLETED notification: Debezium
-    enqueues every re-read row before it, so they are at or past the last re-read row.
+    COMPLETED comes on a topic of its own, before Connect's producer may have delivered the
+    last re-read rows to the table's topic. So the end is recorded only once every record
+    Debezium emitted before it is in Kafka (``records_delivered``); then the table topic's ends
+    are at or past the last re-read row. None when not over (or not delivered) yet.
     """
     topic = notification_topic(settings.kafka.topic_prefix)
     progress = progress_of(
@@ -553,9 +568,12 @@ def check_completion(
     )
     if progress.finished is None:
         return progress, None
+    if not records_delivered(settings, request.id, timeout_s=fence_timeout_s):
+        return progress, None
+    in_kafka_at = _now_iso()
     kafka = kafka or GroupOffsetsClient(settings.kafka.bootstrap_servers)
     end_offsets = {p: kafka.log_end(request.topic, p) for p in sorted(request.start_offsets)}
-    completion = completion_of(request, progress, end_offsets)
+    completion = completion_of(request, progress, end_offsets, in_kafka_at)
     resync_log = ResyncLog.of(settings)
     if not resync_log.record_completion(completion):
         # another watcher (the sensor, the CLI) was first: its record is the one that counts
@@ -563,6 +581,44 @@ def check_completion(
         assert state.completion is not None
         completion = state.completion
     return progress, completion
+
+
+def fence_row(resync_id: str) -> tuple[str, str, str]:
+    """A signal Debezium only logs: a binlog event after everything the resync emitted."""
+    message = {"message": f"binlake resync {resync_id}: fence"}
+    return f"{resync_id}-fence-{uuid.uuid4().hex[:8]}", "log", json.dumps(message)
+
+
+def committed_position(offsets: Iterable[Mapping[str, object]]) -> BinlogPosition | None:
+    """The binlog position of the connector's committed source offset, if it has one."""
+    for entry in offsets:
+        offset = entry.get("offset")
+        if isinstance(offset, Mapping) and "file" in offset and "pos" in offset:
+            return BinlogPosition(str(offset["file"]), int(offset["pos"]))  # type: ignore[call-overload]
+    return None
+
+
+def records_delivered(settings: Settings, resync_id: str, *, timeout_s: float) -> bool:
+    """Whether every record Debezium emitted so far is in Kafka.
+
+    A fence signal is written to the binlog after now; Connect commits a source offset only
+    once every record before it was acknowledged by the broker, so a committed binlog position
+    at or past the fence proves it. While only the signal table changes, Debezium's heartbeat
+    (``heartbeat.interval.ms``) carries the position on; a fence is written every second so the
+    heartbeat has an event to come with.
+    """
+    deadline = time.monotonic() + timeout_s
+    fence = _insert_signal(settings, fence_row(resync_id))
+    with ConnectClient(settings.connect.url) as connect:
+        while True:
+            committed = committed_position(connect.get_offsets(settings.connect.connector_name))
+            if committed is not None and committed >= fence:
+                return True
+            if time.monotonic() > deadline:
+                log.info("resync %s: Connect has not committed past %s yet", resync_id, fence)
+                return False
+            time.sleep(1.0)
+            _insert_signal(settings, fence_row(resync_id))
 
 
 def wait_for_completion(

@@ -67,6 +67,10 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "incremental.snapshot.watermarking.strategy": "insert_delete",
         "notification.enabled.channels": "sink",
         "notification.sink.topic.name": notification_topic(prefix),
+        # A heartbeat carries the binlog position on while only uncaptured tables change (the
+        # signal table): a resync's end is known once Connect has committed an offset past a
+        # fence signal written after Debezium's COMPLETED (binlake.resync.check_completion).
+        "heartbeat.interval.ms": "2000",
         # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.envelope decodes them.
         "decimal.handling.mode": "precise",
         # BIGINT UNSIGNED above 2**63 - 1 would wrap to a negative long; as a Decimal(20,0) it

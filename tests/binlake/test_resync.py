@@ -23,7 +23,9 @@ from binlake.resync import (
     ResyncRequest,
     ResyncSweep,
     captured_tables,
+    committed_position,
     completion_of,
+    fence_row,
     new_resync_id,
     progress_of,
     request_resync,
@@ -181,3 +183,22 @@ def test_tables_added_to_the_connector(settings: Settings):
     assert tables_added(after, before) == []  # a removed table needs no resync
     # a new connector's initial snapshot reads every table: no resync
     assert tables_added(None, after) == []
+
+
+def test_the_committed_binlog_position_is_read_from_connect_offsets():
+    offsets = [
+        {
+            "partition": {"server": "binlake"},
+            "offset": {"ts_sec": 1, "file": "mariadb-bin.000002", "pos": 4866, "row": 1},
+        }
+    ]
+    assert committed_position(offsets) == BinlogPosition("mariadb-bin.000002", 4866)
+    assert committed_position([]) is None
+    # binlog files order by their sequence number, then positions within one
+    assert BinlogPosition("mariadb-bin.000002", 4) > BinlogPosition("mariadb-bin.000001", 9999)
+
+
+def test_a_fence_is_a_signal_debezium_only_logs():
+    fence_id, kind, data = fence_row("20261207T100000Z-abcdef01")
+    assert fence_id.startswith("20261207T100000Z-abcdef01-fence-") and len(fence_id) <= 64
+    assert kind == "log" and "fence" in json.loads(data)["message"]

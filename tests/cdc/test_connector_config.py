@@ -59,6 +59,7 @@ def test_every_required_key(settings: Settings):
         "incremental.snapshot.watermarking.strategy": "insert_delete",
         "notification.enabled.channels": "sink",
         "notification.sink.topic.name": "lake.notifications",
+        "heartbeat.interval.ms": "2000",
         "decimal.handling.mode": "precise",
         "bigint.unsigned.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
