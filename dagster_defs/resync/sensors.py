@@ -41,7 +41,9 @@ def build_resync_sensor(settings: Settings) -> dg.SensorDefinition:
             for state in resync_log.pending(table):
                 completion = state.completion
                 if completion is None:
-                    progress, completion = check_completion(settings, state.request)
+                    progress, completion = check_completion(
+                        settings, state.request, fence_timeout_s=20.0
+                    )
                     if completion is None:
                         context.log.info(
                             f"resync {state.request.id} of {table}: Debezium read up to key "
