@@ -28,10 +28,18 @@ from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_SNAPSHOT, 
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
 from binlake.manifest import Manifest
-from binlake.resync import INCREMENTAL, ResyncLog, ResyncState
+from binlake.resync import (
+    INCREMENTAL,
+    ResyncLog,
+    ResyncState,
+    resync_added_tables,
+    wait_for_completion,
+)
 from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
+from cdc.connect_client import ConnectClient
+from cdc.connector_config import build_connector_config
 from dagster_defs.resources import SilverLake
 from dagster_defs.resync.jobs import RESYNC_JOB_NAME, resync_run_tags
 from dagster_defs.silver.delta_table import DELETED
@@ -230,6 +238,67 @@ def test_resync_job_in_dagster_keeps_silver_equal(edge_stack: LocalStack) -> Non
     state = ResyncLog.of(settings).state(TABLE, resync_id)
     assert state.request.reason == "integration test"
     assert state.sweep is not None and state.sweep.rows_tombstoned == 0  # nothing diverged
+
+
+ADDED = "shop.edge_resync_added"
+
+
+def test_a_table_added_to_the_connector_brings_its_existing_rows_alone(
+    edge_stack: LocalStack,
+) -> None:
+    """What `binlake connector register` does when `tables` gained one: the connector captures
+    it from now on, and a resync of that table alone brings the rows it had before."""
+    settings = edge_stack.settings
+    with connect_source(settings, admin=True, database="shop") as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE edge_resync_added (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, "
+            "qty INT NOT NULL, price DECIMAL(10,2) NOT NULL)"
+        )
+        cur.executemany(
+            "INSERT INTO edge_resync_added VALUES (%s, %s, %s, %s)",
+            [_row(i) for i in range(1, 501)],
+        )
+    reads_before = _snapshot_reads(settings, TABLE)
+    widened = settings.model_copy(update={"tables": [*settings.tables, ADDED]})
+    name = settings.connect.connector_name
+    with ConnectClient(settings.connect.url) as connect:
+        previous = connect.get_config(name)
+        config = build_connector_config(widened)
+        try:
+            assert connect.put_connector(name, config)
+            connect.wait_until_running(name, timeout_s=120)
+            requests = resync_added_tables(widened, previous, config)
+            assert [r.table for r in requests] == [ADDED]
+            completion = wait_for_completion(widened, requests[0], timeout_s=600)
+            assert completion.succeeded and completion.rows_scanned == 500
+
+            def added_rows() -> pl.DataFrame:
+                return _snapshot_reads(settings, ADDED).sort("id")
+
+            _wait_for(
+                "bronze holds the added table's rows", lambda: added_rows().height >= 500, 300
+            )
+        finally:
+            assert previous is not None
+            connect.put_connector(name, previous)
+            connect.wait_until_running(name, timeout_s=120)
+    source = lake_checks.source_table(settings, ADDED).sort("id").rows()
+    assert added_rows().select("id", "name", "qty", "price").rows() == source
+    # the other tables were not read again
+    assert _snapshot_reads(settings, TABLE).height == reads_before.height
+
+
+def _snapshot_reads(settings: Settings, table: str) -> pl.DataFrame:
+    storage = LakeStorage.from_url(settings.lake_url)
+    frames = [
+        pl.read_parquet(storage.full_path(e.path))
+        for e in Manifest(storage).entries_for(table)
+        if e.is_file
+    ]
+    if not frames:
+        return pl.DataFrame({"id": []}, schema={"id": pl.Int32})
+    bronze = pl.concat(frames, how="diagonal_relaxed")
+    return bronze.filter((pl.col(OP) == "r") & (pl.col(SOURCE_SNAPSHOT) == INCREMENTAL))
 
 
 def _bronze(settings: Settings) -> pl.DataFrame:
