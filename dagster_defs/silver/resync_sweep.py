@@ -44,7 +44,12 @@ from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.resync import INCREMENTAL, ResyncLog, ResyncState, ResyncSweep
 from binlake.storage import LakeStorage
 from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
-from dagster_defs.silver.delta_table import DELETED, HISTORY_SEARCH_LIMIT, SilverDeltaTable
+from dagster_defs.silver.delta_table import (
+    DELETED,
+    HISTORY_SEARCH_LIMIT,
+    STORED_PROVENANCE,
+    SilverDeltaTable,
+)
 
 SWEPT_METADATA_KEY = "binlake.resync.swept"
 SNAPSHOT_READ = "r"
@@ -116,37 +121,42 @@ def sweep_one(storage: LakeStorage, target: SilverDeltaTable, state: ResyncState
         return SweepOutcome(
             request.id, None, f"silver has not merged {unmerged.height} bronze rows of the resync"
         )
-    seen = _keys_seen(reads.frame, reads.key, state)
     if not target.exists():  # silver has no row of the table: nothing to remove
+        seen = _keys_seen(reads.frame, reads.primary_key or _own_columns(reads.frame), state)
         return SweepOutcome(
             request.id, _sweep_record(state, None, keys_seen=seen.height, tombstoned=0)
         )
-    tombstones = rows_to_tombstone(target.read_all(), seen, reads.key, state)
+    silver = target.read_all()
+    # The table's key as bronze knows it now (its newest file), even when the resync read no
+    # row at all (a table the source emptied); without one, a row is all its columns.
+    primary_key = list(entries[-1].primary_key) if entries else reads.primary_key
+    key = primary_key or _own_columns(silver)
+    seen = _keys_seen(reads.frame, key, state)
+    tombstones = rows_to_tombstone(silver, seen, key, state)
     metadata = {SWEPT_METADATA_KEY: request.id}
     if tombstones.height:
         stats = target.merge(
-            tombstones,
-            reads.key,
-            consumed,
-            nullable_key=not reads.primary_key,
-            extra_metadata=metadata,
+            tombstones, key, consumed, nullable_key=not primary_key, extra_metadata=metadata
         )
         version = stats.version
     else:
         version = _commit_marker(target, consumed, metadata)
     sweep = _sweep_record(state, version, keys_seen=seen.height, tombstoned=tombstones.height)
-    first = (
-        reads.frame.filter(_resync_reads(state))
-        .group_by(PARTITION)
-        .agg(pl.col(OFFSET).min().alias("first"), pl.col(OFFSET).max().alias("last"))
-    )
+    bounds: list[tuple[int, int, int]] = []
+    if reads.frame.height:
+        bounds = list(
+            reads.frame.filter(_resync_reads(state))
+            .group_by(PARTITION)
+            .agg(pl.col(OFFSET).min().alias("first"), pl.col(OFFSET).max().alias("last"))
+            .iter_rows()
+        )
     return SweepOutcome(
         request.id,
         ResyncSweep(
             **{
                 **sweep.__dict__,
-                "first_offsets": {int(p): int(a) for p, a, _ in first.iter_rows()},
-                "last_offsets": {int(p): int(b) for p, _, b in first.iter_rows()},
+                "first_offsets": {int(p): int(a) for p, a, _ in bounds},
+                "last_offsets": {int(p): int(b) for p, _, b in bounds},
             }
         ),
     )
@@ -156,10 +166,6 @@ def sweep_one(storage: LakeStorage, target: SilverDeltaTable, state: ResyncState
 class _BronzeRange:
     frame: pl.DataFrame
     primary_key: list[str]
-
-    @property
-    def key(self) -> list[str]:
-        return self.primary_key or [c for c in self.frame.columns if c not in PROVENANCE_COLUMNS]
 
 
 def _bronze_range(
@@ -183,6 +189,11 @@ def _bronze_range(
     if not frames:
         return _BronzeRange(pl.DataFrame(), primary_key)
     return _BronzeRange(pl.concat(frames, how="diagonal_relaxed"), primary_key)
+
+
+def _own_columns(frame: pl.DataFrame) -> list[str]:
+    """The table's own columns of a bronze or silver frame (provenance left out)."""
+    return [c for c in frame.columns if c not in PROVENANCE_COLUMNS and c not in STORED_PROVENANCE]
 
 
 def _resync_reads(state: ResyncState) -> pl.Expr:

@@ -158,3 +158,16 @@ def test_no_sweep_before_bronze_holds_the_resync_end(settings, bronze, materiali
     assert _live_ids(settings) == [1, 2, 3]  # every key seen: nothing removed
     state = ResyncLog.of(settings).state(TABLE, request.id)
     assert state.sweep is not None and state.sweep.rows_tombstoned == 0
+
+
+def test_a_table_the_source_emptied_is_swept_whole(settings, bronze, materialize):
+    c = bronze.change
+    bronze.write(TABLE, [c("c", i, id=i + 1, customer_id=10, status="new") for i in range(3)])
+    request = _request(settings, start_offset=3)
+    _complete(settings, request, end_offset=3)  # Debezium read no row at all
+
+    metadata = materialize()
+
+    assert metadata["resyncs_swept"] == request.id
+    assert _live_ids(settings) == []
+    assert _silver(settings)[DELETED].to_list() == [True, True, True]
