@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 
 from binlake.local_stack.stack import LocalStack
 from binlake.manifest import Manifest, live_entries
-from binlake.resync import ResyncLog, request_resync, wait_for_completion
+from binlake.resync import ResyncLog, ResyncProgress, request_resync, wait_for_completion
 from binlake.settings import Settings, load_settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
@@ -116,7 +116,18 @@ def main() -> None:
         writer.start()
         began = time.monotonic()
         request = request_resync(settings, TABLE, reason="benchmark")
-        completion = wait_for_completion(settings, request, timeout_s=7200, poll_s=5)
+
+        def show(progress: ResyncProgress) -> None:
+            print(
+                f"  {time.monotonic() - began:6.1f} s: read up to key "
+                f"{progress.last_processed_key} of {progress.maximum_key}"
+                + (f", {progress.finished}" if progress.finished else ""),
+                flush=True,
+            )
+
+        completion = wait_for_completion(
+            settings, request, timeout_s=7200, poll_s=5, on_progress=show
+        )
         in_kafka_s = time.monotonic() - began
         storage = LakeStorage.from_url(settings.lake_url)
 

@@ -550,7 +550,6 @@ def check_completion(
     settings: Settings,
     request: ResyncRequest,
     *,
-    kafka: GroupOffsetsClient | None = None,
     fence_timeout_s: float = 40.0,
 ) -> tuple[ResyncProgress, ResyncCompletion | None]:
     """Read the notifications once; if Debezium says the resync is over, record its end.
@@ -570,9 +569,19 @@ def check_completion(
         return progress, None
     if not records_delivered(settings, request.id, timeout_s=fence_timeout_s):
         return progress, None
-    in_kafka_at = _now_iso()
-    kafka = kafka or GroupOffsetsClient(settings.kafka.bootstrap_servers)
-    end_offsets = {p: kafka.log_end(request.topic, p) for p in sorted(request.start_offsets)}
+    delivered = datetime.now(UTC)
+    end_offsets: dict[int, int] = {}
+    for partition in sorted(request.start_offsets):
+        end = end_after(
+            settings.kafka.bootstrap_servers,
+            request.topic,
+            partition,
+            int(delivered.timestamp() * 1000) + CLOCK_SKEW_MS,
+        )
+        if end is None:
+            return progress, None
+        end_offsets[partition] = end
+    in_kafka_at = delivered.isoformat()
     completion = completion_of(request, progress, end_offsets, in_kafka_at)
     resync_log = ResyncLog.of(settings)
     if not resync_log.record_completion(completion):
@@ -581,6 +590,55 @@ def check_completion(
         assert state.completion is not None
         completion = state.completion
     return progress, completion
+
+
+# Records stamped this long after binlake saw every re-read row delivered were sent after them,
+# whatever the skew between binlake's clock and Kafka Connect's.
+CLOCK_SKEW_MS = 5_000
+END_READ_SECONDS = 60.0
+
+
+def end_after(
+    bootstrap_servers: str,
+    topic: str,
+    partition: int,
+    after_ms: int,
+    *,
+    idle_seconds: float = 2.0,
+    max_seconds: float = END_READ_SECONDS,
+) -> int | None:
+    """An offset of `topic`[`partition`] past every record delivered before `after_ms`.
+
+    Read from just below the high watermark (Tansu reports the start of the last batch) to the
+    end of the partition, or, on a busy table whose end keeps moving, to the first record
+    stamped after `after_ms`. None if neither was reached within `max_seconds`.
+    """
+    consumer = Consumer(_reader_config(bootstrap_servers))
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        end = max(low, high - 1, 0)
+        consumer.assign([TopicPartition(topic, partition, end)])
+        deadline = time.monotonic() + max_seconds
+        idle = 0.0
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                idle += 0.5
+                if idle >= idle_seconds:
+                    return end  # nothing more came: the end of the partition
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return end
+                raise RetriableError(f"cannot read {topic}[{partition}]: {error.str()}")
+            idle = 0.0
+            end = message.offset() + 1
+            if message.timestamp()[1] > after_ms:
+                return end
+        return None
+    finally:
+        consumer.close()
 
 
 def fence_row(resync_id: str) -> tuple[str, str, str]:
