@@ -133,8 +133,10 @@ def main() -> None:
 
         def bronze_holds_end() -> bool:
             entries = live_entries(Manifest(storage).entries_for(TABLE))
-            held = max((e.last_offset for e in entries), default=-1)
-            return held >= max(completion.end_offsets.values()) - 1
+            return all(
+                max((e.last_offset for e in entries if e.partition == p), default=-1) >= end - 1
+                for p, end in completion.end_offsets.items()
+            )
 
         while not bronze_holds_end():
             time.sleep(1)
@@ -151,8 +153,9 @@ def main() -> None:
             if read.frame.height:
                 merge_changes(target, TABLE, read.frame, read.primary_key, consumed, pii)
         merged_s = time.monotonic() - silver_began
-        sweeps = sweep_resyncs(storage, target, TABLE)
-        silver_s = time.monotonic() - silver_began
+        sweep_began = time.monotonic()
+        sweeps = sweep_resyncs(storage, target, TABLE, log=print)
+        silver_s = merged_s + time.monotonic() - sweep_began
         state = ResyncLog(storage).state(TABLE, request.id)
         rows = completion.rows_scanned or 0
         debezium_s = state.completion.completed_at if state.completion else ""
