@@ -116,7 +116,8 @@ class ResyncCompletion:
 
     @property
     def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
+        # EMPTY: the table has no row (any silver still holds is swept)
+        return self.status in ("SUCCEEDED", "EMPTY")
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,31 @@ def resync_in_progress(settings: Settings, table: str) -> ResyncState | None:
     return pending[-1] if pending else None
 
 
+RETRY_REASON = "retry of "
+UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
+
+
+def resync_again_if_schema_unknown(settings: Settings, state: ResyncState) -> ResyncRequest | None:
+    """Request once more a resync Debezium ended UNKNOWN_SCHEMA, if it is the table's newest.
+
+    Debezium answers UNKNOWN_SCHEMA when the task that read the signal did not capture the table:
+    a signal sent while the connector was being reconfigured to add it (the old task still ran)
+    is read by the old task. A second resync, later, is read by the new one. Only once.
+    """
+    completion = state.completion
+    if completion is None or completion.status != UNKNOWN_SCHEMA:
+        return None
+    if state.request.reason.startswith(RETRY_REASON):
+        return None
+    if ResyncLog.of(settings).ids(state.request.table)[-1] != state.request.id:
+        return None  # asked again already
+    return request_resync(
+        settings,
+        state.request.table,
+        reason=f"{RETRY_REASON}{state.request.id} ({UNKNOWN_SCHEMA}): {state.request.reason}",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Starting a resync
 
@@ -369,10 +395,11 @@ def _start_offsets(kafka: GroupOffsetsClient, topic: str) -> dict[int, int]:
     The low watermark would do; the high watermark (which Tansu reports as the start of the
     last batch) keeps the sweep's read short. Either is at or before the first re-read row.
     """
-    try:
-        partitions = kafka.partitions(topic)
-    except Exception:  # noqa: BLE001 - a topic Debezium has not created yet has no partitions
-        partitions = []
+    # The whole listing, not `list_topics(topic=...)`: asking for one topic by name makes a
+    # broker with auto-creation (Tansu) create it, with its default partition count, before
+    # Debezium creates it with one (seen: a new table's topic got four).
+    found = kafka.admin.list_topics(timeout=kafka.timeout).topics.get(topic)
+    partitions = sorted(found.partitions) if found is not None and found.error is None else []
     if not partitions:
         return {0: 0}
     consumer = Consumer(_reader_config(kafka.bootstrap_servers))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from binlake.resync import ResyncLog, check_completion
+from binlake.resync import ResyncLog, check_completion, resync_again_if_schema_unknown
 from binlake.settings import Settings
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake
@@ -38,6 +38,11 @@ def build_resync_sensor(settings: Settings) -> dg.SensorDefinition:
         resync_log = ResyncLog.of(settings)
         requests: list[dg.RunRequest] = []
         for table in tables:
+            states = resync_log.states(table)
+            if states:
+                again = resync_again_if_schema_unknown(settings, states[-1])
+                if again is not None:
+                    context.log.info(f"resync {states[-1].request.id} of {table} asked again")
             for state in resync_log.pending(table):
                 completion = state.completion
                 if completion is None:

@@ -202,3 +202,60 @@ def test_a_fence_is_a_signal_debezium_only_logs():
     fence_id, kind, data = fence_row("20261207T100000Z-abcdef01")
     assert fence_id.startswith("20261207T100000Z-abcdef01-fence-") and len(fence_id) <= 64
     assert kind == "log" and "fence" in json.loads(data)["message"]
+
+
+def test_an_empty_table_is_a_resync_that_succeeded():
+    empty = completion_of(
+        _request("rs-1"),
+        progress_of(
+            "rs-1",
+            TABLE,
+            [
+                *RECORDED[2:3],
+                _note(
+                    "rs-1",
+                    "TABLE_SCAN_COMPLETED",
+                    scanned_collection=TABLE,
+                    total_rows_scanned="0",
+                    status="EMPTY",
+                ),
+                _note("rs-1", "COMPLETED"),
+            ],
+        ),
+        {0: 5},
+    )
+    assert empty.status == "EMPTY" and empty.succeeded  # silver's rows of it are swept
+
+
+def test_a_resync_the_old_task_answered_unknown_schema_is_asked_again_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    from binlake import resync
+
+    asked: list[str] = []
+
+    def request_again(settings, table, *, reason):
+        asked.append(reason)
+        retry = _request("20261207T110000Z-00000002")
+        retry = ResyncRequest(**{**retry.__dict__, "reason": reason})
+        resync.ResyncLog.of(settings).record_request(retry)
+        return retry
+
+    monkeypatch.setattr(resync, "request_resync", request_again)
+    log = ResyncLog.of(settings)
+    first = _request("20261207T100000Z-00000001")
+    log.record_request(first)
+    log.record_completion(
+        ResyncCompletion(first.id, TABLE, "2026-12-07T10:01:00+00:00", "UNKNOWN_SCHEMA", 0, {0: 5})
+    )
+    state = log.state(TABLE, first.id)
+    assert not state.pending  # over, and nothing to sweep
+
+    again = resync.resync_again_if_schema_unknown(settings, state)
+    assert again is not None and again.reason.startswith(f"retry of {first.id}")
+    assert resync.resync_again_if_schema_unknown(settings, state) is None  # not the newest now
+    log.record_completion(
+        ResyncCompletion(again.id, TABLE, "2026-12-07T11:01:00+00:00", "UNKNOWN_SCHEMA", 0, {0: 5})
+    )
+    assert resync.resync_again_if_schema_unknown(settings, log.state(TABLE, again.id)) is None
+    assert len(asked) == 1

@@ -33,6 +33,7 @@ from binlake.resync import (
     ResyncLog,
     ResyncState,
     resync_added_tables,
+    resync_again_if_schema_unknown,
     wait_for_completion,
 )
 from binlake.settings import Settings
@@ -270,6 +271,11 @@ def test_a_table_added_to_the_connector_brings_its_existing_rows_alone(
             requests = resync_added_tables(widened, previous, config)
             assert [r.table for r in requests] == [ADDED]
             completion = wait_for_completion(widened, requests[0], timeout_s=600)
+            if completion.status == "UNKNOWN_SCHEMA":  # the old task read the signal
+                state = ResyncLog.of(widened).state(ADDED, requests[0].id)
+                again = resync_again_if_schema_unknown(widened, state)
+                assert again is not None
+                completion = wait_for_completion(widened, again, timeout_s=600)
             assert completion.succeeded and completion.rows_scanned == 500
 
             def added_rows() -> pl.DataFrame:
