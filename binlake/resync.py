@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from binlake.consumer_groups import GroupOffsetsClient
 from binlake.errors import BinlakeError, FinalError, RetriableError
@@ -622,6 +622,11 @@ def check_completion(
 # Records stamped this long after binlake saw every re-read row delivered were sent after them,
 # whatever the skew between binlake's clock and Kafka Connect's.
 CLOCK_SKEW_MS = 5_000
+_NO_SUCH_PARTITION = (
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
 END_READ_SECONDS = 60.0
 
 
@@ -642,7 +647,12 @@ def end_after(
     """
     consumer = Consumer(_reader_config(bootstrap_servers))
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            if exc.args[0].code() in _NO_SUCH_PARTITION:
+                return 0  # Debezium never wrote to the topic: nothing of the resync is in it
+            raise RetriableError(f"cannot read the end of {topic}[{partition}]: {exc}") from exc
         end = max(low, high - 1, 0)
         consumer.assign([TopicPartition(topic, partition, end)])
         deadline = time.monotonic() + max_seconds
