@@ -286,6 +286,61 @@ def rebuild(
 
 
 @app.command()
+def resync(
+    table: Annotated[str, typer.Option("--table", help="The <db>.<table> to read again.")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the resync's record.")] = "binlake resync",
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until Debezium has read the table.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Debezium at most.")] = 3600.0,
+) -> None:
+    """Read a table again from the source while streaming goes on (Debezium incremental snapshot).
+
+    The re-read rows reach bronze as snapshot reads; once silver has merged them, silver's
+    sweep removes the rows the source no longer has, and silver equals the source.
+    """
+    import time
+
+    from binlake.resync import ResyncProgress, request_resync, wait_for_completion
+
+    settings = _stack_settings()
+    if table not in settings.tables:
+        err_console.print(f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}")
+        raise typer.Exit(2)
+    began = time.monotonic()
+    try:
+        request = request_resync(settings, table, reason=reason)
+        console.print(f"resync {request.id} of {table} requested at binlog {request.signal_position}")
+        if not wait:
+            return
+        with console.status("waiting for Debezium") as status:
+
+            def show(progress: ResyncProgress) -> None:
+                if progress.last_processed_key is not None:
+                    status.update(
+                        f"Debezium read {table} up to key {progress.last_processed_key} of "
+                        f"{progress.maximum_key}"
+                    )
+
+            completion = wait_for_completion(
+                settings, request, timeout_s=timeout, on_progress=show
+            )
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake resync failed[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    seconds = time.monotonic() - began
+    if not completion.succeeded:
+        err_console.print(f"[red]resync {request.id} ended {completion.status}[/red]")
+        raise typer.Exit(1)
+    rows = completion.rows_scanned or 0
+    console.print(
+        f"Debezium read {rows} rows of {table}, all in Kafka {seconds:.1f} s after the signal "
+        f"({rows / max(seconds, 1e-9):.0f} rows/s); silver removes the rows the source no longer "
+        "has once it has merged them"
+    )
+
+
+@app.command()
 def compact(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the closed hours that would be compacted.")
@@ -352,14 +407,20 @@ def demo(
 @connector_app.command("register")
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
+    from binlake.resync import resync_added_tables
     from cdc.connect_client import ConnectClient
     from cdc.connector_config import build_connector_config
 
     settings = _stack_settings()
     client = ConnectClient(settings.connect.url)
     client.wait_until_ready(settings.local.startup_timeout_seconds)
-    changed = client.put_connector(settings.connect.connector_name, build_connector_config(settings))
+    previous = client.get_config(settings.connect.connector_name)
+    config = build_connector_config(settings)
+    changed = client.put_connector(settings.connect.connector_name, config)
     console.print(f"{settings.connect.connector_name}: {'updated' if changed else 'unchanged'}")
+    # Tables new to the connector stream from now on; a resync brings their existing rows.
+    for request in resync_added_tables(settings, previous, config):
+        console.print(f"resync {request.id} of newly captured {request.table} requested")
 
 
 @connector_app.command("status")

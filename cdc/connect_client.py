@@ -201,6 +201,13 @@ class ConnectClient:
         self._request("PUT", f"/connectors/{_segment(name)}/config", json=wanted)
         return True
 
+    def get_offsets(self, name: str) -> list[dict[str, Any]]:
+        """The source offsets Connect has committed for the connector (KIP-875, Connect 3.6+):
+        ``[{"partition": {...}, "offset": {...}}]``. Connect commits a source partition's
+        offset only once every record before it was acknowledged by the broker."""
+        body = self._request("GET", f"/connectors/{_segment(name)}/offsets").json()
+        return list(body.get("offsets") or [])
+
     def get_status(self, name: str) -> ConnectorStatus:
         body = self._request("GET", f"/connectors/{_segment(name)}/status").json()
         return ConnectorStatus.from_json(body)

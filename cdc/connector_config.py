@@ -67,6 +67,19 @@ def schema_history_topic(topic_prefix: str) -> str:
     return f"{topic_prefix}.schema-history"
 
 
+def signal_table(settings: Settings) -> str:
+    """`<db>.<table>` of the Debezium signal table: in the first captured database."""
+    return f"{settings.mysql.databases[0]}.{settings.resync.signal_table}"
+
+
+def notification_topic(topic_prefix: str) -> str:
+    """Topic Debezium's sink channel writes its notifications (incremental snapshot progress) to.
+
+    One dot only, so the bronze worker's `<prefix>.<db>.<table>` pattern does not take it.
+    """
+    return f"{topic_prefix}.notifications"
+
+
 def build_connector_config(settings: Settings) -> dict[str, str]:
     """The connector's configuration for `PUT /connectors/<name>/config`, every value a string."""
     mysql = settings.mysql
@@ -87,6 +100,20 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "table.include.list": ",".join(re.escape(table) for table in settings.tables),
         "schema.history.internal.kafka.topic": schema_history_topic(prefix),
         "schema.history.internal.kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
+        # Resync (binlake.resync): incremental snapshots started by rows inserted into the signal
+        # table, progress reported as notifications on a topic of their own.
+        "signal.enabled.channels": "source",
+        "signal.data.collection": signal_table(settings),
+        "incremental.snapshot.chunk.size": str(settings.resync.chunk_size),
+        # The open watermark row is deleted at each window's close: the signal table keeps only
+        # the signals, not two rows per chunk of every resync.
+        "incremental.snapshot.watermarking.strategy": "insert_delete",
+        "notification.enabled.channels": "sink",
+        "notification.sink.topic.name": notification_topic(prefix),
+        # A heartbeat carries the binlog position on while only uncaptured tables change (the
+        # signal table): a resync's end is known once Connect has committed an offset past a
+        # fence signal written after Debezium's COMPLETED (binlake.resync.check_completion).
+        "heartbeat.interval.ms": "2000",
         # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.envelope decodes them.
         "decimal.handling.mode": "precise",
         # BIGINT UNSIGNED above 2**63 - 1 would wrap to a negative long; as a Decimal(20,0) it

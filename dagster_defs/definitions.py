@@ -18,6 +18,7 @@ from dagster_defs.health.definitions import build_health_definitions
 from dagster_defs.maintenance.definitions import build_maintenance_definitions
 from dagster_defs.replay.definitions import build_replay_definitions
 from dagster_defs.resources import build_resources
+from dagster_defs.resync.definitions import build_resync_definitions
 from dagster_defs.silver.definitions import build_silver_definitions
 
 
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_compaction_definitions(settings),
         build_replay_definitions(settings),
         build_health_definitions(settings),
+        build_resync_definitions(settings),
         dg.Definitions(
             sensors=[build_automation_sensor(settings)],
             resources=build_resources(settings),

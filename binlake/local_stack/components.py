@@ -68,8 +68,8 @@ def write_connect_worker_properties(settings: Settings) -> Path:
 
 def write_dagster_instance_config(settings: Settings) -> Path:
     """DAGSTER_HOME/dagster.yaml: SQLite storage locally (PostgreSQL in production), a queued
-    run coordinator with one maintenance, compaction and replay run at a time, one writer per
-    silver table (concurrency pools), threaded sensor evaluation."""
+    run coordinator with one maintenance, compaction and replay run at a time and one resync run
+    per table, one writer per silver table (concurrency pools), threaded sensor evaluation."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = {
@@ -86,6 +86,8 @@ def write_dagster_instance_config(settings: Settings) -> Path:
                     {"key": "binlake/maintenance", "limit": 1},
                     {"key": "binlake/compaction", "limit": 1},
                     {"key": "binlake/replay", "limit": 1},
+                    # one resync run per table (the tag's value is the table)
+                    {"key": "binlake/resync", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                 ],
             },
             # one step at a time per pool: each silver asset's pool is its key

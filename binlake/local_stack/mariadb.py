@@ -19,6 +19,11 @@ from binlake.settings import Settings
 REPORTED_VERSION = "5.7.19-log"
 # What Debezium's MySQL connector needs (MariaDB shows REPLICATION CLIENT as BINLOG MONITOR).
 CDC_GRANTS = "SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT"
+# On the signal table: binlake inserts signals as the CDC user, and Debezium writes (and with
+# the insert_delete strategy deletes) its incremental snapshot watermarks there.
+SIGNAL_TABLE_GRANTS = "INSERT, DELETE"
+# The structure Debezium requires of a signal table: id, type, data, in this order.
+SIGNAL_TABLE_COLUMNS = "id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data TEXT NULL"
 
 
 class MariaDBInstance:
@@ -91,7 +96,8 @@ class MariaDBInstance:
         return pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
 
     def bootstrap(self) -> None:
-        """Create the CDC user, a TCP admin login and the captured databases (idempotent)."""
+        """Create the CDC user, a TCP admin login, the captured databases and the resync signal
+        table (idempotent)."""
         mysql = self.settings.mysql
         with self.admin_connection() as conn, conn.cursor() as cur:
             cur.execute(
@@ -116,3 +122,6 @@ class MariaDBInstance:
                         (mysql.admin_user,))
             for database in mysql.databases:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            signal_table = f"`{mysql.databases[0]}`.`{self.settings.resync.signal_table}`"
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {signal_table} ({SIGNAL_TABLE_COLUMNS})")
+            cur.execute(f"GRANT {SIGNAL_TABLE_GRANTS} ON {signal_table} TO %s@'%%'", (mysql.user,))

@@ -20,6 +20,7 @@ from binlake.local_stack.runtime import (
     save_runtime_settings,
 )
 from binlake.local_stack.supervisor import ProgramState, Supervisor
+from binlake.resync import resync_added_tables
 from binlake.settings import Settings
 from cdc.connect_client import ConnectClient
 from cdc.connector_config import build_connector_config
@@ -91,8 +92,13 @@ class LocalStack:
         connect = ConnectClient(settings.connect.url)
         start(c.CONNECT, connect.is_ready)
         progress("registering the Debezium connector")
-        connect.put_connector(settings.connect.connector_name, build_connector_config(settings))
+        previous = connect.get_config(settings.connect.connector_name)
+        config = build_connector_config(settings)
+        connect.put_connector(settings.connect.connector_name, config)
         connect.wait_until_running(settings.connect.connector_name, timeout_s=timeout)
+        # Tables new to the connector stream from now on; a resync brings their existing rows.
+        for request in resync_added_tables(settings, previous, config):
+            progress(f"resync {request.id} of newly captured {request.table} requested")
         start(c.BRONZE_WORKER, lambda: True)
         if with_dagster:
             start(c.DAGSTER_WEBSERVER, self._dagster_webserver_ready)

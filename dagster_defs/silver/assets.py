@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.storage import LakeStorage
 from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
@@ -18,6 +19,7 @@ from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
 from dagster_defs.silver.merge_changes import merge_changes
 from dagster_defs.silver.pii import PiiPolicy
+from dagster_defs.silver.resync_sweep import sweep_resyncs
 
 
 def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -66,6 +68,10 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     f"rows in {read.entries_read} files (+{stats.inserted} rows, "
                     f"{stats.updated} updated) -> version {stats.version}"
                 )
+        # A resync Debezium finished and this run merged to its end removes what it did not see.
+        sweeps = sweep_resyncs(
+            LakeStorage.from_url(bronze_lake.storage_url), target, table, log=context.log.info
+        )
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {
@@ -77,6 +83,12 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
             "masked_columns": ",".join(masked) or "(none)",
             "primary_key": ",".join(primary_key) or "(none: all columns)",
         }
+        if sweeps:
+            metadata["resyncs_swept"] = ",".join(o.resync_id for o in sweeps if o.swept) or "(none)"
+            metadata["resyncs_waiting"] = (
+                ",".join(f"{o.resync_id}: {o.waiting_for}" for o in sweeps if not o.swept)
+                or "(none)"
+            )
         metadata.update(source_time_metadata(target.newest_source_ts_ms()))
         return dg.MaterializeResult(metadata=metadata)
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
+from binlake.errors import BinlakeError
+from binlake.resync import request_resync, resync_in_progress
 from binlake.settings import Settings
 from dagster_defs.automation import CHECK_CONDITION
 from dagster_defs.keys import silver_key
@@ -39,6 +41,25 @@ def differing_columns(
     ]
 
 
+def heal(settings: Settings, table: str, finding: str) -> str:
+    """What the check says (and, with ``silver.auto_resync``, does) about a persisting difference.
+
+    The healing is a resync (``binlake.resync``): the table read again, and the rows silver
+    holds that the source lost swept. Never a second one while one of the table is not over.
+    """
+    command = f"`binlake resync --table {table}`"
+    running = resync_in_progress(settings, table)
+    if running is not None:
+        return f"resync {running.request.id} is in progress ({running.stage})"
+    if not settings.silver.auto_resync:
+        return f"heal with {command} (or set silver.auto_resync = true)"
+    try:
+        request = request_resync(settings, table, reason=f"reconciliation: {finding}")
+    except BinlakeError as exc:
+        return f"could not start a resync ({exc}); heal with {command}"
+    return f"resync {request.id} started (silver.auto_resync)"
+
+
 def build_reconciliation_check(
     table: str, settings: Settings, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> dg.AssetChecksDefinition:
@@ -51,7 +72,13 @@ def build_reconciliation_check(
         name=RECONCILE_CHECK,
         description=f"Silver {table} agrees with the source: row count within "
         f"{tolerance:.1%} while the source is busy; count and content hash equal once it has "
-        f"been quiet for {quiet_seconds:g} s.",
+        f"been quiet for {quiet_seconds:g} s. A difference that persists while the source is "
+        f"quiet is healed by `binlake resync --table {table}`"
+        + (
+            ", started by the check itself (silver.auto_resync)."
+            if settings.silver.auto_resync
+            else "."
+        ),
         automation_condition=CHECK_CONDITION,
         blocking=False,
     )
@@ -78,6 +105,9 @@ def build_reconciliation_check(
         if quiet and not verdict.passed and source_rows == silver.height:
             differing = differing_columns(mysql_source, table, silver, compared)
             reason += f" in column(s) {', '.join(differing) or '(only in combination)'}"
+        if quiet and not verdict.passed:
+            # The source has been quiet past the pipeline's delay: the difference persists.
+            reason += "; " + heal(settings, table, reason)
         return dg.AssetCheckResult(
             passed=verdict.passed,
             severity=dg.AssetCheckSeverity.ERROR,

@@ -53,6 +53,13 @@ def test_every_required_key(settings: Settings):
         "table.include.list": r"shop\.orders,shop\.order_items,billing\.invoices",
         "schema.history.internal.kafka.topic": "lake.schema-history",
         "schema.history.internal.kafka.bootstrap.servers": "k1:9092,k2:9092",
+        "signal.enabled.channels": "source",
+        "signal.data.collection": "shop.binlake_signal",
+        "incremental.snapshot.chunk.size": "1024",
+        "incremental.snapshot.watermarking.strategy": "insert_delete",
+        "notification.enabled.channels": "sink",
+        "notification.sink.topic.name": "lake.notifications",
+        "heartbeat.interval.ms": "2000",
         "decimal.handling.mode": "precise",
         "bigint.unsigned.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
@@ -172,3 +179,23 @@ def test_column_escapes_for_a_column_too_large_to_carry(monkeypatch: pytest.Monk
 def test_column_escapes_are_validated(connect: dict, message: str):
     with pytest.raises(ValueError, match=message):
         load_settings(tables=["shop.docs"], connect=connect)
+
+
+def test_resync_signal_table_and_notifications_follow_settings(settings: Settings):
+    changed = settings.model_copy(
+        update={
+            "mysql": settings.mysql.model_copy(update={"databases": ["billing", "shop"]}),
+            "resync": settings.resync.model_copy(
+                update={"signal_table": "dbz_signal", "chunk_size": 5000}
+            ),
+        }
+    )
+
+    config = build_connector_config(changed)
+
+    # the signal table lives in the first captured database, and is not a captured table
+    assert config["signal.data.collection"] == "billing.dbz_signal"
+    assert "dbz_signal" not in config["table.include.list"]
+    assert config["incremental.snapshot.chunk.size"] == "5000"
+    # one dot: the bronze worker's <prefix>.<db>.<table> topic pattern must not take it
+    assert config["notification.sink.topic.name"].count(".") == 1

@@ -55,6 +55,7 @@ def test_root_defs_are_lazy_and_load(settings):
         "bronze_compaction_sensor",
         "connector_health",
         "run_failure_alerts",
+        "resync_progress",
     }
     for table in TABLES:
         assert graph.get(dg.AssetKey(["bronze", "shop", table])).is_external

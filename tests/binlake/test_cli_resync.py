@@ -1,0 +1,34 @@
+"""`binlake resync`'s refusals, on a real lake in tmp_path (settings from the env); the resync
+itself runs against the real stack in tests/integration/test_resync.py."""
+
+from datetime import UTC, datetime
+
+from typer.testing import CliRunner
+
+from binlake.cli import app
+from binlake.resync import BinlogPosition, ResyncLog, ResyncRequest
+from tests.dagster_defs.conftest import settings  # noqa: F401 - fixture
+
+runner = CliRunner()
+
+
+def test_resync_refuses_an_unknown_table(settings):  # noqa: F811 - the fixture
+    result = runner.invoke(app, ["resync", "--table", "shop.nope"])
+    assert result.exit_code == 2 and "unknown table 'shop.nope'" in result.output
+
+
+def test_resync_refuses_while_one_of_the_table_is_not_over(settings):  # noqa: F811
+    ResyncLog.of(settings).record_request(
+        ResyncRequest(
+            id="20261207T100000Z-00000001",
+            table="shop.orders",
+            reason="earlier",
+            requested_at=datetime(2026, 12, 7, 10, tzinfo=UTC).isoformat(),
+            signal_position=BinlogPosition("mariadb-bin.000001", 4),
+            topic="binlake.shop.orders",
+            start_offsets={0: 0},
+        )
+    )
+    result = runner.invoke(app, ["resync", "--table", "shop.orders", "--no-wait"])
+    assert result.exit_code == 1
+    assert "20261207T100000Z-00000001" in result.output and "in progress" in result.output
