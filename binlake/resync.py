@@ -49,7 +49,7 @@ from binlake.errors import BinlakeError, FinalError, RetriableError
 from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
-from cdc.connect_client import ConnectClient
+from cdc.connect_client import ConnectClient, SourceOffset
 from cdc.connector_config import notification_topic, signal_table
 
 log = logging.getLogger(__name__)
@@ -684,11 +684,11 @@ def fence_row(resync_id: str) -> tuple[str, str, str]:
     return f"{resync_id}-fence-{uuid.uuid4().hex[:8]}", "log", json.dumps(message)
 
 
-def committed_position(offsets: Iterable[Mapping[str, object]]) -> BinlogPosition | None:
+def committed_position(offsets: Iterable[SourceOffset]) -> BinlogPosition | None:
     """The binlog position of the connector's committed source offset, if it has one."""
     for entry in offsets:
-        offset = entry.get("offset")
-        if isinstance(offset, Mapping) and "file" in offset and "pos" in offset:
+        offset = entry.offset
+        if "file" in offset and "pos" in offset:
             return BinlogPosition(str(offset["file"]), int(offset["pos"]))  # type: ignore[call-overload]
     return None
 

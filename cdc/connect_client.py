@@ -201,13 +201,6 @@ class ConnectClient:
         self._request("PUT", f"/connectors/{_segment(name)}/config", json=wanted)
         return True
 
-    def get_offsets(self, name: str) -> list[dict[str, Any]]:
-        """The source offsets Connect has committed for the connector (KIP-875, Connect 3.6+):
-        ``[{"partition": {...}, "offset": {...}}]``. Connect commits a source partition's
-        offset only once every record before it was acknowledged by the broker."""
-        body = self._request("GET", f"/connectors/{_segment(name)}/offsets").json()
-        return list(body.get("offsets") or [])
-
     def get_status(self, name: str) -> ConnectorStatus:
         body = self._request("GET", f"/connectors/{_segment(name)}/status").json()
         return ConnectorStatus.from_json(body)
@@ -228,7 +221,8 @@ class ConnectClient:
     def get_offsets(self, name: str) -> list[SourceOffset]:
         """The connector's committed source offsets (`GET /connectors/<name>/offsets`, KIP-875,
         Connect >= 3.5); for Debezium's MySQL connector one partition holding the binlog
-        file and position from which it would resume."""
+        file and position from which it would resume. Connect commits a source partition's
+        offset only once every record before it was acknowledged by the broker."""
         body = self._request("GET", f"/connectors/{_segment(name)}/offsets").json()
         return [
             SourceOffset(dict(entry.get("partition") or {}), dict(entry.get("offset") or {}))

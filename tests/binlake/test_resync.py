@@ -34,6 +34,7 @@ from binlake.resync import (
     tables_added,
 )
 from binlake.settings import Settings, load_settings
+from cdc.connect_client import SourceOffset
 from cdc.connector_config import build_connector_config
 
 TABLE = "shop.orders"
@@ -187,10 +188,10 @@ def test_tables_added_to_the_connector(settings: Settings):
 
 def test_the_committed_binlog_position_is_read_from_connect_offsets():
     offsets = [
-        {
-            "partition": {"server": "binlake"},
-            "offset": {"ts_sec": 1, "file": "mariadb-bin.000002", "pos": 4866, "row": 1},
-        }
+        SourceOffset(
+            partition={"server": "binlake"},
+            offset={"ts_sec": 1, "file": "mariadb-bin.000002", "pos": 4866, "row": 1},
+        )
     ]
     assert committed_position(offsets) == BinlogPosition("mariadb-bin.000002", 4866)
     assert committed_position([]) is None
