@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from binlake.errors import FinalError, RetriableError
 from binlake.manifest import ManifestEntry
+from binlake.resync import ResyncLog
 from binlake.storage import LakeStorage
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake, BronzeRead
@@ -177,6 +178,23 @@ class CompletedResync:
     last_offset: int
 
 
+def completed_resyncs(storage: LakeStorage, table: str) -> list[CompletedResync]:
+    """The resyncs of `table` Debezium finished, by partition, from the lake's resync records.
+
+    The first offset is the topic's end when the resync was asked for (every re-read row comes
+    after it), the last the topic's end once every re-read row was in Kafka, less one.
+    """
+    done: list[CompletedResync] = []
+    for state in ResyncLog(storage).states(table):
+        completion = state.completion
+        if completion is None or not completion.succeeded:
+            continue
+        for partition, end in sorted(completion.end_offsets.items()):
+            first = state.request.start_offsets.get(partition, 0)
+            done.append(CompletedResync(table, partition, first, max(first, end - 1)))
+    return done
+
+
 def heals(resync: CompletedResync, step: VersionStep, merged_up_to: int | None) -> bool:
     """True if `resync` re-read the table after `step` and silver (holding every offset of the
     partition up to `merged_up_to`) has merged all of it."""
@@ -325,6 +343,7 @@ def build_schema_check(
         blocking=False,
     )
     def _check(bronze_lake: BronzeLake) -> dg.AssetCheckResult:
-        return check_schema_versions(bronze_lake, table)
+        storage = LakeStorage.from_url(bronze_lake.storage_url)
+        return check_schema_versions(bronze_lake, table, completed_resyncs(storage, table))
 
     return _check

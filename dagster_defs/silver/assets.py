@@ -13,6 +13,7 @@ import dagster as dg
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from dagster_defs.automation import SILVER_CONDITION
+from dagster_defs.bronze.checks import completed_resyncs
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
@@ -20,6 +21,7 @@ from dagster_defs.silver.incremental import source_time_metadata, unconsumed_rea
 from dagster_defs.silver.merge_changes import merge_changes
 from dagster_defs.silver.pii import PiiPolicy
 from dagster_defs.silver.resync_sweep import sweep_resyncs
+from dagster_defs.silver.schema_heal import heal_on_refusal
 
 
 def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -48,7 +50,11 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         masked: list[str] = []
         primary_key: list[str] = []
         merged_version = target.merged_schema_version()
-        for read in unconsumed_reads(bronze_lake, table, consumed, (), merged_version):
+        storage = LakeStorage.from_url(bronze_lake.storage_url)
+        reads = unconsumed_reads(
+            bronze_lake, table, consumed, completed_resyncs(storage, table), merged_version
+        )
+        for read in heal_on_refusal(reads, settings, log=context.log):
             files_read += read.entries_read
             if read.frame.height:
                 merged = merge_changes(
@@ -69,9 +75,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     f"{stats.updated} updated) -> version {stats.version}"
                 )
         # A resync Debezium finished and this run merged to its end removes what it did not see.
-        sweeps = sweep_resyncs(
-            LakeStorage.from_url(bronze_lake.storage_url), target, table, log=context.log.info
-        )
+        sweeps = sweep_resyncs(storage, target, table, log=context.log.info)
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {

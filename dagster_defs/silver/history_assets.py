@@ -10,7 +10,9 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.storage import LakeStorage
 from dagster_defs.automation import SILVER_CONDITION
+from dagster_defs.bronze.checks import completed_resyncs
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import (
     SILVER,
@@ -51,7 +53,10 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         inserted = updated = files_read = 0
         masked: list[str] = []
         primary_key: list[str] = []
-        for read in unconsumed_reads(bronze_lake, table, consumed):
+        storage = LakeStorage.from_url(bronze_lake.storage_url)
+        for read in unconsumed_reads(
+            bronze_lake, table, consumed, completed_resyncs(storage, table)
+        ):
             files_read += read.entries_read
             if read.frame.height:
                 consumed.add_offsets(read.frame)

@@ -3,6 +3,7 @@ bronze files written by the bronze worker's PartitionWriter and a real silver De
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -11,12 +12,14 @@ import pyarrow as pa
 import pytest
 
 from binlake.manifest import Manifest
+from binlake.resync import BinlogPosition, ResyncCompletion, ResyncLog, ResyncRequest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
 from cdc.envelope import ChangeEvent, SourcePosition
-from dagster_defs.bronze.checks import CompletedResync, check_schema_versions
+from dagster_defs.bronze.checks import CompletedResync, check_schema_versions, completed_resyncs
 from dagster_defs.resources import BronzeLake, SilverLake
+from dagster_defs.silver import schema_heal
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.incremental import unconsumed_reads
@@ -101,6 +104,21 @@ class Bronze:
         )
 
 
+@pytest.fixture(autouse=True)
+def resyncs_requested(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Resyncs silver starts on a refusal, recorded instead of signalled (no source here; the
+    real round trip is tests/integration/test_ddl_edge_cases.py)."""
+    requested: list[tuple[str, str]] = []
+
+    def request(settings: Settings, table: str, *, reason: str) -> SimpleNamespace:
+        requested.append((table, reason))
+        return SimpleNamespace(id=f"resync-{len(requested)}")
+
+    monkeypatch.setattr(schema_heal, "request_resync", request)
+    monkeypatch.setattr(schema_heal, "resync_in_progress", lambda settings, table: None)
+    return requested
+
+
 def run_silver(settings: Settings, resources) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [build_silver_asset(TABLE, settings)],
@@ -164,7 +182,9 @@ def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tomb
     assert SilverLake(storage_url=settings.lake_url).table(TABLE).merged_schema_version() == 2
 
 
-def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(settings, resources):
+def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
+    settings, resources, resyncs_requested
+):
     bronze = Bronze(settings)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})
     bronze.flush()
@@ -180,6 +200,10 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(set
     assert "SchemaNeedsResync" in message
     assert "shop.products: schema version 2" in message
     assert "(a string) -> (a2 string)" in message and "suspected rename" in message
+    # ... and started the resync that heals it, without a user action
+    assert "resync resync-1 started automatically" in message
+    [(table, reason)] = resyncs_requested
+    assert table == TABLE and "suspected rename" in reason
     # Nothing merged: no row with null in a2.
     assert "a2" not in silver(settings)[1]
     check = check_schema_versions(lake, TABLE)
@@ -274,3 +298,56 @@ def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
         (1, "one"),
         (2, "two"),
     ]
+
+
+def test_finished_resyncs_in_the_lake_are_what_heals_a_step(settings):
+    """`completed_resyncs` reads the lake's resync records: a resync's reads come after the
+    topic's end when it was asked for, and end before the topic's end once they were all in
+    Kafka; one Debezium did not finish (or that ended otherwise) heals nothing."""
+    storage = LakeStorage.from_url(settings.lake_url)
+    log = ResyncLog(storage)
+
+    def request(resync_id: str, start: dict[int, int]) -> ResyncRequest:
+        return ResyncRequest(
+            id=resync_id,
+            table=TABLE,
+            reason="test",
+            requested_at="2026-12-07T10:00:00+00:00",
+            signal_position=BinlogPosition("mariadb-bin.000001", 4),
+            topic="binlake.shop.products",
+            start_offsets=start,
+        )
+
+    for resync_id, start, end, status in (
+        ("20261207T100000Z-1", {0: 3}, {0: 5}, "SUCCEEDED"),
+        ("20261207T100000Z-2", {0: 7}, {0: 9}, "ABORTED"),
+        ("20261207T100000Z-3", {0: 12}, None, None),
+    ):
+        log.record_request(request(resync_id, start))
+        if end is not None:
+            log.record_completion(
+                ResyncCompletion(resync_id, TABLE, "2026-12-07T10:01:00+00:00", status, 2, end)
+            )
+    assert completed_resyncs(storage, TABLE) == [CompletedResync(TABLE, 0, 3, 4)]
+    assert completed_resyncs(storage, "shop.other") == []
+
+
+def test_a_refusal_while_a_resync_is_under_way_starts_no_other(
+    settings, resources, resyncs_requested, monkeypatch
+):
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "one"})
+    bronze.flush()
+    bronze.rows(RENAMED, {"id": 1, "a2": "ONE"})
+    bronze.flush()
+    running = SimpleNamespace(request=SimpleNamespace(id="resync-7"), stage="snapshotting")
+    monkeypatch.setattr(schema_heal, "resync_in_progress", lambda settings, table: running)
+
+    result = run_silver(settings, resources)
+
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+    assert (
+        "SchemaNeedsResync" in message and "resync resync-7 is under way (snapshotting)" in message
+    )
+    assert resyncs_requested == []

@@ -1,0 +1,53 @@
+"""A schema change silver cannot apply exactly heals itself: the table is resynced.
+
+A rename, a narrowing or a primary-key change reaches bronze as a breaking schema step, and
+silver refuses to merge it (`streams.schema_drift.SchemaNeedsResync`) rather than leave nulls or
+wrong values. Re-reading the table with the new schema is what makes silver exact again, so the
+first refusal starts that resync (`binlake.resync`) without waiting for a user. The run still
+fails, loudly, naming table, columns and types, and so does every run until the resync has
+caught up (`dagster_defs.bronze.checks.completed_resyncs` then lets the step through).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from binlake.resync import request_resync, resync_in_progress
+from binlake.settings import Settings
+from dagster_defs.resources import BronzeRead
+from streams.schema_drift import SchemaNeedsResync
+
+
+def heal_on_refusal(
+    reads: Iterator[BronzeRead], settings: Settings, *, log: Any
+) -> Iterator[BronzeRead]:
+    """`reads`, passed through; a `SchemaNeedsResync` among them starts a resync of its table
+    (unless one is under way) and is raised again, saying which resync will heal it."""
+    try:
+        yield from reads
+    except SchemaNeedsResync as refusal:
+        running = resync_in_progress(settings, refusal.table)
+        if running is not None:
+            detail = f"; resync {running.request.id} is under way ({running.stage})"
+        else:
+            try:
+                request = request_resync(
+                    settings, refusal.table, reason=f"schema change: {refusal}"
+                )
+            except Exception as exc:  # noqa: BLE001 - the refusal is what the run reports
+                # e.g. the source or the broker unreachable: the next run tries again
+                detail = f"; starting a resync of it failed, the next run tries again: {exc}"
+            else:
+                detail = (
+                    f"; resync {request.id} started automatically, silver merges again once "
+                    "it has caught up"
+                )
+        log.error(f"{refusal}{detail}")
+        raise SchemaNeedsResync(
+            refusal.table,
+            refusal.changes,
+            schema_version=refusal.schema_version,
+            first_offset=refusal.first_offset,
+            detail=detail,
+        ) from refusal
