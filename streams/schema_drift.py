@@ -141,12 +141,14 @@ class SchemaNeedsResync(FinalError):
         *,
         schema_version: int,
         first_offset: int,
+        first_position: str | None = None,
         detail: str = "",
     ):
         self.table = table
         self.changes = tuple(changes)
         self.schema_version = schema_version  # the version the breaking step starts
         self.first_offset = first_offset  # its first record's offset in the table's partition
+        self.first_position = first_position  # its binlog position, "file:pos", when known
         what = "; ".join(str(change) for change in self.changes)
         super().__init__(
             f"{table}: schema version {schema_version} cannot be applied exactly from the change "

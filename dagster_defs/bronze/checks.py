@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import dagster as dg
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from binlake.bronze_layout import OFFSET, SOURCE_FILE, SOURCE_POS
 from binlake.errors import FinalError, RetriableError
 from binlake.manifest import ManifestEntry
-from binlake.resync import ResyncLog
+from binlake.resync import BinlogPosition, ResyncLog
 from binlake.storage import LakeStorage
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake, BronzeRead
@@ -60,6 +62,8 @@ class SchemaVersion:
     # are in one partition, in binlog order).
     partition: int = 0
     first_offset: int = 0
+    # The binlog position (file, pos) of that first record, when bronze has it.
+    first_position: BinlogPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class VersionStep:
     breaking: tuple[BreakingChange, ...] = ()
     partition: int = 0  # where the version this step starts begins
     first_offset: int = 0
+    first_position: BinlogPosition | None = None  # that first record's binlog position
 
     def needs_resync(self) -> SchemaNeedsResync:
         """The error silver raises for this step until a resync has healed it."""
@@ -82,6 +87,7 @@ class VersionStep:
             self.breaking,
             schema_version=self.version,
             first_offset=self.first_offset,
+            first_position=None if self.first_position is None else str(self.first_position),
             detail=f" (the change starts at offset {self.first_offset} of partition "
             f"{self.partition}, after schema version {self.previous})",
         )
@@ -103,14 +109,15 @@ def schema_versions(storage: LakeStorage, entries: list[ManifestEntry]) -> list[
     """
     first: dict[tuple[int, str], tuple[int, ManifestEntry]] = {}
     files: dict[tuple[int, str], int] = {}
-    lowest: dict[tuple[int, str], int] = {}
+    lowest: dict[tuple[int, str], ManifestEntry] = {}
     for position, entry in enumerate(entries):
         if entry.schema_version <= 0 or not entry.is_file:
             continue
         key = (entry.schema_version, entry.schema_fingerprint)
         first.setdefault(key, (position, entry))
         files[key] = files.get(key, 0) + 1
-        lowest[key] = min(lowest.get(key, entry.first_offset), entry.first_offset)
+        if key not in lowest or entry.first_offset < lowest[key].first_offset:
+            lowest[key] = entry
     versions: list[SchemaVersion] = []
     for key, (_, entry) in sorted(first.items(), key=lambda item: (item[0][0], item[1][0])):
         versions.append(
@@ -122,10 +129,27 @@ def schema_versions(storage: LakeStorage, entries: list[ManifestEntry]) -> list[
                 first_path=entry.path,
                 files=files[key],
                 partition=entry.partition,
-                first_offset=lowest[key],
+                first_offset=lowest[key].first_offset,
+                first_position=_first_position(storage, lowest[key]),
             )
         )
     return versions
+
+
+def _first_position(storage: LakeStorage, entry: ManifestEntry) -> BinlogPosition | None:
+    """The binlog position of the first row change in `entry`'s file (None without one)."""
+    columns = [OFFSET, SOURCE_FILE, SOURCE_POS]
+    try:
+        table = pq.read_table(
+            storage.full_path(entry.path), columns=columns, filesystem=storage.filesystem
+        )
+    except (FileNotFoundError, KeyError, pa.ArrowInvalid):
+        return None
+    rows = pl.from_arrow(table).drop_nulls().sort(OFFSET)
+    assert isinstance(rows, pl.DataFrame)
+    if rows.is_empty():
+        return None
+    return BinlogPosition(str(rows[SOURCE_FILE][0]), int(rows[SOURCE_POS][0]))
 
 
 def _row_schema(storage: LakeStorage, path: str) -> pa.Schema:
@@ -156,6 +180,7 @@ def version_steps(table: str, versions: list[SchemaVersion]) -> list[VersionStep
                 change.breaking,
                 current.partition,
                 current.first_offset,
+                current.first_position,
             )
         )
     return steps
@@ -176,6 +201,8 @@ class CompletedResync:
     partition: int
     first_offset: int
     last_offset: int
+    # The binlog position just before the resync's signal: every row it re-read was read after.
+    signal_position: BinlogPosition | None = None
 
 
 def completed_resyncs(storage: LakeStorage, table: str) -> list[CompletedResync]:
@@ -191,7 +218,15 @@ def completed_resyncs(storage: LakeStorage, table: str) -> list[CompletedResync]
             continue
         for partition, end in sorted(completion.end_offsets.items()):
             first = state.request.start_offsets.get(partition, 0)
-            done.append(CompletedResync(table, partition, first, max(first, end - 1)))
+            done.append(
+                CompletedResync(
+                    table,
+                    partition,
+                    first,
+                    max(first, end - 1),
+                    state.request.signal_position,
+                )
+            )
     return done
 
 
@@ -201,10 +236,23 @@ def heals(resync: CompletedResync, step: VersionStep, merged_up_to: int | None) 
     return (
         resync.table == step.table
         and resync.partition == step.partition
-        and resync.first_offset > step.first_offset
+        and began_after(resync, step)
         and merged_up_to is not None
         and resync.last_offset <= merged_up_to
     )
+
+
+def began_after(resync: CompletedResync, step: VersionStep) -> bool:
+    """Whether every row `resync` re-read has the schema `step` starts.
+
+    By binlog position where both are known: the resync's signal came after the step's first
+    record. (Offsets cannot tell: the start offset recorded is the topic's end when the resync
+    was asked for, which is the step's own first record on a quiet table, and on Tansu the
+    start of the last batch.) Otherwise by offset: it began after the step's first record.
+    """
+    if resync.signal_position is not None and step.first_position is not None:
+        return resync.signal_position > step.first_position
+    return resync.first_offset > step.first_offset
 
 
 def unhealed_steps(

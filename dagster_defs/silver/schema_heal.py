@@ -11,9 +11,17 @@ caught up (`dagster_defs.bronze.checks.completed_resyncs` then lets the step thr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from binlake.resync import request_resync, resync_in_progress
+from binlake.resync import (
+    BinlogPosition,
+    ResyncCompletion,
+    ResyncLog,
+    ResyncState,
+    request_resync,
+    resync_in_progress,
+)
 from binlake.settings import Settings
 from dagster_defs.resources import BronzeRead
 from streams.schema_drift import SchemaNeedsResync
@@ -28,6 +36,24 @@ def heal_on_refusal(
         yield from reads
     except SchemaNeedsResync as refusal:
         running = resync_in_progress(settings, refusal.table)
+        if running is not None and not _can_heal(running, refusal):
+            # Asked for before the change: its rows have the old schema, so it can never heal
+            # it, and silver (refusing) would never sweep it. It gives way to a new one.
+            ResyncLog.of(settings).record_completion(
+                ResyncCompletion(
+                    running.request.id,
+                    refusal.table,
+                    datetime.now(UTC).isoformat(),
+                    SUPERSEDED,
+                    None,
+                    {},
+                )
+            )
+            log.warning(
+                f"{refusal.table}: resync {running.request.id} began before the schema change "
+                f"at {refusal.first_position}; superseded by a new one"
+            )
+            running = None
         if running is not None:
             detail = f"; resync {running.request.id} is under way ({running.stage})"
         else:
@@ -51,3 +77,14 @@ def heal_on_refusal(
             first_offset=refusal.first_offset,
             detail=detail,
         ) from refusal
+
+
+SUPERSEDED = "SUPERSEDED"
+
+
+def _can_heal(running: ResyncState, refusal: SchemaNeedsResync) -> bool:
+    """Whether `running` was asked for after the change's first record (unknown: assume so)."""
+    if refusal.first_position is None:
+        return True
+    file, pos = refusal.first_position.rsplit(":", 1)
+    return running.request.signal_position > BinlogPosition(file, int(pos))

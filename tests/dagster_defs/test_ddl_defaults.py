@@ -12,7 +12,13 @@ import pyarrow as pa
 import pytest
 
 from binlake.manifest import Manifest
-from binlake.resync import BinlogPosition, ResyncCompletion, ResyncLog, ResyncRequest
+from binlake.resync import (
+    BinlogPosition,
+    ResyncCompletion,
+    ResyncLog,
+    ResyncRequest,
+    ResyncState,
+)
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
@@ -227,6 +233,12 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
     assert sum(r.frame.height for r in reads) == 3
     assert check_schema_versions(lake, TABLE, [done]).passed
     assert not check_schema_versions(lake, TABLE, [before]).passed
+    # On a quiet table the topic's end when the resync is asked for is the rename's own first
+    # record (offset 2, binlog position 1002): the signal's binlog position decides.
+    asked_after = CompletedResync(TABLE, 0, 2, 4, BinlogPosition("mariadb-bin.000001", 1003))
+    asked_before = CompletedResync(TABLE, 0, 2, 4, BinlogPosition("mariadb-bin.000001", 1001))
+    assert check_schema_versions(lake, TABLE, [asked_after]).passed
+    assert not check_schema_versions(lake, TABLE, [asked_before]).passed
 
 
 def test_a_not_null_column_of_unknown_implicit_default_is_refused(settings, resources):
@@ -328,26 +340,57 @@ def test_finished_resyncs_in_the_lake_are_what_heals_a_step(settings):
             log.record_completion(
                 ResyncCompletion(resync_id, TABLE, "2026-12-07T10:01:00+00:00", status, 2, end)
             )
-    assert completed_resyncs(storage, TABLE) == [CompletedResync(TABLE, 0, 3, 4)]
+    signal = BinlogPosition("mariadb-bin.000001", 4)
+    assert completed_resyncs(storage, TABLE) == [CompletedResync(TABLE, 0, 3, 4, signal)]
     assert completed_resyncs(storage, "shop.other") == []
 
 
-def test_a_refusal_while_a_resync_is_under_way_starts_no_other(
-    settings, resources, resyncs_requested, monkeypatch
+def _under_way(resync_id: str, signal_pos: int) -> ResyncState:
+    request = ResyncRequest(
+        id=resync_id,
+        table=TABLE,
+        reason="test",
+        requested_at="2026-12-07T10:00:00+00:00",
+        signal_position=BinlogPosition("mariadb-bin.000001", signal_pos),
+        topic="binlake.shop.products",
+        start_offsets={0: 0},
+    )
+    return ResyncState(request)
+
+
+@pytest.mark.parametrize(
+    ("signal_pos", "superseded"),
+    [(5000, False), (500, True)],
+    ids=["asked-after-the-rename", "asked-before-the-rename"],
+)
+def test_a_refusal_while_a_resync_is_under_way(
+    settings, resources, resyncs_requested, monkeypatch, signal_pos: int, superseded: bool
 ):
+    """One asked for after the rename will heal it: no other is started. One asked for before
+    it never can (its rows have the old schema): it is superseded and a new one started."""
     bronze = Bronze(settings)
     bronze.rows(V1, {"id": 1, "a": "one"})
     bronze.flush()
-    bronze.rows(RENAMED, {"id": 1, "a2": "ONE"})
+    bronze.rows(RENAMED, {"id": 1, "a2": "ONE"})  # offset 1, binlog position 1001
     bronze.flush()
-    running = SimpleNamespace(request=SimpleNamespace(id="resync-7"), stage="snapshotting")
-    monkeypatch.setattr(schema_heal, "resync_in_progress", lambda settings, table: running)
+    log = ResyncLog(LakeStorage.from_url(settings.lake_url))
+    running = _under_way("20261207T100000Z-7", signal_pos)
+    log.record_request(running.request)
+    monkeypatch.setattr(
+        schema_heal,
+        "resync_in_progress",
+        lambda settings, table: (log.pending(table) or [None])[-1],
+    )
 
     result = run_silver(settings, resources)
 
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
-    assert (
-        "SchemaNeedsResync" in message and "resync resync-7 is under way (snapshotting)" in message
-    )
-    assert resyncs_requested == []
+    assert "SchemaNeedsResync" in message
+    if superseded:
+        assert log.state(TABLE, running.request.id).completion.status == "SUPERSEDED"
+        assert [t for t, _ in resyncs_requested] == [TABLE]
+        assert "resync resync-1 started automatically" in message
+    else:
+        assert f"resync {running.request.id} is under way (snapshotting)" in message
+        assert resyncs_requested == []
