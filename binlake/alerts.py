@@ -25,12 +25,19 @@ class _MaskSecret(logging.Filter):
 
     def __init__(self, secret: str):
         super().__init__()
-        self.secret = secret
+        # httpx logs the URL as it normalised it (host lower-cased, default port dropped,
+        # spaces quoted): mask those forms too, and the path, where webhook tokens live.
+        url = httpx.URL(secret.strip())
+        forms = {secret, secret.strip(), str(url), url.raw_path.decode("ascii", "replace")}
+        self.secrets = sorted((f for f in forms if len(f) > 1), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.secret in message:
-            record.msg = message.replace(self.secret, MASK)
+        masked = message
+        for secret in self.secrets:
+            masked = masked.replace(secret, MASK)
+        if masked != message:
+            record.msg = masked
             record.args = None
         return True
 

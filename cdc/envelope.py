@@ -403,6 +403,10 @@ def _default_metadata(
             value = _implicit_default(field, convert)
             if value is _UNKNOWN:
                 return {DEFAULT_UNKNOWN_KEY: b"true"}
+        elif _is_epoch_timestamp_default(field, default):
+            # DEFAULT CURRENT_TIMESTAMP reaches the schema as the epoch, while MySQL gives the
+            # rows existing at the ALTER its time: not a value silver can fill in.
+            return {DEFAULT_UNKNOWN_KEY: b"true"}
         else:
             value = default if convert is None else convert(default)
         return {DEFAULT_KEY: encode_default(value, arrow_type)}
@@ -414,6 +418,26 @@ def _default_metadata(
 
 
 _UNKNOWN: Any = object()
+_EPOCH_TEXTS = frozenset({"1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"})
+
+
+def _is_epoch_timestamp_default(field: Mapping[str, Any], default: Any) -> bool:
+    """A DATETIME/TIMESTAMP default Debezium gives as the epoch (what it sends for
+    CURRENT_TIMESTAMP, and for a zero date)."""
+    name = field.get("name")
+    if name == "io.debezium.time.ZonedTimestamp":
+        return default in _EPOCH_TEXTS
+    return name in _TIMESTAMP_NAMES and default == 0
+
+
+_TIMESTAMP_NAMES = frozenset(
+    {
+        "io.debezium.time.Timestamp",
+        "org.apache.kafka.connect.data.Timestamp",
+        "io.debezium.time.MicroTimestamp",
+        "io.debezium.time.NanoTimestamp",
+    }
+)
 # Debezium sends a zero date or time of a NOT NULL column as the epoch (0): seen for DATETIME.
 _ZERO_IS_EPOCH = frozenset(
     {

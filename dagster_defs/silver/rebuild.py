@@ -22,9 +22,10 @@ import polars as pl
 from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS
 from binlake.errors import FinalError
 from binlake.manifest import live_entries
+from binlake.storage import LakeStorage
 from binlake.timestamps import iso_time_ms
 from compactor.plan import hour_end
-from dagster_defs.bronze.checks import refuse_unhealed_schema_changes
+from dagster_defs.bronze.checks import completed_resyncs, refuse_unhealed_schema_changes
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SilverDeltaTable
@@ -127,7 +128,10 @@ def rebuild_silver(
     # reaches past it, as the silver asset refuses it.
     reached = dict(changes.group_by(PARTITION).agg(pl.col(OFFSET).max()).iter_rows())
     entries = [e for e in read.entries if e.first_offset <= reached.get(e.partition, -1)]
-    refuse_unhealed_schema_changes(bronze, replace(read, entries=entries))
+    storage = LakeStorage.from_url(bronze.storage_url)
+    refuse_unhealed_schema_changes(
+        bronze, replace(read, entries=entries), completed_resyncs(storage, table), reached
+    )
     merge_changes(
         target,
         table,

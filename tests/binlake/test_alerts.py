@@ -77,3 +77,16 @@ def test_error_status_is_logged_and_url_not_logged_even_by_httpx(caplog):
     assert "HTTP 500" in caplog.text
     assert any(r.name == "httpx" for r in caplog.records)  # the request line, masked
     assert "very-secret-token" not in caplog.text
+
+
+def test_url_httpx_normalises_is_masked_too(caplog):
+    """httpx logs the URL it normalised (host lower-cased, default port dropped), not the
+    configured text: the token must not show either way."""
+    configured = "https://Hooks.Example.COM:443/services/T0/B0/normalised-secret-token "
+    caplog.set_level(logging.DEBUG)
+    alerter = Alerter(
+        SecretStr(configured), transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    )
+    assert alerter.send("x") is True
+    assert any(r.name == "httpx" for r in caplog.records)
+    assert "normalised-secret-token" not in caplog.text

@@ -100,6 +100,45 @@ def test_a_nullable_column_without_default_has_none_and_unknown_implicit_default
     assert column_default(schema.field("tm")).as_py().total_seconds() == 0
 
 
+def test_a_current_timestamp_default_is_unknown_not_the_epoch():
+    """DEFAULT CURRENT_TIMESTAMP reaches the schema as the epoch; MySQL gives existing rows the
+    ALTER's time, so the column's default is unknown (a resync fills it), never 1970."""
+    plan = _plan(
+        {
+            "field": "ts",
+            "type": "string",
+            "optional": False,
+            "name": "io.debezium.time.ZonedTimestamp",
+            "default": "1970-01-01T00:00:00Z",
+        },
+        {
+            "field": "dt",
+            "type": "int64",
+            "optional": False,
+            "name": "io.debezium.time.MicroTimestamp",
+            "default": 0,
+        },
+        {
+            "field": "set",
+            "type": "string",
+            "optional": False,
+            "name": "io.debezium.time.ZonedTimestamp",
+            "default": "2020-01-02T03:04:05Z",
+        },
+        {
+            "field": "tm",
+            "type": "int64",
+            "optional": False,
+            "name": "io.debezium.time.MicroTime",
+            "default": 0,
+        },
+    )
+    schema = plan.arrow_schema
+    assert has_unknown_default(schema.field("ts")) and has_unknown_default(schema.field("dt"))
+    assert column_default(schema.field("set")).as_py() == datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert column_default(schema.field("tm")).as_py().total_seconds() == 0  # '00:00:00' is real
+
+
 def test_a_default_that_does_not_fit_its_type_is_a_clear_decode_error():
     from binlake.errors import DecodeError
 

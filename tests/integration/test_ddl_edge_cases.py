@@ -75,7 +75,7 @@ def _equal_value_for_value(settings: Settings, table: str) -> bool:
     if source.keys() != silver.keys():
         return False
     return all(
-        silver[key].get(column) == value
+        column in silver[key] and silver[key][column] == value
         for key, row in source.items()
         for column, value in row.items()
     )
