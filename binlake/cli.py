@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from binlake.replay import ReplayPlan
     from binlake.table_status import CaptureStatus
 
-app = typer.Typer(help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-connector_app = typer.Typer(help="Manage the Debezium connector through the Kafka Connect REST API.",
-                            no_args_is_help=True)
+app = typer.Typer(
+    help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+connector_app = typer.Typer(
+    help="Manage the Debezium connector through the Kafka Connect REST API.", no_args_is_help=True
+)
 app.add_typer(connector_app, name="connector")
 console = Console(soft_wrap=True)  # paths and names are never split across lines
 err_console = Console(stderr=True, soft_wrap=True)
@@ -72,7 +76,9 @@ def up(
 
 
 def _print_addresses(settings: Settings) -> None:
-    console.print(f"MySQL source   {settings.mysql.host}:{settings.mysql.port} (user {settings.mysql.user})")
+    console.print(
+        f"MySQL source   {settings.mysql.host}:{settings.mysql.port} (user {settings.mysql.user})"
+    )
     console.print(f"Kafka          {settings.kafka.bootstrap_servers}")
     console.print(f"Kafka Connect  {settings.connect.url}")
     console.print(f"Lake           {settings.lake_url}")
@@ -114,7 +120,9 @@ def status(
             json.dumps(
                 {
                     "components": [c.__dict__ for c in components],
-                    "capture": None if capture is None else {
+                    "capture": None
+                    if capture is None
+                    else {
                         **asdict(capture),
                         "stopped_for_s": capture.stopped_for_s,
                         "newest_change_age_s": capture.newest_change_age_s,
@@ -134,8 +142,9 @@ def status(
     console.print(grid)
     if capture is not None:
         _print_capture(capture)
-    tables_grid = Table("table", "source rows", "newest bronze file", "age", "silver rows",
-                        title="tables")
+    tables_grid = Table(
+        "table", "source rows", "newest bronze file", "age", "silver rows", title="tables"
+    )
     for t in tables:
         tables_grid.add_row(
             t.table,
@@ -150,16 +159,25 @@ def status(
 def _print_capture(capture: CaptureStatus) -> None:
     color = "red" if capture.capture_stopped else "green"
     grid = Table("connector / task", "state", "worker", "last error", title="capture")
-    grid.add_row(capture.connector, f"[{color}]{capture.state}[/{color}]", "",
-                 capture.error if capture.state in ("FAILED", "UNREACHABLE", "MISSING") else "")
+    grid.add_row(
+        capture.connector,
+        f"[{color}]{capture.state}[/{color}]",
+        "",
+        capture.error if capture.state in ("FAILED", "UNREACHABLE", "MISSING") else "",
+    )
     for task in capture.tasks:
         task_color = "green" if task.state == "RUNNING" else "red"
-        grid.add_row(f"  task {task.id}", f"[{task_color}]{task.state}[/{task_color}]",
-                     task.worker_id, task.error or "")
+        grid.add_row(
+            f"  task {task.id}",
+            f"[{task_color}]{task.state}[/{task_color}]",
+            task.worker_id,
+            task.error or "",
+        )
     console.print(grid)
-    console.print(f"[{color}]{capture.stopped_text()}[/{color}]"
-                  + (f" ({capture.restarts} restart(s) by the health sensor)"
-                     if capture.restarts else ""))
+    console.print(
+        f"[{color}]{capture.stopped_text()}[/{color}]"
+        + (f" ({capture.restarts} restart(s) by the health sensor)" if capture.restarts else "")
+    )
 
 
 def _or_dash(value: object) -> str:
@@ -176,7 +194,9 @@ def worker() -> None:
 
 @app.command()
 def replay(
-    table: Annotated[str, typer.Option("--table", help="The <db>.<table> whose topic is replayed.")],
+    table: Annotated[
+        str, typer.Option("--table", help="The <db>.<table> whose topic is replayed.")
+    ],
     from_time: Annotated[
         str | None,
         typer.Option(
@@ -225,8 +245,7 @@ def replay(
 
 
 def _print_replay_plan(plan: ReplayPlan) -> None:
-    grid = Table("partition", "current", "target", "note",
-                 title=f"{plan.group} on {plan.topic}")
+    grid = Table("partition", "current", "target", "note", title=f"{plan.group} on {plan.topic}")
     for p in plan.partitions:
         grid.add_row(str(p.partition), _or_dash(p.current), str(p.target), p.note)
     console.print(grid)
@@ -249,7 +268,9 @@ def rebuild(
             "offsets (P:O[,P:O...], or a bare offset of partition 0; inclusive).",
         ),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON line.")
+    ] = False,
 ) -> None:
     """Build silver of one table as it stood at a moment, from bronze alone.
 
@@ -261,7 +282,9 @@ def rebuild(
 
     settings = _settings()
     if table not in settings.tables:
-        err_console.print(f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}")
+        err_console.print(
+            f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}"
+        )
         raise typer.Exit(2)
     try:
         rebuilt = rebuild_silver(
@@ -274,8 +297,13 @@ def rebuild(
     except BinlakeError as exc:
         err_console.print(f"[red]binlake rebuild failed[/red]: {exc}")
         raise typer.Exit(1) from exc
-    result = {"table": table, "as_of": as_of, "uri": rebuilt.table.uri,
-              "changes_read": rebuilt.changes_read, "rows": rebuilt.rows}
+    result = {
+        "table": table,
+        "as_of": as_of,
+        "uri": rebuilt.table.uri,
+        "changes_read": rebuilt.changes_read,
+        "rows": rebuilt.rows,
+    }
     if as_json:
         print(json.dumps(result))
         return
@@ -288,11 +316,21 @@ def rebuild(
 @app.command()
 def resync(
     table: Annotated[str, typer.Option("--table", help="The <db>.<table> to read again.")],
-    reason: Annotated[str, typer.Option(help="Why; kept in the resync's record.")] = "binlake resync",
+    reason: Annotated[
+        str, typer.Option(help="Why; kept in the resync's record.")
+    ] = "binlake resync",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Wait until Debezium has read the table.")
     ] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Debezium at most.")] = 3600.0,
+    abandon: Annotated[
+        bool,
+        typer.Option(
+            "--abandon",
+            help="Stop waiting for the table's resync in progress (e.g. Debezium never acted on "
+            "its signal) so that a new one can start; starts none.",
+        ),
+    ] = False,
 ) -> None:
     """Read a table again from the source while streaming goes on (Debezium incremental snapshot).
 
@@ -301,16 +339,34 @@ def resync(
     """
     import time
 
-    from binlake.resync import ResyncProgress, request_resync, wait_for_completion
+    from binlake.resync import (
+        ResyncProgress,
+        give_up,
+        request_resync,
+        resync_in_progress,
+        wait_for_completion,
+    )
 
     settings = _stack_settings()
     if table not in settings.tables:
-        err_console.print(f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}")
+        err_console.print(
+            f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}"
+        )
         raise typer.Exit(2)
+    if abandon:
+        running = resync_in_progress(settings, table)
+        if running is None:
+            console.print(f"no resync of {table} is in progress")
+            return
+        give_up(settings, running, "ABANDONED")
+        console.print(f"resync {running.request.id} of {table} ({running.stage}) abandoned")
+        return
     began = time.monotonic()
     try:
         request = request_resync(settings, table, reason=reason)
-        console.print(f"resync {request.id} of {table} requested at binlog {request.signal_position}")
+        console.print(
+            f"resync {request.id} of {table} requested at binlog {request.signal_position}"
+        )
         if not wait:
             return
         with console.status("waiting for Debezium") as status:
@@ -322,9 +378,7 @@ def resync(
                         f"{progress.maximum_key}"
                     )
 
-            completion = wait_for_completion(
-                settings, request, timeout_s=timeout, on_progress=show
-            )
+            completion = wait_for_completion(settings, request, timeout_s=timeout, on_progress=show)
     except BinlakeError as exc:
         err_console.print(f"[red]binlake resync failed[/red]: {exc}")
         raise typer.Exit(1) from exc
@@ -358,7 +412,9 @@ def compact(
         plan = plan_pass(settings)
         expiring, groups = plan.expiring, plan.groups
         for entry in expiring:
-            console.print(f"  would expire {entry.path} (offsets {entry.first_offset}..{entry.last_offset})")
+            console.print(
+                f"  would expire {entry.path} (offsets {entry.first_offset}..{entry.last_offset})"
+            )
         for group in groups:
             console.print(f"  would compact {group}")
         console.print(
@@ -378,7 +434,9 @@ def demo(
     rate: Annotated[float, typer.Option(help="Target source transactions per second.")] = 20.0,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary here.")] = None,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the stack afterwards.")] = False,
-    catch_up_timeout: Annotated[float, typer.Option(help="Max seconds to wait for the lake.")] = 300.0,
+    catch_up_timeout: Annotated[
+        float, typer.Option(help="Max seconds to wait for the lake.")
+    ] = 300.0,
     seed: Annotated[int, typer.Option(help="Workload random seed.")] = 7,
 ) -> None:
     """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""

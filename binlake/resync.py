@@ -325,6 +325,20 @@ def resync_again_if_schema_unknown(settings: Settings, state: ResyncState) -> Re
     )
 
 
+def give_up(settings: Settings, state: ResyncState, status: str) -> bool:
+    """Record that `state`'s resync will not be waited for (`status`, e.g. ABANDONED: Debezium
+    never acted on its signal; SUPERSEDED: it began before a schema change it cannot heal), so
+    it no longer blocks the table's next resync. Its rows, if any come, merge like any change.
+    False if its end was recorded first."""
+    completion = ResyncCompletion(
+        state.request.id, state.request.table, _now_iso(), status, None, {}
+    )
+    given_up = ResyncLog.of(settings).record_completion(completion)
+    if given_up:
+        log.warning("resync %s of %s: %s", state.request.id, state.request.table, status)
+    return given_up
+
+
 # ---------------------------------------------------------------------------------------------
 # Starting a resync
 

@@ -11,14 +11,12 @@ caught up (`dagster_defs.bronze.checks.completed_resyncs` then lets the step thr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from binlake.resync import (
     BinlogPosition,
-    ResyncCompletion,
-    ResyncLog,
     ResyncState,
+    give_up,
     request_resync,
     resync_in_progress,
 )
@@ -39,16 +37,7 @@ def heal_on_refusal(
         if running is not None and not _can_heal(running, refusal):
             # Asked for before the change: its rows have the old schema, so it can never heal
             # it, and silver (refusing) would never sweep it. It gives way to a new one.
-            ResyncLog.of(settings).record_completion(
-                ResyncCompletion(
-                    running.request.id,
-                    refusal.table,
-                    datetime.now(UTC).isoformat(),
-                    SUPERSEDED,
-                    None,
-                    {},
-                )
-            )
+            give_up(settings, running, SUPERSEDED)
             log.warning(
                 f"{refusal.table}: resync {running.request.id} began before the schema change "
                 f"at {refusal.first_position}; superseded by a new one"

@@ -32,3 +32,27 @@ def test_resync_refuses_while_one_of_the_table_is_not_over(settings):  # noqa: F
     result = runner.invoke(app, ["resync", "--table", "shop.orders", "--no-wait"])
     assert result.exit_code == 1
     assert "20261207T100000Z-00000001" in result.output and "in progress" in result.output
+
+
+def test_abandon_frees_the_table_for_a_new_resync(settings):  # noqa: F811
+    """A resync Debezium never acted on would block the table's next one for good."""
+    log = ResyncLog.of(settings)
+    log.record_request(
+        ResyncRequest(
+            id="20261207T100000Z-00000002",
+            table="shop.orders",
+            reason="earlier",
+            requested_at=datetime(2026, 12, 7, 10, tzinfo=UTC).isoformat(),
+            signal_position=BinlogPosition("mariadb-bin.000001", 4),
+            topic="binlake.shop.orders",
+            start_offsets={0: 0},
+        )
+    )
+    result = runner.invoke(app, ["resync", "--table", "shop.orders", "--abandon"])
+    assert result.exit_code == 0, result.output
+    assert "20261207T100000Z-00000002" in result.output and "abandoned" in result.output
+    state = log.state("shop.orders", "20261207T100000Z-00000002")
+    assert state.completion is not None and state.completion.status == "ABANDONED"
+    assert log.pending("shop.orders") == []
+    again = runner.invoke(app, ["resync", "--table", "shop.orders", "--abandon"])
+    assert again.exit_code == 0 and "no resync of shop.orders is in progress" in again.output
