@@ -11,9 +11,6 @@ automation on the shared `edge_stack`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import dagster as dg
 import polars as pl
 import pytest
@@ -31,25 +28,13 @@ from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.incremental import unconsumed_reads
 from streams.schema_drift import SchemaNeedsResync
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
 DEFAULT = "shop.edge_default"
 DROP = "shop.edge_drop"
 RENAME = "shop.edge_rename"
-
-
-def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -> None:
-    start = time.monotonic()
-    while True:
-        try:
-            if condition():
-                return
-        except FileNotFoundError:
-            pass
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{what}: not reached after {timeout_s} s")
-        time.sleep(1)
 
 
 def _execute(settings: Settings, *statements: str) -> None:
@@ -109,7 +94,7 @@ def test_add_column_with_defaults_then_drop(edge_stack: LocalStack) -> None:
     )
     # Silver holds the rows from before the ALTER: they must take the defaults when silver
     # first sees the new columns (case 1 of the brief).
-    _wait_for(
+    wait_for(
         "silver edge_default holds the first rows",
         lambda: len(_silver_rows(settings, DEFAULT)) == 5,
     )
@@ -135,7 +120,7 @@ def test_add_column_with_defaults_then_drop(edge_stack: LocalStack) -> None:
     )
     for table in (DEFAULT, DROP):
         try:
-            _wait_for(
+            wait_for(
                 f"silver {table} equals the source value for value",
                 lambda t=table: _equal_value_for_value(settings, t),
             )
@@ -190,7 +175,7 @@ def test_a_rename_fails_loudly_then_heals_by_a_resync_it_starts(edge_stack: Loca
         "CREATE TABLE edge_rename (id INT PRIMARY KEY, b VARCHAR(40) NULL, qty INT NOT NULL)",
         "INSERT INTO edge_rename VALUES (1,'one',1),(2,'two',2),(3,'three',3)",
     )
-    _wait_for(
+    wait_for(
         "silver edge_rename holds the first rows", lambda: _equal_value_for_value(settings, RENAME)
     )
     _execute(
@@ -204,7 +189,7 @@ def test_a_rename_fails_loudly_then_heals_by_a_resync_it_starts(edge_stack: Loca
     def check_fails() -> bool:
         return not check_schema_versions(lake, RENAME).passed
 
-    _wait_for("the bronze schema check of edge_rename fails", check_fails, timeout_s=120)
+    wait_for("the bronze schema check of edge_rename fails", check_fails, timeout_s=120)
     description = check_schema_versions(lake, RENAME).description or ""
     assert "shop.edge_rename" in description
     assert "(b string) -> (b2 string)" in description and "suspected rename" in description
@@ -223,7 +208,7 @@ def test_a_rename_fails_loudly_then_heals_by_a_resync_it_starts(edge_stack: Loca
 
     # Dagster's automation runs the silver asset, which fails with that message and starts a
     # resync of the table by itself; silver never holds a row with null in b2 meanwhile.
-    _wait_for(
+    wait_for(
         "a silver run of edge_rename failed naming the rename",
         lambda: any(
             "SchemaNeedsResync" in m and "(b string) -> (b2 string)" in m
@@ -236,7 +221,7 @@ def test_a_rename_fails_loudly_then_heals_by_a_resync_it_starts(edge_stack: Loca
 
     # Without a user action: once the resync has caught up, silver equals the source value for
     # value (b2 re-read for every row; the dropped b is null), and the check passes.
-    _wait_for(
+    wait_for(
         "silver edge_rename healed by the resync the refusal started",
         lambda: _equal_value_for_value(settings, RENAME),
         timeout_s=300,

@@ -9,7 +9,6 @@ BINLAKE_TEST_RESYNC_ROWS (default 20,000); the resync rate (rows/s) is printed.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -20,7 +19,6 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-import httpx
 import polars as pl
 import pytest
 
@@ -44,6 +42,7 @@ from cdc.connector_config import build_connector_config
 from dagster_defs.resources import SilverLake
 from dagster_defs.resync.jobs import RESYNC_JOB_NAME, resync_run_tags
 from dagster_defs.silver.delta_table import DELETED
+from tests.integration.dagster_graphql import launch_run, run_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -317,57 +316,18 @@ def _bronze(settings: Settings) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-_REPOSITORIES = """
-query { repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }
-"""
-_LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-_RUN_STATUS = """
-query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }
-"""
-
-
-def _graphql(stack: LocalStack, query: str, variables: dict | None = None) -> dict:
-    response = httpx.post(
-        f"{stack.dagster_url}/graphql",
-        json={"query": query, "variables": variables or {}},
-        timeout=60,
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
 def _launch_resync_job(stack: LocalStack) -> str:
-    [repository] = _graphql(stack, _REPOSITORIES)["repositoriesOrError"]["nodes"]
-    params = {
-        "selector": {
-            "repositoryLocationName": repository["location"]["name"],
-            "repositoryName": repository["name"],
-            "jobName": RESYNC_JOB_NAME,
+    return launch_run(
+        stack,
+        RESYNC_JOB_NAME,
+        run_config={
+            "ops": {"resync_table": {"config": {"table": TABLE, "reason": "integration test"}}}
         },
-        "runConfigData": json.dumps(
-            {"ops": {"resync_table": {"config": {"table": TABLE, "reason": "integration test"}}}}
-        ),
-        "executionMetadata": {
-            "tags": [{"key": k, "value": v} for k, v in resync_run_tags(TABLE).items()]
-        },
-    }
-    result = _graphql(stack, _LAUNCH, {"params": params})["launchPipelineExecution"]
-    assert result["__typename"] == "LaunchRunSuccess", result
-    return result["run"]["runId"]
+        tags=resync_run_tags(TABLE),
+    )
 
 
 def _run_status(stack: LocalStack, run_id: str) -> str:
-    status = _graphql(stack, _RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
+    status = run_status(stack, run_id)
     assert status not in ("FAILURE", "CANCELED"), f"run {run_id} {status}"
     return status

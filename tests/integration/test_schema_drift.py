@@ -16,7 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -34,6 +33,7 @@ from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.schema_drift import fingerprint, is_dropped, row_schema_of
 from tests.integration.conftest import stack_of_tables
+from tests.integration.dagster_graphql import launch_run
 
 pytestmark = pytest.mark.integration
 
@@ -96,50 +96,16 @@ def _binlog_position_of(cur, statement: str) -> tuple[str, int]:
     raise AssertionError(f"{statement!r} is not in the binlog")
 
 
-_LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on PipelineNotFoundError { message }
-    ... on InvalidSubsetError { message }
-  }
-}
-"""
-_REPOSITORIES = """
-query { repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }
-"""
-
-
-def _graphql(stack: LocalStack, query: str, variables: dict | None = None) -> dict:
-    response = httpx.post(
-        f"{stack.dagster_url}/graphql",
-        json={"query": query, "variables": variables or {}},
-        timeout=60,
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
 def _launch_checks(stack: LocalStack, check_keys: list[dg.AssetCheckKey]) -> str:
     """Run asset checks through the stack's webserver, as a user clicking "Execute" would."""
-    [repository] = _graphql(stack, _REPOSITORIES)["repositoriesOrError"]["nodes"]
-    selector = {
-        "repositoryLocationName": repository["location"]["name"],
-        "repositoryName": repository["name"],
-        "jobName": "__ASSET_JOB",
-        "assetSelection": [],
-        "assetCheckSelection": [
+    return launch_run(
+        stack,
+        "__ASSET_JOB",
+        assetSelection=[],
+        assetCheckSelection=[
             {"assetKey": {"path": list(key.asset_key.path)}, "name": key.name} for key in check_keys
         ],
-    }
-    launched = _graphql(stack, _LAUNCH, {"params": {"selector": selector}})
-    result = launched["launchPipelineExecution"]
-    assert result["__typename"] == "LaunchRunSuccess", result
-    return result["run"]["runId"]
+    )
 
 
 class Inserter(threading.Thread):
