@@ -36,6 +36,7 @@ from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from binlake.table_status import collect_capture_status
 from cdc.connect_client import FAILED, RUNNING, ConnectClient
+from cdc.connector_config import RECORD_FRAMING_BYTES
 from cdc.connector_health import Phase, find_record_too_large
 from dagster_defs.health.sensors import (
     CaptureStoppedError,
@@ -49,6 +50,8 @@ pytestmark = pytest.mark.integration
 TABLE = "shop.health_big"
 BIG_BYTES = 1_500_000
 LIMIT = 1024 * 1024  # the smallest kafka.max_record_bytes allowed, below the big row
+# What the connector's producer allows for it (cdc.connector_config.request_limit_bytes).
+PRODUCER_LIMIT = LIMIT + RECORD_FRAMING_BYTES
 HEALTH_INTERVAL_S = 2
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,7 +177,7 @@ def test_failed_task_is_restarted_alerted_shown_and_recovers(
     failed_at = time.monotonic()
     trace = client.get_status(name).tasks[0].trace
     too_large = find_record_too_large(trace)
-    assert too_large is not None and too_large.limit_bytes == LIMIT, trace
+    assert too_large is not None and too_large.limit_bytes == PRODUCER_LIMIT, trace
     assert too_large.record_bytes is not None and too_large.record_bytes > BIG_BYTES
 
     # Tick as the daemon would, every health_interval_seconds, until the alert arrives.
@@ -210,7 +213,7 @@ def test_failed_task_is_restarted_alerted_shown_and_recovers(
     assert "2 restart(s) did not help" in alert
     assert f"Table: {TABLE}" in alert
     assert "Key id=2:" in alert
-    assert f"{too_large.record_bytes:,} bytes > max.request.size {LIMIT:,} bytes" in alert
+    assert f"{too_large.record_bytes:,} bytes > max.request.size {PRODUCER_LIMIT:,} bytes" in alert
     assert "largest column body (1,500,000 bytes)" in alert
     assert "BINLAKE_KAFKA__MAX_RECORD_BYTES" in alert
     assert f'connect.column_exclude_list ["{TABLE}.body"]' in alert
@@ -240,7 +243,8 @@ def test_failed_task_is_restarted_alerted_shown_and_recovers(
     # First seen by the first tick after the failure was visible (within a few seconds of it),
     # counted up to when `status` ran.
     stopped_for = capture["stopped_for_s"]
-    assert asked_at - failed_at - 5 <= stopped_for <= time.monotonic() - failed_at
+    # (the margin: a first tick slow on a busy machine)
+    assert asked_at - failed_at - 15 <= stopped_for <= time.monotonic() - failed_at
     assert capture["newest_change_commit_at"] is not None  # the small row's commit
 
     # The operator's fix: a producer limit above the record (what raising kafka.max_record_bytes
