@@ -51,9 +51,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         primary_key: list[str] = []
         merged_version = target.merged_schema_version()
         storage = LakeStorage.from_url(bronze_lake.storage_url)
-        reads = unconsumed_reads(
-            bronze_lake, table, consumed, completed_resyncs(storage, table), merged_version
-        )
+        resyncs = completed_resyncs(storage, table)
+        reads = unconsumed_reads(bronze_lake, table, consumed, resyncs, merged_version)
         for read in heal_on_refusal(reads, settings, log=context.log):
             files_read += read.entries_read
             if read.frame.height:
@@ -66,6 +65,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     pii,
                     column_defaults=read.column_defaults,
                     schema_version=read.schema_version,
+                    # every read reaching here passed the healed-steps check
+                    replace_incompatible=bool(resyncs),
                 )
                 stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows

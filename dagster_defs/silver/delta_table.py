@@ -368,6 +368,7 @@ class SilverDeltaTable:
         extra_metadata: dict[str, str] | None = None,
         truncate: TruncatedAt | None = None,
         column_defaults: Mapping[str, Any] | None = None,
+        replace_incompatible: bool = False,
     ) -> MergeStats:
         """Merge `latest` (one newest change per key, `STORED_PROVENANCE` included).
 
@@ -397,7 +398,7 @@ class SilverDeltaTable:
             # a table from before the feed: changes are fed from the next commit on
             table.alter.set_table_properties(CHANGE_DATA_FEED)
         source, rewritten = self._align_schemas(
-            table, source, _delta_values(latest, column_defaults or {})
+            table, source, _delta_values(latest, column_defaults or {}), replace_incompatible
         )
         if rewritten:
             table = self._open()
@@ -455,6 +456,7 @@ class SilverDeltaTable:
         table: DeltaTable,
         source: pa.Table,
         defaults: Mapping[str, pa.Scalar] | None = None,
+        replace_incompatible: bool = False,
     ) -> tuple[pa.Table, bool]:
         """Cast `source` to the stored types, or widen the stored table first if needed.
 
@@ -465,16 +467,28 @@ class SilverDeltaTable:
         dropped column) are added to them as nulls, so a new version does not keep an old
         value. A type the stored table must widen
         (INT to BIGINT, a wider DECIMAL) rewrites the table once with the widened schema, as
-        Delta cannot widen a column in place here; types with no common type are refused.
+        Delta cannot widen a column in place here; types with no common type are refused, unless
+        `replace_incompatible`: a resync re-read every row after such a change and these changes
+        hold its rows (`dagster_defs.bronze.checks.heals`), so the stored column is replaced by
+        one of the new type, null until this merge writes the re-read values.
         """
         stored = pa.schema(table.schema().to_arrow())
         stored_types = {f.name: f.type for f in stored}
         widen: dict[str, pa.DataType] = {}
+        replaced: dict[str, pa.DataType] = {}
         for i, field in enumerate(source.schema):
             old = stored_types.get(field.name)
             if old is None or _plain(old).equals(_plain(field.type)):
                 continue
             wide = common_type(_plain(old), _plain(field.type))
+            if wide is None and replace_incompatible:
+                replaced[field.name] = _plain(field.type)
+                source = source.set_column(
+                    i,
+                    field.with_type(_plain(field.type)),
+                    source.column(i).cast(_plain(field.type)),
+                )
+                continue
             if wide is None:
                 raise FinalError(
                     f"silver table {self.uri}: column {field.name!r} is {old} in silver and "
@@ -492,9 +506,14 @@ class SilverDeltaTable:
             for f in source.schema
             if f.name not in stored_types and (defaults or {}).get(f.name) is not None
         }
-        if not widen and not fill:
+        if not widen and not fill and not replaced:
             return source, False
         current = table.to_pyarrow_table()
+        for name, new_type in replaced.items():
+            i = current.schema.get_field_index(name)
+            current = current.set_column(
+                i, pa.field(name, new_type), pa.nulls(current.num_rows, new_type)
+            )
         for name, wide in widen.items():
             i = current.schema.get_field_index(name)
             current = current.set_column(
@@ -518,6 +537,7 @@ class SilverDeltaTable:
                     COMMIT_METADATA_KEY: self.consumed().to_json(),
                     "binlake.widened": ",".join(sorted(widen)),
                     "binlake.filled_defaults": ",".join(sorted(fill)),
+                    "binlake.replaced_types": ",".join(sorted(replaced)),
                 }
             ),
         )

@@ -33,6 +33,7 @@ def merge_changes(
     pii: PiiPolicy,
     column_defaults: Mapping[str, Any] | None = None,
     schema_version: int = 0,
+    replace_incompatible: bool = False,
 ) -> MergedChanges:
     """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first.
 
@@ -44,7 +45,9 @@ def merge_changes(
     commit, so the next run knows which schema steps it has checked already.
 
     `column_defaults` (`BronzeRead.column_defaults`) fill a column new to silver in the rows
-    silver held before it (see `SilverDeltaTable.merge`).
+    silver held before it (see `SilverDeltaTable.merge`). `replace_incompatible`: the changes
+    passed the check that a resync healed every breaking schema step in them, so a column whose
+    type changed beyond widening is replaced (the resync's rows carry every live row's value).
     """
     consumed.add_offsets(changes)
     new_truncate = consumed.truncate_at(newest_truncate(changes))
@@ -65,6 +68,7 @@ def merge_changes(
         nullable_key=not primary_key,
         truncate=consumed.truncated_at if new_truncate else None,
         column_defaults=column_defaults,
+        replace_incompatible=replace_incompatible,
         extra_metadata={SCHEMA_VERSION_KEY: str(schema_version)} if schema_version else None,
     )
     return MergedChanges(stats, pii.masked_columns(table, columns))

@@ -394,3 +394,32 @@ def test_a_refusal_while_a_resync_is_under_way(
     else:
         assert f"resync {running.request.id} is under way (snapshotting)" in message
         assert resyncs_requested == []
+
+
+# ALTER TABLE MODIFY a INT: a type family change, no type holds both
+RETYPED = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("a", pa.int32())])
+
+
+def test_a_type_change_healed_by_a_resync_replaces_the_column(settings, resources):
+    """Refused (loudly) until a resync re-read every row with the new type; then silver takes
+    the new type and the re-read values."""
+    bronze = Bronze(settings)
+    bronze.rows(V1, {"id": 1, "a": "1"}, {"id": 2, "a": "2"})
+    bronze.flush()
+    assert run_silver(settings, resources).success
+    bronze.rows(RETYPED, {"id": 2, "a": 20})  # offset 2, binlog position 1002
+    bronze.flush()
+    assert not run_silver(settings, resources).success
+    bronze.rows(RETYPED, {"id": 1, "a": 1}, {"id": 2, "a": 20}, op="r")  # offsets 3, 4
+    bronze.flush()
+    log = ResyncLog(LakeStorage.from_url(settings.lake_url))
+    resync = _under_way("20261207T100000Z-9", 1003).request
+    log.record_request(resync)
+    log.record_completion(
+        ResyncCompletion(resync.id, TABLE, "2026-12-07T10:01:00+00:00", "SUCCEEDED", 2, {0: 5})
+    )
+
+    assert run_silver(settings, resources).success
+    current = SilverLake(storage_url=settings.lake_url).table(TABLE).read_current()
+    assert current.schema["a"] == pl.Int32
+    assert sorted(current.select("id", "a").rows()) == [(1, 1), (2, 20)]

@@ -25,10 +25,11 @@ from binlake.demo import lake_checks
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
 from binlake.manifest import Manifest, ManifestEntry
+from binlake.resync import ResyncLog
 from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
-from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions
+from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions, completed_resyncs
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.schema_drift import fingerprint, is_dropped, row_schema_of
@@ -257,6 +258,17 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
     assert not direct.passed
     assert "column 'code' changed from int32 to string" in (direct.description or "")
 
+    # Silver refused the step and started a resync of the table by itself; once it has caught
+    # up, silver holds the new type and equals the source value for value.
+    _wait_for(
+        "silver drift_break healed by the resync its refusal started",
+        lambda: lake_checks.silver_equals_source(settings, BREAK),
+        timeout_s=300,
+    )
+    [resync] = ResyncLog.of(settings).states(BREAK)
+    assert "column 'code' changed from int32 to string" in resync.request.reason
+    assert completed_resyncs(storage, BREAK), "healed without a finished resync"
+
     # The bronze check as Dagster runs it in the stack's code location, with its resources.
     # (The automation sensor targets AssetSelection.all(), which leaves out checks of external
     # assets such as bronze, so the daemon does not request these checks on its own.)
@@ -280,8 +292,10 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
             timeout_s=120,
         )
         broken_check, widened_check = (evaluation(key) for key in check_keys)
-        assert broken_check is not None and not broken_check.passed
-        assert "column 'code' changed from int32 to string" in (broken_check.description or "")
+        # healed: the step is listed as such, no longer failing the check
+        assert broken_check is not None and broken_check.passed, broken_check.description
+        healed = str(broken_check.metadata["healed_by_resync"].value)
+        assert "column 'code' changed from int32 to string" in healed
         assert widened_check is not None and widened_check.passed, widened_check.description
     finally:
         instance.dispose()
