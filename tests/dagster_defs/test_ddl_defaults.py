@@ -319,23 +319,12 @@ def test_finished_resyncs_in_the_lake_are_what_heals_a_step(settings):
     storage = LakeStorage.from_url(settings.lake_url)
     log = ResyncLog(storage)
 
-    def request(resync_id: str, start: dict[int, int]) -> ResyncRequest:
-        return ResyncRequest(
-            id=resync_id,
-            table=TABLE,
-            reason="test",
-            requested_at="2026-12-07T10:00:00+00:00",
-            signal_position=BinlogPosition("mariadb-bin.000001", 4),
-            topic="binlake.shop.products",
-            start_offsets=start,
-        )
-
     for resync_id, start, end, status in (
         ("20261207T100000Z-1", {0: 3}, {0: 5}, "SUCCEEDED"),
         ("20261207T100000Z-2", {0: 7}, {0: 9}, "ABORTED"),
         ("20261207T100000Z-3", {0: 12}, None, None),
     ):
-        log.record_request(request(resync_id, start))
+        log.record_request(_resync_request(resync_id, 4, start))
         if end is not None:
             log.record_completion(
                 ResyncCompletion(resync_id, TABLE, "2026-12-07T10:01:00+00:00", status, 2, end)
@@ -345,17 +334,18 @@ def test_finished_resyncs_in_the_lake_are_what_heals_a_step(settings):
     assert completed_resyncs(storage, "shop.other") == []
 
 
-def _under_way(resync_id: str, signal_pos: int) -> ResyncState:
-    request = ResyncRequest(
+def _resync_request(
+    resync_id: str, signal_pos: int, start_offsets: dict[int, int] | None = None
+) -> ResyncRequest:
+    return ResyncRequest(
         id=resync_id,
         table=TABLE,
         reason="test",
         requested_at="2026-12-07T10:00:00+00:00",
         signal_position=BinlogPosition("mariadb-bin.000001", signal_pos),
         topic="binlake.shop.products",
-        start_offsets={0: 0},
+        start_offsets=start_offsets or {0: 0},
     )
-    return ResyncState(request)
 
 
 @pytest.mark.parametrize(
@@ -374,7 +364,7 @@ def test_a_refusal_while_a_resync_is_under_way(
     bronze.rows(RENAMED, {"id": 1, "a2": "ONE"})  # offset 1, binlog position 1001
     bronze.flush()
     log = ResyncLog(LakeStorage.from_url(settings.lake_url))
-    running = _under_way("20261207T100000Z-7", signal_pos)
+    running = ResyncState(_resync_request("20261207T100000Z-7", signal_pos))
     log.record_request(running.request)
     monkeypatch.setattr(
         schema_heal,
@@ -413,7 +403,7 @@ def test_a_type_change_healed_by_a_resync_replaces_the_column(settings, resource
     bronze.rows(RETYPED, {"id": 1, "a": 1}, {"id": 2, "a": 20}, op="r")  # offsets 3, 4
     bronze.flush()
     log = ResyncLog(LakeStorage.from_url(settings.lake_url))
-    resync = _under_way("20261207T100000Z-9", 1003).request
+    resync = _resync_request("20261207T100000Z-9", 1003)
     log.record_request(resync)
     log.record_completion(
         ResyncCompletion(resync.id, TABLE, "2026-12-07T10:01:00+00:00", "SUCCEEDED", 2, {0: 5})
