@@ -47,13 +47,31 @@ def _stack_settings() -> Settings:
 
 
 @app.command()
-def setup() -> None:
-    """Fetch and assemble what the local stack needs beyond Python (the Connect classpath)."""
-    from binlake.connect_jars import ensure_connect_classpath
+def setup(
+    record_checksums: Annotated[
+        bool,
+        typer.Option(
+            "--record-checksums",
+            help="After changing a version in deploy/jvm/pom.xml: pin what Maven resolves.",
+        ),
+    ] = False,
+) -> None:
+    """Resolve what the local stack needs beyond Python with Maven (Kafka, Connect, Debezium,
+    Apicurio Registry), pinned by checksum, into a shared cache; offline once cached."""
+    from binlake import jvm_artifacts
 
     settings = _settings()
-    path = ensure_connect_classpath(settings.local.connect_jars_dir)
-    console.print(f"Kafka Connect + Debezium classpath ready in {path}")
+    if record_checksums:
+        path = jvm_artifacts.record_checksums(maven=settings.local.maven)
+        console.print(f"pinned what Maven resolved in {path}: review the diff before committing")
+    try:
+        artifacts = jvm_artifacts.ensure_jvm_artifacts(
+            settings.local.jvm_cache_dir, maven=settings.local.maven
+        )
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake setup failed[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"Kafka, Kafka Connect, Debezium and Apicurio Registry ready in {artifacts.root}")
 
 
 @app.command()

@@ -46,6 +46,11 @@ class MySQLSettings(BaseModel):
     password: SecretStr = Field(SecretStr("cdc"), description="Password of `user`.")
     admin_user: str = Field("root", description="Admin user (local stack and demo only).")
     admin_password: SecretStr = Field(SecretStr(""), description="Password of `admin_user`.")
+    flavor: Literal["mysql", "mariadb"] = Field(
+        "mysql",
+        description="Which server the source is: MySQL (Debezium's MySQL connector) or MariaDB "
+        "(its MariaDB connector). `binlake up` captures its local MariaDB as `mariadb`.",
+    )
     server_id: int = Field(1, ge=1, description="server_id of the local MariaDB instance.")
     databases: list[str] = Field(["shop"], description="Databases Debezium captures.")
 
@@ -114,6 +119,14 @@ class ConnectSettings(BaseModel):
         [],
         description="Columns Debezium never sends, `<db>.<table>.<column>` (Debezium "
         "`column.exclude.list`); they are absent from bronze and silver.",
+    )
+    exactly_once: bool = Field(
+        True,
+        description="Exactly-once source delivery (KIP-618): the worker commits Debezium's records "
+        "and its source offsets in one Kafka transaction (`exactly.once.source.support`), the "
+        "connector requires it (`exactly.once.support=required`), and readers skip aborted "
+        "records (`isolation.level=read_committed`). Off, a crashed worker re-sends what it "
+        "wrote since its last offset commit; silver stays exact either way.",
     )
     health_interval_seconds: int = Field(
         15, ge=1, description="How often the connector health sensor reads the Connect REST API."
@@ -361,12 +374,15 @@ class CompactorSettings(BaseModel):
 class LocalStackSettings(BaseModel):
     """Binaries and caches used only by `binlake up` (the local stand-in for production)."""
 
-    connect_jars_dir: Path = Field(
-        Path("~/.cache/binlake/connect-3.0.7.2").expanduser(),
-        description="Where the Kafka Connect + Debezium classpath is assembled (shared cache).",
+    jvm_cache_dir: Path = Field(
+        Path("~/.cache/binlake/jvm").expanduser(),
+        description="Where `binlake setup` resolves Kafka, Kafka Connect, the Debezium plugins and "
+        "Apicurio Registry with Maven (deploy/jvm/pom.xml); shared by every state directory.",
     )
-    java: str = Field("java", description="Java 17+ executable for Kafka Connect.")
+    maven: str = Field("mvn", description="Maven executable `binlake setup` runs.")
+    java: str = Field("java", description="Java 17+ executable for the broker and Kafka Connect.")
     java_heap: str = Field("1g", description="Kafka Connect -Xmx.")
+    broker_heap: str = Field("512m", description="Kafka broker -Xmx.")
     mariadbd: str = Field("mariadbd", description="MariaDB server binary standing in for MySQL.")
     mariadb_install_db: str = Field(
         "mariadb-install-db", description="MariaDB datadir initialiser."

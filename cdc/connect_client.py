@@ -241,14 +241,16 @@ class ConnectClient:
         return response.status_code != 404
 
     def wait_until_running(
-        self, name: str, timeout_s: float, poll_s: float = 0.5
+        self, name: str, timeout_s: float, poll_s: float = 0.5, failed_grace_s: float = 0.0
     ) -> ConnectorStatus:
         """Block until the connector and all its tasks are RUNNING.
 
-        Fails fast with the connector's stack trace if it or a task is FAILED; a connector
-        Connect does not know yet (404 just after creation) is waited for.
+        Fails fast with the connector's stack trace if it or a task is FAILED (after
+        `failed_grace_s`: a just-restarted task reports its old FAILED state for a moment); a
+        connector Connect does not know yet (404 just after creation) is waited for.
         """
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
+        deadline = began + timeout_s
         last: ConnectorStatus | None = None
         while True:
             try:
@@ -259,7 +261,7 @@ class ConnectClient:
             if last is not None:
                 if last.is_running:
                     return last
-                if last.is_failed:
+                if last.is_failed and time.monotonic() - began >= failed_grace_s:
                     raise ConnectError(
                         f"connector {name!r} failed: {self._scrub(last.failure_trace() or '')}"
                     )

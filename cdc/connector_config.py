@@ -1,4 +1,4 @@
-"""The Debezium MySQL connector configuration, built in exactly one place.
+"""The Debezium connector configuration (MySQL or MariaDB), built in exactly one place.
 
 The local stack (`binlake up`) and production (docker-compose) both register the connector with
 the output of `build_connector_config`, so what is tested locally is what runs in production.
@@ -11,7 +11,11 @@ from collections.abc import Mapping
 
 from binlake.settings import Settings
 
-CONNECTOR_CLASS = "io.debezium.connector.mysql.MySqlConnector"
+# Debezium's binlog connectors share their options; only the class differs by server.
+CONNECTOR_CLASSES = {
+    "mysql": "io.debezium.connector.mysql.MySqlConnector",
+    "mariadb": "io.debezium.connector.mariadb.MariaDbConnector",
+}
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 MASK = "********"
 
@@ -85,8 +89,8 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
     mysql = settings.mysql
     prefix = settings.kafka.topic_prefix
     return {
-        "connector.class": CONNECTOR_CLASS,
-        # The binlog is one ordered stream; a MySQL connector never runs more than one task.
+        "connector.class": CONNECTOR_CLASSES[mysql.flavor],
+        # The binlog is one ordered stream; a binlog connector never runs more than one task.
         "tasks.max": "1",
         "database.hostname": mysql.host,
         "database.port": str(mysql.port),
@@ -139,9 +143,19 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         # as 'x' (seen on Connect 3.9 + Debezium 3.0.7). The schema keeps the default either way.
         "key.converter.replace.null.with.default": "false",
         "value.converter.replace.null.with.default": "false",
+        **exactly_once_config(settings),
         **large_record_config(settings),
         **column_options_config(settings),
     }
+
+
+def exactly_once_config(settings: Settings) -> dict[str, str]:
+    """KIP-618 (the worker sets exactly.once.source.support=enabled): records and source offsets
+    commit in one transaction; `required` makes the connector refuse to start on a worker
+    without it rather than fall back to at-least-once. The bronze worker reads read_committed."""
+    if not settings.connect.exactly_once:
+        return {}
+    return {"exactly.once.support": "required"}
 
 
 def is_secret_key(key: str) -> bool:

@@ -18,6 +18,11 @@ from the committed offset by whoever owns the partition.
 an error that stops the worker): with Faust's leader topic off, the app's topics are only the
 CDC topics found so far, and `BronzeApp.on_start` waits for the first one.
 
+`ReadCommittedConsumerThread` reads with `isolation.level=read_committed`: Kafka Connect writes
+Debezium's records in transactions (exactly-once source, KIP-618), and a record of a transaction
+aborted by a crashed worker must never reach bronze. Faust ties that isolation level to its own
+exactly-once mode, which would also make the dead-letter producer transactional.
+
 `LeavingGroupCoordinator` makes a stopping worker leave its consumer group on Tansu too. Tansu
 numbers a group's first generation 0, aiokafka sends LeaveGroup only from generation 1 on, and
 Tansu never expires the silent member: the group stayed "Stable" with a member long gone, and
@@ -62,7 +67,18 @@ aiokafka_consumer.GroupCoordinator = LeavingGroupCoordinator  # type: ignore[mis
 YIELD_EVERY_MESSAGES = 100
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka_consumer.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka hands the level to its fetcher when the consumer starts, after this.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
 class BronzeConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def subscribe(self, topics: Iterable[str]) -> None:
         names = set(topics)
         if not names:

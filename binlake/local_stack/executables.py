@@ -22,5 +22,7 @@ def find_executable(name: str) -> str:
     found = shutil.which(name, path=search)
     if found is None:
         hint = _HOW_TO_GET.get(os.path.basename(name), "install it or set its path in settings")
-        raise ConfigurationError(f"{name} not found on PATH or in {', '.join(_EXTRA_DIRS)} ({hint})")
+        raise ConfigurationError(
+            f"{name} not found on PATH or in {', '.join(_EXTRA_DIRS)} ({hint})"
+        )
     return found

@@ -1,9 +1,5 @@
-"""A private MariaDB instance that Debezium's MySQL connector accepts as MySQL 5.7.
-
-Debezium reads `SELECT VERSION()`: MariaDB's own "10.11.x" makes it issue MySQL 8.4 syntax, and
-any version containing "MariaDB" makes its binlog client ask for MariaDB GTID events, after which
-the first change following a restart is silently skipped. Reporting `5.7.19-log` avoids both.
-"""
+"""A private MariaDB instance, the local stand-in for MySQL, captured by Debezium's MariaDB
+connector as what it is (no version disguise: `mysql.flavor = mariadb`)."""
 
 from __future__ import annotations
 
@@ -16,8 +12,7 @@ from binlake.errors import ConfigurationError
 from binlake.local_stack.executables import find_executable
 from binlake.settings import Settings
 
-REPORTED_VERSION = "5.7.19-log"
-# What Debezium's MySQL connector needs (MariaDB shows REPLICATION CLIENT as BINLOG MONITOR).
+# What Debezium's binlog connectors need (MariaDB shows REPLICATION CLIENT as BINLOG MONITOR).
 CDC_GRANTS = "SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT"
 # On the signal table: binlake inserts signals as the CDC user, and Debezium writes (and with
 # the insert_delete strategy deletes) its incremental snapshot watermarks there.
@@ -53,7 +48,6 @@ class MariaDBInstance:
                     "binlog_format=ROW",
                     "binlog_row_image=FULL",
                     "binlog_row_metadata=FULL",
-                    f"version={REPORTED_VERSION}",
                     "character-set-server=utf8mb4",
                     "collation-server=utf8mb4_general_ci",
                     "default-time-zone=+00:00",
@@ -90,7 +84,10 @@ class MariaDBInstance:
         return True
 
     def server_command(self) -> list[str]:
-        return [find_executable(self.settings.local.mariadbd), f"--defaults-file={self.config_file}"]
+        return [
+            find_executable(self.settings.local.mariadbd),
+            f"--defaults-file={self.config_file}",
+        ]
 
     def admin_connection(self) -> pymysql.Connection:
         return pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
@@ -118,8 +115,10 @@ class MariaDBInstance:
                 "ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s",
                 (mysql.admin_user, mysql.admin_password.get_secret_value()),
             )
-            cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION",
-                        (mysql.admin_user,))
+            cur.execute(
+                "GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION",
+                (mysql.admin_user,),
+            )
             for database in mysql.databases:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
             signal_table = f"`{mysql.databases[0]}`.`{self.settings.resync.signal_table}`"

@@ -14,27 +14,41 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from binlake.local_stack.network import free_port
+from binlake.local_stack.network import free_port, port_is_free
 from binlake.settings import Settings
 
 RUNTIME_FILE = "runtime-settings.json"
 
 
 def resolve_free_ports(settings: Settings) -> Settings:
-    """A copy of `settings` with every port that is 0 replaced by a free one."""
+    """A copy of `settings` with every port that is 0 replaced by a free one, capturing the local
+    source as what it is: MariaDB.
+
+    A port this state directory's stack used before is taken again while it is free: the
+    addresses stay put across `down` and `up`, and so does what Kafka Connect stored of them.
+    """
+    previous = load_runtime_settings(settings)
+
+    def port_for(configured: int, used_before: int) -> int:
+        if configured:
+            return configured
+        return used_before if used_before and port_is_free(used_before) else free_port()
+
     data = settings.model_dump(mode="python")
+    data["mysql"]["flavor"] = "mariadb"
     data["state_dir"] = settings.state_dir.resolve()
     if not data["storage_url"]:
         data["storage_url"] = settings.lake_url
-    if settings.mysql.port == 0:
-        data["mysql"]["port"] = free_port()
-    if settings.kafka.port == 0:
-        host = settings.kafka.bootstrap_servers.rsplit(":", 1)[0]
-        data["kafka"]["bootstrap_servers"] = f"{host}:{free_port()}"
+    data["mysql"]["port"] = port_for(settings.mysql.port, previous.mysql.port)
+    host = settings.kafka.bootstrap_servers.rsplit(":", 1)[0]
+    data["kafka"]["bootstrap_servers"] = (
+        f"{host}:{port_for(settings.kafka.port, previous.kafka.port)}"
+        if settings.kafka.port == 0
+        else settings.kafka.bootstrap_servers
+    )
     if settings.connect.port == 0:
-        data["connect"]["url"] = f"http://127.0.0.1:{free_port()}"
-    if settings.dagster.port == 0:
-        data["dagster"]["port"] = free_port()
+        data["connect"]["url"] = f"http://127.0.0.1:{port_for(0, previous.connect.port)}"
+    data["dagster"]["port"] = port_for(settings.dagster.port, previous.dagster.port)
     return Settings(**_revealed(data))
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from binlake.connect_jars import ensure_connect_classpath
+from binlake.jvm_artifacts import ensure_jvm_artifacts
 from binlake.local_stack import components as c
-from binlake.local_stack.lake_epoch import start_new_lake_epoch
+from binlake.local_stack.lake_broker_match import refuse_a_lake_the_broker_does_not_hold
 from binlake.local_stack.mariadb import MariaDBInstance
 from binlake.local_stack.network import port_is_open, wait_until
 from binlake.local_stack.runtime import (
@@ -54,20 +54,19 @@ class LocalStack:
         """Start every component not yet running, in dependency order; idempotent."""
         if not self.supervisor.is_running():
             self.settings = resolve_free_ports(self.settings)
-            archived = start_new_lake_epoch(self.settings)
-            if archived:
-                progress(f"the broker starts empty: previous lake archived to {archived}")
         settings = self.settings
         save_runtime_settings(settings)
-        progress("assembling the Kafka Connect classpath")
-        classpath = ensure_connect_classpath(settings.local.connect_jars_dir)
+        progress("resolving Kafka, Kafka Connect and Debezium (Maven, cached)")
+        artifacts = ensure_jvm_artifacts(settings.local.jvm_cache_dir, maven=settings.local.maven)
         mariadb = MariaDBInstance(settings)
         mariadb.write_config()
         if mariadb.initialise_datadir():
             progress("initialised the MariaDB datadir")
-        c.write_connect_worker_properties(settings)
+        broker = c.kafka_broker(settings, artifacts)
+        broker.prepare()
+        c.write_connect_worker_properties(settings, artifacts)
         c.write_dagster_instance_config(settings)
-        self.supervisor.write_config(c.programs(settings, mariadb, classpath))
+        self.supervisor.write_config(c.programs(settings, mariadb, broker, artifacts))
         self.supervisor.start_daemon(settings.env())
 
         started: list[StartedComponent] = []
@@ -89,13 +88,21 @@ class LocalStack:
         mariadb.bootstrap()
         host, port = settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
         start(c.BROKER, lambda: port_is_open(host, int(port)))
+        refuse_a_lake_the_broker_does_not_hold(settings)
         connect = ConnectClient(settings.connect.url)
         start(c.CONNECT, connect.is_ready)
         progress("registering the Debezium connector")
         previous = connect.get_config(settings.connect.connector_name)
         config = build_connector_config(settings)
         connect.put_connector(settings.connect.connector_name, config)
-        connect.wait_until_running(settings.connect.connector_name, timeout_s=timeout)
+        changed = previous is not None and previous != config
+        if changed:
+            # The worker started the stored config (an old port, say) before this one arrived;
+            # a task that failed on it stays FAILED until restarted.
+            connect.restart(settings.connect.connector_name, include_tasks=True)
+        connect.wait_until_running(
+            settings.connect.connector_name, timeout_s=timeout, failed_grace_s=20 if changed else 0
+        )
         # Tables new to the connector stream from now on; a resync brings their existing rows.
         for request in resync_added_tables(settings, previous, config):
             progress(f"resync {request.id} of newly captured {request.table} requested")

@@ -32,6 +32,9 @@ class Program:
     environment: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
     stop_wait_seconds: int = 20
+    # supervisord stops programs by descending priority, each stopped before the next: later
+    # components (which depend on earlier ones) get higher numbers and stop first.
+    priority: int = 999
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class Supervisor:
                 "autorestart=unexpected",
                 "startsecs=1",
                 "startretries=2",
+                f"priority={program.priority}",
                 f"stopsignal={program.stop_signal}",
                 f"stopwaitsecs={program.stop_wait_seconds}",
                 "stopasgroup=true",
@@ -113,9 +117,10 @@ class Supervisor:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        ours = any(b"supervisord" in part for part in cmdline) and str(
-            self.config_file
-        ).encode() in cmdline
+        ours = (
+            any(b"supervisord" in part for part in cmdline)
+            and str(self.config_file).encode() in cmdline
+        )
         return pid if ours else None
 
     def is_running(self) -> bool:
@@ -142,7 +147,9 @@ class Supervisor:
         deadline = time.monotonic() + 15
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise RetriableError(f"supervisord did not start; see {self.log_file('supervisord')}")
+                raise RetriableError(
+                    f"supervisord did not start; see {self.log_file('supervisord')}"
+                )
             time.sleep(0.1)
 
     def _add_new_programs(self) -> None:
@@ -192,7 +199,8 @@ class Supervisor:
             return False
         children = [state.pid for state in self.states() if state.pid]
         try:
-            self._rpc().supervisor.stopAllProcesses(True)
+            # supervisord's own shutdown stops one program at a time, by descending priority
+            # (stopAllProcesses would signal them all at once).
             self._rpc().supervisor.shutdown()
         except (OSError, xmlrpc.client.Fault):
             os.kill(pid, signal.SIGTERM)

@@ -37,6 +37,24 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     )
 
 
+def test_the_connector_class_follows_the_source_flavor(settings: Settings):
+    mariadb = settings.model_copy(
+        update={"mysql": settings.mysql.model_copy(update={"flavor": "mariadb"})}
+    )
+    assert build_connector_config(mariadb)["connector.class"] == (
+        "io.debezium.connector.mariadb.MariaDbConnector"
+    )
+    assert build_connector_config(mariadb).keys() == build_connector_config(settings).keys()
+
+
+def test_without_exactly_once_the_connector_does_not_require_it(settings: Settings):
+    at_least_once = settings.model_copy(
+        update={"connect": settings.connect.model_copy(update={"exactly_once": False})}
+    )
+    assert "exactly.once.support" not in build_connector_config(at_least_once)
+    assert build_connector_config(settings)["exactly.once.support"] == "required"
+
+
 def test_every_required_key(settings: Settings):
     config = build_connector_config(settings)
 
@@ -64,6 +82,7 @@ def test_every_required_key(settings: Settings):
         "bigint.unsigned.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
         "snapshot.mode": "initial",
+        "exactly.once.support": "required",
         "poll.interval.ms": "50",
         "topic.creation.default.replication.factor": "1",
         "topic.creation.default.partitions": "1",
