@@ -52,6 +52,11 @@ class ManifestEntry:
     # replaces. Readers drop the replaced files from the moment this entry is appended.
     offset_ranges: list[list[int]] = field(default_factory=list)
     supersedes: list[str] = field(default_factory=list)
+    # Offsets accounted_from..first_offset-1 hold nothing a read_committed reader receives:
+    # transaction markers and aborted records of Kafka Connect's exactly-once producer. The
+    # writer got `first_offset` right after handling accounted_from - 1, so the file accounts
+    # for them (None: the file starts where its rows start).
+    accounted_from: int | None = None
 
     @property
     def is_file(self) -> bool:
@@ -59,10 +64,12 @@ class ManifestEntry:
         return bool(self.path)
 
     def ranges(self) -> list[tuple[int, int]]:
-        """The inclusive offset runs the file holds."""
+        """The inclusive offset runs the file accounts for: its rows' offsets and the offsets
+        between them (and before them, from `accounted_from`) that hold no record."""
         if self.offset_ranges:
             return [(first, last) for first, last in self.offset_ranges]
-        return [(self.first_offset, self.last_offset)]
+        first = self.first_offset if self.accounted_from is None else self.accounted_from
+        return [(first, self.last_offset)]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -148,7 +155,10 @@ class Manifest:
                     log.warning(
                         "skipping invalid manifest line at byte %d of %s (%d bytes, likely a "
                         "fragment of an interrupted append): %s",
-                        position, self.path, len(line), exc,
+                        position,
+                        self.path,
+                        len(line),
+                        exc,
                     )
             position += len(line) + 1
         return entries, position

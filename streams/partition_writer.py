@@ -398,8 +398,11 @@ class PartitionWriter:
                     log.warning(
                         "%s[%d]: bronze file %s (offsets %d..%d) is listed in the manifest but "
                         "missing or not the size it had; its offsets are written again",
-                        self.topic, self.partition, entry.path,
-                        entry.first_offset, entry.last_offset,
+                        self.topic,
+                        self.partition,
+                        entry.path,
+                        entry.first_offset,
+                        entry.last_offset,
                     )
         except OSError as exc:
             raise StorageUnavailableError(
@@ -443,6 +446,7 @@ class PartitionWriter:
         self._min_ts: int | None = None
         self._max_ts: int | None = None
         self._rewriting: ManifestEntry | None = None  # the lost file the open file writes again
+        self._accounted_from: int | None = None  # see ManifestEntry.accounted_from
 
     def _rotation_before(
         self, event: Any, bucket: HourBucket, placement: _Placement
@@ -534,12 +538,19 @@ class PartitionWriter:
         if change is None or change.kind is ChangeKind.SAME:
             log.info(
                 "%s: %s schema version %d (%d columns)",
-                where, table, placement.version, len(placement.schema),
+                where,
+                table,
+                placement.version,
+                len(placement.schema),
             )
         elif change.kind is ChangeKind.ACCEPTED:
             log.info(
                 "%s: %s schema version %d -> %d, accepted (new file, widened schema): %s",
-                where, table, tracked.version, placement.version, change.describe(),
+                where,
+                table,
+                tracked.version,
+                placement.version,
+                change.describe(),
             )
             for column in change.changes:
                 if column.change in ("added", "added_not_null"):
@@ -548,7 +559,9 @@ class PartitionWriter:
                     default = placement.schema.field(column.column).metadata or {}
                     log.info(
                         "%s: %s column %r added; rows that existed before hold its default %s",
-                        where, table, column.column,
+                        where,
+                        table,
+                        column.column,
                         default.get(DEFAULT_KEY, b"NULL").decode(errors="replace"),
                     )
         else:
@@ -559,8 +572,15 @@ class PartitionWriter:
                     "%s: BREAKING schema change of %s, schema version %d -> %d: %s (column %s, "
                     "old type %s, new type %s). Nothing is cast: the table's new records are "
                     "written with their own types under schema version %d.",
-                    where, table, tracked.version, placement.version, broken, broken.column,
-                    broken.old_type, broken.new_type, placement.version,
+                    where,
+                    table,
+                    tracked.version,
+                    placement.version,
+                    broken,
+                    broken.column,
+                    broken.old_type,
+                    broken.new_type,
+                    placement.version,
                 )
 
     def _table_schema(self, table: str) -> TableSchema:
@@ -605,7 +625,11 @@ class PartitionWriter:
         log.error(
             "%s: bronze file %s is listed in the manifest but missing or unreadable (and so is "
             "every other file of schema version %d); %s's schema history restarts at version %d",
-            self.topic, last.path, last.schema_version, table, last.schema_version + 1,
+            self.topic,
+            last.path,
+            last.schema_version,
+            table,
+            last.schema_version + 1,
         )
         return TableSchema(last.schema_version, None, tuple(last.primary_key))
 
@@ -621,6 +645,7 @@ class PartitionWriter:
         rewriting: ManifestEntry | None,
     ) -> None:
         if self.state is WriterState.EMPTY:
+            self._accounted_from = self._accounted_start(offset, rewriting)
             self._rewriting = rewriting
             self._bucket = bucket
             self._bucket_start_ms = event_ms - event_ms % _HOUR_MS
@@ -637,9 +662,7 @@ class PartitionWriter:
         if event.op != TOMBSTONE:
             self._only_tombstones = False
         self._rows.append((offset, event))
-        self._previous_delete = (
-            PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
-        )
+        self._previous_delete = PreviousDelete(key_of(event), event_ms) if event.op == "d" else None
         self._tokens.append((offset, token))
         self._seen_through = offset
         self._bytes += size
@@ -647,6 +670,24 @@ class PartitionWriter:
             ts = event.source.ts_ms
             self._min_ts = ts if self._min_ts is None else min(self._min_ts, ts)
             self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
+
+    def _accounted_start(self, offset: int, rewriting: ManifestEntry | None) -> int | None:
+        """Where a file whose first row is at `offset` starts accounting for offsets.
+
+        Kafka Connect writes with transactions (exactly-once source): each commit takes an
+        offset for its marker, and records of an aborted transaction are never delivered to a
+        read_committed reader. So offsets between the last one this writer knows handled (seen,
+        or in bronze when it resumed: the consumer starts at most one past the manifest's last
+        offset, since it commits only what is durable) and `offset` held nothing to write; the
+        file accounts for them, and the continuity check sees no hole. A consumer group moved
+        forward by hand (skipping records) would hide its skip here the same way.
+        """
+        if rewriting is not None and rewriting.first_offset == offset:
+            return rewriting.accounted_from  # restoring a lost file as it was
+        known_through = max(self._seen_through, self.resume_after)
+        if 0 <= known_through < offset - 1:
+            return known_through + 1
+        return None
 
     def _rotation_after(self) -> RotationReason | None:
         if len(self._rows) >= self.flush_rows:
@@ -792,6 +833,7 @@ class PartitionWriter:
             max_source_ts_ms=max(source_ts) if source_ts else None,
             schema_fingerprint=fingerprint(self._schema),
             schema_version=self._version,
+            accounted_from=self._accounted_from if first == self._rows[0][0] else None,
         )
         listed = self._bronze.by_path.get(path) if self._bronze is not None else None
         lost = self._rewriting
@@ -808,21 +850,35 @@ class PartitionWriter:
             log.info(
                 "%s[%d]: lost bronze file %s (offsets %d..%d) is written again from %s on; the "
                 "new entry supersedes it",
-                self.topic, self.partition, lost.path, lost.first_offset, lost.last_offset, path,
+                self.topic,
+                self.partition,
+                lost.path,
+                lost.first_offset,
+                lost.last_offset,
+                path,
             )
         if listed is not None and _same_file(listed, entry):
             log.info(
                 "%s[%d]: restored lost bronze file %s (offsets %d..%d) as its manifest entry "
                 "describes it",
-                self.topic, self.partition, path, first, last,
+                self.topic,
+                self.partition,
+                path,
+                first,
+                last,
             )
             return listed
         if listed is not None:
             log.info(
                 "%s[%d]: rewrote lost bronze file %s as offsets %d..%d; its new entry supersedes "
                 "the one for offsets %d..%d",
-                self.topic, self.partition, path, first, last,
-                listed.first_offset, listed.last_offset,
+                self.topic,
+                self.partition,
+                path,
+                first,
+                last,
+                listed.first_offset,
+                listed.last_offset,
             )
         self.manifest.append(entry)
         if self._bronze is not None:  # later runs of this flush see it, before any catch-up

@@ -23,8 +23,10 @@ What is and is not a problem:
   buffered by the worker.
 * Schema-change records are passed over without a trace, but Debezium writes them to the
   ``<prefix>`` topic, not to table topics. Kafka itself leaves holes in offsets only with
-  transactions (commit markers) or compaction; Debezium's table topics use neither by default.
-  So any other gap fails the check, named by its offsets and the files around it.
+  transactions (commit markers, aborted records) or compaction. Kafka Connect's exactly-once
+  producer writes transactions: the writer knows the offsets between the records it received
+  held nothing, and a file's ``accounted_from`` says so (``ManifestEntry.ranges`` includes
+  them). So any other gap fails the check, named by its offsets and the files around it.
 * Offsets below the first file (topic retention, a lake started later, bronze files expired by
   ``compactor.bronze_retention_days``) are not a gap: only the span bronze holds is checked,
   and its first offset is reported. Expiry only ever takes a prefix of a partition's offsets.

@@ -67,6 +67,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     schema_version=read.schema_version,
                     # every read reaching here passed the healed-steps check
                     replace_incompatible=bool(resyncs),
+                    entries=read.entries,
                 )
                 stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows

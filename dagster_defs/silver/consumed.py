@@ -111,6 +111,13 @@ class ConsumedOffsets:
     def add(self, tp: TopicPartition, first: int, last: int) -> None:
         self.ranges[tp] = merge_ranges([*self.ranges.get(tp, ()), (first, last)])
 
+    def add_entries(self, entries: Iterable[ManifestEntry]) -> None:
+        """Mark every offset the files of `entries` account for consumed: with Kafka
+        transactions, the commit markers between a file's rows are offsets no row holds."""
+        for entry in entries:
+            for first, last in entry.ranges():
+                self.add((entry.topic, entry.partition), first, last)
+
     def add_offsets(self, frame: pl.DataFrame) -> None:
         """Mark the (topic, partition, offset) rows of `frame` consumed, as ranges."""
         if frame.height == 0:

@@ -60,6 +60,7 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
             files_read += read.entries_read
             if read.frame.height:
                 consumed.add_offsets(read.frame)
+                consumed.add_entries(read.entries)
                 primary_key = read.primary_key
                 columns = table_columns(read.frame)
                 masked = pii.masked_columns(table, columns)

@@ -6,12 +6,13 @@ Delta table in one commit that also records the offsets it now holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from binlake.manifest import ManifestEntry
 from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
 from dagster_defs.silver.logic import latest_changes, newest_truncate, table_columns
@@ -34,6 +35,7 @@ def merge_changes(
     column_defaults: Mapping[str, Any] | None = None,
     schema_version: int = 0,
     replace_incompatible: bool = False,
+    entries: Sequence[ManifestEntry] = (),
 ) -> MergedChanges:
     """Merge the bronze rows `changes` of `table`; `consumed` gains their offsets first.
 
@@ -50,6 +52,7 @@ def merge_changes(
     type changed beyond widening is replaced (the resync's rows carry every live row's value).
     """
     consumed.add_offsets(changes)
+    consumed.add_entries(entries)  # the files whose rows these are, markers and all
     new_truncate = consumed.truncate_at(newest_truncate(changes))
     columns = table_columns(changes)
     latest = pii.mask(

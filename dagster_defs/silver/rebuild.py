@@ -140,6 +140,7 @@ def rebuild_silver(
         ConsumedOffsets(),
         pii,
         column_defaults=read.column_defaults,
+        entries=[e for e in entries if e.last_offset <= reached.get(e.partition, -1)],
     )
     return Rebuilt(target, changes.height, target.count_live())
 

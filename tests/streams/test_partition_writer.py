@@ -3,6 +3,7 @@ and real Parquet files in a temp lake."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ from compactor.expiry import retention_entry
 from compactor.plan import CompactionGroup
 from compactor.retention import expired_replaced_files
 from compactor.rewrite import compact_group
+from dagster_defs.bronze.continuity import offset_continuity
+from dagster_defs.silver.consumed import ConsumedOffsets
 from streams.partition_writer import (
     PartitionWriter,
     Released,
@@ -795,3 +798,68 @@ def test_records_that_cannot_be_bronze_rows_raise_before_anything_changes(storag
 def test_configuration_must_be_positive(storage, manifest, clock):
     with pytest.raises(ValueError):
         make_writer(storage, manifest, clock, flush_rows=0)
+
+
+# -- offsets no record holds (transaction markers, aborted records) -------------------------------
+# Kafka Connect's exactly-once producer commits transactions; the writer accounts for the marker
+# offsets in the next file's entry, so the continuity check and silver see no hole.
+
+
+def test_a_file_after_a_commit_marker_accounts_for_it(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=2)
+    writer.add(0, change("c", 1))
+    [first] = writer.add(1, change("c", 2)).files
+    # offset 2 is the transaction's commit marker: never delivered to a read_committed reader
+    writer.add(3, change("c", 3))
+    [second] = writer.add(4, change("c", 4)).files
+
+    assert (first.accounted_from, second.accounted_from) == (None, 2)
+    assert (second.first_offset, second.ranges()) == (3, [(2, 4)])
+    [partition] = offset_continuity(manifest.entries())
+    assert (partition.first_offset, partition.last_offset, partition.gaps) == (0, 4, ())
+
+
+def test_markers_inside_a_file_need_nothing_new(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=3)
+    writer.add(0, change("c", 1))
+    writer.add(2, change("c", 2))  # 1 was a marker
+    [entry] = writer.add(4, change("c", 3)).files
+    assert (entry.accounted_from, entry.ranges()) == (None, [(0, 4)])
+
+
+def test_a_resumed_writer_accounts_from_the_manifests_last_offset(storage, manifest, clock):
+    first = make_writer(storage, manifest, clock, flush_rows=1)
+    [written] = first.add(0, change("c", 1)).files
+    # restarted: the consumer resumes at offset 1 (a marker) and gets offset 2 first
+    resumed = make_writer(storage, manifest, clock, flush_rows=1, resume_after=written.last_offset)
+    [entry] = resumed.add(2, change("c", 2)).files
+    assert entry.accounted_from == 1
+    assert offset_continuity(manifest.entries())[0].gaps == ()
+
+
+def test_a_fresh_writer_claims_nothing_before_its_first_record(storage, manifest, clock):
+    # a lake started after topic retention: offsets below the first record are not bronze's
+    writer = make_writer(storage, manifest, clock, flush_rows=1)
+    [entry] = writer.add(1000, change("c", 1)).files
+    assert (entry.accounted_from, entry.ranges()) == (None, [(1000, 1000)])
+
+
+def test_a_real_hole_still_fails_the_check(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=1)
+    [a] = writer.add(0, change("c", 1)).files
+    [b] = writer.add(2, change("c", 2)).files
+    lost = dataclasses.replace(b, accounted_from=None)  # as if nothing vouched for offset 1
+    [partition] = offset_continuity([a, lost])
+    assert [(g.offsets.first, g.offsets.last) for g in partition.gaps] == [(1, 1)]
+
+
+def test_silver_counts_a_files_markers_as_consumed(storage, manifest, clock):
+    writer = make_writer(storage, manifest, clock, flush_rows=2)
+    writer.add(0, change("c", 1))
+    writer.add(1, change("c", 2))
+    writer.add(3, change("c", 3))
+    [entry] = writer.add(5, change("c", 4)).files  # markers at 2 and 4
+    consumed = ConsumedOffsets()
+    consumed.add_entries([entry])
+    assert consumed.covers_entry(entry)
+    assert consumed.ranges[(entry.topic, entry.partition)] == [(2, 5)]
