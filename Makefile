@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/sbin
 
 .PHONY: setup demo test unit up down status lint
 
-setup:  ## system packages (MariaDB, Java, Jetty jars), Python env, Kafka Connect classpath
+setup:  ## system packages (MariaDB, Java, Maven), Python env, Kafka + Connect + Debezium from Maven
 	.ci/install-system-deps
 	$(UV) sync --frozen --extra dev
 	$(UV) run binlake setup
@@ -12,7 +12,7 @@ setup:  ## system packages (MariaDB, Java, Jetty jars), Python env, Kafka Connec
 demo: setup  ## start the local stack, run the shop workload, print the summary
 	$(UV) run binlake demo --duration $${DURATION:-30} --summary-json .binlake/demo-summary.json
 
-test: setup  ## the whole suite, unit and integration (real MariaDB, Tansu, Debezium, Dagster)
+test: setup  ## the whole suite, unit and integration (real MariaDB, Kafka, Debezium, Dagster)
 	$(UV) run pytest -v -rs
 
 unit: setup

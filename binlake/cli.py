@@ -78,7 +78,7 @@ def setup(
 def up(
     no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
 ) -> None:
-    """Start the local stack (MariaDB, Tansu, Connect + Debezium, bronze worker, Dagster)."""
+    """Start the local stack (MariaDB, Kafka, Connect + Debezium, bronze worker, Dagster)."""
     from binlake.local_stack.stack import LocalStack
 
     stack = LocalStack(_settings())

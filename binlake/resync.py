@@ -406,12 +406,12 @@ def request_resync(
 def _start_offsets(kafka: GroupOffsetsClient, topic: str) -> dict[int, int]:
     """Per partition, an offset at or before the topic's end (0 for a topic not created yet).
 
-    The low watermark would do; the high watermark (which Tansu reports as the start of the
-    last batch) keeps the sweep's read short. Either is at or before the first re-read row.
+    The low watermark would do; the one below the high watermark keeps the sweep's read short.
+    Either is at or before the first re-read row.
     """
     # The whole listing, not `list_topics(topic=...)`: asking for one topic by name makes a
-    # broker with auto-creation (Tansu) create it, with its default partition count, before
-    # Debezium creates it with one (seen: a new table's topic got four).
+    # broker with auto-creation create it, with its default partition count, before Debezium
+    # creates it with its own settings (seen: a new table's topic got four partitions).
     found = kafka.admin.list_topics(timeout=kafka.timeout).topics.get(topic)
     partitions = sorted(found.partitions) if found is not None and found.error is None else []
     if not partitions:
@@ -487,7 +487,7 @@ def _reader_config(bootstrap_servers: str) -> dict[str, object]:
         "group.id": "binlake-resync-reader",  # never joined: partitions are assigned
         "enable.auto.commit": False,
         "enable.partition.eof": True,
-        "fetch.wait.max.ms": 100,  # Tansu starves consumers below 30 ms
+        "fetch.wait.max.ms": 100,  # a read here waits on a quiet topic: answer quickly
     }
 
 
@@ -655,8 +655,9 @@ def end_after(
 ) -> int | None:
     """An offset of `topic`[`partition`] past every record delivered before `after_ms`.
 
-    Read from just below the high watermark (Tansu reports the start of the last batch) to the
-    end of the partition, or, on a busy table whose end keeps moving, to the first record
+    Read from just below the high watermark (the last offset may be a transaction's commit
+    marker, which a read_committed reader never gets: then the read ends at once) to the end of
+    the partition, or, on a busy table whose end keeps moving, to the first record
     stamped after `after_ms`. None if neither was reached within `max_seconds`.
     """
     consumer = Consumer(_reader_config(bootstrap_servers))

@@ -86,7 +86,7 @@ def run_demo(
                 cur.execute(ddl)
         workload = ShopWorkload(conn, seed=seed)
         # Warm-up: the first change of a table creates its topic, which the bronze worker must
-        # discover and join (a consumer-group rebalance, ~5 s on Tansu). Timing starts after.
+        # discover and join (a consumer-group rebalance). Timing starts after.
         workload.seed_catalogue()
         warm_up_s = _wait_for_lake(settings, shop_tables, catch_up_timeout_s, console, "warm-up")
         workload.changes.clear()

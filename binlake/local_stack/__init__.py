@@ -1,2 +1,2 @@
-"""The local stand-in for production: MariaDB, Tansu, Kafka Connect + Debezium, the Faust worker
-and Dagster, started and supervised under one state directory by `binlake up`."""
+"""The local stand-in for production: MariaDB, Apache Kafka, Kafka Connect + Debezium, the Faust
+worker and Dagster, started and supervised under one state directory by `binlake up`."""
