@@ -12,6 +12,7 @@ import typer.main
 import yaml
 
 from binlake.cli import app as cli_app
+from binlake.jvm_artifacts import JvmArtifacts
 from binlake.local_stack.components import DAGSTER_MODULE
 from binlake.settings import Settings, load_settings
 
@@ -140,7 +141,9 @@ def test_connect_storage_topics_match_the_local_worker(compose: dict, tmp_path: 
     local = load_settings(state_dir=tmp_path)
     properties = dict(
         line.split("=", 1)
-        for line in write_connect_worker_properties(local).read_text().splitlines()
+        for line in write_connect_worker_properties(local, JvmArtifacts(tmp_path / "jvm"))
+        .read_text()
+        .splitlines()
     )
     env = _env(compose["services"]["connect"])
     assert env["CONFIG_STORAGE_TOPIC"] == properties["config.storage.topic"]
@@ -215,7 +218,9 @@ def test_every_hop_carries_the_largest_record(
     local = load_settings(state_dir=tmp_path)
     properties = dict(
         line.split("=", 1)
-        for line in write_connect_worker_properties(local).read_text().splitlines()
+        for line in write_connect_worker_properties(local, JvmArtifacts(tmp_path / "jvm"))
+        .read_text()
+        .splitlines()
     )
     assert properties["connector.client.config.override.policy"] == "All"
     assert int(properties["producer.max.request.size"]) == request_limit_bytes(local)
