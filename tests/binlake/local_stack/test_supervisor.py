@@ -8,8 +8,8 @@ def test_config_gives_each_program_its_own_log_and_group_stop(tmp_path) -> None:
     supervisor.write_config(
         [
             Program("db", ["/usr/sbin/mariadbd", "--defaults-file=/x/my.cnf"]),
-            Program("broker", ["tansu", "--url", "100%"], stop_signal="KILL",
-                    environment={"A": 'say "hi"'}),
+            Program("broker", ["kafka", "--url", "100%"], stop_signal="KILL",
+                    environment={"A": 'say "hi"'}, priority=110),
         ]
     )
     config = configparser.RawConfigParser()
@@ -21,7 +21,9 @@ def test_config_gives_each_program_its_own_log_and_group_stop(tmp_path) -> None:
     assert db["stopasgroup"] == db["killasgroup"] == "true"
     broker = config["program:broker"]
     assert broker["stopsignal"] == "KILL"
-    assert broker["command"] == "tansu --url 100%%"  # '%' escaped for supervisord's expansion
+    assert broker["command"] == "kafka --url 100%%"  # '%' escaped for supervisord's expansion
+    # supervisord's shutdown stops by descending priority: the broker before the database
+    assert (broker["priority"], db["priority"]) == ("110", "999")
     assert broker["environment"] == 'A="say \\"hi\\""'
 
 
