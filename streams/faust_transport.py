@@ -18,6 +18,9 @@ from the committed offset by whoever owns the partition.
 an error that stops the worker): with Faust's leader topic off, the app's topics are only the
 CDC topics found so far, and `BronzeApp.on_start` waits for the first one.
 
+`_drain_messages` also records the offsets between two deliveries as a gap that counts as acked
+(see the comment there): with transactions, every commit marker is such an offset.
+
 `ReadCommittedConsumerThread` reads with `isolation.level=read_committed`: Kafka Connect writes
 Debezium's records in transactions (exactly-once source, KIP-618), and a record of a transaction
 aborted by a crashed worker must never reach bronze. Faust ties that isolation level to its own
@@ -115,9 +118,14 @@ class BronzeConsumer(faust_aiokafka.Consumer):
                         read_offset = get_read_offset(tp)
                         if read_offset is not None and offset < read_offset:
                             continue  # already delivered (a re-fetch after a seek)
-                        gap = bool(read_offset) and offset - read_offset > 1
+                        # Offsets skipped between two deliveries (transaction markers, aborted
+                        # records) count as acked, so commits move past them. Faust's own loop
+                        # puts the delivered offset itself into the gap too: acked twice, it
+                        # splits the run of consecutive acks, and each commit then advanced by
+                        # one transaction only (the group fell minutes behind bronze).
+                        gap = read_offset is not None and offset - read_offset > 1
                         if gap and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, read_offset + 1, offset)
+                            await self._add_gap(tp, read_offset + 1, offset - 1)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
