@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from binlake.bronze_coverage import PartitionFiles
-from binlake.consumer_groups import GroupMembers, first_offset_at_or_after
+from binlake.consumer_groups import GroupMembers
 from binlake.errors import GroupInUseError, ReplayError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.replay import (
@@ -73,14 +73,6 @@ def test_a_time_in_the_future_or_not_a_time_is_refused() -> None:
         parse_time("2026-11-21T10:00:01Z", now_ms=NOW_MS)
     with pytest.raises(ReplayError, match="not an ISO 8601 time"):
         parse_time("yesterday", now_ms=NOW_MS)
-
-
-def test_the_offset_of_a_time_is_the_first_record_at_or_after_it() -> None:
-    read = [(0, 100), (1, 200), (2, 200), (3, 150), (4, 300)]
-    assert first_offset_at_or_after(read, 200) == 1
-    assert first_offset_at_or_after(read, 201) == 4
-    assert first_offset_at_or_after(read, 50) == 0
-    assert first_offset_at_or_after(read, 301) is None
 
 
 def test_a_group_with_members_or_rebalancing_is_in_use() -> None:
