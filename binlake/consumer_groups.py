@@ -17,6 +17,7 @@ may be a commit marker: one below the high watermark, and still caught up.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +35,11 @@ from binlake.errors import GroupInUseError, ReplayError
 
 TIMEOUT_SECONDS = 15.0
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset
+_COORDINATOR_NOT_READY = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+)
 _IDLE_STATES = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
 
 
@@ -80,7 +86,21 @@ class GroupOffsetsClient:
         request = ConsumerGroupTopicPartitions(
             group, [TopicPartition(topic, p) for p in partitions]
         )
-        answer = self.admin.list_consumer_group_offsets([request])[group].result(self.timeout)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = self.admin.list_consumer_group_offsets([request])[group].result(
+                    self.timeout
+                )
+                break
+            except KafkaException as exc:
+                # A new broker loads its group coordinator (__consumer_offsets) on first use
+                # and says so (COORDINATOR_LOAD_IN_PROGRESS, retriable): ask again.
+                error = exc.args[0]
+                loading = error.code() in _COORDINATOR_NOT_READY or error.retriable()
+                if not loading or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         return {
             tp.partition: None if tp.offset < 0 else tp.offset for tp in answer.topic_partitions
         }
