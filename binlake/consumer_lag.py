@@ -33,11 +33,18 @@ writer has not stored anything yet, or Kafka forgot an idle group's offsets).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import OffsetSpec
 
 from binlake.consumer_groups import GroupOffsetsClient
@@ -187,18 +194,17 @@ def debezium_commit_time(decode: Callable[..., Any], topic_prefix: str) -> Commi
     return commit_time
 
 
-def settings_commit_time(settings: Settings) -> CommitTime:
-    if settings.kafka.value_format == "avro":
+def commit_time_for(value_format: str, schema_registry_url: str, topic_prefix: str) -> CommitTime:
+    """`debezium_commit_time` with the decoder the bronze writer uses for `value_format`."""
+    if value_format == "avro":
         from cdc.avro import ConfluentAvroDecoder
 
-        decode: Callable[..., Any] = ConfluentAvroDecoder(
-            settings.kafka.schema_registry_url
-        ).decode_change
+        decode: Callable[..., Any] = ConfluentAvroDecoder(schema_registry_url).decode_change
     else:
         from cdc.envelope import decode_change
 
         decode = decode_change
-    return debezium_commit_time(decode, settings.kafka.topic_prefix)
+    return debezium_commit_time(decode, topic_prefix)
 
 
 class LagReader:
@@ -323,20 +329,16 @@ class LagReader:
             consumer.close()
 
 
-def measure_consumer_lag(
-    settings: Settings,
-    tables: Sequence[str] | None = None,
+def measure_lag(
+    client: GroupOffsetsClient,
+    commit_time: CommitTime,
+    group: str,
+    topics: Mapping[str, str],
     *,
-    client: GroupOffsetsClient | None = None,
-    commit_time: CommitTime | None = None,
     read_cap: int = DEFAULT_READ_CAP,
 ) -> list[TableLag]:
-    """The bronze writer's lag on each table of `tables` (default: every captured table)."""
-    client = client or GroupOffsetsClient(settings.kafka.bootstrap_servers)
-    reader = LagReader(client, commit_time or settings_commit_time(settings), read_cap=read_cap)
-    group = settings.bronze.app_id
-    tables = list(settings.tables if tables is None else tables)
-    topics = {table: settings.topic_for(table) for table in tables}
+    """`group`'s lag on each table of `topics` ({table: topic})."""
+    reader = LagReader(client, commit_time, read_cap=read_cap)
     existing = reader.topic_partitions(topics.values())
     lags = []
     for table, topic in topics.items():
@@ -344,3 +346,32 @@ def measure_consumer_lag(
         facts = None if partitions is None else reader.facts(group, topic, partitions)
         lags.append(table_lag(table, topic, group, facts))
     return lags
+
+
+def measure_consumer_lag(
+    settings: Settings,
+    tables: Sequence[str] | None = None,
+    *,
+    read_cap: int = DEFAULT_READ_CAP,
+) -> list[TableLag]:
+    """The bronze writer's lag on each table of `tables` (default: every captured table)."""
+    kafka = settings.kafka
+    return measure_lag(
+        GroupOffsetsClient(kafka.bootstrap_servers),
+        commit_time_for(kafka.value_format, kafka.schema_registry_url, kafka.topic_prefix),
+        settings.bronze.app_id,
+        {t: settings.topic_for(t) for t in (settings.tables if tables is None else tables)},
+        read_cap=read_cap,
+    )
+
+
+def lag_or_reason(
+    measure: Callable[[], list[TableLag]], tables: Iterable[str]
+) -> dict[str, TableLag | str]:
+    """Each table's lag from `measure`, or, when the broker did not answer, why it is unknown
+    (a status or a sensor shows what it can rather than fail)."""
+    try:
+        return {lag.table: lag for lag in measure()}
+    except (KafkaException, ReplayError) as exc:
+        reason = f"unknown: {exc}"
+        return {table: reason for table in tables}
