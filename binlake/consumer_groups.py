@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
@@ -34,6 +35,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from binlake.errors import GroupInUseError, ReplayError
 
 TIMEOUT_SECONDS = 15.0
+# A read gives up when neither a record nor the end of the partition came for this long.
+IDLE_READ_SECONDS = 10.0
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset
 _COORDINATOR_NOT_READY = (
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
@@ -41,6 +44,20 @@ _COORDINATOR_NOT_READY = (
     KafkaError.NOT_COORDINATOR,
 )
 _IDLE_STATES = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
+
+
+Record = tuple[bytes | None, bytes | None, int]  # key, value, Kafka timestamp ms
+
+
+@dataclass(frozen=True)
+class RecordsRead:
+    """What a read_committed read of a partition found: how many records (markers and aborted
+    records are none), whether it reached the end, and the first and last record."""
+
+    count: int
+    reached_end: bool  # the last stable offset, or the offset the read was to stop before
+    first: Record | None
+    last: Record | None
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,66 @@ class GroupOffsetsClient:
                     f"{self.bootstrap_servers}: {exc.args[0].str()}"
                 ) from exc
         return offsets
+
+    def records_between(self, topic: str, partition: int, start: int, end: int) -> int:
+        """The records a read_committed reader gets from offset `start` up to `end` (excluded):
+        0 when only transaction markers and aborted records lie between."""
+        if end <= start:
+            return 0
+        return self.read_records(topic, partition, start, stop_before=end).count
+
+    def read_records(
+        self,
+        topic: str,
+        partition: int,
+        start: int,
+        *,
+        cap: int | None = None,
+        stop_before: int | None = None,
+    ) -> RecordsRead:
+        """Read the partition from `start` as a read_committed reader, to its last stable
+        offset, or up to `stop_before`, or until `cap` records were read."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": "binlake-offsets-reader",  # never joined nor committed: assigned
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 100,  # the end of the partition is seen within 100 ms
+            }
+        )
+        count, first, last = 0, None, None
+        try:
+            consumer.assign([TopicPartition(topic, partition, start)])
+            idle_since = time.monotonic()
+            while cap is None or count < cap:
+                message = consumer.poll(0.2)
+                if message is None:
+                    if time.monotonic() - idle_since > IDLE_READ_SECONDS:
+                        raise ReplayError(
+                            f"reading {topic}[{partition}] from offset {start} got no record "
+                            f"and no end of partition for {IDLE_READ_SECONDS:.0f} s"
+                        )
+                    continue
+                idle_since = time.monotonic()
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return RecordsRead(count, True, first, last)
+                    raise ReplayError(
+                        f"cannot read {topic}[{partition}] from {start}: {error.str()}"
+                    )
+                if stop_before is not None and message.offset() >= stop_before:
+                    return RecordsRead(count, True, first, last)
+                record = (message.key(), message.value(), message.timestamp()[1])
+                count += 1
+                if first is None:
+                    first = record
+                last = record
+            return RecordsRead(count, False, first, last)
+        finally:
+            consumer.close()
 
     def reset(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         """Set the group's committed offsets; GroupInUseError if the broker refuses for members."""

@@ -32,29 +32,18 @@ writer has not stored anything yet, or Kafka forgot an idle group's offsets).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import (
-    Consumer,
-    IsolationLevel,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import IsolationLevel, KafkaException
 from confluent_kafka.admin import OffsetSpec
 
-from binlake.consumer_groups import GroupOffsetsClient
+from binlake.consumer_groups import GroupOffsetsClient, Record
 from binlake.errors import ReplayError
 from binlake.settings import Settings
 
 DEFAULT_READ_CAP = 10_000  # records counted per partition before "at least"
-# How long a read waits for the end of a partition with no record coming (a broker answers an
-# empty fetch at the end in fetch.wait.max.ms, 100 ms here).
-IDLE_READ_SECONDS = 10.0
 TAIL_WINDOW = 64  # offsets read back from the LSO to find the newest record, doubled as needed
 
 State = Literal["ok", "no topic", "no commit"]
@@ -208,8 +197,8 @@ def commit_time_for(value_format: str, schema_registry_url: str, topic_prefix: s
 
 
 class LagReader:
-    """Reads what `table_lag` needs from one Kafka cluster: one AdminClient, one read_committed
-    consumer assigned only to the partitions behind."""
+    """Reads what `table_lag` needs from one Kafka cluster: offsets through the AdminClient, and
+    records only of the partitions behind (values decoded for two records each)."""
 
     def __init__(
         self,
@@ -252,9 +241,10 @@ class LagReader:
         return facts
 
     def _read_pending(self, topic: str, base: PartitionFacts, start: int) -> PartitionFacts:
-        count, to_end, first, last = self._read(topic, base.partition, start, self.read_cap)
-        oldest = None if first is None else self.commit_time(topic, *first)
-        if not to_end:
+        read = self.client.read_records(topic, base.partition, start, cap=self.read_cap)
+        oldest = None if read.first is None else self.commit_time(topic, *read.first)
+        last = read.last
+        if not read.reached_end:
             last = self._last_record(topic, base.partition, start, base.stable_end) or last
         newest = None if last is None else self.commit_time(topic, *last)
         return PartitionFacts(
@@ -263,70 +253,24 @@ class LagReader:
             base.log_start,
             base.stable_end,
             base.high_watermark,
-            count,
-            to_end,
+            read.count,
+            read.reached_end,
             oldest,
             newest,
         )
 
     def _last_record(
         self, topic: str, partition: int, start: int, stable_end: int
-    ) -> tuple[bytes | None, bytes | None, int] | None:
+    ) -> Record | None:
         """The last data record before the LSO: read back from it, a window doubled until the
         window holds a record (markers and aborted records may fill it)."""
         window = TAIL_WINDOW
         while True:
             begin = max(start, stable_end - window)
-            _, _, _, last = self._read(topic, partition, begin, None)
+            last = self.client.read_records(topic, partition, begin).last
             if last is not None or begin == start:
                 return last
             window *= 2
-
-    def _read(
-        self, topic: str, partition: int, start: int, cap: int | None
-    ) -> tuple[int, bool, Any, Any]:
-        """(records read, reached the LSO, first record, last record) of a read_committed read
-        from `start`, stopping at the LSO or after `cap` records; records as (key, value,
-        timestamp ms)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.client.bootstrap_servers,
-                "group.id": "binlake-lag-reader",  # never joined nor committed: assigned
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        count, first, last = 0, None, None
-        try:
-            consumer.assign([TopicPartition(topic, partition, start)])
-            idle_since = time.monotonic()
-            while cap is None or count < cap:
-                message: Message | None = consumer.poll(0.2)
-                if message is None:
-                    if time.monotonic() - idle_since > IDLE_READ_SECONDS:
-                        raise ReplayError(
-                            f"reading {topic}[{partition}] from offset {start} got no record "
-                            f"and no end of partition for {IDLE_READ_SECONDS:.0f} s"
-                        )
-                    continue
-                idle_since = time.monotonic()
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return count, True, first, last
-                    raise ReplayError(
-                        f"cannot read {topic}[{partition}] from {start}: {error.str()}"
-                    )
-                record = (message.key(), message.value(), message.timestamp()[1])
-                count += 1
-                if first is None:
-                    first = record
-                last = record
-            return count, False, first, last
-        finally:
-            consumer.close()
 
 
 def measure_lag(

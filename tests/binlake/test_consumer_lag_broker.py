@@ -100,6 +100,10 @@ def test_lag_counts_records_not_offsets_on_a_transactional_topic(kafka_broker: s
     transaction(producer, topic, [change(5, T0 + 25_000), change(6, T0 + 42_000)])
     settle(client, topic, 12)
     assert (client.log_start(topic, 0), client.log_end(topic, 0)) == (0, 12)
+    # Between the commit marker 3 and record 7 lie only aborted records and markers.
+    assert client.records_between(topic, 0, 3, 7) == 0
+    assert client.records_between(topic, 0, 3, 8) == 1
+    assert client.records_between(topic, 0, 0, 12) == 6
 
     [no_commit] = measure_consumer_lag(settings)
     assert (no_commit.state, no_commit.records, no_commit.seconds) == ("no commit", None, None)
