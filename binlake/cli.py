@@ -122,7 +122,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Each component's state, the connector's and its tasks' state (last error, how long capture
-    has been stopped) and, per table, source rows, newest bronze file and silver rows."""
+    has been stopped) and, per table, source rows, newest bronze file, the bronze writer's lag
+    (records and seconds behind the newest source commit) and silver rows."""
     from dataclasses import asdict
 
     from binlake.local_stack.stack import LocalStack
@@ -161,7 +162,16 @@ def status(
     if capture is not None:
         _print_capture(capture)
     tables_grid = Table(
-        "table", "source rows", "newest bronze file", "age", "silver rows", title="tables"
+        "table",
+        "source rows",
+        "newest bronze file",
+        "age",
+        "lag records",
+        "lag",
+        "silver rows",
+        title="tables",
+        caption="lag: records a read_committed reader gets after the bronze writer's committed "
+        "offset, and newest source commit minus that of the oldest record not in bronze",
     )
     for t in tables:
         tables_grid.add_row(
@@ -169,6 +179,8 @@ def status(
             _or_dash(t.source_rows),
             t.newest_bronze_file or "-",
             "-" if t.newest_bronze_age_s is None else f"{t.newest_bronze_age_s:.0f} s",
+            t.lag_records_text(),
+            t.lag_seconds_text(),
             _or_dash(t.silver_rows),
         )
     console.print(tables_grid)

@@ -1,38 +1,63 @@
-"""Kafka calls behind a consumer group reset: partitions, committed offsets, members, the end of a
-partition, the offset of a time, and moving the group's offsets (confluent-kafka).
+"""Kafka calls behind a consumer group reset and consumer lag: partitions, committed offsets,
+members, the ends of a partition, the offset of a time, and moving the group's offsets
+(confluent-kafka's AdminClient).
 
-Two answers are not taken from the broker as they are, because Tansu gets them wrong (see
-/work/shared/verified-setup.md) and a reset built on them would replay or skip records:
+Topics written by Debezium with exactly-once support are transactional: each transaction ends
+with a commit (or abort) marker that takes an offset but is no record, and aborted records stay
+in the log, skipped by read_committed readers. So offsets have gaps, and a partition has two
+ends (both from Kafka's ListOffsets):
 
-* the end of a partition is where a read from just below the high watermark reaches the end
-  (Tansu's high watermark is the start of the last batch + 1, not the end);
-* the offset of a time is found by reading record timestamps forward from the broker's
-  `offsets_for_times` answer (Tansu answers 0 for any time): the first offset whose timestamp is
-  at or after the time. On Kafka that is one record read; on Tansu a read from the start.
+* the high watermark (`log_end`): the offset the next record will get, markers included;
+* the last stable offset (`stable_end`, LSO): where a read_committed reader (the bronze
+  writer) stops; below the high watermark while a transaction is open.
+
+A read_committed consumer that read everything commits the offset after its last record, which
+may be a commit marker: one below the high watermark, and still caught up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from binlake.errors import GroupInUseError, ReplayError
 
 TIMEOUT_SECONDS = 15.0
-# Reading a partition stops once no record came for this long without the end being reported.
+# A read gives up when neither a record nor the end of the partition came for this long.
 IDLE_READ_SECONDS = 10.0
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset
+_COORDINATOR_NOT_READY = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+)
 _IDLE_STATES = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
+
+
+Record = tuple[bytes | None, bytes | None, int]  # key, value, Kafka timestamp ms
+
+
+@dataclass(frozen=True)
+class RecordsRead:
+    """What a read_committed read of a partition found: how many records (markers and aborted
+    records are none), whether it reached the end, and the first and last record."""
+
+    count: int
+    reached_end: bool  # the last stable offset, or the offset the read was to stop before
+    first: Record | None
+    last: Record | None
 
 
 @dataclass(frozen=True)
@@ -57,15 +82,6 @@ class GroupMembers:
         )
 
 
-def first_offset_at_or_after(timestamps: Iterable[tuple[int, int]], time_ms: int) -> int | None:
-    """The first offset of `(offset, timestamp ms)` pairs, read in offset order, whose timestamp
-    is at or after `time_ms`; None when none is."""
-    for offset, timestamp in timestamps:
-        if timestamp >= time_ms:
-            return offset
-    return None
-
-
 class GroupOffsetsClient:
     """The consumer group and partition facts a reset needs, from one Kafka cluster."""
 
@@ -87,7 +103,21 @@ class GroupOffsetsClient:
         request = ConsumerGroupTopicPartitions(
             group, [TopicPartition(topic, p) for p in partitions]
         )
-        answer = self.admin.list_consumer_group_offsets([request])[group].result(self.timeout)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = self.admin.list_consumer_group_offsets([request])[group].result(
+                    self.timeout
+                )
+                break
+            except KafkaException as exc:
+                # A new broker loads its group coordinator (__consumer_offsets) on first use
+                # and says so (COORDINATOR_LOAD_IN_PROGRESS, retriable): ask again.
+                error = exc.args[0]
+                loading = error.code() in _COORDINATOR_NOT_READY or error.retriable()
+                if not loading or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         return {
             tp.partition: None if tp.offset < 0 else tp.offset for tp in answer.topic_partitions
         }
@@ -97,55 +127,121 @@ class GroupOffsetsClient:
         return GroupMembers(
             group,
             description.state.name,
-            tuple(
-                f"{m.member_id} ({m.client_id}@{m.host})" for m in description.members or ()
-            ),
+            tuple(f"{m.member_id} ({m.client_id}@{m.host})" for m in description.members or ()),
         )
 
     def log_start(self, topic: str, partition: int) -> int:
         """The partition's oldest offset still in Kafka (older ones were deleted by retention)."""
-        consumer = self._reader()
-        try:
-            low, _ = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self.timeout
-            )
-            return low
-        finally:
-            consumer.close()
+        return self.list_offsets(topic, [partition], OffsetSpec.earliest())[partition]
 
     def log_end(self, topic: str, partition: int) -> int:
-        """The offset the partition's next record will get."""
-        consumer = self._reader()
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self.timeout
-            )
-            end = max(low, high - 1)
-            for offset, _ in self._read(consumer, topic, partition, max(low, high - 1)):
-                end = offset + 1
-            return end
-        finally:
-            consumer.close()
+        """The offset the partition's next record will get (the high watermark; transaction
+        markers and aborted records included)."""
+        return self.list_offsets(
+            topic, [partition], OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED
+        )[partition]
+
+    def stable_end(self, topic: str, partition: int) -> int:
+        """Where a read_committed reader stops (the last stable offset): the high watermark,
+        or the first offset of the oldest transaction still open."""
+        return self.list_offsets(topic, [partition], OffsetSpec.latest())[partition]
 
     def offset_for_time(self, topic: str, partition: int, time_ms: int) -> int:
-        """The first offset whose record timestamp is at or after `time_ms` (the end if none)."""
-        consumer = self._reader()
+        """The first offset whose record timestamp is at or after `time_ms`, as a read_committed
+        reader sees the partition (the stable end if none).
+
+        The answer may be a commit marker's offset (a marker's timestamp is when it was written);
+        a reader starting there reads the records after it. Records of a transaction not
+        committed yet are not considered: the answer is then at most the stable end.
+        """
+        found = self.list_offsets(topic, [partition], OffsetSpec.for_timestamp(time_ms))
+        if found[partition] < 0:  # no committed record at or after the time
+            return self.stable_end(topic, partition)
+        return found[partition]
+
+    def list_offsets(
+        self,
+        topic: str,
+        partitions: Iterable[int],
+        spec: OffsetSpec,
+        isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
+    ) -> dict[int, int]:
+        """Kafka's ListOffsets for the partitions (one request); ReplayError naming the
+        partition if the broker answers with an error."""
+        request = {TopicPartition(topic, p): spec for p in partitions}
+        if not request:
+            return {}
+        answers = self.admin.list_offsets(
+            request, isolation_level=isolation, request_timeout=self.timeout
+        )
+        offsets: dict[int, int] = {}
+        for tp, future in answers.items():
+            try:
+                offsets[tp.partition] = future.result(self.timeout).offset
+            except KafkaException as exc:
+                raise ReplayError(
+                    f"cannot list offsets of {topic}[{tp.partition}] on "
+                    f"{self.bootstrap_servers}: {exc.args[0].str()}"
+                ) from exc
+        return offsets
+
+    def records_between(self, topic: str, partition: int, start: int, end: int) -> int:
+        """The records a read_committed reader gets from offset `start` up to `end` (excluded):
+        0 when only transaction markers and aborted records lie between."""
+        if end <= start:
+            return 0
+        return self.read_records(topic, partition, start, stop_before=end).count
+
+    def read_records(
+        self,
+        topic: str,
+        partition: int,
+        start: int,
+        *,
+        cap: int | None = None,
+        stop_before: int | None = None,
+    ) -> RecordsRead:
+        """Read the partition from `start` as a read_committed reader, to its last stable
+        offset, or up to `stop_before`, or until `cap` records were read."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": "binlake-offsets-reader",  # never joined nor committed: assigned
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 100,  # the end of the partition is seen within 100 ms
+            }
+        )
+        count, first, last = 0, None, None
         try:
-            [answer] = consumer.offsets_for_times(
-                [TopicPartition(topic, partition, time_ms)], timeout=self.timeout
-            )
-            if answer.offset < 0:  # no record at or after the time
-                return self.log_end(topic, partition)
-            end = answer.offset
-
-            def read() -> Iterator[tuple[int, int]]:
-                nonlocal end
-                for offset, timestamp in self._read(consumer, topic, partition, answer.offset):
-                    end = offset + 1
-                    yield offset, timestamp
-
-            found = first_offset_at_or_after(read(), time_ms)
-            return end if found is None else found
+            consumer.assign([TopicPartition(topic, partition, start)])
+            idle_since = time.monotonic()
+            while cap is None or count < cap:
+                message = consumer.poll(0.2)
+                if message is None:
+                    if time.monotonic() - idle_since > IDLE_READ_SECONDS:
+                        raise ReplayError(
+                            f"reading {topic}[{partition}] from offset {start} got no record "
+                            f"and no end of partition for {IDLE_READ_SECONDS:.0f} s"
+                        )
+                    continue
+                idle_since = time.monotonic()
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return RecordsRead(count, True, first, last)
+                    raise ReplayError(
+                        f"cannot read {topic}[{partition}] from {start}: {error.str()}"
+                    )
+                if stop_before is not None and message.offset() >= stop_before:
+                    return RecordsRead(count, True, first, last)
+                record = (message.key(), message.value(), message.timestamp()[1])
+                count += 1
+                if first is None:
+                    first = record
+                last = record
+            return RecordsRead(count, False, first, last)
         finally:
             consumer.close()
 
@@ -172,37 +268,3 @@ class GroupOffsetsClient:
             members = self.members(group)
             return GroupInUseError(f"{members.refusal()} The broker said: {error.str()}")
         return ReplayError(f"the broker refused to move the offsets of {group!r}: {error.str()}")
-
-    def _reader(self) -> Consumer:
-        return Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                "group.id": "binlake-replay-reader",  # never joined: partitions are assigned
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 100,  # Tansu starves consumers below 30 ms
-            }
-        )
-
-    def _read(
-        self, consumer: Consumer, topic: str, partition: int, start: int
-    ) -> Iterator[tuple[int, int]]:
-        """(offset, timestamp ms) of the partition's records from `start` to its end."""
-        consumer.assign([TopicPartition(topic, partition, start)])
-        idle = 0.0
-        while idle < IDLE_READ_SECONDS:
-            message = consumer.poll(0.5)
-            if message is None:
-                idle += 0.5
-                continue
-            idle = 0.0
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return
-                raise ReplayError(f"cannot read {topic}[{partition}] from {start}: {error.str()}")
-            yield message.offset(), message.timestamp()[1]
-        raise ReplayError(
-            f"reading {topic}[{partition}] from offset {start} got no record and no end of "
-            f"partition for {IDLE_READ_SECONDS:.0f}s (is {start} past the end?)"
-        )

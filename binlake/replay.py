@@ -148,8 +148,7 @@ def plan_replay(
         unknown = sorted(set(from_offsets) - set(partitions))
         if unknown:
             raise ReplayError(
-                f"partition(s) {unknown} are not in topic {topic!r} (its partitions: "
-                f"{partitions})"
+                f"partition(s) {unknown} are not in topic {topic!r} (its partitions: {partitions})"
             )
         requested = dict(from_offsets)
     else:
@@ -171,7 +170,13 @@ def plan_replay(
         committed = current.get(partition)
         target, rewritten = offset, ()
         if bronze_writer:
-            if committed is not None and offset > committed:
+            # Only records count: a read_committed writer commits after its last record,
+            # which may leave a commit marker (or aborted records) before the offset.
+            if (
+                committed is not None
+                and offset > committed
+                and kafka.records_between(topic, partition, committed, offset)
+            ):
                 raise ReplayError(
                     f"{topic}[{partition}]: offset {offset} is after the bronze writer's "
                     f"committed offset {committed}; moving {group!r} forward would leave offsets "
@@ -182,7 +187,9 @@ def plan_replay(
             bronze_next = max(
                 in_bronze.get((topic, partition), -1) + 1, kafka.log_start(topic, partition)
             )
-            if offset > bronze_next:
+            if offset > bronze_next and kafka.records_between(
+                topic, partition, bronze_next, offset
+            ):
                 raise ReplayError(
                     f"{topic}[{partition}]: offset {offset} is after the end of bronze (the "
                     f"next offset it needs is {bronze_next}); moving {group!r} there would "

@@ -1,4 +1,5 @@
-"""Per-table view of the lake for `binlake status`: source rows, newest bronze file, silver rows."""
+"""Per-table view of the lake for `binlake status`: source rows, newest bronze file, the bronze
+writer's consumer lag (records and seconds, see `binlake.consumer_lag`), silver rows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pymysql
 
+from binlake.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.source_db import count_rows
@@ -26,6 +28,22 @@ class TableStatus:
     newest_bronze_file: str | None
     newest_bronze_age_s: float | None
     silver_rows: int | None
+    # The bronze writer's consumer lag; None with `lag_state` saying why ("no topic",
+    # "no commit", "unknown: <error>"). `lag_records_exact` False: at least `lag_records`.
+    lag_state: str = "ok"
+    lag_records: int | None = None
+    lag_records_exact: bool = True
+    lag_seconds: float | None = None
+
+    def lag_records_text(self) -> str:
+        if self.lag_records is None:
+            return self.lag_state
+        return f"{self.lag_records}" if self.lag_records_exact else f">= {self.lag_records}"
+
+    def lag_seconds_text(self) -> str:
+        if self.lag_state != "ok":
+            return self.lag_state
+        return "?" if self.lag_seconds is None else f"{self.lag_seconds:.0f} s"
 
 
 def collect_table_status(settings: Settings) -> list[TableStatus]:
@@ -39,6 +57,7 @@ def collect_table_status(settings: Settings) -> list[TableStatus]:
         files[entry.table] = files.get(entry.table, 0) + 1
         if entry.table not in newest or entry.written_at > newest[entry.table].written_at:
             newest[entry.table] = entry
+    lags = lag_or_reason(lambda: measure_consumer_lag(settings), settings.tables)
     statuses = []
     for table in settings.tables:
         try:
@@ -50,6 +69,7 @@ def collect_table_status(settings: Settings) -> list[TableStatus]:
         except FileNotFoundError:
             silver_rows = None
         entry = newest.get(table)
+        lag = lags[table]
         statuses.append(
             TableStatus(
                 table=table,
@@ -58,9 +78,21 @@ def collect_table_status(settings: Settings) -> list[TableStatus]:
                 newest_bronze_file=entry.path.rsplit("/", 1)[-1] if entry else None,
                 newest_bronze_age_s=time.time() - entry.written_at if entry else None,
                 silver_rows=silver_rows,
+                **_lag_fields(lag),
             )
         )
     return statuses
+
+
+def _lag_fields(lag: TableLag | str) -> dict[str, object]:
+    if isinstance(lag, str):
+        return {"lag_state": lag}
+    return {
+        "lag_state": lag.state,
+        "lag_records": lag.records,
+        "lag_records_exact": lag.exact,
+        "lag_seconds": lag.seconds,
+    }
 
 
 @dataclass(frozen=True)

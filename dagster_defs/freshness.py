@@ -52,6 +52,15 @@ held; a transaction whose first statement started more than ``tolerance`` before
 unconsumed until the next commit (on a quiet source it fails once that exceeds the SLO); the
 check passes while UPDATE_TIME is NULL.
 
+**The bronze writer's consumer lag** (``binlake.consumer_lag``, resource ``consumer_lag``) is a
+second, independent figure: the newest source commit (``source.ts_ms``) in the table's Kafka
+topic minus that of the oldest record the bronze writer has not stored. Records not in bronze
+are in no later layer either, so it is a lower bound of every layer's lag, measured from Kafka
+rather than the source's UPDATE_TIME, and it does not depend on files arriving: a writer that
+keeps writing small files while falling further behind fails the check. The figure compared to
+the SLO is the larger of the two; the description names the consumer lag when it decides.
+Unknown consumer lag (no topic, no commit, broker down) leaves the check to the first figure.
+
 Evaluation. A freshness check must run while nothing upstream changes (that is when a stall
 shows), and launching a run every 30 s would cost a process (locally) or a pod per run. So the
 freshness sensor (``build_freshness_sensor``) evaluates every check built here, in any layer of
@@ -74,8 +83,9 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from binlake.alerts import Alerter
+from binlake.consumer_lag import TableLag as ConsumerTableLag
 from binlake.manifest import ManifestEntry
-from dagster_defs.resources import BronzeLake, MySQLSource
+from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"
 FRESHNESS_SENSOR_NAME = "binlake_freshness"
@@ -347,8 +357,54 @@ def _iso(value: float | None) -> str:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def judge_freshness(target: FreshnessTarget, lag: Lag) -> FreshnessOutcome:
-    """Pass/fail, description and metadata of `lag` against the target's SLO (pure)."""
+def worst_consumer_lag(
+    consumer_lag: Mapping[str, ConsumerTableLag | str], tables: Iterable[str]
+) -> ConsumerTableLag | None:
+    """The table of `tables` whose bronze writer lag in seconds is largest, among the known."""
+    known = [
+        lag
+        for table in tables
+        if isinstance(lag := consumer_lag.get(table), ConsumerTableLag) and lag.seconds is not None
+    ]
+    return max(known, key=lambda lag: lag.seconds or 0.0, default=None)
+
+
+def judge_freshness(
+    target: FreshnessTarget,
+    lag: Lag,
+    consumer_lag: Mapping[str, ConsumerTableLag | str] | None = None,
+) -> FreshnessOutcome:
+    """Pass/fail, description and metadata of `lag` and the bronze writer's `consumer_lag`
+    (per table) against the target's SLO (pure)."""
+    outcome = _judge_source_lag(target, lag)
+    behind = worst_consumer_lag(consumer_lag or {}, target.source_tables)
+    if behind is None or behind.seconds is None:
+        return outcome
+    metadata = {
+        **outcome.metadata,
+        "consumer_lag_seconds": dg.MetadataValue.float(behind.seconds),
+        "consumer_lag_records": dg.MetadataValue.text(behind.records_text()),
+        "consumer_lag_table": dg.MetadataValue.text(behind.table),
+    }
+    consumer_text = (
+        f"the bronze writer is {behind.seconds:.0f} s behind the newest source commit in "
+        f"Kafka on {behind.table} ({behind.records_text()} record(s) not in bronze)"
+    )
+    if lag.seconds is not None and behind.seconds <= lag.seconds:
+        description = f"{outcome.description} Consumer lag: {consumer_text}."
+        return FreshnessOutcome(outcome.passed, description, metadata, lag)
+    metadata["lag_seconds"] = dg.MetadataValue.float(round(behind.seconds, 3))
+    slo = target.slo_seconds
+    passed = behind.seconds <= slo
+    description = (
+        f"{target.layer} is at least {behind.seconds:.0f} s behind "
+        f"{', '.join(target.source_tables)} (SLO {slo:g} s): {consumer_text}. "
+        f"{outcome.description}"
+    )
+    return FreshnessOutcome(passed and outcome.passed, description, metadata, lag)
+
+
+def _judge_source_lag(target: FreshnessTarget, lag: Lag) -> FreshnessOutcome:
     slo = target.slo_seconds
     layer = target.layer
     tables = ", ".join(target.source_tables)
@@ -416,6 +472,7 @@ def evaluate_freshness(
     source_last_commit: Mapping[str, float | None],
     layer_newest_source_ts: Mapping[str, float | None],
     previous_caught_up: float | None,
+    consumer_lag: Mapping[str, ConsumerTableLag | str] | None = None,
 ) -> FreshnessOutcome:
     lag = measure_lag(
         now,
@@ -424,7 +481,7 @@ def evaluate_freshness(
         previous_caught_up,
         target.tolerance_seconds,
     )
-    return judge_freshness(target, lag)
+    return judge_freshness(target, lag, consumer_lag)
 
 
 def _layer_newest(
@@ -474,7 +531,8 @@ def build_freshness_check(
         description=(
             f"{layer.capitalize()} is at most {slo_minutes:g} min behind the newest commit of "
             f"{', '.join(source_tables)} in the source (information_schema UPDATE_TIME against "
-            "the newest source.ts_ms the layer holds). Evaluated every "
+            "the newest source.ts_ms the layer holds), and at most that far behind in the bronze "
+            "writer's consumer lag (Kafka). Evaluated every "
             f"{FRESHNESS_SENSOR_INTERVAL_SECONDS} s by the {FRESHNESS_SENSOR_NAME} sensor."
         ),
         metadata=target.spec_metadata(),
@@ -484,6 +542,7 @@ def build_freshness_check(
         context: dg.AssetCheckExecutionContext,
         bronze_lake: BronzeLake,
         mysql_source: MySQLSource,
+        consumer_lag: ConsumerLagSource,
     ) -> dg.AssetCheckResult:
         bronze_newest = (
             newest_source_ts_ms(bronze_lake.manifest().entries()) if layer == "bronze" else {}
@@ -496,6 +555,7 @@ def build_freshness_check(
             source_last_commit=source,
             layer_newest_source_ts=layer_newest,
             previous_caught_up=previous_caught_up_at(context.instance, target.check_key),
+            consumer_lag=consumer_lag.measure(target.source_tables),
         )
         return outcome.result(target)
 
@@ -592,6 +652,7 @@ def build_freshness_sensor(
         context: dg.SensorEvaluationContext,
         bronze_lake: BronzeLake,
         mysql_source: MySQLSource,
+        consumer_lag: ConsumerLagSource,
     ) -> dg.SensorResult | dg.SkipReason:
         repository = context.repository_def
         targets = freshness_targets(repository) if repository is not None else []
@@ -605,6 +666,7 @@ def build_freshness_sensor(
             newest_source_ts_ms(entries, bronze_newest)
         tables = sorted({table for t in targets for table in t.source_tables})
         source = source_commit_times(mysql_source, tables)
+        consumer = consumer_lag.measure(tables)
         events: list[dg.AssetCheckEvaluation] = []
         outcomes: list[tuple[FreshnessTarget, FreshnessOutcome]] = []
         for target in targets:
@@ -614,6 +676,7 @@ def build_freshness_sensor(
                 source_last_commit=source,
                 layer_newest_source_ts=_layer_newest(target, context.instance, bronze_newest),
                 previous_caught_up=previous_caught_up_at(context.instance, target.check_key),
+                consumer_lag=consumer,
             )
             events.append(outcome.evaluation(target))
             outcomes.append((target, outcome))

@@ -9,6 +9,7 @@ Resource keys:
     silver_io_manager  SilverIOManager(storage_url)       loads a silver table's current state
     lake_io_manager    LakeParquetIOManager(base_dir)     gold Parquet
     mysql_source     MySQLSource(host, port, user, ...) row counts for reconciliation checks
+    consumer_lag       ConsumerLagSource(bootstrap, group, ...) the bronze writer's lag per table
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ import pymysql
 from dagster_polars import PolarsParquetIOManager
 
 from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
+from binlake.consumer_groups import GroupOffsetsClient
+from binlake.consumer_lag import TableLag, commit_time_for, lag_or_reason, measure_lag
 from binlake.errors import ConfigurationError, FinalError, RetriableError
 from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
@@ -52,6 +55,7 @@ SILVER_LAKE = "silver_lake"
 SILVER_IO_MANAGER = "silver_io_manager"
 LAKE_IO_MANAGER = "lake_io_manager"
 MYSQL_SOURCE = "mysql_source"
+CONSUMER_LAG = "consumer_lag"
 
 MYSQL_PASSWORD_ENV = "BINLAKE_MYSQL__PASSWORD"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]+$")
@@ -492,6 +496,36 @@ def build_mysql_source(settings: Settings) -> MySQLSource:
     )
 
 
+class ConsumerLagSource(dg.ConfigurableResource):
+    """The bronze writer's consumer lag per table, from Kafka (see `binlake.consumer_lag`)."""
+
+    bootstrap_servers: str
+    group: str
+    topic_prefix: str
+    value_format: str = "json"
+    schema_registry_url: str = ""
+    timeout_seconds: float = 5.0  # a sensor tick waits at most about this for a broker that is down
+
+    def measure(self, tables: Sequence[str]) -> dict[str, TableLag | str]:
+        """Each table's lag, or why it is unknown (the broker did not answer)."""
+        commit_time = commit_time_for(
+            self.value_format, self.schema_registry_url, self.topic_prefix
+        )
+        client = GroupOffsetsClient(self.bootstrap_servers, timeout=self.timeout_seconds)
+        topics = {t: f"{self.topic_prefix}.{t}" for t in tables}
+        return lag_or_reason(lambda: measure_lag(client, commit_time, self.group, topics), tables)
+
+
+def build_consumer_lag(settings: Settings) -> ConsumerLagSource:
+    return ConsumerLagSource(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group=settings.bronze.app_id,
+        topic_prefix=settings.kafka.topic_prefix,
+        value_format=settings.kafka.value_format,
+        schema_registry_url=settings.kafka.schema_registry_url,
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         BRONZE_LAKE: BronzeLake(storage_url=settings.lake_url),
@@ -499,4 +533,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         SILVER_IO_MANAGER: SilverIOManager(storage_url=settings.lake_url),
         LAKE_IO_MANAGER: build_lake_io_manager(settings),
         MYSQL_SOURCE: build_mysql_source(settings),
+        CONSUMER_LAG: build_consumer_lag(settings),
     }

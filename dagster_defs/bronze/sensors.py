@@ -2,6 +2,10 @@
 
 The cursor is a byte offset into the append-only manifest, so a tick reads only what was
 appended since the previous one, however many files bronze already holds.
+
+Each reported file also carries the bronze writer's consumer lag on its table when the tick
+ran (``lag_records``, ``lag_seconds``; see `binlake.consumer_lag`): how far bronze is behind
+Kafka, which files arriving do not show.
 """
 
 import re
@@ -9,12 +13,13 @@ from typing import Any
 
 import dagster as dg
 
+from binlake.consumer_lag import TableLag
 from binlake.errors import ConfigurationError
 from binlake.manifest import ManifestEntry
 from binlake.settings import Settings
 from compactor.rewrite import ROTATION_REASON as COMPACTION_REASON
 from dagster_defs.keys import bronze_key
-from dagster_defs.resources import BronzeLake
+from dagster_defs.resources import BronzeLake, ConsumerLagSource
 
 MANIFEST_SENSOR_NAME = "bronze_manifest_sensor"
 
@@ -55,6 +60,19 @@ def entry_metadata(entry: ManifestEntry, manifest_offset: int) -> dict[str, Any]
     return metadata
 
 
+def lag_metadata(lag: TableLag | str) -> dict[str, Any]:
+    """The consumer lag as event metadata. `lag_records` is a lower bound when
+    `lag_records_exact` is False; both figures are null when `lag_state` is not "ok"."""
+    if isinstance(lag, str):
+        return {"lag_state": lag, "lag_records": None, "lag_seconds": None}
+    return {
+        "lag_state": lag.state,
+        "lag_records": lag.records,
+        "lag_records_exact": lag.exact,
+        "lag_seconds": None if lag.seconds is None else dg.MetadataValue.float(lag.seconds),
+    }
+
+
 def build_manifest_sensor(
     settings: Settings, partitions: dg.HourlyPartitionsDefinition
 ) -> dg.SensorDefinition:
@@ -74,7 +92,9 @@ def build_manifest_sensor(
         "bronze file as a materialization of its table's hourly partition.",
     )
     def bronze_manifest_sensor(
-        context: dg.SensorEvaluationContext, bronze_lake: BronzeLake
+        context: dg.SensorEvaluationContext,
+        bronze_lake: BronzeLake,
+        consumer_lag: ConsumerLagSource,
     ) -> dg.SensorResult:
         cursor = parse_cursor(context.cursor)
         size = bronze_lake.manifest_size()
@@ -89,7 +109,7 @@ def build_manifest_sensor(
         # Capped, so a cold start over a long manifest is spread over several ticks instead of
         # one tick storing every event at once.
         entries, next_cursor = bronze_lake.read_manifest_since(cursor, max_entries)
-        events: list[dg.AssetMaterialization] = []
+        reported: list[ManifestEntry] = []
         skipped_tables: dict[str, int] = {}
         compactions = expiries = 0
         for entry in entries:
@@ -119,14 +139,17 @@ def build_manifest_sensor(
                     "(BINLAKE_DAGSTER__PARTITIONS_START) earlier to report such hours."
                 )
                 continue
-            events.append(
-                dg.AssetMaterialization(
-                    asset_key=bronze_key(entry.table),
-                    partition=entry.partition_key,
-                    description=f"bronze file {entry.path}",
-                    metadata=entry_metadata(entry, next_cursor),
-                )
+            reported.append(entry)
+        lags = consumer_lag.measure(sorted({e.table for e in reported})) if reported else {}
+        events = [
+            dg.AssetMaterialization(
+                asset_key=bronze_key(entry.table),
+                partition=entry.partition_key,
+                description=f"bronze file {entry.path}",
+                metadata={**entry_metadata(entry, next_cursor), **lag_metadata(lags[entry.table])},
             )
+            for entry in reported
+        ]
         for table, count in sorted(skipped_tables.items()):
             context.log.info(f"skipped {count} bronze file(s) of {table}: not in settings.tables")
         if next_cursor == cursor and not events:

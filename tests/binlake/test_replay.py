@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from binlake.bronze_coverage import PartitionFiles
-from binlake.consumer_groups import GroupMembers, first_offset_at_or_after
+from binlake.consumer_groups import GroupMembers
 from binlake.errors import GroupInUseError, ReplayError
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.replay import (
@@ -75,14 +75,6 @@ def test_a_time_in_the_future_or_not_a_time_is_refused() -> None:
         parse_time("yesterday", now_ms=NOW_MS)
 
 
-def test_the_offset_of_a_time_is_the_first_record_at_or_after_it() -> None:
-    read = [(0, 100), (1, 200), (2, 200), (3, 150), (4, 300)]
-    assert first_offset_at_or_after(read, 200) == 1
-    assert first_offset_at_or_after(read, 201) == 4
-    assert first_offset_at_or_after(read, 50) == 0
-    assert first_offset_at_or_after(read, 301) is None
-
-
 def test_a_group_with_members_or_rebalancing_is_in_use() -> None:
     assert not GroupMembers("g", "EMPTY", ()).active
     assert GroupMembers("g", "STABLE", ()).active  # Tansu lists no members of a stable group
@@ -129,6 +121,7 @@ class FakeKafka:
     by_time: dict[int, int] = field(default_factory=lambda: {0: 12, 1: 3})
     starts: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0})
     state: str = "EMPTY"
+    not_records: dict[int, set[int]] = field(default_factory=dict)  # markers, aborted records
     resets: list[dict[int, int]] = field(default_factory=list)
 
     def partitions(self, topic: str) -> list[int]:
@@ -150,6 +143,9 @@ class FakeKafka:
 
     def offset_for_time(self, topic: str, partition: int, time_ms: int) -> int:
         return self.by_time[partition]
+
+    def records_between(self, topic: str, partition: int, start: int, end: int) -> int:
+        return len([o for o in range(start, end) if o not in self.not_records.get(partition, ())])
 
     def reset(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         self.resets.append(dict(offsets))
@@ -200,6 +196,18 @@ def test_bad_plans_name_what_is_wrong(lake) -> None:
         plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka)
     with pytest.raises(ReplayError, match="exactly one of"):
         plan_replay(settings, "shop.orders", kafka=kafka)
+
+
+def test_moving_the_bronze_writer_past_only_markers_is_not_moving_it_forward(lake) -> None:
+    # Bronze holds 0..39 and the writer committed 40; 40 is a commit marker, 41, 42 aborted
+    # records and 43 their abort marker: the end of the topic, 44, skips no record.
+    settings, _ = lake
+    kafka = FakeKafka(ends={0: 44, 1: 7}, not_records={0: {40, 41, 42, 43}})
+    plan = plan_replay(settings, "shop.orders", from_offsets={0: 44}, kafka=kafka)
+    assert plan.targets == {0: 44}
+    kafka.not_records = {0: {40, 41}}  # 42 and 43 are records: moving there would skip them
+    with pytest.raises(ReplayError, match="would leave offsets 40..43 out of bronze"):
+        plan_replay(settings, "shop.orders", from_offsets={0: 44}, kafka=kafka)
 
 
 def test_another_group_moves_as_asked_with_bronze_aside(lake) -> None:

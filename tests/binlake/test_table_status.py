@@ -60,3 +60,21 @@ def test_unreachable_connect_without_a_sensor_state(settings):  # noqa: F811
     assert "no response" in (status.error or "")
     assert status.stopped_for_s is None
     assert "not seen by the connector_health sensor yet" in status.stopped_text()
+
+
+def test_the_lag_columns_say_why_a_figure_is_missing():
+    from binlake.consumer_lag import table_lag
+    from binlake.table_status import TableStatus, _lag_fields
+
+    def status(lag) -> TableStatus:
+        return TableStatus("shop.orders", 3, 1, "f.parquet", 5.0, 3, **_lag_fields(lag))
+
+    behind = table_lag("shop.orders", "binlake.shop.orders", "g", [])
+    assert (status(behind).lag_records_text(), status(behind).lag_seconds_text()) == ("0", "0 s")
+    none = status(table_lag("shop.orders", "binlake.shop.orders", "g", None))
+    assert (none.lag_records_text(), none.lag_seconds_text()) == ("no topic", "no topic")
+    down = status("unknown: broker down")
+    assert (down.lag_records, down.lag_seconds) == (None, None)
+    assert down.lag_records_text() == "unknown: broker down"
+    at_least = TableStatus("t", None, 0, None, None, None, "ok", 10_000, False, 61.4)
+    assert (at_least.lag_records_text(), at_least.lag_seconds_text()) == (">= 10000", "61 s")

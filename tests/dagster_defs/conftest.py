@@ -12,10 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from binlake import bronze_layout as bl
+from binlake.consumer_lag import TableLag, table_lag
 from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings, load_settings
 from binlake.storage import LakeStorage
-from dagster_defs.resources import MYSQL_SOURCE, MySQLSource, build_resources
+from dagster_defs.resources import (
+    CONSUMER_LAG,
+    MYSQL_SOURCE,
+    ConsumerLagSource,
+    MySQLSource,
+    build_resources,
+)
 
 # Debezium's view of the demo shop tables as bronze stores them.
 TABLE_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
@@ -194,6 +201,40 @@ class FakeMySQLSource(MySQLSource):
         raise NotImplementedError("the fake source answers count_rows only")
 
 
+class FakeConsumerLag(ConsumerLagSource):
+    """Stands in for Kafka in unit tests: per table, seconds and records the bronze writer is
+    behind; a table with neither has no topic."""
+
+    seconds: dict[str, float]
+    records: dict[str, int]
+
+    def measure(self, tables) -> dict[str, TableLag | str]:
+        lags: dict[str, TableLag | str] = {}
+        for table in tables:
+            topic = f"{self.topic_prefix}.{table}"
+            if table not in self.seconds and table not in self.records:
+                lags[table] = table_lag(table, topic, self.group, None)
+                continue
+            records = self.records.get(table, 0)
+            lags[table] = TableLag(
+                table, topic, self.group, "ok", records, True, records,
+                self.seconds.get(table), None, None,
+            )  # fmt: skip
+        return lags
+
+
+def consumer_lag(
+    seconds: dict[str, float] | None = None, records: dict[str, int] | None = None
+) -> FakeConsumerLag:
+    return FakeConsumerLag(
+        bootstrap_servers="fake:9092",
+        group="binlake-bronze",
+        topic_prefix="binlake",
+        seconds=seconds or {},
+        records=records or {},
+    )
+
+
 @pytest.fixture
 def fake_mysql() -> Callable[[dict[str, int]], MySQLSource]:
     def make(counts: dict[str, int], commit_age_seconds: float | None = None) -> MySQLSource:
@@ -221,6 +262,7 @@ def resources(settings: Settings, fake_mysql) -> Callable[..., dict[str, Any]]:
         return {
             **build_resources(settings),
             MYSQL_SOURCE: fake_mysql(counts or {}, commit_age_seconds),
+            CONSUMER_LAG: consumer_lag(),
         }
 
     return make

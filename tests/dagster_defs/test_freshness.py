@@ -28,7 +28,8 @@ from dagster_defs.freshness import (
     measure_lag,
 )
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
-from dagster_defs.resources import MYSQL_SOURCE, MySQLSource, build_resources
+from dagster_defs.resources import CONSUMER_LAG, MYSQL_SOURCE, MySQLSource, build_resources
+from tests.dagster_defs.conftest import consumer_lag
 
 TABLE = "shop.orders"
 ITEMS = "shop.order_items"
@@ -155,6 +156,41 @@ def test_the_verdict_compares_the_figure_with_the_slo():
     assert "UPDATE_TIME is NULL" in unknown.description
 
 
+def test_a_bronze_writer_behind_by_more_than_the_slo_fails_though_files_keep_arriving():
+    target = FreshnessTarget(silver_key(TABLE), "silver", 120.0, (TABLE,))
+    # The source-side figure says caught up: the newest commit S is held.
+    caught_up = measure_lag(T0 + 100, {TABLE: T0 + 90}, {TABLE: T0 + 90})
+    behind = consumer_lag(seconds={TABLE: 150.0}, records={TABLE: 4000}).measure([TABLE])
+    outcome = judge_freshness(target, caught_up, behind)
+    assert not outcome.passed
+    m = meta(outcome.metadata)
+    assert (m["lag_seconds"], m["consumer_lag_seconds"], m["consumer_lag_records"]) == (
+        150.0,
+        150.0,
+        "4000",
+    )
+    assert outcome.description.startswith(
+        "silver is at least 150 s behind shop.orders (SLO 120 s): the bronze writer is 150 s "
+        "behind the newest source commit in Kafka on shop.orders (4000 record(s) not in bronze)."
+    )
+    within = consumer_lag(seconds={TABLE: 30.0}, records={TABLE: 12}).measure([TABLE])
+    assert judge_freshness(target, caught_up, within).passed
+    # A larger source-side figure decides; the consumer lag is still named.
+    late = measure_lag(T0 + 400, {TABLE: T0 + 90}, {TABLE: T0})
+    named = judge_freshness(target, late, within)
+    assert not named.passed and meta(named.metadata)["lag_seconds"] == pytest.approx(400)
+    assert named.description.endswith(
+        "Consumer lag: the bronze writer is 30 s behind the newest source commit in Kafka on "
+        "shop.orders (12 record(s) not in bronze)."
+    )
+    # No topic (or no commit, or a broker that did not answer): the first figure alone.
+    unknown = consumer_lag().measure([TABLE])
+    assert unknown[TABLE].state == "no topic"
+    alone = judge_freshness(target, caught_up, unknown)
+    assert alone.passed and "consumer_lag_seconds" not in alone.metadata
+    assert judge_freshness(target, caught_up, {TABLE: "unknown: broker down"}).passed
+
+
 # -- Dagster's freshness policy -------------------------------------------------------------------
 
 
@@ -185,7 +221,7 @@ def run_check(
     result = dg.materialize(
         [*build_bronze_specs(settings, hourly_partitions(settings)), check],
         selection=dg.AssetSelection.checks(*check.check_keys),
-        resources={**build_resources(settings), MYSQL_SOURCE: mysql},
+        resources={**build_resources(settings), MYSQL_SOURCE: mysql, CONSUMER_LAG: consumer_lag()},
         instance=instance,
     )
     assert result.success
@@ -294,7 +330,7 @@ def tick(
         instance=instance,
         cursor=cursor,
         repository_def=defs.get_repository_def(),
-        resources={**build_resources(settings), MYSQL_SOURCE: mysql},
+        resources={**build_resources(settings), MYSQL_SOURCE: mysql, CONSUMER_LAG: consumer_lag()},
     )
     result = sensor(context)
     assert isinstance(result, dg.SensorResult)
@@ -321,7 +357,11 @@ def test_the_sensor_evaluates_every_layer_without_a_run(settings, bronze):
             == {("bronze", FRESHNESS_CHECK)}
         ]
         + [silver, gold],
-        resources={**build_resources(settings), MYSQL_SOURCE: source()},
+        resources={
+            **build_resources(settings),
+            MYSQL_SOURCE: source(),
+            CONSUMER_LAG: consumer_lag(),
+        },
     )
     mysql = source(shop__orders=T0, shop__order_items=T0 + 10)
     with dg.DagsterInstance.ephemeral() as instance:
@@ -388,7 +428,11 @@ def test_the_sensor_skips_without_freshness_checks(settings):
         context = dg.build_sensor_context(
             instance=instance,
             repository_def=defs.get_repository_def(),
-            resources={**build_resources(settings), MYSQL_SOURCE: source()},
+            resources={
+                **build_resources(settings),
+                MYSQL_SOURCE: source(),
+                CONSUMER_LAG: consumer_lag(),
+            },
         )
         result = sensor(context)
     assert isinstance(result, dg.SkipReason)

@@ -7,6 +7,8 @@ from binlake.settings import load_settings
 from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME, parse_cursor
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key
+from dagster_defs.resources import CONSUMER_LAG
+from tests.dagster_defs.conftest import consumer_lag
 
 
 @pytest.fixture
@@ -75,6 +77,23 @@ def test_first_tick_reports_each_entry_then_nothing_then_new_entries(bronze, tic
         (bronze_key("shop.products"), fourth.path)
     ]
     assert int(later.cursor) > int(result.cursor)
+
+
+def test_reported_files_carry_the_bronze_writers_consumer_lag(settings, bronze, resources):
+    bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
+    bronze.write("shop.customers", [bronze.change("r", 0, id=7, name="Ada")])
+    sensor = build_definitions(settings).resolve_sensor_def(MANIFEST_SENSOR_NAME)
+    lag = consumer_lag(seconds={"shop.orders": 42.5}, records={"shop.orders": 17})
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(
+            instance=instance, resources={**resources(), CONSUMER_LAG: lag}
+        )
+        orders, customers = sensor(context).asset_events
+    meta = {k: v.value for k, v in orders.metadata.items()}
+    assert (meta["lag_state"], meta["lag_records"], meta["lag_seconds"]) == ("ok", 17, 42.5)
+    assert meta["lag_records_exact"] is True
+    meta = {k: v.value for k, v in customers.metadata.items()}
+    assert (meta["lag_state"], meta["lag_records"], meta["lag_seconds"]) == ("no topic", None, None)
 
 
 def test_a_line_still_being_written_waits_for_the_next_tick(bronze, tick):
@@ -173,15 +192,23 @@ def test_compactions_and_retention_lines_are_not_reported_a_rewritten_lost_file_
     small = bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
     cursor = tick(None).cursor
     compacted = dataclasses.replace(
-        small, path=small.path + ".compacted", rotation_reason="compaction",
+        small,
+        path=small.path + ".compacted",
+        rotation_reason="compaction",
         supersedes=[small.path],
     )
     rewritten = dataclasses.replace(
-        small, path=small.path + ".again", rotation_reason="bronze_boundary",
+        small,
+        path=small.path + ".again",
+        rotation_reason="bronze_boundary",
         supersedes=[compacted.path],
     )
     expired = dataclasses.replace(
-        small, path="", rows=0, bytes=0, rotation_reason="retention",
+        small,
+        path="",
+        rows=0,
+        bytes=0,
+        rotation_reason="retention",
         supersedes=[rewritten.path],
     )
     for entry in (compacted, rewritten, expired):
