@@ -114,8 +114,8 @@ class KafkaBroker:
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "--cluster-id",
-                cluster_id,
+                # One argument: a random id may start with "-" (1 in 64), read as an option.
+                f"--cluster-id={cluster_id}",
                 "--config",
                 str(self.config_file),
             ],
