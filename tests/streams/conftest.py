@@ -1,7 +1,8 @@
-"""Helpers for the bronze worker tests: Debezium-shaped records, free ports, each test's own names
-on the session's Kafka broker (fixture `kafka`), and (fixture `bronze_kit`) what the crash and rebalance tests share: real `binlake worker`
-processes, a producer thread writing changes for as long as a test runs, and the exactly-once
-check of bronze against every offset the broker acknowledged.
+"""Helpers for the bronze worker tests: Debezium-shaped records, free ports, each test's own
+names on the session's Kafka broker (fixture `kafka`), and (fixture `bronze_kit`) what the crash
+and rebalance tests share: real `binlake worker` processes, a producer thread writing changes
+for as long as a test runs, and the exactly-once check of bronze against every offset the
+broker acknowledged.
 
 Records are built the way Kafka Connect's JsonConverter (schemas.enable=true) writes Debezium
 3.0 MySQL change events: compact `{"schema": ..., "payload": ...}` JSON bytes.
