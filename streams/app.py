@@ -508,7 +508,10 @@ def create_app(
         web_enabled=bool(bronze.web_port),
         web_port=bronze.web_port or 6066,
         web_bind="127.0.0.1",
-        broker_session_timeout=10,  # Tansu: the default 60 s makes group joins take 30 s+
+        # How long a crashed or frozen worker keeps its partitions before the group coordinator
+        # evicts it and a survivor takes them over: Faust's default 60 s would stall them a
+        # minute. 10 s is 10 heartbeats, above the broker's group.min.session.timeout.ms (6 s).
+        broker_session_timeout=10,
         broker_heartbeat_interval=1,
         broker_commit_interval=1.0,
         broker_commit_every=1000,

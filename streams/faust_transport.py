@@ -25,12 +25,6 @@ CDC topics found so far, and `BronzeApp.on_start` waits for the first one.
 Debezium's records in transactions (exactly-once source, KIP-618), and a record of a transaction
 aborted by a crashed worker must never reach bronze. Faust ties that isolation level to its own
 exactly-once mode, which would also make the dead-letter producer transactional.
-
-`LeavingGroupCoordinator` makes a stopping worker leave its consumer group on Tansu too. Tansu
-numbers a group's first generation 0, aiokafka sends LeaveGroup only from generation 1 on, and
-Tansu never expires the silent member: the group stayed "Stable" with a member long gone, and
-Kafka's admin API (and any commit from outside the group) refused to move its offsets for good,
-so `binlake replay` could never reset the bronze writer's group after the worker had run once.
 """
 
 from __future__ import annotations
@@ -41,30 +35,11 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import aiokafka.consumer.consumer as aiokafka_consumer
-from aiokafka.consumer.group_coordinator import GroupCoordinator, LeaveGroupRequest
-from aiokafka.errors import KafkaError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
 
-
-class LeavingGroupCoordinator(GroupCoordinator):
-    """aiokafka's group coordinator, leaving the group at generation 0 as well (Tansu)."""
-
-    async def _maybe_leave_group(self) -> None:
-        if self.generation == 0 and self._group_instance_id is None:
-            try:
-                await self._send_req(LeaveGroupRequest(self.group_id, self.member_id))
-            except KafkaError as err:
-                log.error("LeaveGroup request (generation 0) failed: %s", err)
-            else:
-                log.info("LeaveGroup request (generation 0) succeeded")
-        await super()._maybe_leave_group()
-
-
-# aiokafka's consumer builds its coordinator from this module-level name when it starts.
-aiokafka_consumer.GroupCoordinator = LeavingGroupCoordinator  # type: ignore[misc]
 
 # Yield to the event loop after this many messages of one fetch (Faust's own figure).
 YIELD_EVERY_MESSAGES = 100

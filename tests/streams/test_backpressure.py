@@ -202,7 +202,7 @@ def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, m
     assert offsets_in(lake) == Counter({(0, o): 1 for o in range(4)})
 
 
-# -- integration: the real worker against Tansu ------------------------------------------------
+# -- integration: the real worker against a real Kafka broker ----------------------------------
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -226,22 +226,24 @@ def manifest_last_offsets(manifest_file: Path, topic: str) -> dict[int, int]:
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
-    tmp_path, tansu, dbz, processes, bronze_kit
+    tmp_path, kafka, dbz, processes, bronze_kit
 ):
-    committed_offsets = bronze_kit.committed_offsets
+    def committed_offsets(admin: Any, topic: str, partitions: int) -> dict[int, int]:
+        return bronze_kit.committed_offsets(admin, topic, partitions, kafka.group)
+
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    orders = dbz.table()
+    orders = kafka.table()
     partitions = 2
-    admin = AdminClient({"bootstrap.servers": tansu})
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(orders.topic, partitions, 1)])[orders.topic].result(10)
     lake_dir = tmp_path / "lake"
     lake = LakeStorage.from_url(str(lake_dir))
     log = tmp_path / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
     env.update(
-        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=tansu,
+        kafka.env(),
         BINLAKE_STORAGE_URL=str(lake_dir),
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
@@ -259,7 +261,7 @@ def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
         )
     wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
 
-    producer = Producer({"bootstrap.servers": tansu, "linger.ms": 0})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
     produced: set[tuple[int, int]] = set()
 
     def delivered(err: Any, msg: Any) -> None:

@@ -3,7 +3,7 @@
 Unit tests drive `BronzeWorker` with each kind mixed between good records and check, per offset,
 that it went to bronze or to the dead letters, never both, never neither. The Faust runtime is
 driven through `agent.test_context()` to check that a dead letter is acked only once it is on the
-dead-letter topic. The integration test runs the real worker against a real Tansu broker.
+dead-letter topic. The integration test runs the real worker against a real Kafka broker.
 """
 
 from __future__ import annotations
@@ -585,10 +585,7 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
     assert not app.bronze._unpublished and not app.bronze._held
 
 
-# -- integration: the real worker against Tansu ------------------------------------------------
-
-DEAD_LETTER_TOPIC = "binlake.dead-letter"
-GROUP = "binlake-bronze"
+# -- integration: the real worker against a real Kafka broker ----------------------------------
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -611,28 +608,16 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
-def worker_env(tmp_path: Path, bootstrap: str, **extra: str) -> dict[str, str]:
+def worker_env(tmp_path: Path, kafka: Any, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
     env.update(
-        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        kafka.env(),
         BINLAKE_STORAGE_URL=str(tmp_path / "lake"),
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
         **extra,
     )
     return env
-
-
-def committed_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    request = ConsumerGroupTopicPartitions(
-        GROUP, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = admin.list_consumer_group_offsets([request])[GROUP].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
@@ -648,8 +633,8 @@ def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
             "fetch.wait.max.ms": 50,
         }
     )
-    # Assigned, not subscribed: a group join on Tansu takes seconds. The dead-letter topic has
-    # one partition (see streams.app.ensure_dead_letter_topic).
+    # Assigned, not subscribed: no group join to wait for. The dead-letter topic has one
+    # partition (see streams.app.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     messages: list[Any] = []
     try:
@@ -673,24 +658,24 @@ def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_the_worker_dead_letters_every_bad_record_and_keeps_every_good_one(
-    tmp_path, tansu, dbz, processes
+    tmp_path, kafka, dbz, processes, bronze_kit
 ):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    orders = dbz.table()
+    orders = kafka.table()
     partitions = 2
-    admin = AdminClient({"bootstrap.servers": tansu})  # kept alive until the result is in
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})  # kept alive until the result is in
     admin.create_topics([NewTopic(orders.topic, partitions, 1)])[orders.topic].result(10)
     log = tmp_path / "worker.log"
-    env = worker_env(tmp_path, tansu, BINLAKE_BRONZE__MAX_MESSAGE_BYTES=str(MAX_MESSAGE_BYTES))
+    env = worker_env(tmp_path, kafka, BINLAKE_BRONZE__MAX_MESSAGE_BYTES=str(MAX_MESSAGE_BYTES))
     worker = processes.add(start_worker(env, log))
     wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
 
     # Good records with every kind of bad one (that the subscription lets in) between them.
     built = {kind: make(orders) for kind, make in BAD_KINDS.items()}
     kinds = {kind: b for kind, b in built.items() if b[0] == orders.topic}
-    producer = Producer({"bootstrap.servers": tansu, "linger.ms": 0})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
     produced: dict[tuple[int, int], dict[str, Any]] = {}
 
     def produce(partition: int, key, value, *, kind: str = "", headers=None) -> None:
@@ -738,7 +723,12 @@ def test_the_worker_dead_letters_every_bad_record_and_keeps_every_good_one(
         return Counter({(p, o): n for (_, p, o), n in dead_letter_offsets(lake_dir).items()})
 
     wait_for(lambda: set(bronze()) | set(dead()) == set(produced), 90, "every offset", log)
-    wait_for(lambda: committed_offsets(tansu, orders.topic, partitions) == ends, 60, "commits", log)
+    wait_for(
+        lambda: bronze_kit.committed_offsets(admin, orders.topic, partitions, kafka.group) == ends,
+        60,
+        "commits",
+        log,
+    )
     assert worker.poll() is None, "the worker must keep running"
 
     # Per offset: consumed = written to bronze + dead-lettered, each exactly once in one of them.
@@ -747,7 +737,7 @@ def test_the_worker_dead_letters_every_bad_record_and_keeps_every_good_one(
     assert all(n == 1 for n in in_bronze.values()) and all(n == 1 for n in in_dead.values())
 
     # The dead-letter topic holds one message per bad record: original bytes, where and why.
-    messages = read_topic(tansu, DEAD_LETTER_TOPIC, len(bad), log)
+    messages = read_topic(kafka.bootstrap, kafka.dead_letter_topic, len(bad), log)
     assert len(messages) == len(bad)
     by_offset = {}
     for message in messages:
@@ -758,9 +748,11 @@ def test_the_worker_dead_letters_every_bad_record_and_keeps_every_good_one(
     assert set(by_offset) == set(bad)
     for where, sent in bad.items():
         key, value, headers = by_offset[where]
-        if sent["value"] is None:  # sent as b"" (Kafka needs a key or a value), marked as null
-            assert not value and b"value" in headers[HEADER_NULL]  # Tansu reads b"" as null
-            value = None
+        if sent["value"] is None:
+            assert b"value" in headers[HEADER_NULL]
+            if sent["key"] is None:  # sent as b"" (a client needs a key or a value)
+                assert value == b""
+                value = None
         assert (key, value) == (sent["key"], sent["value"]), sent["kind"]
         assert headers["trace-id"] == sent["kind"].encode()
         expected_reason = kinds[sent["kind"]][2]

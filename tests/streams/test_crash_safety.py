@@ -1,9 +1,9 @@
 """The bronze worker SIGKILLed again and again while changes keep coming: nothing lost, nothing
 twice.
 
-A real Tansu broker, a 3-partition CDC topic, a producer thread writing Debezium changes for the
-whole test, and the real worker (`python -m binlake worker`) killed with SIGKILL over and over,
-restarted after each kill:
+A real Kafka broker (the test session's), a 3-partition CDC topic, a producer thread writing
+Debezium changes for the whole test, and the real worker (`python -m binlake worker`) killed
+with SIGKILL over and over, restarted after each kill:
 
 * by the test, at a random moment (during start-up and the group join, or while it writes);
 * by itself, at each failpoint of `binlake.failpoints` (`BINLAKE_FAILPOINTS`): half-way through
@@ -14,10 +14,10 @@ After the last restart, with the producer stopped, the manifest must cover each 
 offsets 0..N-1 exactly once, each listed file must hold exactly its offsets (with what was
 produced there), and no bronze Parquet file may be on disk outside the manifest.
 
-Restarts are what takes the time (Tansu needs ~5 s to join a group and ~3 s to sync it). The
-worker is a static group member (Faust reads `CONSUMER_GROUP_INSTANCE_ID`), so a restarted
-worker takes over its dead predecessor's membership at once instead of waiting for its session
-to time out (that would add ~10 s per restart).
+Restarts are what takes the time. The worker is a static group member (Faust reads
+`CONSUMER_GROUP_INSTANCE_ID`), so a restarted worker takes over its dead predecessor's
+membership at once instead of waiting for its session to time out (that would add up to
+`broker_session_timeout`, 10 s, per restart).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake import failpoints
@@ -39,7 +38,6 @@ from binlake import failpoints
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 PARTITIONS = 3
-GROUP = "binlake-bronze"
 KILLS_PER_FAILPOINT = 3
 KILLS_WHILE_WRITING = 5  # by the test, at a random moment once the worker is processing
 KILLS_WHILE_STARTING = 3  # by the test, at a random moment of start-up or the group join
@@ -55,7 +53,7 @@ def _plan(rng: random.Random) -> list[str]:
 
 
 def test_sigkilled_worker_keeps_every_offset_exactly_once(
-    tmp_path: Path, tansu: str, dbz, processes, bronze_kit
+    tmp_path: Path, kafka, processes, bronze_kit
 ) -> None:
     kit = bronze_kit
     began = time.monotonic()
@@ -63,20 +61,20 @@ def test_sigkilled_worker_keeps_every_offset_exactly_once(
     rng = random.Random(seed)
     print(f"\ncrash test seed {seed} (set BINLAKE_CRASH_SEED to replay the plan)")
 
-    orders = dbz.table()
-    admin = AdminClient({"bootstrap.servers": tansu})
+    orders = kafka.table()
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(orders.topic, PARTITIONS, 1)])[orders.topic].result(10)
     lake_dir = tmp_path / "lake"
     env = kit.worker_env(
-        tansu,
+        kafka,
         lake_dir,
         tmp_path / "state",
         BINLAKE_BRONZE__FLUSH_ROWS="200",
         BINLAKE_BRONZE__FLUSH_SECONDS="0.5",
-        CONSUMER_GROUP_INSTANCE_ID="bronze-crash-test",
+        CONSUMER_GROUP_INSTANCE_ID=f"{kafka.group}-member",
     )
 
-    producer = kit.ChangeProducer(tansu, orders, PARTITIONS, rows_per_second=70)
+    producer = kit.ChangeProducer(kafka.bootstrap, orders, PARTITIONS, rows_per_second=70)
     producer.start()
     kills: Counter[str] = Counter()
     logs: list[Path] = []
@@ -93,8 +91,9 @@ def test_sigkilled_worker_keeps_every_offset_exactly_once(
                 time.sleep(rng.uniform(0.5, 10.0))
             elif kind == "kill:writing":
                 kit.wait_for(
-                    lambda w=worker, lg=log: kit.WORKER_READY in kit.log_text(lg)
-                    or w.poll() is not None,
+                    lambda w=worker, lg=log: (
+                        kit.WORKER_READY in kit.log_text(lg) or w.poll() is not None
+                    ),
                     90,
                     "the worker to be ready",
                     [log],
@@ -140,14 +139,7 @@ def test_sigkilled_worker_keeps_every_offset_exactly_once(
     assert processes.stop(worker) == 0, kit.log_text(log)[-4000:]
 
     summary = kit.assert_exactly_once(lake_dir, orders.topic, producer.delivered)
-    committed = admin.list_consumer_group_offsets(
-        [
-            ConsumerGroupTopicPartitions(
-                GROUP, [TopicPartition(orders.topic, p) for p in range(PARTITIONS)]
-            )
-        ]
-    )[GROUP].result(10)
-    assert {tp.partition: tp.offset for tp in committed.topic_partitions} == counts
+    assert kit.committed_offsets(admin, orders.topic, PARTITIONS, kafka.group) == counts
 
     print(f"SIGKILLs per cause: {dict(sorted(kills.items()))} (total {sum(kills.values())})")
     print(

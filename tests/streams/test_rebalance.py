@@ -1,8 +1,9 @@
 """Two bronze workers in one consumer group; one of them stops mid-stream.
 
-A real Tansu broker, a 4-partition CDC topic, a producer thread writing Debezium changes for the
-whole test, and two real `python -m binlake worker` processes, a and b, in the default (dynamic)
-group membership. Once each owns two partitions and b has written some of its own, b is stopped:
+A real Kafka broker (the test session's), a 4-partition CDC topic, a producer thread writing
+Debezium changes for the whole test, and two real `python -m binlake worker` processes, a and b,
+in the default (dynamic) group membership. Once each owns two partitions and b has written some
+of its own, b is stopped:
 
 * `sigterm`: b flushes what it buffered, commits, leaves the group; a takes over at once;
 * `sigkill`: b dies with rows buffered; the group notices when its session times out;
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake.manifest import Manifest
@@ -39,7 +39,6 @@ from cdc.envelope import decode_change
 from streams.partition_writer import PartitionWriter, RotationReason
 
 PARTITIONS = 4
-GROUP = "binlake-bronze"
 ALL = set(range(PARTITIONS))
 FLUSH_SECONDS = 5
 
@@ -52,17 +51,17 @@ FLUSH_SECONDS = 5
     ids=["sigterm", "sigkill", "sigstop"],
 )
 def test_survivor_takes_over_and_bronze_stays_exactly_once(
-    tmp_path: Path, tansu: str, dbz, processes, bronze_kit, stop_signal: signal.Signals
+    tmp_path: Path, kafka, processes, bronze_kit, stop_signal: signal.Signals
 ) -> None:
     kit = bronze_kit
     began = time.monotonic()
-    orders = dbz.table()
+    orders = kafka.table()
     topic = orders.topic
-    admin = AdminClient({"bootstrap.servers": tansu})
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
     lake_dir = tmp_path / "lake"
     env = kit.worker_env(
-        tansu,
+        kafka,
         lake_dir,
         tmp_path / "state",
         BINLAKE_BRONZE__FLUSH_ROWS="1000",
@@ -82,14 +81,16 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
         now = coverage()
         return all(now.get(p, 0) >= since.get(p, 0) + by for p in partitions)
 
-    producer = kit.ChangeProducer(tansu, orders, PARTITIONS, rows_per_second=70)
+    producer = kit.ChangeProducer(kafka.bootstrap, orders, PARTITIONS, rows_per_second=70)
     producer.start()
     workers = []
     b = None
     try:
         a = processes.add(kit.start_worker(env, logs["a"]))
         workers.append(("a", a))
-        kit.wait_for(lambda: assignment("a") == ALL, 90, "worker a to own every partition", all_logs)
+        kit.wait_for(
+            lambda: assignment("a") == ALL, 90, "worker a to own every partition", all_logs
+        )
         b = processes.add(kit.start_worker(env, logs["b"]))
         kit.wait_for(
             lambda: len(assignment("a")) == 2 and len(assignment("b")) == 2,
@@ -104,8 +105,10 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
             kit.wait_for(lambda r=reached: advanced(r, b_partitions), 60, "b to write", all_logs)
         # a moment late in b's flush cycle: it has buffered rows
         time.sleep(random.uniform(0.5, 0.85) * FLUSH_SECONDS)
-        print(f"\nb owns {sorted(b_partitions)}; manifest at {coverage()} "
-              f"({time.monotonic() - began:.0f}s); sending {stop_signal.name}")
+        print(
+            f"\nb owns {sorted(b_partitions)}; manifest at {coverage()} "
+            f"({time.monotonic() - began:.0f}s); sending {stop_signal.name}"
+        )
 
         os.kill(b.pid, stop_signal)  # by PID: the process this test started
         if stop_signal == signal.SIGSTOP:
@@ -116,7 +119,8 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
             if stop_signal == signal.SIGTERM:
                 assert b.returncode == 0, kit.log_text(logs["b"])[-4000:]
                 flushed = [
-                    line for line in kit.log_text(logs["b"]).splitlines()
+                    line
+                    for line in kit.log_text(logs["b"]).splitlines()
                     if "shutdown: flushed" in line
                 ]
                 print(f"b: {flushed[-1].split('] ')[-1]}")
@@ -131,8 +135,10 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
             "a to write b's former partitions",
             all_logs,
         )
-        print(f"a owns every partition {took_over:.1f}s after the {stop_signal.name}; "
-              f"manifest at {coverage()}")
+        print(
+            f"a owns every partition {took_over:.1f}s after the {stop_signal.name}; "
+            f"manifest at {coverage()}"
+        )
 
         if stop_signal == signal.SIGSTOP:
             os.kill(b.pid, signal.SIGCONT)
@@ -144,14 +150,17 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
             rejoined = "c"
         # a gives up two partitions while it is writing them
         kit.wait_for(
-            lambda: len(assignment(rejoined)) == 2
-            and assignment("a") == ALL - assignment(rejoined),
+            lambda: (
+                len(assignment(rejoined)) == 2 and assignment("a") == ALL - assignment(rejoined)
+            ),
             90,
             f"a and {rejoined} to own two partitions each",
             all_logs,
         )
-        print(f"{rejoined} joined: a owns {sorted(assignment('a'))}, {rejoined} owns "
-              f"{sorted(assignment(rejoined))} ({time.monotonic() - began:.0f}s)")
+        print(
+            f"{rejoined} joined: a owns {sorted(assignment('a'))}, {rejoined} owns "
+            f"{sorted(assignment(rejoined))} ({time.monotonic() - began:.0f}s)"
+        )
         settled = coverage()
         kit.wait_for(lambda: advanced(settled, ALL), 60, "both to write", all_logs)
     finally:
@@ -171,10 +180,7 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
         assert processes.stop(worker) == 0, kit.log_text(logs[name])[-4000:]
 
     summary = kit.assert_exactly_once(lake_dir, topic, producer.delivered)
-    committed = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(GROUP, [TopicPartition(topic, p) for p in ALL])]
-    )[GROUP].result(10)
-    assert {tp.partition: tp.offset for tp in committed.topic_partitions} == counts
+    assert kit.committed_offsets(admin, topic, PARTITIONS, kafka.group) == counts
     print(
         f"{summary.rows} records in {summary.files} files (per partition "
         f"{summary.files_per_partition}), {len(summary.temp_files)} temp files; final catch-up "
@@ -198,8 +204,12 @@ def test_a_writer_that_lost_its_partition_cannot_duplicate_or_clobber_bronze(
 
     def writer() -> PartitionWriter:  # each worker process has its own Manifest object
         return PartitionWriter(
-            orders.topic, 0, storage=storage, manifest=Manifest(storage),
-            flush_rows=1000, flush_seconds=3600.0,
+            orders.topic,
+            0,
+            storage=storage,
+            manifest=Manifest(storage),
+            flush_rows=1000,
+            flush_seconds=3600.0,
         )
 
     def feed(target: PartitionWriter, offsets: range) -> None:

@@ -1,4 +1,4 @@
-"""The real Faust worker against a real Tansu broker.
+"""The real Faust worker against a real Kafka broker.
 
 The worker starts first; the CDC topic is created afterwards (as Debezium does for a new table),
 so the worker has to discover it. Records go in through confluent-kafka, bronze comes out; after
@@ -28,7 +28,6 @@ from streams.dead_letter import dead_letter_path
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP = "binlake-bronze"
 PARTITIONS = 3
 
 
@@ -68,19 +67,19 @@ def covered(lake: LakeStorage) -> Counter:
     return seen
 
 
-def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, tansu, dbz, processes):
+def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, kafka, dbz, processes):
     lake_dir = tmp_path / "lake"
     lake = LakeStorage.from_url(str(lake_dir))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
     env.update(
-        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=tansu,
+        kafka.env(),
         BINLAKE_STORAGE_URL=str(lake_dir),
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
     )
     log = tmp_path / "worker.log"
-    orders = dbz.table()
-    admin = AdminClient({"bootstrap.servers": tansu})
-    producer = Producer({"bootstrap.servers": tansu, "linger.ms": 0})
+    orders = kafka.table()
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
     expected: set[tuple[int, int]] = set()
     dead: set[tuple[int, int]] = set()
     next_offset = [0] * PARTITIONS
@@ -135,9 +134,10 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, tans
     assert returncode == 0, log.read_text(errors="replace")[-4000:]
 
     # Every handled record (rows and the dead letter) was acked and committed.
+    group = kafka.group
     committed = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(GROUP, [TopicPartition(orders.topic, p) for p in range(3)])]
-    )[GROUP].result(10)
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(orders.topic, p) for p in range(3)])]
+    )[group].result(10)
     assert {tp.partition: tp.offset for tp in committed.topic_partitions} == dict(
         enumerate(next_offset)
     )
@@ -149,10 +149,10 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, tans
     admin.alter_consumer_group_offsets(
         [
             ConsumerGroupTopicPartitions(
-                GROUP, [TopicPartition(orders.topic, p, 0) for p in range(PARTITIONS)]
+                group, [TopicPartition(orders.topic, p, 0) for p in range(PARTITIONS)]
             )
         ]
-    )[GROUP].result(10)
+    )[group].result(10)
     produce_batch(range(2000, 2100))
     worker = processes.add(start_worker(env, log))
     try:

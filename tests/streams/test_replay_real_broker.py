@@ -1,4 +1,4 @@
-"""`binlake replay` against a real Tansu broker and the real worker (`python -m binlake worker`).
+"""`binlake replay` against a real Kafka broker and the real worker (`python -m binlake worker`).
 
 Bronze is filled first (records produced, the worker run until every offset is committed, then
 stopped), the bronze writer's group is reset with the real command, and the worker run again
@@ -30,20 +30,27 @@ REPO = Path(__file__).resolve().parents[2]
 def run_replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "binlake", "replay", "--table", "shop.orders", *args],
-        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def run_worker_until_committed(
-    kit, processes, env, admin, topic, counts, log: Path, while_running=None
+    kit, processes, env, admin, topic, group, counts, log: Path, while_running=None
 ) -> float:
     """Start the worker, wait until it committed `counts`, call `while_running`, stop it
     cleanly; seconds it ran."""
     began = time.monotonic()
     worker = processes.add(kit.start_worker(env, log))
     kit.wait_for(
-        lambda: kit.committed_offsets(admin, topic, PARTITIONS) == counts,
-        120, f"committed offsets {counts}", [log],
+        lambda: kit.committed_offsets(admin, topic, PARTITIONS, group) == counts,
+        120,
+        f"committed offsets {counts}",
+        [log],
     )
     if while_running is not None:
         while_running(env)
@@ -51,12 +58,12 @@ def run_worker_until_committed(
     return time.monotonic() - began
 
 
-def fill_bronze(tmp_path: Path, tansu: str, dbz, processes, kit, while_running=None):
+def fill_bronze(tmp_path: Path, kafka, processes, kit, while_running=None):
     """Rows 0..59 produced, then (a moment later, after `middle_ms`) rows 60..119; all in bronze."""
-    orders = dbz.table()
-    admin = AdminClient({"bootstrap.servers": tansu})
+    orders = kafka.table()
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(orders.topic, PARTITIONS, 1)])[orders.topic].result(10)
-    producer = kit.ChangeProducer(tansu, orders, PARTITIONS)
+    producer = kit.ChangeProducer(kafka.bootstrap, orders, PARTITIONS)
     for row in range(ROWS // 2):
         producer.produce_row(row)
     assert producer.producer.flush(30) == 0
@@ -69,17 +76,33 @@ def fill_bronze(tmp_path: Path, tansu: str, dbz, processes, kit, while_running=N
     counts = producer.offsets_per_partition()
     lake_dir = tmp_path / "lake"
     env = kit.worker_env(
-        tansu, lake_dir, tmp_path / "state",
-        BINLAKE_BRONZE__FLUSH_ROWS="15", BINLAKE_BRONZE__FLUSH_SECONDS="5",
+        kafka,
+        lake_dir,
+        tmp_path / "state",
+        BINLAKE_BRONZE__FLUSH_ROWS="15",
+        BINLAKE_BRONZE__FLUSH_SECONDS="5",
     )
     seconds = run_worker_until_committed(
-        kit, processes, env, admin, orders.topic, counts, tmp_path / "worker-fill.log",
+        kit,
+        processes,
+        env,
+        admin,
+        orders.topic,
+        kafka.group,
+        counts,
+        tmp_path / "worker-fill.log",
         while_running,
     )
     print(f"\nbronze filled with {counts} records in {seconds:.1f}s")
     return SimpleNamespace(
-        orders=orders, admin=admin, producer=producer, counts=counts, lake_dir=lake_dir,
-        env=env, middle_ms=middle_ms,
+        orders=orders,
+        admin=admin,
+        producer=producer,
+        counts=counts,
+        lake_dir=lake_dir,
+        env=env,
+        middle_ms=middle_ms,
+        group=kafka.group,
     )
 
 
@@ -93,10 +116,10 @@ def snapshot(lake_dir: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
-    tmp_path, tansu, dbz, processes, bronze_kit
+    tmp_path, kafka, processes, bronze_kit
 ) -> None:
     kit = bronze_kit
-    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit)
+    lake = fill_bronze(tmp_path, kafka, processes, kit)
     topic = lake.orders.topic
     files = sorted(
         live_entries(Manifest(LakeStorage.from_url(str(lake.lake_dir))).entries()),
@@ -120,13 +143,22 @@ def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
         assert str(lake.counts[partition]) in dry.stdout  # ...with the current offset
     for entry in lost:
         assert entry.path in dry.stdout.replace("\n", "")  # listed to be written again
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # dry: unchanged
+    assert (
+        kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts
+    )  # dry: unchanged
 
     reset = run_replay(lake.env, "--from-offset", f"0:{start[0]},1:{start[1]}")
     assert reset.returncode == 0, reset.stdout + reset.stderr
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == start
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == start
     seconds = run_worker_until_committed(
-        kit, processes, lake.env, lake.admin, topic, lake.counts, tmp_path / "worker-replay.log"
+        kit,
+        processes,
+        lake.env,
+        lake.admin,
+        topic,
+        lake.group,
+        lake.counts,
+        tmp_path / "worker-replay.log",
     )
 
     summary = kit.assert_exactly_once(lake.lake_dir, topic, lake.producer.delivered)
@@ -138,7 +170,7 @@ def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
 
 
 def test_replay_of_a_complete_range_leaves_bronze_unchanged(
-    tmp_path, tansu, dbz, processes, bronze_kit
+    tmp_path, kafka, processes, bronze_kit
 ) -> None:
     kit = bronze_kit
     refusals = []
@@ -146,12 +178,14 @@ def test_replay_of_a_complete_range_leaves_bronze_unchanged(
     def replay_while_the_worker_runs(env: dict[str, str]) -> None:
         refusals.append(run_replay(env, "--from-time", str(int(time.time() * 1000) - 60_000)))
 
-    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit, replay_while_the_worker_runs)
+    lake = fill_bronze(tmp_path, kafka, processes, kit, replay_while_the_worker_runs)
     [refused] = refusals
     assert refused.returncode == 1
-    assert "consumer group 'binlake-bronze' is in use" in refused.stderr.replace("\n", "")
+    assert f"consumer group '{kafka.group}' is in use" in refused.stderr.replace("\n", "")
     topic = lake.orders.topic
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # not moved
+    assert (
+        kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts
+    )  # not moved
     before = snapshot(lake.lake_dir)
     # Offsets of the first record produced after `middle_ms`, per partition.
     expected = {
@@ -161,9 +195,16 @@ def test_replay_of_a_complete_range_leaves_bronze_unchanged(
 
     reset = run_replay(lake.env, "--from-time", str(lake.middle_ms))
     assert reset.returncode == 0, reset.stdout + reset.stderr
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == expected
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == expected
     seconds = run_worker_until_committed(
-        kit, processes, lake.env, lake.admin, topic, lake.counts, tmp_path / "worker-replay.log"
+        kit,
+        processes,
+        lake.env,
+        lake.admin,
+        topic,
+        lake.group,
+        lake.counts,
+        tmp_path / "worker-replay.log",
     )
 
     assert snapshot(lake.lake_dir) == before  # manifest and files: same bytes, never rewritten
@@ -171,7 +212,7 @@ def test_replay_of_a_complete_range_leaves_bronze_unchanged(
 
 
 def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
-    tmp_path, tansu, dbz, processes, bronze_kit, monkeypatch
+    tmp_path, kafka, processes, bronze_kit, monkeypatch
 ) -> None:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
@@ -180,14 +221,17 @@ def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
     from dagster_defs.replay.resources import KafkaConsumerGroups
 
     kit = bronze_kit
-    lake = fill_bronze(tmp_path, tansu, dbz, processes, kit)
+    lake = fill_bronze(tmp_path, kafka, processes, kit)
     topic = lake.orders.topic
     # A dashboard feed that has read the whole topic (and stopped).
-    lake.admin.alter_consumer_group_offsets([
-        ConsumerGroupTopicPartitions(
-            "dashboard", [TopicPartition(topic, p, o) for p, o in lake.counts.items()]
-        )
-    ])["dashboard"].result(10)
+    dashboard = f"{kafka.group}-dashboard"
+    lake.admin.alter_consumer_group_offsets(
+        [
+            ConsumerGroupTopicPartitions(
+                dashboard, [TopicPartition(topic, p, o) for p, o in lake.counts.items()]
+            )
+        ]
+    )[dashboard].result(10)
     before = snapshot(lake.lake_dir)
     for name, value in lake.env.items():
         if name.startswith("BINLAKE_"):
@@ -195,11 +239,19 @@ def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
     job = build_replay_job(load_settings())
 
     result = job.execute_in_process(
-        run_config={"ops": {"reset_consumer_group": {"config": {
-            "table": "shop.orders", "from_time": str(lake.middle_ms), "group": "dashboard",
-            "dry_run": False,
-        }}}},
-        resources={"kafka": KafkaConsumerGroups(bootstrap_servers=tansu)},
+        run_config={
+            "ops": {
+                "reset_consumer_group": {
+                    "config": {
+                        "table": "shop.orders",
+                        "from_time": str(lake.middle_ms),
+                        "group": dashboard,
+                        "dry_run": False,
+                    }
+                }
+            }
+        },
+        resources={"kafka": KafkaConsumerGroups(bootstrap_servers=kafka.bootstrap)},
     )
 
     assert result.success
@@ -207,6 +259,8 @@ def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
         p: min(o for (q, o), (_, row) in lake.producer.delivered.items() if q == p and row >= 60)
         for p in range(PARTITIONS)
     }
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, "dashboard") == expected
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS) == lake.counts  # bronze writer's
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, dashboard) == expected
+    assert (
+        kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts
+    )  # bronze writer's
     assert snapshot(lake.lake_dir) == before
