@@ -381,9 +381,9 @@ class LocalStackSettings(BaseModel):
     )
     maven: str = Field("mvn", description="Maven executable `binlake setup` runs.")
     java: str = Field("java", description="Java 17+ executable for the broker and Kafka Connect.")
-    registry_java: str | None = Field(
-        None,
-        description="Java 21+ executable for Apicurio Registry; unset: the first Java 21+ of "
+    registry_java: str = Field(
+        "",
+        description="Java 21+ executable for Apicurio Registry; empty: the first Java 21+ of "
         "`java`, $JAVA_HOME and /usr/lib/jvm/*.",
     )
     java_heap: str = Field("1g", description="Kafka Connect -Xmx.")

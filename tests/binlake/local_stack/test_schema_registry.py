@@ -91,8 +91,8 @@ def test_without_a_setting_the_first_java_21_is_taken(tmp_path, monkeypatch):
     (home / "bin").mkdir(parents=True)
     java21 = fake_java(home / "bin" / "java", 21)
     monkeypatch.setenv("JAVA_HOME", str(home))
-    assert find_registry_java(None, fallback=java17) == java21
+    assert find_registry_java("", fallback=java17) == java21
     monkeypatch.setattr("glob.glob", lambda pattern: [])
     monkeypatch.delenv("JAVA_HOME")
     with pytest.raises(ConfigurationError, match=r"no Java 21\+ .*java17 \(Java 17\)"):
-        find_registry_java(None, fallback=java17)
+        find_registry_java("", fallback=java17)
