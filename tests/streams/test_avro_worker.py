@@ -299,7 +299,9 @@ class Encoder:
         from confluent_kafka.schema_registry.avro import AvroSerializer
 
         self.topic = topic
-        client = SchemaRegistryClient({"url": registry_url})
+        # Without a timeout the client waits forever for an answer (once, under heavy load, a
+        # registration got none); with one, a request that times out is retried.
+        client = SchemaRegistryClient({"url": registry_url, "timeout": 20})
         self._key = AvroSerializer(client, json.dumps(KEY_SCHEMA))
         self._value = AvroSerializer(client, json.dumps(VALUE_SCHEMA))
 
