@@ -381,6 +381,11 @@ class LocalStackSettings(BaseModel):
     )
     maven: str = Field("mvn", description="Maven executable `binlake setup` runs.")
     java: str = Field("java", description="Java 17+ executable for the broker and Kafka Connect.")
+    registry_java: str = Field(
+        "",
+        description="Java 21+ executable for Apicurio Registry; empty: the first Java 21+ of "
+        "`java`, $JAVA_HOME and /usr/lib/jvm/*.",
+    )
     java_heap: str = Field("1g", description="Kafka Connect -Xmx.")
     broker_heap: str = Field("512m", description="Kafka broker -Xmx.")
     mariadbd: str = Field("mariadbd", description="MariaDB server binary standing in for MySQL.")

@@ -141,10 +141,12 @@ def _field_to_connect(
     """One record field as a Connect struct field, with the column default Connect would show.
 
     AvroData writes a Connect default both as the Avro field's `default` and as `connect.default`
-    on the field's type. A bytes default (BINARY, BIT, DECIMAL in precise mode) is a Jackson
-    binary node there, whose text form (base64 or Avro's ISO-8859-1 bytes) was not verified
-    against a real registry: it is marked unknown rather than guessed, so a column added with
-    one fails loudly (`streams.schema_drift`) instead of filling old rows with a wrong value.
+    on the field's type. A bytes default (BINARY, BIT, DECIMAL in precise mode) is text in Avro's
+    JSON encoding of bytes: one character per byte, code points 0-255 (ISO-8859-1), as seen in the
+    schemas a real converter registered (BIT(3) DEFAULT b'101' as "\u0005", DECIMAL(10,2)
+    DEFAULT 1.50 as "\u0000\u0096"). Text that is not such a string is marked unknown rather
+    than guessed, so a column added with it fails loudly (`streams.schema_drift`) instead of
+    filling old rows with a wrong value.
     """
     result = {**_to_connect(avro_field["type"], named, namespace), "field": avro_field["name"]}
     default = _connect_default(avro_field["type"])
@@ -152,7 +154,10 @@ def _field_to_connect(
         default = avro_field.get("default")
     if default is not None:
         if result.get("type") == "bytes":
-            result[CONNECT_DEFAULT_UNKNOWN] = True
+            try:
+                result["default"] = default.encode("iso-8859-1")
+            except (AttributeError, UnicodeEncodeError):
+                result[CONNECT_DEFAULT_UNKNOWN] = True
         else:
             result["default"] = default
     return result

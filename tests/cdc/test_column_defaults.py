@@ -190,10 +190,53 @@ def test_avro_field_defaults_become_connect_defaults():
             {"name": "c", "type": {"type": "int", "connect.default": 7}, "default": 7},
             {"name": "n", "type": ["string", "null"], "default": "x"},
             {"name": "b", "type": ["bytes", "null"], "default": "a\u00ff"},
+            # As Apicurio's AvroConverter (Confluent's AvroData) registered them for MariaDB
+            # columns `bits BIT(3) DEFAULT b'101'` and `price DECIMAL(10,2) DEFAULT 1.50`.
+            {
+                "name": "bits",
+                "type": [
+                    {
+                        "type": "bytes",
+                        "connect.version": 1,
+                        "connect.parameters": {"length": "3"},
+                        "connect.default": "\u0005",
+                        "connect.name": "io.debezium.data.Bits",
+                    },
+                    "null",
+                ],
+                "default": "\u0005",
+            },
+            {
+                "name": "price",
+                "type": [
+                    {
+                        "type": "bytes",
+                        "scale": 2,
+                        "precision": 10,
+                        "connect.version": 1,
+                        "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"},
+                        "connect.default": "\u0000\u0096",
+                        "connect.name": "org.apache.kafka.connect.data.Decimal",
+                        "logicalType": "decimal",
+                    },
+                    "null",
+                ],
+                "default": "\u0000\u0096",
+            },
+            # Not Avro's encoding of bytes (a code point above 255): not guessed.
+            {"name": "odd", "type": ["bytes", "null"], "default": "\u0100"},
         ],
     }
     connect = avro_to_connect(avro)
     plan = StructPlan(connect, base64_bytes=False, what="row")
-    assert _defaults(plan.arrow_schema) == {"id": 0, "c": 7, "n": "x", "b": None}
-    # Bytes defaults are not guessed (see cdc.avro._field_to_connect): marked unknown.
-    assert has_unknown_default(plan.arrow_schema.field("b"))
+    assert _defaults(plan.arrow_schema) == {
+        "id": 0,
+        "c": 7,
+        "n": "x",
+        "b": b"a\xff",
+        "bits": b"\x05",
+        "price": Decimal("1.50"),
+        "odd": None,
+    }
+    assert has_unknown_default(plan.arrow_schema.field("odd"))
+    assert not has_unknown_default(plan.arrow_schema.field("price"))

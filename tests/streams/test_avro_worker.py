@@ -1,8 +1,8 @@
 """Avro in the bronze worker: Debezium AvroConverter-shaped records in, typed bronze rows out.
 
-Records are encoded by confluent-kafka's own `AvroSerializer` against a small stand-in of the
-Confluent schema registry's REST API written here (`POST /subjects/<subject>/versions`,
-`GET /schemas/ids/<id>`), served by a thread of the test process on a free port.
+Records are encoded by confluent-kafka's own `AvroSerializer`, which registers their schemas in
+a real Apicurio Registry (`binlake setup`'s, through its Confluent-compatible API) started once
+per session on free ports (fixture `schema_registry`); the worker fetches them back by id.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from binlake.errors import RetriableError
+from binlake.jvm_artifacts import ensure_jvm_artifacts
+from binlake.local_stack.network import free_port, wait_until
+from binlake.local_stack.schema_registry import SchemaRegistry, find_registry_java
 from binlake.manifest import Manifest
-from binlake.settings import load_settings
+from binlake.settings import LocalStackSettings, load_settings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
 from streams.bronze_worker import BronzeWorker, KafkaRecord
@@ -39,94 +40,59 @@ from streams.dead_letter import (
     HEADER_TOPIC,
     dead_letter_path,
 )
+from tests.streams.conftest import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
 BASE_TS_MS = 1_795_255_200_000  # 2026-11-21 10:00:00 UTC
 
 
-# -- a Confluent-compatible schema registry stand-in -------------------------------------------
+# -- a real schema registry: Apicurio Registry, in memory --------------------------------------
 
 
-class Registry:
-    """The two registry endpoints producers and binlake use, in memory, on a free port."""
-
-    def __init__(self) -> None:
-        self.schemas: list[str] = []  # schema id n is schemas[n - 1]
-        self.subjects: dict[str, list[int]] = {}
-        self.available = True  # False: every request answers 503
-        self._lock = threading.Lock()
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep pytest's output clean
-                pass
-
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                request = json.loads(self.rfile.read(length) or b"{}")
-                match = re.fullmatch(r"/subjects/([^/]+)/versions", self.path.split("?")[0])
-                if not registry.available:
-                    return self._answer(503, {"error_code": 50003, "message": "unavailable"})
-                if match is None or "schema" not in request:
-                    return self._answer(404, {"error_code": 404, "message": "not found"})
-                return self._answer(200, {"id": registry.register(match[1], request["schema"])})
-
-            def do_GET(self) -> None:
-                match = re.fullmatch(r"/schemas/ids/(\d+)", self.path.split("?")[0])
-                if not registry.available:
-                    return self._answer(503, {"error_code": 50003, "message": "unavailable"})
-                schema = registry.schema(int(match[1])) if match else None
-                if schema is None:
-                    return self._answer(404, {"error_code": 40403, "message": "Schema not found"})
-                return self._answer(200, {"schema": schema})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def register(self, subject: str, schema: str) -> int:
-        with self._lock:
-            if schema in self.schemas:
-                schema_id = self.schemas.index(schema) + 1
-            else:
-                self.schemas.append(schema)
-                schema_id = len(self.schemas)
-            self.subjects.setdefault(subject, []).append(schema_id)
-            return schema_id
-
-    def schema(self, schema_id: int) -> str | None:
-        with self._lock:
-            return self.schemas[schema_id - 1] if 0 < schema_id <= len(self.schemas) else None
-
-    def start(self) -> Registry:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-
-@pytest.fixture
-def registry() -> Iterator[Registry]:
-    server = Registry().start()
+def start_schema_registry(
+    home: Path,
+    *,
+    port: int | None = None,
+    management_port: int | None = None,
+    persistent: bool = False,
+) -> tuple[SchemaRegistry, subprocess.Popen]:
+    """Apicurio Registry under `home`, started and ready; the caller stops it by the returned
+    handle. With `persistent`, the same `home` and ports start it again with its schemas."""
+    local = LocalStackSettings()
+    registry = SchemaRegistry(
+        home=home,
+        host="127.0.0.1",
+        port=port or free_port(),
+        management_port=management_port or free_port(),
+        jar=ensure_jvm_artifacts(local.jvm_cache_dir, maven=local.maven).registry_jar,
+        java=find_registry_java(local.registry_java, local.java),
+        persistent=persistent,
+    )
+    command = registry.prepare()
+    with open(home / "registry.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield server
+        wait_until(
+            registry.is_ready,
+            what=f"Apicurio Registry (log: {home / 'registry.log'})",
+            timeout_s=120,
+            still_alive=lambda: process.poll() is None,
+        )
+    except BaseException:
+        stop_process(process, timeout=30.0)
+        raise
+    return registry, process
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistry]:
+    """The session's registry (in memory); tests share it, each registering its own subjects."""
+    registry, process = start_schema_registry(tmp_path_factory.mktemp("schema-registry"))
+    try:
+        yield registry
     finally:
-        server.stop()
+        stop_process(process, timeout=30.0)
 
 
 # -- Debezium AvroConverter-shaped schemas and records -----------------------------------------
@@ -325,27 +291,31 @@ def envelope(op: str, id_: int, *, ts_ms: int | None = None) -> dict[str, Any]:
 
 
 class Encoder:
-    """Keys and values encoded by confluent-kafka's AvroSerializer (registering as it goes)."""
+    """Keys and values encoded by confluent-kafka's AvroSerializer (registering as it goes,
+    under the subjects `<topic>-key` and `<topic>-value`)."""
 
-    def __init__(self, registry_url: str) -> None:
+    def __init__(self, registry_url: str, topic: str = TOPIC) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
         from confluent_kafka.schema_registry.avro import AvroSerializer
 
-        client = SchemaRegistryClient({"url": registry_url})
+        self.topic = topic
+        # Without a timeout the client waits forever for an answer (once, under heavy load, a
+        # registration got none); with one, a request that times out is retried.
+        client = SchemaRegistryClient({"url": registry_url, "timeout": 20})
         self._key = AvroSerializer(client, json.dumps(KEY_SCHEMA))
         self._value = AvroSerializer(client, json.dumps(VALUE_SCHEMA))
 
     def change(self, op: str, id_: int) -> tuple[bytes, bytes]:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
-        key = self._key({"id": id_}, SerializationContext(TOPIC, MessageField.KEY))
-        value = self._value(envelope(op, id_), SerializationContext(TOPIC, MessageField.VALUE))
+        key = self._key({"id": id_}, SerializationContext(self.topic, MessageField.KEY))
+        value = self._value(envelope(op, id_), SerializationContext(self.topic, MessageField.VALUE))
         return key, value
 
     def tombstone(self, id_: int) -> tuple[bytes, None]:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
-        return self._key({"id": id_}, SerializationContext(TOPIC, MessageField.KEY)), None
+        return self._key({"id": id_}, SerializationContext(self.topic, MessageField.KEY)), None
 
 
 def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
@@ -361,34 +331,39 @@ def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
 # -- BronzeWorker with the Avro decoder --------------------------------------------------------
 
 
-def test_avro_settings_choose_the_avro_decoder_once(tmp_path, registry):
+def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
+    registry_url = "http://127.0.0.1:1/apis/ccompat/v7"  # never asked: no record is decoded
     settings = load_settings(
         storage_url=str(tmp_path / "lake"),
-        kafka={"value_format": "avro", "schema_registry_url": registry.url},
+        kafka={"value_format": "avro", "schema_registry_url": registry_url},
     )
     worker = BronzeWorker.from_settings(settings)
     decoder = worker.decode.__self__
-    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry.url
+    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
     json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
     assert json_worker.decode.__module__ == "cdc.envelope"
 
 
-def test_avro_records_become_typed_bronze_rows(tmp_path, registry):
-    encoder = Encoder(registry.url)
+@pytest.mark.integration
+def test_avro_records_become_typed_bronze_rows(tmp_path, schema_registry):
+    topic = f"avro{uuid.uuid4().hex[:8]}.shop.orders"
+    encoder = Encoder(schema_registry.url, topic)
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
+    decoder = ConfluentAvroDecoder(schema_registry.url)
     worker = BronzeWorker(
         lake,
-        topic_prefix="binlake",
+        topic_prefix=topic.split(".")[0],
         flush_rows=100,
         flush_seconds=60.0,
-        decode=ConfluentAvroDecoder(registry.url).decode_change,
+        decode=decoder.decode_change,
     )
     records = [encoder.change("c", i) for i in range(1, 8)]
     records += [encoder.change("u", 3), encoder.change("d", 4), encoder.tombstone(4)]
     records.append((b"k", b"\x01 not Confluent Avro"))
     for offset, (key, value) in enumerate(records):
-        worker.handle(KafkaRecord(TOPIC, 0, offset, key, value, BASE_TS_MS + 10_000, offset))
+        worker.handle(KafkaRecord(topic, 0, offset, key, value, BASE_TS_MS + 10_000, offset))
     worker.close()
+    decoder.close()
     rows = bronze_rows(lake)
     assert [r["_op"] for r in rows] == ["c"] * 7 + ["u", "d", "x"]
     for r, id_ in zip(rows[:9], [1, 2, 3, 4, 5, 6, 7, 3, 4], strict=True):
@@ -399,28 +374,65 @@ def test_avro_records_become_typed_bronze_rows(tmp_path, registry):
     assert letter.offset == 10 and "magic byte" in letter.reason
 
 
-def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path, registry):
-    encoder = Encoder(registry.url)
-    key, value = encoder.change("c", 1)
+@pytest.mark.integration
+def test_a_schema_id_unknown_to_the_registry_is_dead_lettered(tmp_path, schema_registry):
+    topic = f"avro{uuid.uuid4().hex[:8]}.shop.orders"
+    key, value = Encoder(schema_registry.url, topic).change("c", 1)
+    unknown_id = (2**31 - 1).to_bytes(4, "big")
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
+    with ConfluentAvroDecoder(schema_registry.url) as decoder:
+        worker = BronzeWorker(
+            lake,
+            topic_prefix=topic.split(".")[0],
+            flush_rows=1,
+            flush_seconds=60.0,
+            decode=decoder.decode_change,
+        )
+        record = KafkaRecord(topic, 0, 0, key, value[:1] + unknown_id + value[5:], BASE_TS_MS, 0)
+        worker.handle(record)
+        [letter] = worker.take_dead_letters()
+    assert f"schema id {2**31 - 1} is unknown to the registry" in letter.reason
+    assert not worker.failed
+
+
+@pytest.mark.integration
+def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
+    """The registry stops after the producer registered its schemas and before the worker
+    fetched them: the record waits (retriable), and decodes once the registry is back with
+    its stored schemas."""
+    home = tmp_path / "registry"
+    home.mkdir()
+    registry, process = start_schema_registry(home, persistent=True)
+    try:
+        encoder = Encoder(registry.url)
+        key, value = encoder.change("c", 1)
+    finally:
+        stop_process(process, timeout=30.0)
+    lake = LakeStorage.from_url(str(tmp_path / "lake"))
+    decoder = ConfluentAvroDecoder(registry.url)
     worker = BronzeWorker(
         lake,
         topic_prefix="binlake",
         flush_rows=1,
         flush_seconds=60.0,
-        decode=ConfluentAvroDecoder(registry.url).decode_change,
+        decode=decoder.decode_change,
     )
-    registry.available = False
     record = KafkaRecord(TOPIC, 0, 0, key, value, BASE_TS_MS, token=0)
-    with pytest.raises(RetriableError, match="HTTP 503"):
+    with pytest.raises(RetriableError, match="unreachable"):
         worker.handle(record)
     assert worker.stats.dead_letters == 0 and not worker.failed
-    registry.available = True
-    assert worker.handle(record).tokens == [0]
+    _, process = start_schema_registry(
+        home, port=registry.port, management_port=registry.management_port, persistent=True
+    )
+    try:
+        assert worker.handle(record).tokens == [0]
+    finally:
+        stop_process(process, timeout=30.0)
+        decoder.close()
     assert [r["id"] for r in bronze_rows(lake)] == [1]
 
 
-# -- integration: the real worker, Tansu and the registry stand-in -----------------------------
+# -- integration: the real worker, the session's Kafka broker and schema registry --------------
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -434,21 +446,28 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, registry, processes):
+def test_the_worker_writes_avro_changes_with_their_types(
+    tmp_path, kafka_broker, schema_registry, processes
+):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    # Its own topic prefix and consumer group: other tests share the session's broker.
+    prefix = f"avro{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.shop.orders"
     partitions = 2
-    admin = AdminClient({"bootstrap.servers": tansu})
-    admin.create_topics([NewTopic(TOPIC, partitions, 1)])[TOPIC].result(10)
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(10)
     lake_dir = tmp_path / "lake"
     lake = LakeStorage.from_url(str(lake_dir))
     log = tmp_path / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
     env.update(
-        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=tansu,
+        BINLAKE_KAFKA__BOOTSTRAP_SERVERS=kafka_broker,
+        BINLAKE_KAFKA__TOPIC_PREFIX=prefix,
         BINLAKE_KAFKA__VALUE_FORMAT="avro",
-        BINLAKE_KAFKA__SCHEMA_REGISTRY_URL=registry.url,
+        BINLAKE_KAFKA__SCHEMA_REGISTRY_URL=schema_registry.url,
+        BINLAKE_BRONZE__APP_ID=f"{prefix}-bronze",
         BINLAKE_STORAGE_URL=str(lake_dir),
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
@@ -465,8 +484,8 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
         )
     wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
 
-    encoder = Encoder(registry.url)
-    producer = Producer({"bootstrap.servers": tansu, "linger.ms": 0})
+    encoder = Encoder(schema_registry.url, topic)
+    producer = Producer({"bootstrap.servers": kafka_broker, "linger.ms": 0})
     produced: dict[tuple[int, int], tuple[str, int]] = {}  # (partition, offset) -> (op, id)
 
     def produce(op: str, id_: int, kv: tuple[bytes | None, bytes | None]) -> None:
@@ -475,7 +494,7 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
             produced[(msg.partition(), msg.offset())] = (op, id_)
 
         producer.produce(
-            TOPIC, key=kv[0], value=kv[1], partition=id_ % partitions, on_delivery=delivered
+            topic, key=kv[0], value=kv[1], partition=id_ % partitions, on_delivery=delivered
         )
 
     for id_ in range(1, 41):
@@ -494,14 +513,14 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
 
     good = {where for where, (op, _) in produced.items() if op != "bad"}
     wait_for(lambda: covered() == good, 90, "every change in bronze", log)
-    letter_file = lake_dir / dead_letter_path(TOPIC, *bad_at)
+    letter_file = lake_dir / dead_letter_path(topic, *bad_at)
     wait_for(letter_file.exists, 30, "the dead letter", log)
 
     rows = bronze_rows(lake)
     assert len(rows) == len(good)  # each offset once
     for r in rows:
         op, id_ = produced[(r["_partition"], r["_offset"])]
-        assert r["_op"] == op and r["_topic"] == TOPIC
+        assert r["_op"] == op and r["_topic"] == topic
         if op == "x":
             assert r["id"] == id_ and r["price"] is None
         else:
@@ -511,15 +530,15 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
     assert base64.b64decode(letter["value_b64"]) == bad_value and "magic byte" in letter["reason"]
     consumer = Consumer(
         {
-            "bootstrap.servers": tansu,
-            "group.id": "test-dead-letter-reader",
+            "bootstrap.servers": kafka_broker,
+            "group.id": f"{prefix}-dead-letter-reader",
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 50,
         }
     )
-    # Assigned, not subscribed: a group join on Tansu takes seconds. One partition (see
+    # Assigned, not subscribed: no group join to wait for. One partition (see
     # streams.app.ensure_dead_letter_topic).
-    consumer.assign([TopicPartition("binlake.dead-letter", 0, OFFSET_BEGINNING)])
+    consumer.assign([TopicPartition(f"{prefix}.dead-letter", 0, OFFSET_BEGINNING)])
     try:
         deadline = time.monotonic() + 60
         message = None
@@ -530,7 +549,7 @@ def test_the_worker_writes_avro_changes_with_their_types(tmp_path, tansu, regist
         consumer.close()
     headers = dict(message.headers())
     assert message.value() == bad_value
-    assert headers[HEADER_TOPIC] == TOPIC.encode()
+    assert headers[HEADER_TOPIC] == topic.encode()
     assert (int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])) == bad_at
     assert b"magic byte" in headers[HEADER_REASON]
     assert worker.poll() is None, "the worker must keep running"
