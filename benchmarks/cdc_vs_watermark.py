@@ -4,7 +4,7 @@
     uv run python benchmarks/cdc_vs_watermark.py [--duration 60] [--rate 20]
                                                   [--watermark-interval 15] [--no-dagster]
 
-Starts a local stack of its own (MariaDB, Tansu, Kafka Connect + Debezium, the Faust bronze
+Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the Faust bronze
 worker and, unless `--no-dagster`, the Dagster webserver and daemon) in a temp state directory on
 free ports, creates the demo's `shop` tables, and starts a watermark extractor thread: the job
 binlake replaces, a cron run every `--watermark-interval` seconds (standing in for a nightly or

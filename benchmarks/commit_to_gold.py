@@ -3,7 +3,7 @@
 
     uv run python benchmarks/commit_to_gold.py [--duration 120] [--rate 20]
 
-Starts a local stack of its own (MariaDB, Tansu, Kafka Connect + Debezium, the Faust bronze
+Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the Faust bronze
 worker, Dagster webserver and daemon) in a temp state directory on free ports, runs the demo's
 shop workload (inserts, updates, deletes over four tables, `--rate` transactions a second for
 `--duration` seconds), waits for the lake to catch up, and measures, for every change to

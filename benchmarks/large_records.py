@@ -3,7 +3,7 @@
 
     uv run python benchmarks/large_records.py [--sizes-mb 1,4,8,16,24,31]
 
-Starts a local stack of its own (MariaDB, Tansu, Kafka Connect + Debezium, the Faust bronze
+Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the Faust bronze
 worker, Dagster with its daemon) in a temp state directory on free ports, with the default
 `kafka.max_record_bytes` (32 MiB). For each size it inserts one LONGTEXT row of that many bytes
 between two small rows and times, from the commit, the row's arrival in bronze (manifest) and in

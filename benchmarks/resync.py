@@ -4,7 +4,7 @@
     uv run python benchmarks/resync.py [--rows 1000000] [--writes-per-s 50] [--chunk-size 1024]
         [--keep]
 
-Starts a local stack of its own (MariaDB, Tansu, Kafka Connect + Debezium, the bronze worker; no
+Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the bronze worker; no
 Dagster) in a temporary state directory on free ports, creates `shop.resync_bench` with `--rows`
 rows written behind the binlog's back (`sql_log_bin = 0`, as a table added to the capture later
 looks: the stream never saw them), then runs `binlake.resync` (the code `binlake resync` runs)

@@ -77,7 +77,7 @@ def test_a_time_in_the_future_or_not_a_time_is_refused() -> None:
 
 def test_a_group_with_members_or_rebalancing_is_in_use() -> None:
     assert not GroupMembers("g", "EMPTY", ()).active
-    assert GroupMembers("g", "STABLE", ()).active  # Tansu lists no members of a stable group
+    assert GroupMembers("g", "STABLE", ()).active  # a stable group listed without its members
     busy = GroupMembers("g", "STABLE", ("m-1 (faust@127.0.0.1)",))
     assert busy.active and "'g'" in busy.refusal() and "m-1 (faust@127.0.0.1)" in busy.refusal()
 
