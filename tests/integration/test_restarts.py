@@ -127,12 +127,17 @@ def test_first_change_after_each_restart_is_captured_and_down_up_continues_the_l
     # by supervisord; the first change is made while it is down.
     worker = component(stack, components.CONNECT)
     os.kill(worker.pid, signal.SIGTERM)
+    # Once the old worker is gone (supervisord has spawned the next), the change can only be
+    # read by the new one, from the stored offset.
+    wait_for(
+        "the old Connect worker to exit",
+        lambda: component(stack, components.CONNECT).pid not in (0, worker.pid),
+        60,
+    )
     while_down = notes.insert("first while Connect restarts")
     wait_for(
         "supervisord to start Connect again",
-        lambda: (
-            (s := component(stack, components.CONNECT)).state == "RUNNING" and s.pid != worker.pid
-        ),
+        lambda: component(stack, components.CONNECT).state == "RUNNING",
         60,
     )
     connect.wait_until_ready(timeout_s=120)
