@@ -1,7 +1,7 @@
 """A Debezium task killed by a record over Connect's producer limit, through the real stack:
-MariaDB, Tansu, Kafka Connect + Debezium and the bronze worker, and the real connector_health
-sensor evaluated by Dagster (build_sensor_context on the stack's own Dagster instance) against
-the real Connect REST API, alerting a local HTTP webhook receiver.
+MariaDB, the Kafka broker, Kafka Connect + Debezium and the bronze worker, and the real
+connector_health sensor evaluated by Dagster (build_sensor_context on the stack's own Dagster
+instance) against the real Connect REST API, alerting a local HTTP webhook receiver.
 
 The stack is this module's own (a failing connector stops capture of every table, so it cannot
 share the edge-case stack). Its connector gets `kafka.max_record_bytes` = 1 MiB, and the test

@@ -1,5 +1,5 @@
 """DDL that the change stream alone does not carry to every row (issue 11, item 3), through the
-real stack: MariaDB, Tansu, Connect + Debezium 3.0.7, the Faust bronze worker and Dagster's
+real stack: MariaDB, the Kafka broker, Connect + Debezium, the Faust bronze worker and Dagster's
 automation on the shared `edge_stack`.
 
 * ADD COLUMN with a default: MySQL gives every existing row the default without a binlog event

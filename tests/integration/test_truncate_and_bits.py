@@ -1,6 +1,6 @@
 """TRUNCATE TABLE and BIT(n) through the real stack (issue 11, items 3a and 5).
 
-MariaDB -> Debezium 3.0.7 (Kafka Connect) -> Tansu -> Faust bronze worker -> Dagster silver by
+MariaDB -> Debezium (Kafka Connect) -> Kafka -> Faust bronze worker -> Dagster silver by
 eager automation, on the shared edge-case stack. Silver is compared with the source row for row
 and value for value.
 """
