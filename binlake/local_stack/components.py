@@ -72,6 +72,12 @@ def write_connect_worker_properties(settings: Settings, artifacts: JvmArtifacts)
         # KIP-618: the connector's records and its source offsets commit in one transaction, so
         # a crashed worker re-sends nothing a read_committed consumer has seen.
         "exactly.once.source.support": "enabled" if settings.connect.exactly_once else "disabled",
+        # A killed worker's open transaction blocks its successor's read of the offsets topic
+        # (read_committed) until the broker aborts it: 60 s by default, so capture resumed
+        # ~70 s after a Connect crash; 19 s with 10 s (benchmarks/exactly_once.py). A
+        # transaction open longer (a broker away that long) is aborted and the task fails, to be
+        # restarted by the connector health sensor; nothing is lost.
+        "producer.transaction.timeout.ms": "10000",
         "topic.creation.enable": "true",
         # The connector sets its producer's limits from kafka.max_record_bytes
         # (cdc.connector_config.large_record_config); the worker default says the same.
