@@ -65,10 +65,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from binlake.jvm_artifacts import ensure_jvm_artifacts
-from binlake.local_stack.kafka_broker import KafkaBroker
-from binlake.local_stack.network import free_port, port_is_open, wait_until
-from binlake.settings import LocalStackSettings
+from binlake.local_stack.foreground import start_kafka_broker, stop_process
 
 PREFIX = "binlake"
 DB = "shop"
@@ -363,45 +360,6 @@ class Workload:
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
-
-
-def start_broker(home: Path) -> tuple[KafkaBroker, subprocess.Popen]:
-    """A KRaft broker under `home` on a free port, accepting connections; the caller stops it
-    by the returned handle."""
-    local = LocalStackSettings()
-    broker = KafkaBroker(
-        home=home,
-        host="127.0.0.1",
-        port=free_port(),
-        classpath=ensure_jvm_artifacts(local.jvm_cache_dir, maven=local.maven).classpath,
-        heap=local.broker_heap,
-    )
-    command = broker.prepare()
-    with open(home / "broker.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: port_is_open(broker.host, broker.port),
-            what=f"Kafka broker (log: {home / 'broker.log'})",
-            timeout_s=60,
-            still_alive=lambda: process.poll() is None,
-        )
-    except BaseException:
-        stop_process(process, timeout=30)
-        raise
-    return broker, process
-
-
-def stop_process(process: subprocess.Popen, timeout: float) -> int | None:
-    """Stop a process this script started, by its PID: SIGTERM, then SIGKILL."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    return process.returncode
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -1172,7 +1130,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"events": n}
     broker_process = None
     try:
-        broker, broker_process = start_broker(workdir / "kafka")
+        broker, broker_process = start_kafka_broker(workdir / "kafka")
         bootstrap = broker.bootstrap_servers
         print(f"kafka pid {broker_process.pid} on {bootstrap}; work dir {workdir}", flush=True)
 

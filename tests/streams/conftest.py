@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from binlake.local_stack.foreground import stop_process
 
 PREFIX = "binlake"
 HOUR_MS = 3_600_000
@@ -239,18 +242,6 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Stop a process this test started, by its handle: SIGTERM, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
-
-
 @dataclass(frozen=True)
 class KafkaNames:
     """A test's own names on the session's broker (fixture `kafka_broker`, one per session):
@@ -348,10 +339,11 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, logs: list[Path] = ()
+    predicate: Callable[[], bool], timeout: float, what: str, logs: Path | list[Path] = ()
 ) -> float:
     """Poll `predicate` until true; seconds waited. `timeout` only bounds a hang: the failure
-    shows the tail of `logs`."""
+    shows the tail of `logs` (one log, or several)."""
+    logs = [logs] if isinstance(logs, Path) else logs
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:
@@ -363,6 +355,25 @@ def wait_for(
             raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+def bronze_offsets(lake: Any) -> Counter:
+    """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
+    import pyarrow.parquet as pq
+
+    from binlake.manifest import Manifest
+
+    seen: Counter = Counter()
+    for entry in Manifest(lake).entries():
+        table = pq.read_table(lake.full_path(entry.path), columns=["_partition", "_offset"])
+        seen.update(
+            zip(
+                table.column("_partition").to_pylist(),
+                table.column("_offset").to_pylist(),
+                strict=True,
+            )
+        )
+    return seen
 
 
 def log_text(log: Path) -> str:

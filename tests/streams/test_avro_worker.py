@@ -26,7 +26,8 @@ import pytest
 
 from binlake.errors import RetriableError
 from binlake.jvm_artifacts import ensure_jvm_artifacts
-from binlake.local_stack.network import free_port, wait_until
+from binlake.local_stack.foreground import start_until_ready, stop_process
+from binlake.local_stack.network import free_port
 from binlake.local_stack.schema_registry import SchemaRegistry, find_registry_java
 from binlake.manifest import Manifest
 from binlake.settings import LocalStackSettings, load_settings
@@ -40,7 +41,6 @@ from streams.dead_letter import (
     HEADER_TOPIC,
     dead_letter_path,
 )
-from tests.streams.conftest import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
@@ -69,19 +69,9 @@ def start_schema_registry(
         java=find_registry_java(local.registry_java, local.java),
         persistent=persistent,
     )
-    command = registry.prepare()
-    with open(home / "registry.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            registry.is_ready,
-            what=f"Apicurio Registry (log: {home / 'registry.log'})",
-            timeout_s=120,
-            still_alive=lambda: process.poll() is None,
-        )
-    except BaseException:
-        stop_process(process, timeout=30.0)
-        raise
+    process = start_until_ready(
+        registry.prepare(), home / "registry.log", registry.is_ready, "Apicurio Registry", 120
+    )
     return registry, process
 
 

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from binlake.errors import StorageUnavailableError
@@ -30,6 +29,7 @@ from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app
 from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from tests.streams.conftest import bronze_offsets, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "binlake-bronze"
@@ -55,21 +55,6 @@ def bronze_replaced_by_a_file(lake_dir: Path) -> Iterator[Path]:
     finally:
         bronze.unlink()
         away.rename(bronze)
-
-
-def offsets_in(lake: LakeStorage) -> Counter:
-    """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
-    seen: Counter = Counter()
-    for entry in Manifest(lake).entries():
-        table = pq.read_table(lake.full_path(entry.path), columns=["_partition", "_offset"])
-        seen.update(
-            zip(
-                table.column("_partition").to_pylist(),
-                table.column("_offset").to_pylist(),
-                strict=True,
-            )
-        )
-    return seen
 
 
 # -- Outage: what the log says -----------------------------------------------------------------
@@ -139,7 +124,7 @@ def test_an_unwritable_bronze_dir_is_retriable_and_nothing_is_lost(tmp_path, dbz
     released += worker.handle(record(0, partition=1)).tokens
     released += worker.close().tokens
     assert released == [(0, 2), (0, 3), (0, 4), (1, 0)]
-    assert offsets_in(lake) == Counter({(0, o): 1 for o in range(5)} | {(1, 0): 1})
+    assert bronze_offsets(lake) == Counter({(0, o): 1 for o in range(5)} | {(1, 0): 1})
     outage_lines = [r.getMessage() for r in caplog.records if "bronze storage" in r.getMessage()]
     assert len([m for m in outage_lines if " unavailable" in m]) == 1, outage_lines
 
@@ -199,19 +184,10 @@ def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, m
 
     asyncio.run(main())
     lake = LakeStorage.from_url(str(lake_dir))
-    assert offsets_in(lake) == Counter({(0, o): 1 for o in range(4)})
+    assert bronze_offsets(lake) == Counter({(0, o): 1 for o in range(4)})
 
 
 # -- integration: the real worker against a real Kafka broker ----------------------------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
 
 
 def manifest_last_offsets(manifest_file: Path, topic: str) -> dict[int, int]:
@@ -285,7 +261,7 @@ def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
 
     # Before: everything produced is in bronze and committed.
     produce(range(40))
-    wait_for(lambda: set(offsets_in(lake)) == produced, 60, "first batch in bronze", log)
+    wait_for(lambda: set(bronze_offsets(lake)) == produced, 60, "first batch in bronze", log)
     wait_for(
         lambda: committed_offsets(admin, orders.topic, partitions) == ends(), 60, "commit", log
     )
@@ -314,12 +290,12 @@ def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
         assert samples == 8 and worker.poll() is None, "the worker must keep running"
         during = log.read_text(errors="replace")[outage_started:]
 
-    wait_for(lambda: set(offsets_in(lake)) == produced, 90, "every offset in bronze", log)
+    wait_for(lambda: set(bronze_offsets(lake)) == produced, 90, "every offset in bronze", log)
     wait_for(
         lambda: committed_offsets(admin, orders.topic, partitions) == ends(), 60, "commit", log
     )
 
-    seen = offsets_in(lake)
+    seen = bronze_offsets(lake)
     assert set(seen) == produced and len(produced) == 160
     assert all(count == 1 for count in seen.values()), [k for k, c in seen.items() if c > 1]
     on_disk = {str(p.relative_to(lake_dir)) for p in (lake_dir / "bronze").rglob("*.parquet")}

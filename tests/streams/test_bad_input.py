@@ -13,8 +13,6 @@ import base64
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -45,6 +43,7 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
+from tests.streams.conftest import start_worker, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TS_MS = 1_795_255_200_500
@@ -586,26 +585,6 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
 
 
 # -- integration: the real worker against a real Kafka broker ----------------------------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from streams.app import main; main()"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def worker_env(tmp_path: Path, kafka: Any, **extra: str) -> dict[str, str]:

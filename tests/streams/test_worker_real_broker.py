@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -24,47 +19,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from binlake.manifest import Manifest
 from binlake.storage import LakeStorage
 from streams.dead_letter import dead_letter_path
+from tests.streams.conftest import bronze_offsets, start_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from streams.app import main; main()"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def covered(lake: LakeStorage) -> Counter:
-    """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
-    seen: Counter = Counter()
-    for entry in Manifest(lake).entries():
-        table = pq.read_table(lake.full_path(entry.path), columns=["_partition", "_offset"])
-        seen.update(
-            zip(
-                table.column("_partition").to_pylist(),
-                table.column("_offset").to_pylist(),
-                strict=True,
-            )
-        )
-    return seen
 
 
 def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, kafka, dbz, processes):
@@ -114,7 +74,7 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, kafk
         produce_batch(range(300))
         produce(1, (b"not json", b"{broken"), bad=True)
         producer.flush(10)
-        wait_for(lambda: set(covered(lake)) == expected, 60, "first batch in bronze", log)
+        wait_for(lambda: set(bronze_offsets(lake)) == expected, 60, "first batch in bronze", log)
         pickup = time.monotonic() - created
         print(f"new topic: created -> all {len(expected)} rows in bronze in {pickup:.1f}s")
         assert pickup < 30
@@ -125,7 +85,7 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, kafk
             probe = (partition, next_offset[partition])
             sent = time.monotonic()
             produce_batch(range(id_, id_ + 1))
-            wait_for(lambda p=probe: p in covered(lake), 20, "one row", log)
+            wait_for(lambda p=probe: p in bronze_offsets(lake), 20, "one row", log)
             latencies.append(time.monotonic() - sent)
         print("produce -> bronze latency (s):", ", ".join(f"{x:.2f}" for x in latencies))
         assert min(latencies) < 3.0
@@ -156,12 +116,12 @@ def test_worker_discovers_a_new_topic_and_writes_each_offset_once(tmp_path, kafk
     produce_batch(range(2000, 2100))
     worker = processes.add(start_worker(env, log))
     try:
-        wait_for(lambda: set(covered(lake)) == expected, 90, "second batch in bronze", log)
+        wait_for(lambda: set(bronze_offsets(lake)) == expected, 90, "second batch in bronze", log)
     finally:
         returncode = processes.stop(worker)
     assert returncode == 0
 
-    seen = covered(lake)
+    seen = bronze_offsets(lake)
     assert set(seen) == expected
     assert all(count == 1 for count in seen.values()), [k for k, c in seen.items() if c > 1]
     on_disk = {str(p.relative_to(lake_dir)) for p in (lake_dir / "bronze").rglob("*.parquet")}
