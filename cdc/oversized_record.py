@@ -5,9 +5,9 @@ larger than M, which is the value of the max.request.size configuration"). The r
 from, most exact first:
 
 1. The Connect worker's log: ``AbstractWorkerSourceTask`` logs
-   ``WorkerSourceTask{id=<connector>-<task>} failed to send record to <topic>:`` just before
-   the task dies: the topic names the table. Only where the log file is readable (the local
-   stack writes it to ``<state_dir>/logs/connect.log``).
+   ``[ExactlyOnce]WorkerSourceTask{id=<connector>-<task>} failed to send record to <topic>:``
+   just before the task dies: the topic names the table. Only where the log file is readable
+   (the local stack writes it to ``<state_dir>/logs/connect.log``).
 2. The binlog after the connector's committed source offset (``GET /connectors/<name>/offsets``:
    file and position of the transaction it resumes from): the record that failed is among the
    first events after it, so the captured tables named by its ``Table_map`` events are the
@@ -162,9 +162,10 @@ def _topic_from_log(
         notes.append(f"The Connect log {connect_log} could not be read: {exc.strerror}.")
         return None
     task = re.escape(f"{connector}-{task_id}") if task_id is not None else re.escape(connector)
-    pattern = re.compile(
-        r"\{id=" + task + r"[^}]*\} failed to send record to (\S+?):?\s*$", re.MULTILINE
-    )
+    # Kafka 3.9's line ends after "to <topic>: "; Kafka 4's log4j2 layout (the local stack's)
+    # appends the logger: "... to <topic>:  (org.apache.kafka.connect.runtime.Abstract...)".
+    # The task is "WorkerSourceTask{id=...}" or, exactly-once, "ExactlyOnceWorkerSourceTask{...}".
+    pattern = re.compile(r"\{id=" + task + r"[^}]*\} failed to send record to ([\w.-]+)")
     matches = pattern.findall(tail)
     if not matches:
         notes.append(f"The Connect log {connect_log} names no topic a record failed to go to.")
