@@ -34,6 +34,7 @@ from binlake.settings import Settings
 from binlake.source_db import connect_source
 
 from .connect_client import ConnectClient
+from .connector_config import RECORD_FRAMING_BYTES
 from .connector_health import RecordTooLarge
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,17 @@ class Diagnosis:
             f"least {wanted:,}; or for that column set connect.column_truncate_to_length_chars "
             f'{{"{table}.{column}": <chars>}} or connect.column_exclude_list '
             f'["{table}.{column}"]. Then run `binlake resync --table {table}`.'
+        )
+        # Connect sets a topic's max.message.bytes only when it creates the topic: a raised
+        # kafka.max_record_bytes does not reach the existing one, and Kafka would refuse the
+        # record there next (measured on Kafka 4.3: "larger than the max message size the
+        # server will accept").
+        topic = f"{settings.kafka.topic_prefix}.{table}"
+        lines.append(
+            f"When raising kafka.max_record_bytes, raise the existing topic {topic} too: "
+            f"kafka-configs.sh --bootstrap-server {settings.kafka.bootstrap_servers} --alter "
+            f"--entity-type topics --entity-name {topic} --add-config "
+            f"max.message.bytes={wanted + RECORD_FRAMING_BYTES}."
         )
         return "\n".join(lines)
 
