@@ -10,11 +10,16 @@ Phases of one failure episode::
     HEALTHY --(connector or a task FAILED, Connect unreachable, connector missing)--> FAILED
     FAILED  --(backoff elapsed: restart)--> RESTARTED
     RESTARTED --(FAILED again: the restart did not help; backoff doubles)--> FAILED
-    RESTARTED --(RUNNING for recovery_seconds after the restart)--> HEALTHY  [RECOVERED]
+    RESTARTED --(reported RUNNING for probation_seconds after the restart)--> HEALTHY  [RECOVERED]
 
 A task killed by a record it cannot send comes back RUNNING after a restart and fails again
 seconds later on the same record, so RUNNING right after a restart is not yet recovery: it must
-last ``recovery_seconds``. After ``restarts_before_alert`` restarts that did not help an alert is
+last ``recovery_seconds``, plus ``failure_report_lag_seconds``: Connect reports a dead task
+FAILED only once the task has closed its producer, and an exactly-once task's transactional
+producer killed after a restart waits out Connect's 30 s close timeout first (measured on Connect
+4.3: RUNNING for 31-34 s after a restart although the task died 2-3 s after it). Without that
+lag a task that dies after every restart would look recovered between two restarts, and the
+restarts that did not help would never add up to an alert. After ``restarts_before_alert`` restarts that did not help an alert is
 raised (and repeated every ``repeat_seconds`` while unresolved); restarts go on with backoff.
 A connector that cannot be restarted (Connect unreachable, connector not registered) alerts
 once it has been down for as long as the restarts before an alert would have taken.
@@ -41,6 +46,11 @@ SUMMARY_LINE_CHARS = 400
 # Connect's status still says FAILED for a moment after it accepted a restart (under 1 s
 # measured, then RESTARTING): FAILED this soon after a restart is the old failure.
 RESTART_VISIBLE_SECONDS = 5.0
+# How late Connect may report a dead task FAILED: AbstractWorkerSourceTask closes its producer
+# with a 30 s timeout before the task's FAILED status is written, and a transactional producer
+# left in an error state takes all of it (measured: FAILED 30.7 s after the task died). Plus a
+# margin for the status write and a busy worker.
+CONNECT_FAILURE_REPORT_LAG_SECONDS = 35.0
 
 
 class Phase(StrEnum):
@@ -64,6 +74,7 @@ class HealthPolicy:
     restarts_before_alert: int = 3
     repeat_seconds: float = 3600.0
     recovery_seconds: float = 60.0
+    failure_report_lag_seconds: float = CONNECT_FAILURE_REPORT_LAG_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:
@@ -79,6 +90,12 @@ class HealthPolicy:
     def backoff(self, restarts_done: int) -> float:
         """Wait before the next restart when `restarts_done` restarts did not help."""
         return min(self.backoff_seconds * 2.0 ** min(restarts_done, 62), self.backoff_max_seconds)
+
+    @property
+    def probation_seconds(self) -> float:
+        """How long a restarted connector must be seen RUNNING to count as recovered: it ran
+        `recovery_seconds` only if a death in that time would have been reported by now."""
+        return self.recovery_seconds + self.failure_report_lag_seconds
 
     @property
     def alert_after_seconds(self) -> float:
@@ -283,17 +300,18 @@ def _on_running(
             (Action.WAIT,),
             state,
             f"{observed.describe()}: RUNNING again without a restart by binlake; recovered once "
-            f"it has run for {policy.recovery_seconds:g} s",
+            f"it has been reported RUNNING for {policy.probation_seconds:g} s",
             capture_stopped=False,
             observation=observed,
         )
     restarted_at = previous.last_restart_at if previous.last_restart_at is not None else now
-    if now - restarted_at < policy.recovery_seconds:
+    if now - restarted_at < policy.probation_seconds:
         return Decision(
             (Action.WAIT,),
             replace(previous, **checked),
             f"{observed.describe()} since the restart at {iso(restarted_at)}; recovered once it "
-            f"has run for {policy.recovery_seconds:g} s",
+            f"has been reported RUNNING for {policy.probation_seconds:g} s (Connect reports a "
+            f"task's death up to {policy.failure_report_lag_seconds:g} s late)",
             capture_stopped=False,
             observation=observed,
         )

@@ -5,9 +5,9 @@ larger than M, which is the value of the max.request.size configuration"). The r
 from, most exact first:
 
 1. The Connect worker's log: ``AbstractWorkerSourceTask`` logs
-   ``WorkerSourceTask{id=<connector>-<task>} failed to send record to <topic>:`` just before
-   the task dies: the topic names the table. Only where the log file is readable (the local
-   stack writes it to ``<state_dir>/logs/connect.log``).
+   ``[ExactlyOnce]WorkerSourceTask{id=<connector>-<task>} failed to send record to <topic>:``
+   just before the task dies: the topic names the table. Only where the log file is readable
+   (the local stack writes it to ``<state_dir>/logs/connect.log``).
 2. The binlog after the connector's committed source offset (``GET /connectors/<name>/offsets``:
    file and position of the transaction it resumes from): the record that failed is among the
    first events after it, so the captured tables named by its ``Table_map`` events are the
@@ -34,6 +34,7 @@ from binlake.settings import Settings
 from binlake.source_db import connect_source
 
 from .connect_client import ConnectClient
+from .connector_config import RECORD_FRAMING_BYTES
 from .connector_health import RecordTooLarge
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,17 @@ class Diagnosis:
             f"least {wanted:,}; or for that column set connect.column_truncate_to_length_chars "
             f'{{"{table}.{column}": <chars>}} or connect.column_exclude_list '
             f'["{table}.{column}"]. Then run `binlake resync --table {table}`.'
+        )
+        # Connect sets a topic's max.message.bytes only when it creates the topic: a raised
+        # kafka.max_record_bytes does not reach the existing one, and Kafka would refuse the
+        # record there next (measured on Kafka 4.3: "larger than the max message size the
+        # server will accept").
+        topic = f"{settings.kafka.topic_prefix}.{table}"
+        lines.append(
+            f"When raising kafka.max_record_bytes, raise the existing topic {topic} too: "
+            f"kafka-configs.sh --bootstrap-server {settings.kafka.bootstrap_servers} --alter "
+            f"--entity-type topics --entity-name {topic} --add-config "
+            f"max.message.bytes={wanted + RECORD_FRAMING_BYTES}."
         )
         return "\n".join(lines)
 
@@ -162,9 +174,10 @@ def _topic_from_log(
         notes.append(f"The Connect log {connect_log} could not be read: {exc.strerror}.")
         return None
     task = re.escape(f"{connector}-{task_id}") if task_id is not None else re.escape(connector)
-    pattern = re.compile(
-        r"\{id=" + task + r"[^}]*\} failed to send record to (\S+?):?\s*$", re.MULTILINE
-    )
+    # Kafka 3.9's line ends after "to <topic>: "; Kafka 4's log4j2 layout (the local stack's)
+    # appends the logger: "... to <topic>:  (org.apache.kafka.connect.runtime.Abstract...)".
+    # The task is "WorkerSourceTask{id=...}" or, exactly-once, "ExactlyOnceWorkerSourceTask{...}".
+    pattern = re.compile(r"\{id=" + task + r"[^}]*\} failed to send record to ([\w.-]+)")
     matches = pattern.findall(tail)
     if not matches:
         notes.append(f"The Connect log {connect_log} names no topic a record failed to go to.")

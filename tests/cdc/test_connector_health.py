@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cdc.connect_client import ConnectorStatus, TaskStatus
 from cdc.connector_health import (
+    CONNECT_FAILURE_REPORT_LAG_SECONDS,
     Action,
     HealthPolicy,
     HealthState,
@@ -33,6 +36,7 @@ POLICY = HealthPolicy(
     restarts_before_alert=2,
     repeat_seconds=600,
     recovery_seconds=60,
+    failure_report_lag_seconds=0,  # Connect's late FAILED is replayed on its own below
 )
 
 
@@ -108,6 +112,79 @@ def test_failed_task_restarts_with_backoff_alerts_then_recovers():
         (720, (Action.RECOVERED,)),
     ]
     assert state == HealthState(last_checked_at=720, last_observed=running().describe())
+
+
+# Measured on Kafka Connect 4.3.2 + Debezium MariaDB 3.5.0, exactly.once.support=required:
+# GET /connectors/<name>/status polled every 0.25 s around two restarts of a task killed by a
+# record over max.request.size (restart at 0 s; relative times of each change of the status).
+# The task died 2.9 s after each restart (Connect log: "failed to send record to ..." then "Task
+# threw an uncaught and unrecoverable exception"), but stayed RUNNING in the status until its
+# transactional producer's close had waited out Connect's 30 s timeout.
+EOS_TRACE = (
+    "org.apache.kafka.common.KafkaException: Cannot execute transactional method because we "
+    "are in an error state\n"
+    "\tat org.apache.kafka.connect.runtime.ExactlyOnceWorkerSourceTask.commitTransaction"
+    "(ExactlyOnceWorkerSourceTask.java:302)\n"
+    "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1503131 "
+    "bytes when serialized which is larger than 1114112, which is the value of the "
+    "max.request.size configuration.\n"
+)
+CONNECT_43_AFTER_RESTART = [  # (seconds after the restart request, task 0 state)
+    (0.38, "RESTARTING"),
+    (1.74, "RUNNING"),  # task dead from 2.9 s on
+    (33.66, "FAILED"),
+]
+
+
+def test_connect_43_eos_task_reported_running_after_it_died_is_not_a_recovery():
+    """Replays the measured status sequence, ticking every 2 s with the integration test's
+    policy (backoff 2 s doubling to 8 s, alert after 2 restarts, recovery 20 s): each restart
+    that did not help is counted, in one episode, and the alert comes after the 2nd."""
+    policy = HealthPolicy(
+        backoff_seconds=2,
+        backoff_max_seconds=8,
+        restarts_before_alert=2,
+        repeat_seconds=3600,
+        recovery_seconds=20,
+    )
+    assert policy.failure_report_lag_seconds == CONNECT_FAILURE_REPORT_LAG_SECONDS
+    state = HealthState()
+    now = 0.0
+    restart_at: float | None = None
+    decisions = []
+    while now < 300 and not any(d.alert for d in decisions):
+        if restart_at is None:
+            task = "FAILED"  # the first failure: FAILED in the status within a second
+        else:
+            since = now - restart_at
+            task = next(
+                (s for at, s in reversed(CONNECT_43_AFTER_RESTART) if since >= at), "FAILED"
+            )
+        trace = EOS_TRACE if task == "FAILED" else None
+        observed = Observation("c", "RUNNING", (TaskStatus(0, task, "w", trace),))
+        decision = decide(state, observed, now, policy)
+        decisions.append(decision)
+        assert not decision.recovered, f"at {now} s: {decision.reason}"
+        assert decision.state.phase != Phase.HEALTHY and decision.state.stopped_since == 0
+        if decision.restart:
+            restart_at = now
+        state = decision.state
+        now += 2
+    [alerting] = [d for d in decisions if d.alert]
+    assert alerting.state.restarts >= 2
+    assert "2 restart(s) so far" in alerting.reason
+    assert [d.state.restarts for d in decisions if d.restart] == [1, 2]
+    # Without the lag the same sequence reads as a recovery between two restarts (the bug).
+    no_lag = replace(policy, failure_report_lag_seconds=0)
+    restarted = decide(
+        decide(HealthState(), task_failed(EOS_TRACE), 0, no_lag).state,
+        task_failed(EOS_TRACE),
+        2,
+        no_lag,
+    ).state
+    assert decide(restarted, running(), 2 + 20, no_lag).recovered
+    assert not decide(restarted, running(), 2 + 20, policy).recovered
+    assert decide(restarted, running(), 2 + 20 + 35, policy).recovered
 
 
 def test_recovered_decision_carries_the_episode_that_ended():

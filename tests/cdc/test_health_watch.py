@@ -14,7 +14,12 @@ from pydantic import SecretStr
 from binlake.alerts import Alerter
 from binlake.settings import Settings, load_settings
 from cdc.connect_client import ConnectClient
-from cdc.connector_health import HealthState, Phase, find_record_too_large
+from cdc.connector_health import (
+    CONNECT_FAILURE_REPORT_LAG_SECONDS,
+    HealthState,
+    Phase,
+    find_record_too_large,
+)
 from cdc.health_watch import ConnectorHealthWatch
 from cdc.oversized_record import Diagnosis, OversizedRow, _topic_from_log
 from tests.cdc.test_connect_client import CONFIG, FakeConnect
@@ -109,7 +114,10 @@ def test_restart_then_alert_with_diagnosis_then_recovered(settings, tmp_path):
     fourth = watch.tick(third.state)
     assert fourth.state.phase == Phase.RESTARTED and not fourth.decision.restart  # probation
     clock.now += settings.connect.restart_recovery_seconds
-    fifth = watch.tick(fourth.state)
+    still = watch.tick(fourth.state)  # Connect may report its death up to 35 s late
+    assert still.state.phase == Phase.RESTARTED and not still.decision.recovered
+    clock.now += CONNECT_FAILURE_REPORT_LAG_SECONDS
+    fifth = watch.tick(still.state)
     assert fifth.decision.recovered and fifth.state.phase == Phase.HEALTHY
     assert sent[-1].startswith(f"binlake: capture recovered: connector {name} RUNNING")
 
@@ -162,6 +170,27 @@ def test_topic_from_the_connect_log(tmp_path):
     assert len(notes) == 3 and "absent.log could not be read" in notes[2]
 
 
+# Kafka Connect 4.3's log4j2 layout (the local stack's connect.log), an exactly-once task.
+KAFKA_4_LOG_LINES = (
+    "[2026-12-07 13:02:26,454] ERROR ExactlyOnceWorkerSourceTask{id=binlake-mysql-0} failed to "
+    "send record to binlake.shop.health_big:  (org.apache.kafka.connect.runtime."
+    "AbstractWorkerSourceTask)\n"
+    "org.apache.kafka.common.errors.RecordTooLargeException: The message is 1503131 bytes when "
+    "serialized which is larger than 1114112, which is the value of the max.request.size "
+    "configuration.\n"
+    "[2026-12-07 13:02:26,457] ERROR ExactlyOnceWorkerSourceTask{id=binlake-mysql-0} Task threw "
+    "an uncaught and unrecoverable exception. (org.apache.kafka.connect.runtime.WorkerTask)\n"
+)
+
+
+def test_topic_from_a_kafka_4_connect_log(tmp_path):
+    log = tmp_path / "connect.log"
+    log.write_text(LOG_LINES + KAFKA_4_LOG_LINES)
+    notes: list[str] = []
+    assert _topic_from_log(log, "binlake-mysql", 0, notes) == "binlake.shop.health_big"
+    assert _topic_from_log(log, "binlake-mysql", 1, notes) is None and len(notes) == 1
+
+
 def test_diagnosis_text_names_what_to_change(settings):
     too_large = find_record_too_large(TRACE)
     assert too_large is not None
@@ -178,6 +207,11 @@ def test_diagnosis_text_names_what_to_change(settings):
     assert "now 1,048,576) to at least 2,097,152" in text
     assert 'connect.column_truncate_to_length_chars {"shop.big.body": <chars>}' in text
     assert 'connect.column_exclude_list ["shop.big.body"]' in text
+    assert (
+        "raise the existing topic binlake.shop.big too: kafka-configs.sh --bootstrap-server "
+        f"{settings.kafka.bootstrap_servers} --alter --entity-type topics --entity-name "
+        "binlake.shop.big --add-config max.message.bytes=2162688." in text
+    )
     unknown = Diagnosis(too_large, candidates=["shop.big", "shop.other"]).text(settings)
     assert "Table: not certain; tables written after the committed offset: shop.big, " in unknown
     assert "binlake resync --table <db.table>" in unknown

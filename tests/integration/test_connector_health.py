@@ -1,6 +1,6 @@
 """A Debezium task killed by a record over Connect's producer limit, through the real stack:
-MariaDB, the Kafka broker, Kafka Connect + Debezium and the bronze worker, and the real
-connector_health sensor evaluated by Dagster (build_sensor_context on the stack's own Dagster
+MariaDB, the Kafka broker, Kafka Connect + Debezium (exactly-once) and the bronze worker, and the
+real connector_health sensor evaluated by Dagster (build_sensor_context on the stack's own Dagster
 instance) against the real Connect REST API, alerting a local HTTP webhook receiver.
 
 The stack is this module's own (a failing connector stops capture of every table, so it cannot
@@ -9,7 +9,7 @@ inserts a 1.5 MB MEDIUMTEXT row: Connect's producer refuses the record with
 `RecordTooLargeException` and the task dies. The test checks that the sensor restarts it with
 backoff, that the webhook receives an alert naming the table, the key and the size and what to
 change, that `binlake status` shows the task FAILED with the error and for how long, and that
-once the operator raises the connector's limit the sensor reports the recovery.
+once the operator raises the connector's and the topic's limits the sensor reports the recovery.
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from pydantic import SecretStr
 
 from binlake.local_stack.components import dagster_home
@@ -144,6 +151,21 @@ def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> str | No
     return None
 
 
+def _raise_topic_limit(bootstrap_servers: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(
+                "max.message.bytes", str(4 * LIMIT), incremental_operation=AlterConfigOpType.SET
+            )
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
 def _task_state(client: ConnectClient, name: str) -> str:
     return client.get_status(name).tasks[0].state
 
@@ -248,7 +270,10 @@ def test_failed_task_is_restarted_alerted_shown_and_recovers(
     assert capture["newest_change_commit_at"] is not None  # the small row's commit
 
     # The operator's fix: a producer limit above the record (what raising kafka.max_record_bytes
-    # does to the connector); the sensor sees it RUNNING long enough and reports the recovery.
+    # does to the connector) and a table topic that takes it (Kafka refuses a record over the
+    # topic's max.message.bytes, which Connect set when it created the topic); the sensor sees it
+    # RUNNING long enough and reports the recovery.
+    _raise_topic_limit(settings.kafka.bootstrap_servers, f"{settings.kafka.topic_prefix}.{TABLE}")
     config = client.get_config(name)
     assert config is not None
     config["producer.override.max.request.size"] = str(4 * LIMIT)
