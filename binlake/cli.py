@@ -497,13 +497,18 @@ def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
     from binlake.resync import resync_added_tables
     from cdc.connect_client import ConnectClient
-    from cdc.connector_config import build_connector_config
+    from cdc.connector_config import build_connector_config, request_limit_bytes
+    from cdc.topic_limits import raise_topic_limits
 
     settings = _stack_settings()
     client = ConnectClient(settings.connect.url)
     client.wait_until_ready(settings.local.startup_timeout_seconds)
     previous = client.get_config(settings.connect.connector_name)
     config = build_connector_config(settings)
+    for topic, before in raise_topic_limits(
+        settings.kafka.bootstrap_servers, settings.kafka.topic_prefix, request_limit_bytes(settings)
+    ).items():
+        console.print(f"{topic}: max.message.bytes raised from {before:,}")
     changed = client.put_connector(settings.connect.connector_name, config)
     console.print(f"{settings.connect.connector_name}: {'updated' if changed else 'unchanged'}")
     # Tables new to the connector stream from now on; a resync brings their existing rows.

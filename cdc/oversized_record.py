@@ -100,13 +100,13 @@ class Diagnosis:
         # Connect sets a topic's max.message.bytes only when it creates the topic: a raised
         # kafka.max_record_bytes does not reach the existing one, and Kafka would refuse the
         # record there next (measured on Kafka 4.3: "larger than the max message size the
-        # server will accept").
+        # server will accept"). Registering the connector raises them (cdc.topic_limits).
         topic = f"{settings.kafka.topic_prefix}.{table}"
         lines.append(
-            f"When raising kafka.max_record_bytes, raise the existing topic {topic} too: "
-            f"kafka-configs.sh --bootstrap-server {settings.kafka.bootstrap_servers} --alter "
-            f"--entity-type topics --entity-name {topic} --add-config "
-            f"max.message.bytes={wanted + RECORD_FRAMING_BYTES}."
+            f"The existing topic {topic} keeps the max.message.bytes it was created with: "
+            "`binlake up` and `binlake connector register` raise it to the new limit "
+            f"({wanted + RECORD_FRAMING_BYTES:,} bytes for {wanted:,}); with another tool, "
+            "raise it by hand."
         )
         return "\n".join(lines)
 

@@ -23,7 +23,8 @@ from binlake.local_stack.supervisor import ProgramState, Supervisor
 from binlake.resync import resync_added_tables
 from binlake.settings import Settings
 from cdc.connect_client import ConnectClient
-from cdc.connector_config import build_connector_config
+from cdc.connector_config import build_connector_config, request_limit_bytes
+from cdc.topic_limits import raise_topic_limits
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,12 @@ class LocalStack:
         progress("registering the Debezium connector")
         previous = connect.get_config(settings.connect.connector_name)
         config = build_connector_config(settings)
+        for topic, before in raise_topic_limits(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic_prefix,
+            request_limit_bytes(settings),
+        ).items():
+            progress(f"{topic}: max.message.bytes raised from {before:,}")
         connect.put_connector(settings.connect.connector_name, config)
         changed = previous is not None and previous != config
         if changed:

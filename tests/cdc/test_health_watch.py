@@ -208,9 +208,9 @@ def test_diagnosis_text_names_what_to_change(settings):
     assert 'connect.column_truncate_to_length_chars {"shop.big.body": <chars>}' in text
     assert 'connect.column_exclude_list ["shop.big.body"]' in text
     assert (
-        "raise the existing topic binlake.shop.big too: kafka-configs.sh --bootstrap-server "
-        f"{settings.kafka.bootstrap_servers} --alter --entity-type topics --entity-name "
-        "binlake.shop.big --add-config max.message.bytes=2162688." in text
+        "The existing topic binlake.shop.big keeps the max.message.bytes it was created with: "
+        "`binlake up` and `binlake connector register` raise it to the new limit (2,162,688 "
+        "bytes for 2,097,152)" in text
     )
     unknown = Diagnosis(too_large, candidates=["shop.big", "shop.other"]).text(settings)
     assert "Table: not certain; tables written after the committed offset: shop.big, " in unknown
