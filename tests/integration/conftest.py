@@ -36,13 +36,17 @@ def integration_settings(state_dir: Path, **groups: dict[str, Any]) -> Settings:
 
 
 def stack_of_tables(
-    tmp_path_factory: pytest.TempPathFactory, name: str, tables: list[str] | None = None
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    tables: list[str] | None = None,
+    **groups: Any,
 ) -> Iterator[LocalStack]:
-    """A started stack of its own, capturing `tables` (the demo tables when None); stopped by
-    PID when the fixture using it ends."""
-    settings = integration_settings(tmp_path_factory.mktemp(name))
+    """A started stack of its own, capturing `tables` (the demo tables when None), with
+    `groups` as `integration_settings` takes them; stopped by PID when the fixture using it
+    ends."""
     if tables is not None:
-        settings = settings.model_copy(update={"tables": tables})
+        groups["tables"] = tables
+    settings = integration_settings(tmp_path_factory.mktemp(name), **groups)
     stack = LocalStack(settings)
     try:
         stack.up()

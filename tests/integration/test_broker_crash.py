@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     assert_silver_equals_source,
     bronze_rows,
     component,
-    integration_settings,
+    stack_of_tables,
     wait_for,
 )
 
@@ -44,18 +44,13 @@ WRITE_AFTER_RESTART_S = 15
 
 @pytest.fixture(scope="module")
 def broker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = integration_settings(
-        tmp_path_factory.mktemp("broker-crash"),
-        tables=[TABLE],
+    yield from stack_of_tables(
+        tmp_path_factory,
+        "broker-crash",
+        [TABLE],
         mysql={"databases": [DB]},
         bronze={"flush_seconds": 1.0},
     )
-    stack = LocalStack(settings)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
 
 
 class Writer:

@@ -39,7 +39,7 @@ from tests.integration.conftest import (
     assert_silver_equals_source,
     bronze_rows,
     component,
-    integration_settings,
+    stack_of_tables,
     wait_for,
 )
 
@@ -55,19 +55,14 @@ ROWS_PER_BATCH = 1000
 def crash_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    settings = integration_settings(
-        tmp_path_factory.mktemp("connect-crash"),
-        tables=[TABLE],
+    yield from stack_of_tables(
+        tmp_path_factory,
+        "connect-crash",
+        [TABLE],
         mysql={"databases": [DB]},
         connect={"exactly_once": request.param},
         bronze={"flush_seconds": 1.0, "flush_rows": 5000},
     )
-    stack = LocalStack(settings)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
 
 
 def bulk_insert_while(stack: LocalStack, during) -> float:
