@@ -7,9 +7,13 @@ import pymysql
 from binlake.settings import Settings
 
 
-def connect_source(settings: Settings, *, admin: bool = False, database: str | None = None) -> pymysql.Connection:
+def connect_source(
+    settings: Settings, *, admin: bool = False, database: str | None = None
+) -> pymysql.Connection:
     mysql = settings.mysql
-    user, password = (mysql.admin_user, mysql.admin_password) if admin else (mysql.user, mysql.password)
+    user, password = (
+        (mysql.admin_user, mysql.admin_password) if admin else (mysql.user, mysql.password)
+    )
     return pymysql.connect(
         host=mysql.host,
         port=mysql.port,

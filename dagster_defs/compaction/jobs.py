@@ -5,7 +5,6 @@ would plan the same hours; the manifest lock would make the second one's swaps f
 but it would have rewritten the files for nothing.
 """
 
-
 from typing import Any
 
 import dagster as dg

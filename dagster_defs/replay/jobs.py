@@ -96,7 +96,9 @@ def build_replay_job(settings: Settings) -> dg.JobDefinition:
             after = apply_replay(plan, settings, kafka=client)
         except (BinlakeError, KafkaException) as exc:
             # A bad request or a group in use: retrying the same config cannot help.
-            raise dg.Failure(f"replay of {config.table} not done: {exc}", allow_retries=False) from exc
+            raise dg.Failure(
+                f"replay of {config.table} not done: {exc}", allow_retries=False
+            ) from exc
         context.log.info(f"consumer group {plan.group} reset on {plan.topic}: {after}")
         return dg.Output({str(p): o for p, o in after.items() if o is not None}, metadata=metadata)
 

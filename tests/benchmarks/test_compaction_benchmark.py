@@ -10,9 +10,20 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compaction.py"
 
 def test_a_tiny_day_is_compacted_and_read_back_whole():
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--files-per-hour", "3", "--rows-per-file", "9",
-         "--repeat", "1"],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--files-per-hour",
+            "3",
+            "--rows-per-file",
+            "9",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["rows"] == 24 * 3 * 9

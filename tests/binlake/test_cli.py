@@ -64,7 +64,9 @@ def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):  # noq
 
 
 def test_compact_dry_run_lists_the_files_retention_would_expire(
-    settings, bronze, monkeypatch  # noqa: F811
+    settings,
+    bronze,
+    monkeypatch,  # noqa: F811
 ):
     write_history(bronze)
     monkeypatch.setenv("BINLAKE_COMPACTOR__BRONZE_RETENTION_DAYS", "1")

@@ -26,9 +26,7 @@ def test_parse_names_and_probabilities() -> None:
         "manifest.after_append": 0.0,
         "bronze.before_rename": 1.0,
     }
-    assert parse("bronze.after_rename=0.1,bronze.after_rename=0.2") == {
-        "bronze.after_rename": 0.2
-    }
+    assert parse("bronze.after_rename=0.1,bronze.after_rename=0.2") == {"bronze.after_rename": 0.2}
 
 
 @pytest.mark.parametrize(
@@ -111,9 +109,7 @@ print("survived")
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_unset_the_process_runs_through_every_failpoint(tmp_path) -> None:

@@ -7,9 +7,17 @@ from compactor.expiry import retention_entry
 
 def _entry(first: int, last: int, table: str = "shop.orders", partition: int = 0) -> ManifestEntry:
     return ManifestEntry(
-        table=table, topic=f"binlake.{table}", partition=partition, first_offset=first,
-        last_offset=last, rows=last - first + 1, path=f"bronze/{table}/x+{first}.parquet",
-        partition_key="2026-11-21-08:00", bytes=100, written_at=1.0, rotation_reason="rows",
+        table=table,
+        topic=f"binlake.{table}",
+        partition=partition,
+        first_offset=first,
+        last_offset=last,
+        rows=last - first + 1,
+        path=f"bronze/{table}/x+{first}.parquet",
+        partition_key="2026-11-21-08:00",
+        bytes=100,
+        written_at=1.0,
+        rotation_reason="rows",
         primary_key=["id"],
     )
 
@@ -24,7 +32,10 @@ def test_reading_from_a_cursor_returns_only_new_entries(tmp_path) -> None:
     manifest.append(_entry(10, 19))
     manifest.append(_entry(0, 4, table="shop.customers"))
     entries, later = manifest.read_since(cursor)
-    assert [(e.table, e.first_offset) for e in entries] == [("shop.orders", 10), ("shop.customers", 0)]
+    assert [(e.table, e.first_offset) for e in entries] == [
+        ("shop.orders", 10),
+        ("shop.customers", 0),
+    ]
     assert later > cursor
 
 
@@ -44,7 +55,10 @@ def test_last_offsets_per_topic_partition(tmp_path) -> None:
     manifest.append(_entry(0, 9))
     manifest.append(_entry(10, 19))
     manifest.append(_entry(0, 3, partition=1))
-    assert manifest.last_offsets() == {("binlake.shop.orders", 0): 19, ("binlake.shop.orders", 1): 3}
+    assert manifest.last_offsets() == {
+        ("binlake.shop.orders", 0): 19,
+        ("binlake.shop.orders", 1): 3,
+    }
 
 
 def test_a_fragment_left_by_a_crash_is_skipped_with_a_warning(tmp_path, caplog) -> None:
@@ -100,7 +114,11 @@ def test_a_retention_line_drops_the_files_it_supersedes_and_is_no_file_itself(tm
 
     [read_back] = [e for e in manifest.entries() if not e.is_file]
     assert read_back == line and (line.path, line.rows, line.schema_version) == ("", 0, 0)
-    assert (line.first_offset, line.last_offset, line.supersedes) == (0, 19, [e.path for e in expired])
+    assert (line.first_offset, line.last_offset, line.supersedes) == (
+        0,
+        19,
+        [e.path for e in expired],
+    )
     assert manifest.entries_for("shop.orders") == [kept]
     assert live_entries(manifest.entries()) == [kept]
     assert all(e.is_file for e in [*expired, kept])

@@ -20,7 +20,9 @@ def test_environment_variables_override_nested_fields(monkeypatch) -> None:
 
 def test_a_toml_file_is_read_and_env_wins_over_it(tmp_path, monkeypatch) -> None:
     config = tmp_path / "binlake.toml"
-    config.write_text('storage_url = "s3://bucket/lake"\n[bronze]\nflush_rows = 10\nflush_seconds = 3.5\n')
+    config.write_text(
+        'storage_url = "s3://bucket/lake"\n[bronze]\nflush_rows = 10\nflush_seconds = 3.5\n'
+    )
     monkeypatch.setenv(CONFIG_FILE_ENV, str(config))
     monkeypatch.setenv("BINLAKE_BRONZE__FLUSH_ROWS", "20")
     settings = load_settings()
@@ -57,8 +59,10 @@ def test_child_environment_round_trips_and_secrets_stay_hidden_in_repr(monkeypat
         monkeypatch.setenv(key, value)
     again = load_settings()
     assert again.mysql.password.get_secret_value() == "s3cret"
-    assert again.model_dump() == settings.model_dump() | {"state_dir": again.state_dir,
-                                                          "storage_url": again.storage_url}
+    assert again.model_dump() == settings.model_dump() | {
+        "state_dir": again.state_dir,
+        "storage_url": again.storage_url,
+    }
 
 
 def test_prod_refuses_the_local_pii_key_and_bad_patterns() -> None:

@@ -72,9 +72,7 @@ def test_append_line_starts_a_new_line_after_a_fragment(tmp_path) -> None:
         out.write(b'{"table":"shop.ord')  # an append cut short by a crash
     storage.append_line("m/log.jsonl", '{"b":2}')
     storage.append_line("m/log.jsonl", '{"c":3}')
-    assert storage.read_bytes("m/log.jsonl") == (
-        b'{"a":1}\n{"table":"shop.ord\n{"b":2}\n{"c":3}\n'
-    )
+    assert storage.read_bytes("m/log.jsonl") == (b'{"a":1}\n{"table":"shop.ord\n{"b":2}\n{"c":3}\n')
 
 
 def test_append_line_fsyncs_new_directories_and_the_new_file_entry(tmp_path, monkeypatch) -> None:

@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from cdc.envelope import decode_change
 
-RECORDS = json.loads((Path(__file__).parents[1] / "fixtures/debezium_mysql_all_types.json").read_text())
+RECORDS = json.loads(
+    (Path(__file__).parents[1] / "fixtures/debezium_mysql_all_types.json").read_text()
+)
 
 
 def _decode(record: dict):

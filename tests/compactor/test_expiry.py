@@ -34,8 +34,10 @@ def write(bronze, offset: int, hours_after_base: int = 0):
     c = bronze.change
     return bronze.write(
         TABLE,
-        [c("c", offset, ts_ms=ts, id=offset, status="new"),
-         c("u", offset + 1, ts_ms=ts, id=offset, status="paid")],
+        [
+            c("c", offset, ts_ms=ts, id=offset, status="new"),
+            c("u", offset + 1, ts_ms=ts, id=offset, status="paid"),
+        ],
     )
 
 

@@ -89,9 +89,7 @@ def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, s
     lake = Manifest(LakeStorage.from_url(settings.lake_url))
     expired = lake.entries_for("shop.orders")[:-1]
     lake.append(
-        retention_entry(
-            ("shop.orders", later.topic, 0), expired, datetime(2024, 7, 1, tzinfo=UTC)
-        )
+        retention_entry(("shop.orders", later.topic, 0), expired, datetime(2024, 7, 1, tzinfo=UTC))
     )
     for as_of in (AsOf(source_ts_ms=t0 + 3 * HOUR_MS), AsOf.parse("0:4")):
         with pytest.raises(FinalError) as refused:
@@ -101,9 +99,11 @@ def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, s
         assert "compactor.bronze_retention_days" in message and as_of.label in message
         assert "from 2024-06-01T12:00:00+00:00 on" in message  # the oldest change bronze holds
         assert "Delta time travel" in message
-    assert not SilverLake(storage_url=settings.lake_url).rebuild(
-        "shop.orders", AsOf.parse("0:4").label
-    ).exists()
+    assert (
+        not SilverLake(storage_url=settings.lake_url)
+        .rebuild("shop.orders", AsOf.parse("0:4").label)
+        .exists()
+    )
 
 
 def test_rebuild_as_of_a_binlog_position_keeps_what_the_binlog_had_before_it(settings, bronze):

@@ -614,8 +614,10 @@ def replay(writer: PartitionWriter, offsets: range) -> Released:
 def test_a_replay_restores_lost_files_in_place_and_skips_intact_ones(storage, manifest, clock):
     entries = write_files(storage, manifest, clock, [(0, 2), (3, 5), (6, 8), (9, 11)])
     manifest_before = Path(storage.full_path(manifest.path)).read_bytes()
-    lost = {entries[1].path: Path(storage.full_path(entries[1].path)).read_bytes(),
-            entries[3].path: Path(storage.full_path(entries[3].path)).read_bytes()}
+    lost = {
+        entries[1].path: Path(storage.full_path(entries[1].path)).read_bytes(),
+        entries[3].path: Path(storage.full_path(entries[3].path)).read_bytes(),
+    }
     for path in lost:
         Path(storage.full_path(path)).unlink()
     storage.writes.clear()
@@ -659,7 +661,9 @@ def test_a_lost_file_rewritten_in_two_parts_supersedes_its_entry(storage, manife
     # Readers take a path's last entry: offsets 0..7 once each, in three files.
     latest = {e.path: e for e in live_entries(manifest.entries())}
     assert sorted((e.first_offset, e.last_offset) for e in latest.values()) == [
-        (0, 3), (4, 5), (6, 7)
+        (0, 3),
+        (4, 5),
+        (6, 7),
     ]
     assert after.path in latest
 

@@ -14,16 +14,25 @@ from binlake.storage import LakeStorage
 T = datetime(2026, 11, 21, 8, 0, 0, 123456)
 
 
-def _write(storage: LakeStorage, name: str, table: pa.Table, written_at: float, lake_table="shop.orders"):
+def _write(
+    storage: LakeStorage, name: str, table: pa.Table, written_at: float, lake_table="shop.orders"
+):
     path = f"bronze/{lake_table}/{name}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     storage.write_atomic(path, sink.getvalue().to_pybytes())
     Manifest(storage).append(
         ManifestEntry(
-            table=lake_table, topic=f"binlake.{lake_table}", partition=0, first_offset=0,
-            last_offset=table.num_rows - 1, rows=table.num_rows, path=path,
-            partition_key="2026-11-21-08:00", bytes=1, written_at=written_at,
+            table=lake_table,
+            topic=f"binlake.{lake_table}",
+            partition=0,
+            first_offset=0,
+            last_offset=table.num_rows - 1,
+            rows=table.num_rows,
+            path=path,
+            partition_key="2026-11-21-08:00",
+            bytes=1,
+            written_at=written_at,
             rotation_reason="age",
         )
     )
@@ -32,12 +41,21 @@ def _write(storage: LakeStorage, name: str, table: pa.Table, written_at: float, 
 def test_delay_is_file_durable_time_minus_commit_time(tmp_path) -> None:
     settings = load_settings(state_dir=tmp_path)
     storage = LakeStorage.from_url(settings.lake_url)
-    _write(storage, "a", pa.table({"_op": ["c", "u"], "id": [1, 1],
-                                   "updated_at": [T, T.replace(second=5)]}), written_at=101.5)
+    _write(
+        storage,
+        "a",
+        pa.table({"_op": ["c", "u"], "id": [1, 1], "updated_at": [T, T.replace(second=5)]}),
+        written_at=101.5,
+    )
     # a file of only a tombstone (key column only) must not break the measurement
     _write(storage, "b", pa.table({"_op": ["t"], "id": [1]}), written_at=102.0)
-    _write(storage, "c", pa.table({"_op": ["c"], "id": [9], "updated_at": [T]}), written_at=200.0,
-           lake_table="other.table")
+    _write(
+        storage,
+        "c",
+        pa.table({"_op": ["c"], "id": [9], "updated_at": [T]}),
+        written_at=200.0,
+        lake_table="other.table",
+    )
     changes = [
         CommittedChange("shop.orders", 1, T, committed_at=100.0),
         CommittedChange("shop.orders", 1, T.replace(second=5), committed_at=101.0),

@@ -8,8 +8,13 @@ def test_config_gives_each_program_its_own_log_and_group_stop(tmp_path) -> None:
     supervisor.write_config(
         [
             Program("db", ["/usr/sbin/mariadbd", "--defaults-file=/x/my.cnf"]),
-            Program("broker", ["kafka", "--url", "100%"], stop_signal="KILL",
-                    environment={"A": 'say "hi"'}, priority=110),
+            Program(
+                "broker",
+                ["kafka", "--url", "100%"],
+                stop_signal="KILL",
+                environment={"A": 'say "hi"'},
+                priority=110,
+            ),
         ]
     )
     config = configparser.RawConfigParser()
