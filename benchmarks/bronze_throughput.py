@@ -983,11 +983,11 @@ def run_confluent_writer() -> None:
 
 def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, Any]:
     """Where the writer's time goes per event, without a broker (best of `repeat` runs)."""
+    from binlake.bronze.parquet_format import build_table, to_parquet_bytes
     from binlake.settings import BronzeSettings
     from binlake.storage import LakeStorage
     from cdc.envelope import clear_schema_cache, decode_change
     from streams.bronze_worker import BronzeWorker, KafkaRecord
-    from streams.parquet_format import build_table, to_parquet_bytes
 
     workload = Workload()
     records = [

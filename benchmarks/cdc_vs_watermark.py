@@ -88,12 +88,12 @@ if str(REPO) not in sys.path:
 import polars as pl
 import pymysql
 
-from binlake.bronze_layout import OP
+from binlake.bronze.layout import OP
+from binlake.bronze.manifest import Manifest
 from binlake.demo.latency import percentile
 from binlake.demo.shop_schema import SHOP_DDL, SHOP_TABLES
 from binlake.demo.workload import ShopWorkload
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
 from binlake.settings import Settings, load_settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage

@@ -39,13 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from binlake import bronze_layout as layout
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.bronze import layout
+from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.parquet_format import bronze_schema, to_parquet_bytes
 from binlake.settings import Settings, load_settings
 from binlake.storage import LakeStorage
 from compactor.run import run_compaction
 from dagster_defs.resources import BronzeLake
-from streams.parquet_format import bronze_schema, to_parquet_bytes
 
 TABLE = "shop.orders"
 TOPIC = "binlake.shop.orders"

@@ -42,10 +42,10 @@ if str(REPO) not in sys.path:
 
 import polars as pl
 
+from binlake.bronze.manifest import Manifest
 from binlake.demo.delivery_checks import copies, read_topic
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
 from binlake.settings import Settings, load_settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage

@@ -7,12 +7,12 @@
 Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the bronze worker; no
 Dagster) in a temporary state directory on free ports, creates `shop.resync_bench` with `--rows`
 rows written behind the binlog's back (`sql_log_bin = 0`, as a table added to the capture later
-looks: the stream never saw them), then runs `binlake.resync` (the code `binlake resync` runs)
+looks: the stream never saw them), then runs `binlake.silver.resync` (the code `binlake resync` runs)
 while a writer inserts, updates and deletes rows of the table at `--writes-per-s` transactions per
 second. Measures, from the signal:
 
 * until Debezium's COMPLETED notification (every chunk read),
-* until every re-read row is in Kafka (the fence `binlake.resync.records_delivered` uses),
+* until every re-read row is in Kafka (the fence `binlake.silver.resync.records_delivered` uses),
 * until bronze holds them all (the manifest reaches the resync's end offsets),
 * then silver: the merge of the table's bronze and the sweep (the code the silver asset runs),
 
@@ -35,17 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from binlake.bronze.manifest import Manifest, live_entries
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest, live_entries
-from binlake.resync import ResyncLog, ResyncProgress, request_resync, wait_for_completion
 from binlake.settings import Settings, load_settings
+from binlake.silver.merge_changes import merge_changes
+from binlake.silver.pii import PiiPolicy
+from binlake.silver.resync import ResyncLog, ResyncProgress, request_resync, wait_for_completion
+from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.incremental import unconsumed_reads
-from dagster_defs.silver.merge_changes import merge_changes
-from dagster_defs.silver.pii import PiiPolicy
-from dagster_defs.silver.resync_sweep import sweep_resyncs
 
 TABLE = "shop.resync_bench"
 

@@ -52,8 +52,8 @@ if str(REPO) not in sys.path:
 
 import dagster as dg
 
-from binlake.bronze_layout import MANIFEST_PATH, HourBucket, bronze_file_path
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.bronze.layout import MANIFEST_PATH, HourBucket, bronze_file_path
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.sensors import build_manifest_sensor

@@ -38,9 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from binlake.bronze_layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
-from dagster_defs.silver.delta_table import DELETED, SilverDeltaTable
+from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
+from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
+from binlake.silver.delta_table import DELETED, SilverDeltaTable
 
 STATUSES = ["new", "paid", "shipped", "delivered", "cancelled"]
 BASE_MS = 1_795_255_200_000

@@ -15,8 +15,8 @@ from binlake.errors import BinlakeError
 from binlake.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from binlake.replay import ReplayPlan
-    from binlake.table_status import CaptureStatus
+    from binlake.bronze.replay import ReplayPlan
+    from binlake.status import CaptureStatus
 
 app = typer.Typer(
     help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
@@ -127,7 +127,7 @@ def status(
     from dataclasses import asdict
 
     from binlake.local_stack.stack import LocalStack
-    from binlake.table_status import collect_capture_status, collect_table_status
+    from binlake.status import collect_capture_status, collect_table_status
 
     stack = LocalStack(_settings())
     components = stack.components()
@@ -254,7 +254,7 @@ def replay(
     """
     from confluent_kafka import KafkaException
 
-    from binlake.replay import apply_replay, plan_replay_request
+    from binlake.bronze.replay import apply_replay, plan_replay_request
 
     settings = _stack_settings()
     try:
@@ -306,8 +306,8 @@ def rebuild(
 
     Written as a Delta table of its own under <lake>/rebuilds/; live silver is never touched.
     """
+    from binlake.silver.pii import PiiPolicy
     from dagster_defs.resources import BronzeLake, SilverLake
-    from dagster_defs.silver.pii import PiiPolicy
     from dagster_defs.silver.rebuild import AsOf, rebuild_silver
 
     settings = _settings()
@@ -369,7 +369,7 @@ def resync(
     """
     import time
 
-    from binlake.resync import (
+    from binlake.silver.resync import (
         ResyncProgress,
         give_up,
         request_resync,
@@ -495,7 +495,7 @@ def demo(
 @connector_app.command("register")
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
-    from binlake.resync import resync_added_tables
+    from binlake.silver.resync import resync_added_tables
     from cdc.connect_client import ConnectClient
     from cdc.connector_config import build_connector_config, request_limit_bytes
     from cdc.topic_limits import raise_topic_limits

@@ -145,7 +145,7 @@ def _field_to_connect(
     JSON encoding of bytes: one character per byte, code points 0-255 (ISO-8859-1), as seen in the
     schemas a real converter registered (BIT(3) DEFAULT b'101' as "\u0005", DECIMAL(10,2)
     DEFAULT 1.50 as "\u0000\u0096"). Text that is not such a string is marked unknown rather
-    than guessed, so a column added with it fails loudly (`streams.schema_drift`) instead of
+    than guessed, so a column added with it fails loudly (`binlake.bronze.schema_drift`) instead of
     filling old rows with a wrong value.
     """
     result = {**_to_connect(avro_field["type"], named, namespace), "field": avro_field["name"]}

@@ -9,7 +9,7 @@ The default is stored on the Arrow field as metadata `binlake.default`: a JSON t
 in the column's Arrow type, so it survives in every Parquet footer. Temporal values are stored as
 their integer in the type's unit, decimals as exact text and bytes as base64, which keeps every
 value exact. A column without a default (or with a NULL default) has no such key: its fill is
-null. Schema fingerprints leave the key out (`streams.schema_drift.fingerprint`): a default is
+null. Schema fingerprints leave the key out (`binlake.bronze.schema_drift.fingerprint`): a default is
 not part of the shape of the rows.
 """
 

@@ -104,7 +104,7 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "table.include.list": ",".join(re.escape(table) for table in settings.tables),
         "schema.history.internal.kafka.topic": schema_history_topic(prefix),
         "schema.history.internal.kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
-        # Resync (binlake.resync): incremental snapshots started by rows inserted into the signal
+        # Resync (binlake.silver.resync): incremental snapshots started by rows inserted into the signal
         # table, progress reported as notifications on a topic of their own.
         "signal.enabled.channels": "source",
         "signal.data.collection": signal_table(settings),
@@ -116,7 +116,7 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "notification.sink.topic.name": notification_topic(prefix),
         # A heartbeat carries the binlog position on while only uncaptured tables change (the
         # signal table): a resync's end is known once Connect has committed an offset past a
-        # fence signal written after Debezium's COMPLETED (binlake.resync.check_completion).
+        # fence signal written after Debezium's COMPLETED (binlake.silver.resync.check_completion).
         "heartbeat.interval.ms": "2000",
         # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.envelope decodes them.
         "decimal.handling.mode": "precise",

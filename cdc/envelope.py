@@ -61,7 +61,7 @@ TRUNCATE = "t"
 TOMBSTONE = "x"
 # Bronze files written before TRUNCATE was captured marked tombstones with "t". Readers tell the
 # two apart by the source position: a tombstone has none, a TRUNCATE always has its binlog file
-# and position (see `dagster_defs.silver.logic.is_tombstone`).
+# and position (see `binlake.silver.logic.is_tombstone`).
 LEGACY_TOMBSTONE = "t"
 
 Converter = Callable[[Any], Any]

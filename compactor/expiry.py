@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from binlake.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from compactor.plan import hour_end
 from compactor.rewrite import offset_runs
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from binlake.manifest import ManifestEntry, live_entries
+from binlake.bronze.manifest import ManifestEntry, live_entries
 from binlake.settings import CompactorSettings
 
 HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pyarrow.fs as pafs
 
-from binlake.manifest import ManifestEntry, live_entries
+from binlake.bronze.manifest import ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 
 

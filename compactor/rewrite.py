@@ -1,7 +1,7 @@
 """Compact one group: read its files, write one sorted file, prove it holds the same rows, swap.
 
 The swap is one manifest line: the compacted file's entry lists the files it supersedes, and
-every reader drops those from the moment it reads that line (``binlake.manifest.live_entries``).
+every reader drops those from the moment it reads that line (``binlake.bronze.manifest.live_entries``).
 So a reader sees the small files or the compacted one, never both and never neither; the small
 files stay on disk until ``retention`` deletes them, for readers that listed them just before.
 """
@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from binlake.bronze_layout import OFFSET, SOURCE_TS_MS, compacted_file_path
+from binlake.bronze.layout import OFFSET, SOURCE_TS_MS, compacted_file_path
+from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.parquet_format import to_parquet_bytes
 from binlake.errors import FinalError, RetriableError
-from binlake.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
 from compactor.digest import row_digest
 from compactor.plan import CompactionGroup
-from streams.parquet_format import to_parquet_bytes
 
 ROTATION_REASON = "compaction"
 

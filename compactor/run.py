@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.errors import BinlakeError
-from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from compactor.expiry import Expiry, expire_bronze, expiring_files

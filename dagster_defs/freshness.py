@@ -52,7 +52,7 @@ held; a transaction whose first statement started more than ``tolerance`` before
 unconsumed until the next commit (on a quiet source it fails once that exceeds the SLO); the
 check passes while UPDATE_TIME is NULL.
 
-**The bronze writer's consumer lag** (``binlake.consumer_lag``, resource ``consumer_lag``) is a
+**The bronze writer's consumer lag** (``binlake.bronze.consumer_lag``, resource ``consumer_lag``) is a
 second, independent figure: the newest source commit (``source.ts_ms``) in the table's Kafka
 topic minus that of the oldest record the bronze writer has not stored. Records not in bronze
 are in no later layer either, so it is a lower bound of every layer's lag, measured from Kafka
@@ -83,8 +83,8 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from binlake.alerts import Alerter
-from binlake.consumer_lag import TableLag as ConsumerTableLag
-from binlake.manifest import ManifestEntry
+from binlake.bronze.consumer_lag import TableLag as ConsumerTableLag
+from binlake.bronze.manifest import ManifestEntry
 from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"

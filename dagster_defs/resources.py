@@ -32,20 +32,20 @@ import pyarrow.parquet as pq
 import pymysql
 from dagster_polars import PolarsParquetIOManager
 
-from binlake.bronze_layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
+from binlake.bronze.consumer_lag import TableLag, commit_time_for, lag_or_reason, measure_lag
+from binlake.bronze.layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.schema_drift import common_type
 from binlake.consumer_groups import GroupOffsetsClient
-from binlake.consumer_lag import TableLag, commit_time_for, lag_or_reason, measure_lag
 from binlake.errors import ConfigurationError, FinalError, RetriableError
-from binlake.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
+from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.delta_table import SilverDeltaTable
+from binlake.silver.history import SilverHistoryTable
+from binlake.silver.reconcile import ComparedColumn, source_digest_sql
 from binlake.storage import LakeStorage
 from cdc.column_defaults import column_default
 from cdc.envelope import TOMBSTONE, TRUNCATE
-from dagster_defs.silver.consumed import ConsumedOffsets
-from dagster_defs.silver.delta_table import SilverDeltaTable
-from dagster_defs.silver.history import SilverHistoryTable
-from dagster_defs.silver.reconcile import ComparedColumn, source_digest_sql
-from streams.schema_drift import common_type
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -497,7 +497,7 @@ def build_mysql_source(settings: Settings) -> MySQLSource:
 
 
 class ConsumerLagSource(dg.ConfigurableResource):
-    """The bronze writer's consumer lag per table, from Kafka (see `binlake.consumer_lag`)."""
+    """The bronze writer's consumer lag per table, from Kafka (see `binlake.bronze.consumer_lag`)."""
 
     bootstrap_servers: str
     group: str

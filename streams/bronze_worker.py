@@ -31,9 +31,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
+from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
+from binlake.bronze.manifest import Manifest
 from binlake.errors import DecodeError, FinalError, RetriableError, StorageUnavailableError
-from binlake.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder

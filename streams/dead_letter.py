@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from binlake.bronze_layout import DEAD_LETTER_DIR, OFFSET_DIGITS
+from binlake.bronze.layout import DEAD_LETTER_DIR, OFFSET_DIGITS
 from binlake.storage import LakeStorage
 
 Headers = tuple[tuple[str, bytes | None], ...]  # a Kafka header value may be null

@@ -18,7 +18,7 @@ Flushing writes the Parquet file atomically at `bronze_file_path(..., first_offs
 its `ManifestEntry`, and only then releases the records' tokens (the caller acks them, which lets
 the consumer commit their offsets). A retried flush produces the same file under the same name.
 
-Schema drift (see `streams.schema_drift`): the writer keeps per table a schema version and the
+Schema drift (see `binlake.bronze.schema_drift`): the writer keeps per table a schema version and the
 table's cumulative schema, resumed from the table's last manifest entry and its file's footer.
 An event whose row schema differs is classified against it. An accepted change (new or dropped
 column, widened type) and a breaking one (type family change, narrowing, primary key change)
@@ -30,7 +30,7 @@ types. Files record the version and a schema fingerprint in their manifest entry
 Offsets at or below `resume_after` (the manifest's last offset for the partition) may be in
 bronze already, whatever the committed consumer offset said (a crash before the commit, a replay
 after a consumer group reset): the writer looks them up among the partition's listed files
-(`binlake.bronze_coverage`). An offset held by an intact file is released at once without being
+(`binlake.bronze.coverage`). An offset held by an intact file is released at once without being
 written (`is_handled`, `skip_handled`), and a file being buffered is closed before it, so no file
 spans offsets another file holds. An offset no intact file holds (its file was deleted or lost, or
 never written) is written again; while it belongs to a lost file's range, the new file ends where
@@ -57,15 +57,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binlake.bronze_coverage import PartitionFiles, is_intact
-from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
-from binlake.errors import DecodeError, StorageUnavailableError
-from binlake.manifest import Manifest, ManifestEntry
-from binlake.storage import LakeStorage
-from cdc.column_defaults import DEFAULT_KEY
-from streams.parquet_format import bronze_schema, encode_bronze_file
-from streams.partitioner import TOMBSTONE, TRUNCATE, PreviousDelete, event_time_ms, key_of
-from streams.schema_drift import (
+from binlake.bronze.coverage import PartitionFiles, is_intact
+from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
+from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.parquet_format import bronze_schema, encode_bronze_file
+from binlake.bronze.partitioner import TOMBSTONE, TRUNCATE, PreviousDelete, event_time_ms, key_of
+from binlake.bronze.schema_drift import (
     ChangeKind,
     SchemaChange,
     classify,
@@ -73,6 +70,9 @@ from streams.schema_drift import (
     fits_within,
     row_schema_of,
 )
+from binlake.errors import DecodeError, StorageUnavailableError
+from binlake.storage import LakeStorage
+from cdc.column_defaults import DEFAULT_KEY
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Literal
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from binlake.bronze_layout import OFFSET, OP, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_ROW
+from binlake.bronze.layout import OFFSET, OP, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_ROW
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 SOURCE_POSITION = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW)

@@ -60,7 +60,7 @@ def silver_equals_source(settings: Settings, table: str) -> bool:
     The source's personal-data columns are masked as silver masks them before comparing, so a
     match also shows the masking is consistent (same value, same digest).
     """
-    from dagster_defs.silver.pii import PiiPolicy
+    from binlake.silver.pii import PiiPolicy
 
     source = source_table(settings, table)
     source = PiiPolicy.from_settings(settings.silver).mask(source, table, source.columns, [])

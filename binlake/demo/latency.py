@@ -14,9 +14,9 @@ from datetime import datetime
 
 import polars as pl
 
-from binlake.bronze_layout import OP
+from binlake.bronze.layout import OP
+from binlake.bronze.manifest import Manifest
 from binlake.demo.workload import CommittedChange
-from binlake.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 

@@ -8,10 +8,10 @@ would skip every new record as already written. `binlake up` refuses that, namin
 
 from __future__ import annotations
 
-from binlake.bronze_layout import MANIFEST_PATH
+from binlake.bronze.layout import MANIFEST_PATH
+from binlake.bronze.manifest import Manifest
 from binlake.consumer_groups import GroupOffsetsClient
 from binlake.errors import ConfigurationError
-from binlake.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 

@@ -20,8 +20,8 @@ from binlake.local_stack.runtime import (
     save_runtime_settings,
 )
 from binlake.local_stack.supervisor import ProgramState, Supervisor
-from binlake.resync import resync_added_tables
 from binlake.settings import Settings
+from binlake.silver.resync import resync_added_tables
 from cdc.connect_client import ConnectClient
 from cdc.connector_config import build_connector_config, request_limit_bytes
 from cdc.topic_limits import raise_topic_limits

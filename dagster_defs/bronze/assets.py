@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from binlake.bronze_layout import table_directory
+from binlake.bronze.layout import table_directory
 from binlake.settings import Settings
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import BRONZE, TAG_LAYER, TAG_TABLE, bronze_key

@@ -6,7 +6,7 @@ accepted change (new or dropped column, widened type) has a merged schema that r
 old files to; a breaking one (type family change, narrowing, primary key change) is written with
 its own types, and this check is how it reaches people. It reads the table's manifest entries,
 takes one file's Parquet footer per schema version and classifies each version against the one
-before with the same rules the worker used (`streams.schema_drift.classify`). It fails, naming
+before with the same rules the worker used (`binlake.bronze.schema_drift.classify`). It fails, naming
 the column and both types, as long as bronze holds versions that do not fit together.
 """
 
@@ -21,20 +21,20 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binlake.bronze_layout import OFFSET, SOURCE_FILE, SOURCE_POS
-from binlake.errors import FinalError, RetriableError
-from binlake.manifest import ManifestEntry
-from binlake.resync import BinlogPosition, ResyncLog
-from binlake.storage import LakeStorage
-from dagster_defs.keys import bronze_key
-from dagster_defs.resources import BronzeLake, BronzeRead
-from streams.schema_drift import (
+from binlake.bronze.layout import OFFSET, SOURCE_FILE, SOURCE_POS
+from binlake.bronze.manifest import ManifestEntry
+from binlake.bronze.schema_drift import (
     BreakingChange,
     ChangeKind,
     SchemaNeedsResync,
     classify,
     row_schema_of,
 )
+from binlake.errors import FinalError, RetriableError
+from binlake.silver.resync import BinlogPosition, ResyncLog
+from binlake.storage import LakeStorage
+from dagster_defs.keys import bronze_key
+from dagster_defs.resources import BronzeLake, BronzeRead
 
 SCHEMA_CHECK = "schema_versions_compatible"
 

@@ -44,9 +44,9 @@ from urllib.parse import unquote
 import dagster as dg
 import pyarrow.fs as pafs
 
-from binlake.bronze_layout import DEAD_LETTER_DIR
+from binlake.bronze.layout import DEAD_LETTER_DIR
+from binlake.bronze.manifest import ManifestEntry, live_entries
 from binlake.errors import RetriableError
-from binlake.manifest import ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
 from dagster_defs.keys import bronze_key

@@ -4,7 +4,7 @@ The cursor is a byte offset into the append-only manifest, so a tick reads only 
 appended since the previous one, however many files bronze already holds.
 
 Each reported file also carries the bronze writer's consumer lag on its table when the tick
-ran (``lag_records``, ``lag_seconds``; see `binlake.consumer_lag`): how far bronze is behind
+ran (``lag_records``, ``lag_seconds``; see `binlake.bronze.consumer_lag`): how far bronze is behind
 Kafka, which files arriving do not show.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import dagster as dg
 
-from binlake.consumer_lag import TableLag
+from binlake.bronze.consumer_lag import TableLag
+from binlake.bronze.manifest import ManifestEntry
 from binlake.errors import ConfigurationError
-from binlake.manifest import ManifestEntry
 from binlake.settings import Settings
 from compactor.rewrite import ROTATION_REASON as COMPACTION_REASON
 from dagster_defs.keys import bronze_key

@@ -6,11 +6,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from binlake.gold.changed_hours import ORDER_TIME
+from binlake.gold.logic import orders_by_hour_status
 from binlake.settings import Settings
+from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.automation import GOLD_CONDITION
 from dagster_defs.freshness import freshness_policy
-from dagster_defs.gold.changed_hours import ORDER_TIME
-from dagster_defs.gold.logic import orders_by_hour_status
 from dagster_defs.gold.sensors import partition_key
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
@@ -22,7 +23,6 @@ from dagster_defs.keys import (
     silver_key,
 )
 from dagster_defs.resources import LAKE_IO_MANAGER, SilverLake
-from dagster_defs.silver.delta_table import SilverDeltaTable
 
 
 def _naive_utc(moment: datetime) -> datetime:

@@ -4,7 +4,7 @@ Gold is partitioned by the hour an order was created, silver is one current-stat
 static partition mapping says which gold hours a silver commit affects: a status change today to
 an order of last January affects January. This sensor reads the silver commits made since its
 cursor (Delta's change data feed: cost follows the changes, not the table), maps them to hours
-(``dagster_defs.gold.changed_hours``) and reports each hour as a materialization of the external
+(``binlake.gold.changed_hours``) and reports each hour as a materialization of the external
 ``changed_order_hours`` asset. Gold depends on it partition by partition, so eager automation
 recomputes exactly those hours, however old.
 """
@@ -17,7 +17,8 @@ from datetime import datetime
 import dagster as dg
 import polars as pl
 
-from dagster_defs.gold.changed_hours import changed_order_hours, item_order_ids
+from binlake.gold.changed_hours import changed_order_hours, item_order_ids
+from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
     GOLD_ORDERS_BY_HOUR_STATUS,
@@ -25,7 +26,6 @@ from dagster_defs.keys import (
     ORDERS_TABLE,
 )
 from dagster_defs.resources import SilverLake
-from dagster_defs.silver.delta_table import SilverDeltaTable
 
 CHANGED_HOURS_SENSOR_NAME = "gold_changed_order_hours"
 # Every second: a silver commit reported just after an automation tick waits a whole tick

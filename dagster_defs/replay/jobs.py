@@ -17,8 +17,8 @@ import dagster as dg
 from confluent_kafka import KafkaException
 from pydantic import Field
 
+from binlake.bronze.replay import ReplayPlan, apply_replay, plan_replay_request
 from binlake.errors import BinlakeError
-from binlake.replay import ReplayPlan, apply_replay, plan_replay_request
 from binlake.settings import Settings
 from dagster_defs.replay.resources import KafkaConsumerGroups
 

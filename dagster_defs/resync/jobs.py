@@ -4,7 +4,7 @@ It inserts Debezium's ``execute-snapshot`` signal for the table and waits for De
 notification that the table was read again, recording the end in the lake. One at a time per
 table: runs carry the tag ``binlake/resync=<table>`` and the instance limits each value of that
 tag to one run (``applyLimitPerUniqueValue``); launched without it (the UI's default), the job's
-own tag value ``manual`` makes manual runs one at a time. ``binlake.resync`` refuses a second
+own tag value ``manual`` makes manual runs one at a time. ``binlake.silver.resync`` refuses a second
 resync of a table whose first is not over in any case.
 
 What follows needs no job of its own: bronze writes the re-read rows, silver merges them, and
@@ -17,8 +17,8 @@ import dagster as dg
 from pydantic import Field
 
 from binlake.errors import BinlakeError
-from binlake.resync import ResyncProgress, request_resync, wait_for_completion
 from binlake.settings import Settings
+from binlake.silver.resync import ResyncProgress, request_resync, wait_for_completion
 
 RESYNC_JOB_NAME = "table_resync"
 RESYNC_TAG = "binlake/resync"

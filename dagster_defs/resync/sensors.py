@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from binlake.resync import ResyncLog, check_completion, resync_again_if_schema_unknown
 from binlake.settings import Settings
+from binlake.silver.resync import ResyncLog, check_completion, resync_again_if_schema_unknown
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake
 

@@ -11,6 +11,9 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.merge_changes import merge_changes
+from binlake.silver.pii import PiiPolicy
+from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.storage import LakeStorage
 from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.bronze.checks import completed_resyncs
@@ -18,9 +21,6 @@ from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
-from dagster_defs.silver.merge_changes import merge_changes
-from dagster_defs.silver.pii import PiiPolicy
-from dagster_defs.silver.resync_sweep import sweep_resyncs
 from dagster_defs.silver.schema_heal import heal_on_refusal
 
 

@@ -13,19 +13,19 @@ import dagster as dg
 import polars as pl
 
 from binlake.errors import BinlakeError
-from binlake.resync import request_resync, resync_in_progress
 from binlake.settings import Settings
-from dagster_defs.automation import CHECK_CONDITION
-from dagster_defs.keys import silver_key
-from dagster_defs.resources import MySQLSource
-from dagster_defs.silver.pii import PiiPolicy
-from dagster_defs.silver.reconcile import (
+from binlake.silver.pii import PiiPolicy
+from binlake.silver.reconcile import (
     DIGEST_MODULUS,
     ComparedColumn,
     compared_columns,
     judge,
     silver_digest,
 )
+from binlake.silver.resync import request_resync, resync_in_progress
+from dagster_defs.automation import CHECK_CONDITION
+from dagster_defs.keys import silver_key
+from dagster_defs.resources import MySQLSource
 
 RECONCILE_CHECK = "reconciles_with_source"
 
@@ -44,7 +44,7 @@ def differing_columns(
 def heal(settings: Settings, table: str, finding: str) -> str:
     """What the check says (and, with ``silver.auto_resync``, does) about a persisting difference.
 
-    The healing is a resync (``binlake.resync``): the table read again, and the rows silver
+    The healing is a resync (``binlake.silver.resync``): the table read again, and the rows silver
     holds that the source lost swept. Never a second one while one of the table is not over.
     """
     command = f"`binlake resync --table {table}`"

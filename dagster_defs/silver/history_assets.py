@@ -2,7 +2,7 @@
 
 ``silver/<db>/<table>_history`` is built from bronze like the current state
 (``dagster_defs.silver.assets``), independently of it: its own consumed offsets, the same PII
-masking, the same automation. The rows and their validity are ``dagster_defs.silver.history``'s.
+masking, the same automation. The rows and their validity are ``binlake.silver.history``'s.
 """
 
 from typing import Any
@@ -10,6 +10,9 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.history import change_rows
+from binlake.silver.logic import table_columns
+from binlake.silver.pii import PiiPolicy
 from binlake.storage import LakeStorage
 from dagster_defs.automation import SILVER_CONDITION
 from dagster_defs.bronze.checks import completed_resyncs
@@ -23,10 +26,7 @@ from dagster_defs.keys import (
     writer_pool,
 )
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.history import change_rows
 from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
-from dagster_defs.silver.logic import table_columns
-from dagster_defs.silver.pii import PiiPolicy
 
 
 def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:

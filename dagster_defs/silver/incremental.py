@@ -11,9 +11,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from binlake.silver.consumed import ConsumedOffsets
 from dagster_defs.bronze.checks import CompletedResync, refuse_unhealed_schema_changes
 from dagster_defs.resources import BronzeLake, BronzeRead
-from dagster_defs.silver.consumed import ConsumedOffsets
 
 MAX_CATCH_UP_READS = 5
 

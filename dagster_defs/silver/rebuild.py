@@ -19,18 +19,18 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from binlake.bronze_layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS
+from binlake.bronze.layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS
+from binlake.bronze.manifest import live_entries
 from binlake.errors import FinalError
-from binlake.manifest import live_entries
+from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.delta_table import SilverDeltaTable
+from binlake.silver.merge_changes import merge_changes
+from binlake.silver.pii import PiiPolicy
 from binlake.storage import LakeStorage
 from binlake.timestamps import iso_time_ms
 from compactor.plan import hour_end
 from dagster_defs.bronze.checks import completed_resyncs, refuse_unhealed_schema_changes
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.consumed import ConsumedOffsets
-from dagster_defs.silver.delta_table import SilverDeltaTable
-from dagster_defs.silver.merge_changes import merge_changes
-from dagster_defs.silver.pii import PiiPolicy
 
 _OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
 # `SHOW MASTER STATUS`'s File and Position, e.g. mariadb-bin.000042:1337.
@@ -88,7 +88,7 @@ class AsOf:
 
     def included(self) -> pl.Expr:
         if self.binlog is not None:
-            # In silver's change order (binlake.bronze_layout.CHANGE_ORDER): file name, then pos.
+            # In silver's change order (binlake.bronze.layout.CHANGE_ORDER): file name, then pos.
             file, pos = self.binlog
             return (pl.col(SOURCE_FILE) < file) | (
                 (pl.col(SOURCE_FILE) == file) & (pl.col(SOURCE_POS) < pos)

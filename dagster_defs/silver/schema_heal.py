@@ -1,9 +1,9 @@
 """A schema change silver cannot apply exactly heals itself: the table is resynced.
 
 A rename, a narrowing or a primary-key change reaches bronze as a breaking schema step, and
-silver refuses to merge it (`streams.schema_drift.SchemaNeedsResync`) rather than leave nulls or
+silver refuses to merge it (`binlake.bronze.schema_drift.SchemaNeedsResync`) rather than leave nulls or
 wrong values. Re-reading the table with the new schema is what makes silver exact again, so the
-first refusal starts that resync (`binlake.resync`) without waiting for a user. The run still
+first refusal starts that resync (`binlake.silver.resync`) without waiting for a user. The run still
 fails, loudly, naming table, columns and types, and so does every run until the resync has
 caught up (`dagster_defs.bronze.checks.completed_resyncs` then lets the step through).
 """
@@ -13,16 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from binlake.resync import (
+from binlake.bronze.schema_drift import SchemaNeedsResync
+from binlake.settings import Settings
+from binlake.silver.resync import (
     BinlogPosition,
     ResyncState,
     give_up,
     request_resync,
     resync_in_progress,
 )
-from binlake.settings import Settings
 from dagster_defs.resources import BronzeRead
-from streams.schema_drift import SchemaNeedsResync
 
 
 def heal_on_refusal(

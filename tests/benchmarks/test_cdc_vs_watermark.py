@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 

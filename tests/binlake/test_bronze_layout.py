@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binlake.bronze_layout import HourBucket, bronze_file_path, is_safe_table_name
+from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
 
 
 def _ms(*args: int) -> int:

@@ -4,10 +4,10 @@ import json
 
 from typer.testing import CliRunner
 
+from binlake.bronze.manifest import Manifest
 from binlake.cli import app
-from binlake.manifest import Manifest
+from binlake.silver.delta_table import SilverDeltaTable
 from binlake.storage import LakeStorage
-from dagster_defs.silver.delta_table import SilverDeltaTable
 from tests.dagster_defs.conftest import bronze, settings  # noqa: F401 - fixtures
 
 MINUTE_MS = 60_000
@@ -66,7 +66,7 @@ def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):  # noq
 def test_compact_dry_run_lists_the_files_retention_would_expire(
     settings,
     bronze,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     write_history(bronze)
     monkeypatch.setenv("BINLAKE_COMPACTOR__BRONZE_RETENTION_DAYS", "1")
@@ -83,7 +83,7 @@ def test_compact_dry_run_lists_the_files_retention_would_expire(
 
 def test_status_prints_connector_tasks_error_and_stopped_for():
     from binlake import cli
-    from binlake.table_status import CaptureStatus, TaskState
+    from binlake.status import CaptureStatus, TaskState
 
     error = "org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: X: too large"
     capture = CaptureStatus(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from binlake.cli import app
-from binlake.resync import BinlogPosition, ResyncLog, ResyncRequest
+from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
 from tests.dagster_defs.conftest import settings  # noqa: F401 - fixture
 
 runner = CliRunner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from binlake.consumer_lag import (
+from binlake.bronze.consumer_lag import (
     PartitionFacts,
     debezium_commit_time,
     partition_lag,

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from binlake.bronze.consumer_lag import measure_consumer_lag
 from binlake.consumer_groups import GroupOffsetsClient
-from binlake.consumer_lag import measure_consumer_lag
 from binlake.settings import Settings
 from tests.cdc.test_envelope import PREFIX, key_bytes, order_row, source, value_bytes
 

@@ -96,7 +96,7 @@ def _run(code: str, tmp_path: Path, spec: str | None) -> subprocess.CompletedPro
 
 WRITE = """
 import sys
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.storage import LakeStorage
 lake = LakeStorage.from_url(sys.argv[1])
 lake.write_atomic("bronze/t.x/f.parquet", b"0123456789")

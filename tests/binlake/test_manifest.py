@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from binlake.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
 
@@ -71,7 +71,7 @@ def test_a_fragment_left_by_a_crash_is_skipped_with_a_warning(tmp_path, caplog) 
         out.write(b'{"table":"shop.orders","unexpected":1}\n')  # JSON, but not an entry
         out.write(b'{"table":"shop.\xe2\x82\n')  # cut inside a multi-byte character
     manifest.append(_entry(10, 19))
-    with caplog.at_level("WARNING", logger="binlake.manifest"):
+    with caplog.at_level("WARNING", logger="binlake.bronze.manifest"):
         entries, cursor = manifest.read_since(0)
     assert [e.first_offset for e in entries] == [0, 10]
     assert cursor == len(storage.read_bytes(manifest.path))
@@ -80,7 +80,7 @@ def test_a_fragment_left_by_a_crash_is_skipped_with_a_warning(tmp_path, caplog) 
     assert f"byte {fragment_at}" in warnings[0]
     # reading from a cursor reports offsets of the file, not of the chunk read
     caplog.clear()
-    with caplog.at_level("WARNING", logger="binlake.manifest"):
+    with caplog.at_level("WARNING", logger="binlake.bronze.manifest"):
         entries, _ = manifest.read_since(fragment_at)
     assert [e.first_offset for e in entries] == [10]
     assert f"byte {fragment_at}" in caplog.records[0].getMessage()

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from binlake.bronze_coverage import PartitionFiles
-from binlake.consumer_groups import GroupMembers
-from binlake.errors import GroupInUseError, ReplayError
-from binlake.manifest import Manifest, ManifestEntry
-from binlake.replay import (
+from binlake.bronze.coverage import PartitionFiles
+from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.replay import (
     apply_replay,
     parse_partition_offsets,
     parse_time,
     plan_replay,
     start_of_lost_range,
 )
+from binlake.consumer_groups import GroupMembers
+from binlake.errors import GroupInUseError, ReplayError
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 

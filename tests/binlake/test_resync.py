@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from binlake.resync import (
+from binlake.settings import Settings, load_settings
+from binlake.silver.resync import (
     BinlogPosition,
     Notification,
     ResyncCompletion,
@@ -33,7 +34,6 @@ from binlake.resync import (
     signal_row,
     tables_added,
 )
-from binlake.settings import Settings, load_settings
 from cdc.connect_client import SourceOffset
 from cdc.connector_config import build_connector_config
 
@@ -231,7 +231,7 @@ def test_an_empty_table_is_a_resync_that_succeeded():
 def test_a_resync_the_old_task_answered_unknown_schema_is_asked_again_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ):
-    from binlake import resync
+    from binlake.silver import resync
 
     asked: list[str] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from binlake.table_status import collect_capture_status
+from binlake.status import collect_capture_status
 from cdc.connect_client import ConnectClient
 from cdc.connector_health import HealthState, Phase
 from tests.cdc.test_connect_client import CONFIG, FakeConnect
@@ -63,8 +63,8 @@ def test_unreachable_connect_without_a_sensor_state(settings):  # noqa: F811
 
 
 def test_the_lag_columns_say_why_a_figure_is_missing():
-    from binlake.consumer_lag import table_lag
-    from binlake.table_status import TableStatus, _lag_fields
+    from binlake.bronze.consumer_lag import table_lag
+    from binlake.status import TableStatus, _lag_fields
 
     def status(lag) -> TableStatus:
         return TableStatus("shop.orders", 3, 1, "f.parquet", 5.0, 3, **_lag_fields(lag))

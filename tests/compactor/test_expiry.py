@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from binlake.bronze_layout import OFFSET
-from binlake.manifest import Manifest
+from binlake.bronze.layout import OFFSET
+from binlake.bronze.manifest import Manifest
 from binlake.settings import CompactorSettings, Settings, load_settings
+from binlake.silver.consumed import ConsumedOffsets
 from binlake.storage import LakeStorage
 from compactor.expiry import RETENTION_REASON, expiring_files
 from compactor.plan import compaction_groups
@@ -17,7 +18,6 @@ from compactor.rewrite import CompactionConflictError, compact_group
 from compactor.run import plan_expiry, run_compaction
 from dagster_defs.bronze.continuity import offset_continuity
 from dagster_defs.resources import BronzeLake
-from dagster_defs.silver.consumed import ConsumedOffsets
 from tests.compactor.conftest import with_retention
 from tests.compactor.test_plan import file
 

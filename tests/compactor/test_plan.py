@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from binlake.manifest import ManifestEntry
+from binlake.bronze.manifest import ManifestEntry
 from binlake.settings import CompactorSettings
 from compactor.plan import compaction_groups
 

@@ -6,8 +6,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from binlake.bronze_layout import OFFSET
-from binlake.manifest import Manifest
+from binlake.bronze.layout import OFFSET
+from binlake.bronze.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from compactor import rewrite

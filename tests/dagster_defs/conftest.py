@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake import bronze_layout as bl
-from binlake.consumer_lag import TableLag, table_lag
-from binlake.manifest import Manifest, ManifestEntry
+from binlake.bronze import layout as bl
+from binlake.bronze.consumer_lag import TableLag, table_lag
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings, load_settings
 from binlake.storage import LakeStorage
 from dagster_defs.resources import (

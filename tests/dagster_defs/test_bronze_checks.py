@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from binlake.manifest import Manifest
+from binlake.bronze.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition

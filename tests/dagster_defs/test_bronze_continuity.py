@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from binlake.manifest import ManifestEntry
+from binlake.bronze.manifest import ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry

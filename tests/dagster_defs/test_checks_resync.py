@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binlake.resync import BinlogPosition, ResyncLog, ResyncRequest
+from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
 from dagster_defs.silver import checks
 from tests.dagster_defs.test_checks import run_check
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from binlake.manifest import Manifest
+from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
 from dagster_defs.compaction.jobs import COMPACTION_JOB_NAME, COMPACTION_TAG
 from dagster_defs.compaction.sensors import COMPACTION_SENSOR_NAME

@@ -11,15 +11,17 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from binlake.manifest import Manifest
-from binlake.resync import (
+from binlake.bronze.manifest import Manifest
+from binlake.bronze.schema_drift import SchemaNeedsResync
+from binlake.settings import Settings
+from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.resync import (
     BinlogPosition,
     ResyncCompletion,
     ResyncLog,
     ResyncRequest,
     ResyncState,
 )
-from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
 from cdc.envelope import ChangeEvent, SourcePosition
@@ -27,10 +29,8 @@ from dagster_defs.bronze.checks import CompletedResync, check_schema_versions, c
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver import schema_heal
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.incremental import unconsumed_reads
 from streams.partition_writer import PartitionWriter, RotationReason
-from streams.schema_drift import SchemaNeedsResync
 
 TABLE = "shop.products"
 
@@ -269,7 +269,7 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
     settings, resources, monkeypatch
 ):
     from binlake.settings import load_settings
-    from dagster_defs.silver.pii import PiiPolicy
+    from binlake.silver.pii import PiiPolicy
 
     monkeypatch.setenv("BINLAKE_SILVER__PII_COLUMNS", '["shop.products.n"]')
     masking = load_settings()
@@ -286,7 +286,7 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
 
 
 def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
-    from dagster_defs.silver.pii import PiiPolicy
+    from binlake.silver.pii import PiiPolicy
     from dagster_defs.silver.rebuild import AsOf, rebuild_silver
 
     bronze = Bronze(settings)

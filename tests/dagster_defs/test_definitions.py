@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from binlake.silver.consumed import ConsumedOffsets
 from dagster_defs import definitions as root
 from dagster_defs.read import read_layer_table
 from dagster_defs.resources import (
@@ -20,7 +21,6 @@ from dagster_defs.resources import (
     MySQLSource,
     SilverLake,
 )
-from dagster_defs.silver.consumed import ConsumedOffsets
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from binlake.errors import FinalError
+from binlake.gold.logic import orders_by_hour_status
 from binlake.settings import load_settings
 from dagster_defs.definitions import build_definitions
 from dagster_defs.gold.assets import build_orders_by_hour_status_asset
-from dagster_defs.gold.logic import orders_by_hour_status
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions, silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset

@@ -4,7 +4,7 @@ import hashlib
 
 import polars as pl
 
-from dagster_defs.silver.reconcile import (
+from binlake.silver.reconcile import (
     UNIT_SEPARATOR,
     ComparedColumn,
     compared_columns,

@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from binlake.resync import BinlogPosition, ResyncCompletion, ResyncLog, ResyncRequest, ResyncSweep
+from binlake.silver.resync import (
+    BinlogPosition,
+    ResyncCompletion,
+    ResyncLog,
+    ResyncRequest,
+    ResyncSweep,
+)
 from dagster_defs.keys import silver_key
 from dagster_defs.resync.sensors import build_resync_sensor
 

@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake.bronze_layout import OFFSET, OP, SOURCE_TS_MS
+from binlake.bronze.layout import OFFSET, OP, SOURCE_TS_MS
 from binlake.settings import load_settings
+from binlake.silver.logic import current_state, latest_changes
+from binlake.silver.pii import PiiPolicy
 from dagster_defs.keys import silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.logic import current_state, latest_changes
-from dagster_defs.silver.pii import PiiPolicy
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_a_file_added_while_silver_computes_is_read_before_materializing(
 ):
     """Eager automation treats reports made during the run as handled by its materialization,
     so silver must not materialize a state older than the manifest it finishes with."""
-    import dagster_defs.silver.merge_changes as merge_step
+    import binlake.silver.merge_changes as merge_step
 
     bronze.write("shop.orders", [bronze.change("c", 0, id=1, status="new")])
     calls = []

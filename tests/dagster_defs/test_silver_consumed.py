@@ -3,9 +3,9 @@
 import polars as pl
 import pytest
 
-from binlake.bronze_layout import OFFSET, PARTITION, TOPIC
+from binlake.bronze.layout import OFFSET, PARTITION, TOPIC
 from binlake.errors import FinalError
-from dagster_defs.silver.consumed import ConsumedOffsets, merge_ranges
+from binlake.silver.consumed import ConsumedOffsets, merge_ranges
 
 
 def offsets(*triples: tuple[str, int, int]) -> pl.DataFrame:

@@ -8,14 +8,14 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from binlake.bronze_layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
+from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
 from binlake.settings import load_settings
+from binlake.silver.history import change_rows, merge_versions
+from binlake.silver.pii import PiiPolicy
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key, silver_history_key, silver_key
 from dagster_defs.resources import SilverLake
-from dagster_defs.silver.history import change_rows, merge_versions
 from dagster_defs.silver.history_assets import build_history_asset
-from dagster_defs.silver.pii import PiiPolicy
 
 ORDERS = "shop.orders"
 BASE_TS_MS = int(datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp() * 1000)  # the conftest's

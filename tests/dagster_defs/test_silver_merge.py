@@ -4,13 +4,13 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from binlake.bronze_layout import OFFSET
+from binlake.bronze.layout import OFFSET
 from binlake.settings import load_settings
+from binlake.silver.delta_table import DELETED
 from dagster_defs.keys import silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.delta_table import DELETED
 
 
 def run_silver(settings, resources, table="shop.orders", instance=None):

@@ -5,7 +5,7 @@ import pytest
 
 from binlake.errors import ConfigurationError
 from binlake.settings import SilverSettings
-from dagster_defs.silver.pii import PiiPolicy
+from binlake.silver.pii import PiiPolicy
 
 
 def policy(**overrides) -> PiiPolicy:

@@ -4,12 +4,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from binlake.bronze.manifest import Manifest
 from binlake.errors import FinalError
-from binlake.manifest import Manifest
+from binlake.silver.pii import PiiPolicy
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.pii import PiiPolicy
 from dagster_defs.silver.rebuild import AsOf, rebuild_silver
 
 MINUTE_MS = 60_000

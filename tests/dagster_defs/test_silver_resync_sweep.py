@@ -8,18 +8,18 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_SNAPSHOT
-from binlake.resync import (
+from binlake.bronze.layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_SNAPSHOT
+from binlake.silver.delta_table import DELETED
+from binlake.silver.resync import (
     INCREMENTAL,
     BinlogPosition,
     ResyncCompletion,
     ResyncLog,
     ResyncRequest,
 )
+from binlake.silver.resync_sweep import SWEPT_METADATA_KEY
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.delta_table import DELETED
-from dagster_defs.silver.resync_sweep import SWEPT_METADATA_KEY
 from tests.dagster_defs.conftest import change
 
 TABLE = "shop.orders"

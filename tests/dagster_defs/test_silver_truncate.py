@@ -11,15 +11,11 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from binlake.bronze_layout import OFFSET, OP, SOURCE_POS
-from dagster_defs.gold.changed_hours import changed_order_hours
-from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.checks import build_reconciliation_check
-from dagster_defs.silver.consumed import ConsumedOffsets, TruncatedAt
-from dagster_defs.silver.delta_table import DELETED
-from dagster_defs.silver.history_assets import build_history_asset
-from dagster_defs.silver.logic import (
+from binlake.bronze.layout import OFFSET, OP, SOURCE_POS
+from binlake.gold.changed_hours import changed_order_hours
+from binlake.silver.consumed import ConsumedOffsets, TruncatedAt
+from binlake.silver.delta_table import DELETED
+from binlake.silver.logic import (
     after_truncate,
     current_state,
     is_row_change,
@@ -28,7 +24,11 @@ from dagster_defs.silver.logic import (
     latest_changes,
     newest_truncate,
 )
-from dagster_defs.silver.pii import PiiPolicy
+from binlake.silver.pii import PiiPolicy
+from dagster_defs.resources import BronzeLake, SilverLake
+from dagster_defs.silver.assets import build_silver_asset
+from dagster_defs.silver.checks import build_reconciliation_check
+from dagster_defs.silver.history_assets import build_history_asset
 from dagster_defs.silver.rebuild import AsOf, rebuild_silver
 
 ORDERS = "shop.orders"

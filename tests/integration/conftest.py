@@ -12,13 +12,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
 from binlake.local_stack.supervisor import ProgramState
-from binlake.manifest import Manifest
 from binlake.settings import Settings, load_settings
+from binlake.silver.pii import PiiPolicy
 from binlake.storage import LakeStorage
-from dagster_defs.silver.pii import PiiPolicy
 
 
 def integration_settings(state_dir: Path, **groups: dict[str, Any]) -> Settings:

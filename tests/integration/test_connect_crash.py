@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 
-from binlake.bronze_layout import OFFSET, OP, PARTITION, TOPIC
+from binlake.bronze.layout import OFFSET, OP, PARTITION, TOPIC
 from binlake.demo.delivery_checks import SOURCE_POSITION, copies, read_topic
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack

@@ -36,12 +36,12 @@ from confluent_kafka.admin import (
 )
 from pydantic import SecretStr
 
+from binlake.bronze.manifest import Manifest
 from binlake.local_stack.components import dagster_home
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
 from binlake.source_db import connect_source
+from binlake.status import collect_capture_status
 from binlake.storage import LakeStorage
-from binlake.table_status import collect_capture_status
 from cdc.connect_client import FAILED, RUNNING, ConnectClient
 from cdc.connector_config import RECORD_FRAMING_BYTES
 from cdc.connector_health import Phase, find_record_too_large

@@ -15,19 +15,19 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from binlake.bronze.schema_drift import SchemaNeedsResync
 from binlake.demo import lake_checks
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
-from binlake.resync import ResyncLog
 from binlake.settings import Settings
+from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.resync import ResyncLog
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import check_schema_versions, completed_resyncs
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.consumed import ConsumedOffsets
 from dagster_defs.silver.incremental import unconsumed_reads
-from streams.schema_drift import SchemaNeedsResync
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from binlake.bronze_layout import OFFSET, OP, PARTITION, TOPIC
+from binlake.bronze.layout import OFFSET, OP, PARTITION, TOPIC
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.demo.shop_schema import SHOP_DDL
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
+from binlake.silver.delta_table import SilverDeltaTable
+from binlake.silver.pii import PiiPolicy
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
-from dagster_defs.silver.delta_table import SilverDeltaTable
-from dagster_defs.silver.pii import PiiPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,13 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_SNAPSHOT, SOURCE_TS_MS
+from binlake.bronze.layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_SNAPSHOT, SOURCE_TS_MS
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
-from binlake.resync import (
+from binlake.settings import Settings
+from binlake.silver.delta_table import DELETED
+from binlake.silver.resync import (
     INCREMENTAL,
     ResyncLog,
     ResyncState,
@@ -34,14 +36,12 @@ from binlake.resync import (
     resync_again_if_schema_unknown,
     wait_for_completion,
 )
-from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from cdc.connect_client import ConnectClient
 from cdc.connector_config import build_connector_config
 from dagster_defs.resources import SilverLake
 from dagster_defs.resync.jobs import RESYNC_JOB_NAME, resync_run_tags
-from dagster_defs.silver.delta_table import DELETED
 from tests.integration.dagster_graphql import launch_run, run_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]

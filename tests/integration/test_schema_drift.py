@@ -20,19 +20,19 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS
+from binlake.bronze.layout import OP, SOURCE_FILE, SOURCE_POS
+from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.schema_drift import fingerprint, is_dropped, row_schema_of
 from binlake.demo import lake_checks
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest, ManifestEntry
-from binlake.resync import ResyncLog
 from binlake.settings import Settings
+from binlake.silver.resync import ResyncLog
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions, completed_resyncs
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
-from streams.schema_drift import fingerprint, is_dropped, row_schema_of
 from tests.integration.conftest import stack_of_tables
 from tests.integration.dagster_graphql import launch_run
 

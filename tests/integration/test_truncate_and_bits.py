@@ -16,16 +16,16 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS
+from binlake.bronze.layout import OP, SOURCE_FILE, SOURCE_POS
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
-from binlake.manifest import Manifest
 from binlake.settings import Settings
+from binlake.silver.delta_table import DELETED
+from binlake.silver.reconcile import compared_columns, silver_digest, source_digest_sql
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.resources import SilverLake
-from dagster_defs.silver.delta_table import DELETED
-from dagster_defs.silver.reconcile import compared_columns, silver_digest, source_digest_sql
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -361,7 +361,7 @@ def bronze_offsets(lake: Any) -> Counter:
     """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
     import pyarrow.parquet as pq
 
-    from binlake.manifest import Manifest
+    from binlake.bronze.manifest import Manifest
 
     seen: Counter = Counter()
     for entry in Manifest(lake).entries():
@@ -523,7 +523,7 @@ def committed_offsets(admin: Any, topic: str, partitions: int, group: str) -> di
 
 def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
     """Per partition of `topic`: the manifest's highest offset + 1 (0 if it has none)."""
-    from binlake.manifest import Manifest
+    from binlake.bronze.manifest import Manifest
     from binlake.storage import LakeStorage
 
     covered: dict[int, int] = {}
@@ -562,7 +562,7 @@ def assert_exactly_once(
     import polars as pl
     import pyarrow.parquet as pq
 
-    from binlake.manifest import Manifest, live_entries
+    from binlake.bronze.manifest import Manifest, live_entries
     from binlake.storage import LakeStorage
 
     lake = LakeStorage.from_url(str(lake_dir))

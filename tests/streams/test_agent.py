@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from faust.types import TP
 
-from binlake.manifest import Manifest
+from binlake.bronze.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, cdc_topic_pattern, create_app

@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from binlake.bronze.manifest import Manifest
 from binlake.errors import RetriableError
 from binlake.jvm_artifacts import ensure_jvm_artifacts
 from binlake.local_stack.foreground import start_until_ready, stop_process
 from binlake.local_stack.network import free_port
 from binlake.local_stack.schema_registry import SchemaRegistry, find_registry_java
-from binlake.manifest import Manifest
 from binlake.settings import LocalStackSettings, load_settings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder

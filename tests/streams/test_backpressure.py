@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from binlake.bronze.manifest import Manifest
 from binlake.errors import StorageUnavailableError
-from binlake.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake import bronze_layout as layout
-from binlake.manifest import Manifest
+from binlake.bronze import layout
+from binlake.bronze.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app

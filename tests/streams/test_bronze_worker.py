@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from binlake import bronze_layout as layout
+from binlake.bronze import layout
+from binlake.bronze.manifest import Manifest
 from binlake.errors import StorageUnavailableError
-from binlake.manifest import Manifest
 from binlake.storage import LakeStorage
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import dead_letter_path

@@ -8,16 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake import bronze_layout as layout
-from binlake.bronze_layout import HourBucket
-from binlake.errors import DecodeError
-from cdc.envelope import ChangeEvent, SourcePosition
-from streams.parquet_format import (
+from binlake.bronze import layout
+from binlake.bronze.layout import HourBucket
+from binlake.bronze.parquet_format import (
     PROVENANCE_SCHEMA,
     bronze_schema,
     encode_bronze_file,
 )
-from streams.partitioner import PreviousDelete, event_time_ms, hour_bucket
+from binlake.bronze.partitioner import PreviousDelete, event_time_ms, hour_bucket
+from binlake.errors import DecodeError
+from cdc.envelope import ChangeEvent, SourcePosition
 
 ROW = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.decimal128(10, 2))])
 

@@ -13,11 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake import bronze_layout as layout
-from binlake.bronze_coverage import is_intact
-from binlake.bronze_layout import HourBucket
+from binlake.bronze import layout
+from binlake.bronze.coverage import is_intact
+from binlake.bronze.layout import HourBucket
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.schema_drift import fingerprint
 from binlake.errors import DecodeError, StorageUnavailableError
-from binlake.manifest import Manifest, ManifestEntry, live_entries
+from binlake.silver.consumed import ConsumedOffsets
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
 from compactor.expiry import retention_entry
@@ -25,7 +27,6 @@ from compactor.plan import CompactionGroup
 from compactor.retention import expired_replaced_files
 from compactor.rewrite import compact_group
 from dagster_defs.bronze.continuity import offset_continuity
-from dagster_defs.silver.consumed import ConsumedOffsets
 from streams.partition_writer import (
     PartitionWriter,
     Released,
@@ -33,7 +34,6 @@ from streams.partition_writer import (
     WriterClosedError,
     WriterState,
 )
-from streams.schema_drift import fingerprint
 
 TOPIC = "binlake.shop.orders"
 TABLE = "shop.orders"

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from binlake.bronze.partitioner import PreviousDelete, event_time_ms
 from binlake.errors import DecodeError
-from streams.partitioner import PreviousDelete, event_time_ms
 
 
 def tombstone(**key):

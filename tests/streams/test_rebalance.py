@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from binlake.manifest import Manifest
+from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
 from cdc.envelope import decode_change
 from streams.partition_writer import PartitionWriter, RotationReason

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from binlake.manifest import Manifest, live_entries
+from binlake.bronze.manifest import Manifest, live_entries
 from binlake.storage import LakeStorage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

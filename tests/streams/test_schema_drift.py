@@ -11,13 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binlake.errors import StorageUnavailableError
-from binlake.manifest import Manifest
-from binlake.storage import LakeStorage
-from streams import partition_writer as pw
-from streams.bronze_worker import BronzeWorker, KafkaRecord
-from streams.partition_writer import UNTRACKED, RotationReason
-from streams.schema_drift import (
+from binlake.bronze.manifest import Manifest
+from binlake.bronze.schema_drift import (
     PRIMARY_KEY,
     ChangeKind,
     classify,
@@ -28,6 +23,11 @@ from streams.schema_drift import (
     mark_dropped,
     row_schema_of,
 )
+from binlake.errors import StorageUnavailableError
+from binlake.storage import LakeStorage
+from streams import partition_writer as pw
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.partition_writer import UNTRACKED, RotationReason
 from tests.streams.test_partition_writer import (
     KEY_SCHEMA,
     ROW_SCHEMA,
@@ -780,7 +780,7 @@ def test_columns_dropped_and_added_in_one_step_are_a_suspected_rename():
 
 
 def test_schema_needs_resync_names_table_columns_and_types():
-    from streams.schema_drift import SchemaNeedsResync
+    from binlake.bronze.schema_drift import SchemaNeedsResync
 
     base = schema(("id", pa.int64()), ("b", pa.string()))
     renamed = schema(("id", pa.int64()), ("b2", pa.string()))

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from binlake.manifest import Manifest
+from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
 from streams.dead_letter import dead_letter_path
 from tests.streams.conftest import bronze_offsets, start_worker, wait_for

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from binlake.bronze_layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW
+from binlake.bronze.layout import OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW
 from binlake.demo.delivery_checks import Copies, copies, read_topic
 
 pytestmark = pytest.mark.integration

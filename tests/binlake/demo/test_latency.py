@@ -5,9 +5,9 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.demo.latency import _as_datetime, commit_to_bronze_delays, p95
 from binlake.demo.workload import CommittedChange
-from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 

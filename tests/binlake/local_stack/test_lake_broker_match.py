@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.errors import ConfigurationError
 from binlake.local_stack import lake_broker_match
-from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from binlake.bronze_layout import HourBucket
+from binlake.bronze.layout import HourBucket
 from binlake.errors import DecodeError
 from cdc.envelope import TOMBSTONE, TRUNCATE
 

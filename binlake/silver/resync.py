@@ -15,7 +15,7 @@ carrying the signal's id: STARTED, IN_PROGRESS per chunk, TABLE_SCAN_COMPLETED (
 ``total_rows_scanned`` and ``status``) and COMPLETED (verified on Debezium 3.0.7).
 
 What a snapshot cannot do by itself is remove rows the source no longer has: silver's sweep
-(``dagster_defs.silver.resync_sweep``) does, once silver has merged everything up to the
+(``binlake.silver.resync_sweep``) does, once silver has merged everything up to the
 resync's end. For that, each state change of a resync is recorded durably in the lake, one
 small immutable JSON object per state:
 
@@ -122,7 +122,7 @@ class ResyncCompletion:
 
 @dataclass(frozen=True)
 class ResyncSweep:
-    """Silver removed the rows the resync did not see (``dagster_defs.silver.resync_sweep``)."""
+    """Silver removed the rows the resync did not see (``binlake.silver.resync_sweep``)."""
 
     id: str
     table: str

@@ -1,6 +1,6 @@
 """Which Kafka offsets of a topic-partition bronze holds: its files as the manifest lists them.
 
-Files are taken as readers take them (`binlake.manifest.live_entries`): the last entry of a path
+Files are taken as readers take them (`binlake.bronze.manifest.live_entries`): the last entry of a path
 describes it (a file rewritten under its name gets a new entry) and a path a later entry
 supersedes (compacted away, or expired by bronze retention) is gone. A listed file holds its
 offsets only while it is intact: present, with the size its entry records. Checking that is one
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import pyarrow.fs as pafs
 
-from binlake.manifest import Manifest, ManifestEntry, follow_entry
+from binlake.bronze.manifest import Manifest, ManifestEntry, follow_entry
 from binlake.storage import LakeStorage
 
 

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from binlake.bronze_coverage import PartitionFiles, is_intact
+from binlake.bronze.coverage import PartitionFiles, is_intact
+from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.consumer_groups import GroupMembers, GroupOffsetsClient
 from binlake.errors import GroupInUseError, ReplayError
-from binlake.manifest import Manifest, ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from binlake.timestamps import iso_time_ms

@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 
-from binlake.manifest import ManifestEntry
-from dagster_defs.silver.consumed import ConsumedOffsets
-from dagster_defs.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
-from dagster_defs.silver.logic import latest_changes, newest_truncate, table_columns
-from dagster_defs.silver.pii import PiiPolicy
+from binlake.bronze.manifest import ManifestEntry
+from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
+from binlake.silver.logic import latest_changes, newest_truncate, table_columns
+from binlake.silver.pii import PiiPolicy
 
 
 @dataclass(frozen=True)

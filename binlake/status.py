@@ -1,5 +1,5 @@
 """Per-table view of the lake for `binlake status`: source rows, newest bronze file, the bronze
-writer's consumer lag (records and seconds, see `binlake.consumer_lag`), silver rows."""
+writer's consumer lag (records and seconds, see `binlake.bronze.consumer_lag`), silver rows."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pymysql
 
-from binlake.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
-from binlake.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.settings import Settings
 from binlake.source_db import count_rows
 from binlake.storage import LakeStorage

@@ -1,6 +1,6 @@
 """Bronze rows to Parquet bytes.
 
-A bronze file's schema is the provenance columns of `binlake.bronze_layout` (where the row came
+A bronze file's schema is the provenance columns of `binlake.bronze.layout` (where the row came
 from in Kafka and in the binlog) followed by the table's own columns, in the order Debezium
 gives them. Every table column is nullable in bronze: a tombstone row carries only the key
 columns, and bronze records what arrived rather than enforcing the source's constraints.
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binlake import bronze_layout as layout
+from binlake.bronze import layout
 from binlake.errors import DecodeError
 
 COMPRESSION = "zstd"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from binlake.bronze_layout import (
+from binlake.bronze.layout import (
     CHANGE_ORDER,
     OFFSET,
     OP,
@@ -15,8 +15,8 @@ from binlake.bronze_layout import (
     SOURCE_TS_MS,
 )
 from binlake.errors import FinalError
+from binlake.silver.consumed import TruncatedAt
 from cdc.envelope import LEGACY_TOMBSTONE, TOMBSTONE, TRUNCATE
-from dagster_defs.silver.consumed import TruncatedAt
 
 # Provenance kept in silver next to the table's own columns.
 SILVER_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)

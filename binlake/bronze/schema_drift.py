@@ -45,7 +45,7 @@ from enum import Enum
 
 import pyarrow as pa
 
-from binlake.bronze_layout import PROVENANCE_COLUMNS
+from binlake.bronze.layout import PROVENANCE_COLUMNS
 from binlake.errors import FinalError
 from cdc.column_defaults import has_unknown_default, with_default
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from binlake import failpoints
-from binlake.bronze_layout import MANIFEST_PATH
+from binlake.bronze.layout import MANIFEST_PATH
 from binlake.storage import LakeStorage
 
 log = logging.getLogger(__name__)

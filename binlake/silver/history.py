@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from binlake.bronze_layout import (
+from binlake.bronze.layout import (
     CHANGE_ORDER,
     OFFSET,
     OP,
@@ -70,16 +70,16 @@ from binlake.bronze_layout import (
     SOURCE_TS_MS,
 )
 from binlake.errors import FinalError
-from cdc.envelope import TRUNCATE
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
-from dagster_defs.silver.delta_table import (
+from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
+from binlake.silver.delta_table import (
     _SOURCE,
     _TARGET,
     SilverDeltaTable,
     delta_compatible,
     key_range_predicate,
 )
-from dagster_defs.silver.logic import DELETE, before, is_tombstone, table_columns
+from binlake.silver.logic import DELETE, before, is_tombstone, table_columns
+from cdc.envelope import TRUNCATE
 
 VALID_FROM = "valid_from"
 VALID_TO = "valid_to"

@@ -10,7 +10,7 @@ the current state through ``read_current``, which leaves tombstones out.
 MERGE rule, per key: a change replaces the stored version only if it is newer by source position
 (file, position, row, then Kafka offset), so merging the same changes twice, or in any order,
 gives the same table. Each commit carries the consumed bronze offsets
-(``dagster_defs.silver.consumed``) in its commit metadata; Delta time travel (``version=``)
+(``binlake.silver.consumed``) in its commit metadata; Delta time travel (``version=``)
 serves the table and its offsets as of any earlier commit.
 
 Every table is written with Delta's change data feed on: ``changes_since`` gives the rows a
@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from binlake.bronze_layout import (
+from binlake.bronze.layout import (
     OFFSET,
     OP,
     SOURCE_FILE,
@@ -43,9 +43,9 @@ from binlake.bronze_layout import (
     SOURCE_ROW,
     SOURCE_TS_MS,
 )
+from binlake.bronze.schema_drift import common_type
 from binlake.errors import FinalError
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
-from streams.schema_drift import common_type
+from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
 
 DELETED = "_deleted"
 # Stored next to the table's own columns, in this order.

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from binlake.bronze_layout import OFFSET, PARTITION, TOPIC
+from binlake.bronze.layout import OFFSET, PARTITION, TOPIC
+from binlake.bronze.manifest import ManifestEntry
 from binlake.errors import FinalError
-from binlake.manifest import ManifestEntry
 
 # Key of the commit metadata entry (a JSON string) in each silver Delta commit.
 COMMIT_METADATA_KEY = "binlake.silver"
@@ -32,7 +32,7 @@ TopicPartition = tuple[str, int]
 class TruncatedAt:
     """Where the newest TRUNCATE TABLE merged happened: its binlog position and Kafka offset.
 
-    No change before it (in ``binlake.bronze_layout.CHANGE_ORDER``) may enter the table any
+    No change before it (in ``binlake.bronze.layout.CHANGE_ORDER``) may enter the table any
     more: a change Debezium re-sends or a replay brings late would otherwise bring a truncated
     row back. Kept in every later commit's metadata, next to the consumed offsets.
     """

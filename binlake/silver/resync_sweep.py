@@ -1,6 +1,6 @@
 """The end of a resync in silver: rows the source no longer has become tombstones.
 
-An incremental snapshot (``binlake.resync``) re-reads every row the source has; it cannot say
+An incremental snapshot (``binlake.silver.resync``) re-reads every row the source has; it cannot say
 which rows the source lost while capture missed it (a delete outside the binlog, a paused
 connector, a TRUNCATE before it was captured). Once the resync is over and silver has merged
 every bronze record up to its end, the keys it re-read are known (its ``r`` rows with
@@ -14,7 +14,7 @@ is a row the source did not have when the resync read its chunk: it becomes a to
 resync's start position. A row the stream inserted or changed after the start keeps its newer
 position and stays; an older change arriving later cannot bring a swept row back.
 
-The sweep is one Delta commit whose metadata names the resync (``binlake.resync.swept``), so it
+The sweep is one Delta commit whose metadata names the resync (``binlake.silver.resync.swept``), so it
 happens once even if recording it in the lake (``<id>-swept.json``) is interrupted.
 """
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from binlake.bronze_layout import (
+from binlake.bronze.layout import (
     OFFSET,
     OP,
     PARTITION,
@@ -40,18 +40,18 @@ from binlake.bronze_layout import (
     SOURCE_SNAPSHOT,
     SOURCE_TS_MS,
 )
-from binlake.manifest import Manifest, ManifestEntry, live_entries
-from binlake.resync import INCREMENTAL, ResyncLog, ResyncState, ResyncSweep
-from binlake.storage import LakeStorage
-from dagster_defs.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
-from dagster_defs.silver.delta_table import (
+from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets
+from binlake.silver.delta_table import (
     DELETED,
     HISTORY_SEARCH_LIMIT,
     STORED_PROVENANCE,
     SilverDeltaTable,
 )
+from binlake.silver.resync import INCREMENTAL, ResyncLog, ResyncState, ResyncSweep
+from binlake.storage import LakeStorage
 
-SWEPT_METADATA_KEY = "binlake.resync.swept"
+SWEPT_METADATA_KEY = "binlake.silver.resync.swept"
 SNAPSHOT_READ = "r"
 DELETE = "d"
 
