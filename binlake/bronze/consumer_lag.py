@@ -42,6 +42,8 @@ from confluent_kafka.admin import OffsetSpec
 from binlake.consumer_groups import GroupOffsetsClient, Record
 from binlake.errors import ReplayError
 from binlake.settings import Settings
+from cdc.avro import ConfluentAvroDecoder
+from cdc.envelope import decode_change
 
 DEFAULT_READ_CAP = 10_000  # records counted per partition before "at least"
 TAIL_WINDOW = 64  # offsets read back from the LSO to find the newest record, doubled as needed
@@ -186,12 +188,8 @@ def debezium_commit_time(decode: Callable[..., Any], topic_prefix: str) -> Commi
 def commit_time_for(value_format: str, schema_registry_url: str, topic_prefix: str) -> CommitTime:
     """`debezium_commit_time` with the decoder the bronze writer uses for `value_format`."""
     if value_format == "avro":
-        from cdc.avro import ConfluentAvroDecoder
-
         decode: Callable[..., Any] = ConfluentAvroDecoder(schema_registry_url).decode_change
     else:
-        from cdc.envelope import decode_change
-
         decode = decode_change
     return debezium_commit_time(decode, topic_prefix)
 
