@@ -190,7 +190,7 @@ def commit_time_for(value_format: str, schema_registry_url: str, topic_prefix: s
 
         decode: Callable[..., Any] = ConfluentAvroDecoder(schema_registry_url).decode_change
     else:
-        from cdc.envelope import decode_change
+        from cdc.json_decoding import decode_change
 
         decode = decode_change
     return debezium_commit_time(decode, topic_prefix)
