@@ -37,7 +37,7 @@ from typing import Any
 
 from binlake.settings import Settings
 
-from .connect_client import FAILED, RUNNING, ConnectorStatus, TaskStatus
+from .connect_client import FAILED, ConnectorStatus, TaskStatus, all_running
 
 PAUSED_STATES = frozenset({"PAUSED", "STOPPED"})
 UNREACHABLE = "UNREACHABLE"  # pseudo-state: Connect did not answer
@@ -143,11 +143,7 @@ class Observation:
 
     @property
     def running(self) -> bool:
-        return (
-            self.state == RUNNING
-            and bool(self.tasks)
-            and all(task.state == RUNNING for task in self.tasks)
-        )
+        return all_running(self.state, self.tasks)
 
     @property
     def paused(self) -> bool:
@@ -240,6 +236,25 @@ class Decision:
         return Action.RECOVERED in self.actions
 
 
+def _unchanged(
+    action: Action,
+    previous: HealthState,
+    observed: Observation,
+    checked: dict[str, Any],
+    reason: str,
+    *,
+    capture_stopped: bool,
+) -> Decision:
+    """A decision that leaves the episode as it is, only noting this check."""
+    return Decision(
+        (action,),
+        replace(previous, **checked),
+        reason,
+        capture_stopped=capture_stopped,
+        observation=observed,
+    )
+
+
 def decide(
     previous: HealthState, observed: Observation, now: float, policy: HealthPolicy
 ) -> Decision:
@@ -252,12 +267,13 @@ def decide(
         # nothing to restart; a failure episode in progress stays open.
         what = "paused by an operator" if observed.paused else "in transition"
         action = Action.NOTHING if previous.phase == Phase.HEALTHY else Action.WAIT
-        return Decision(
-            (action,),
-            replace(previous, **checked),
+        return _unchanged(
+            action,
+            previous,
+            observed,
+            checked,
             f"{observed.describe()}: {what}",
             capture_stopped=False,
-            observation=observed,
         )
     if (
         previous.phase == Phase.RESTARTED
@@ -265,13 +281,14 @@ def decide(
         and previous.last_restart_at is not None
         and now - previous.last_restart_at < RESTART_VISIBLE_SECONDS
     ):
-        return Decision(
-            (Action.WAIT,),
-            replace(previous, **checked),
+        return _unchanged(
+            Action.WAIT,
+            previous,
+            observed,
+            checked,
             f"{observed.describe()}: restart #{previous.restarts} at "
             f"{iso(previous.last_restart_at)} not visible in the status yet",
             capture_stopped=True,
-            observation=observed,
         )
     return _on_stopped(previous, observed, now, policy, checked)
 
@@ -284,12 +301,13 @@ def _on_running(
     checked: dict[str, Any],
 ) -> Decision:
     if previous.phase == Phase.HEALTHY:
-        return Decision(
-            (Action.NOTHING,),
-            replace(previous, **checked),
+        return _unchanged(
+            Action.NOTHING,
+            previous,
+            observed,
+            checked,
             f"{observed.describe()}",
             capture_stopped=False,
-            observation=observed,
         )
     if previous.phase == Phase.FAILED:
         # Restarted by someone else (an operator, a worker restart): on probation as if by us.
@@ -306,14 +324,15 @@ def _on_running(
         )
     restarted_at = previous.last_restart_at if previous.last_restart_at is not None else now
     if now - restarted_at < policy.probation_seconds:
-        return Decision(
-            (Action.WAIT,),
-            replace(previous, **checked),
+        return _unchanged(
+            Action.WAIT,
+            previous,
+            observed,
+            checked,
             f"{observed.describe()} since the restart at {iso(restarted_at)}; recovered once it "
             f"has been reported RUNNING for {policy.probation_seconds:g} s (Connect reports a "
             f"task's death up to {policy.failure_report_lag_seconds:g} s late)",
             capture_stopped=False,
-            observation=observed,
         )
     return Decision(
         (Action.RECOVERED,),
