@@ -16,7 +16,6 @@ from rich.table import Table
 
 from binlake import jvm_artifacts
 from binlake.bronze.replay import ReplayPlan, apply_replay, plan_replay_request
-from binlake.demo.runner import run_demo
 from binlake.errors import BinlakeError
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings, load_settings
@@ -34,8 +33,9 @@ from cdc.connector_config import build_connector_config, request_limit_bytes
 from cdc.topic_limits import raise_topic_limits
 from compactor.run import plan_pass, run_compaction
 
-# The few imports left inside commands (binlake.status and dagster_defs load Dagster, streams.app
-# loads Faust) are there only so that `binlake --help` and the other commands do not load them.
+# The few imports left inside commands (binlake.status, binlake.demo and dagster_defs load Dagster,
+# streams.app loads Faust) are there only so that `binlake --help` and the other commands do not
+# load them.
 if TYPE_CHECKING:
     from binlake.status import CaptureStatus
 
@@ -471,6 +471,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Workload random seed.")] = 7,
 ) -> None:
     """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""
+    from binlake.demo.runner import run_demo
 
     summary = run_demo(
         _settings(),
