@@ -236,83 +236,71 @@ class Decision:
         return Action.RECOVERED in self.actions
 
 
-def _unchanged(
-    action: Action,
-    previous: HealthState,
-    observed: Observation,
-    checked: dict[str, Any],
-    reason: str,
-    *,
-    capture_stopped: bool,
-) -> Decision:
-    """A decision that leaves the episode as it is, only noting this check."""
-    return Decision(
-        (action,),
-        replace(previous, **checked),
-        reason,
-        capture_stopped=capture_stopped,
-        observation=observed,
-    )
+@dataclass(frozen=True)
+class _Check:
+    """One health check: the state before it, what Connect reported, when, under which policy."""
+
+    previous: HealthState
+    observed: Observation
+    now: float
+    policy: HealthPolicy
+
+    @property
+    def checked(self) -> dict[str, Any]:
+        """What every next state records of this check."""
+        return {"last_checked_at": self.now, "last_observed": self.observed.describe()}
+
+    def unchanged(self, action: Action, reason: str, *, capture_stopped: bool) -> Decision:
+        """A decision that leaves the episode as it is, only noting this check."""
+        return Decision(
+            (action,),
+            replace(self.previous, **self.checked),
+            reason,
+            capture_stopped=capture_stopped,
+            observation=self.observed,
+        )
 
 
 def decide(
     previous: HealthState, observed: Observation, now: float, policy: HealthPolicy
 ) -> Decision:
     """The next state and the actions to take now (pure; `now` is epoch seconds)."""
-    checked = {"last_checked_at": now, "last_observed": observed.describe()}
+    check = _Check(previous, observed, now, policy)
     if observed.running:
-        return _on_running(previous, observed, now, policy, checked)
+        return _on_running(check)
     if not observed.capture_stopped:
         # PAUSED/STOPPED by an operator, or UNASSIGNED/RESTARTING while Connect moves tasks:
         # nothing to restart; a failure episode in progress stays open.
         what = "paused by an operator" if observed.paused else "in transition"
         action = Action.NOTHING if previous.phase == Phase.HEALTHY else Action.WAIT
-        return _unchanged(
-            action,
-            previous,
-            observed,
-            checked,
-            f"{observed.describe()}: {what}",
-            capture_stopped=False,
-        )
+        return check.unchanged(action, f"{observed.describe()}: {what}", capture_stopped=False)
     if (
         previous.phase == Phase.RESTARTED
         and observed.restartable
         and previous.last_restart_at is not None
         and now - previous.last_restart_at < RESTART_VISIBLE_SECONDS
     ):
-        return _unchanged(
+        return check.unchanged(
             Action.WAIT,
-            previous,
-            observed,
-            checked,
             f"{observed.describe()}: restart #{previous.restarts} at "
             f"{iso(previous.last_restart_at)} not visible in the status yet",
             capture_stopped=True,
         )
-    return _on_stopped(previous, observed, now, policy, checked)
+    return _on_stopped(previous, observed, now, policy, check.checked)
 
 
-def _on_running(
-    previous: HealthState,
-    observed: Observation,
-    now: float,
-    policy: HealthPolicy,
-    checked: dict[str, Any],
-) -> Decision:
+def _on_running(check: _Check) -> Decision:
+    previous, observed, now, policy = check.previous, check.observed, check.now, check.policy
     if previous.phase == Phase.HEALTHY:
-        return _unchanged(
-            Action.NOTHING,
-            previous,
-            observed,
-            checked,
-            f"{observed.describe()}",
-            capture_stopped=False,
-        )
+        return check.unchanged(Action.NOTHING, observed.describe(), capture_stopped=False)
     if previous.phase == Phase.FAILED:
         # Restarted by someone else (an operator, a worker restart): on probation as if by us.
         state = replace(
-            previous, phase=Phase.RESTARTED, last_restart_at=now, next_restart_at=None, **checked
+            previous,
+            phase=Phase.RESTARTED,
+            last_restart_at=now,
+            next_restart_at=None,
+            **check.checked,
         )
         return Decision(
             (Action.WAIT,),
@@ -324,11 +312,8 @@ def _on_running(
         )
     restarted_at = previous.last_restart_at if previous.last_restart_at is not None else now
     if now - restarted_at < policy.probation_seconds:
-        return _unchanged(
+        return check.unchanged(
             Action.WAIT,
-            previous,
-            observed,
-            checked,
             f"{observed.describe()} since the restart at {iso(restarted_at)}; recovered once it "
             f"has been reported RUNNING for {policy.probation_seconds:g} s (Connect reports a "
             f"task's death up to {policy.failure_report_lag_seconds:g} s late)",
@@ -336,7 +321,7 @@ def _on_running(
         )
     return Decision(
         (Action.RECOVERED,),
-        HealthState(**checked),
+        HealthState(**check.checked),
         f"{observed.describe()}: recovered after {previous.restarts} restart(s); capture was "
         f"stopped from {iso(previous.stopped_since)}",
         capture_stopped=False,
