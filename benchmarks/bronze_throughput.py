@@ -738,7 +738,7 @@ def writer_alone(
     """BronzeWorker.handle over pre-fetched records: decode, buffer, Parquet, manifest."""
     from binlake.settings import BronzeSettings
     from binlake.storage import LakeStorage
-    from cdc.envelope import clear_schema_cache
+    from cdc.json_decoding import clear_schema_cache
     from streams.bronze_worker import BronzeWorker
 
     defaults = BronzeSettings()
@@ -783,7 +783,7 @@ def writer_alone(
 
 
 def decode_alone(records: list[Any]) -> Rate:
-    from cdc.envelope import clear_schema_cache, decode_change
+    from cdc.json_decoding import clear_schema_cache, decode_change
 
     clear_schema_cache()
     nbytes = sum(r.size for r in records)
@@ -986,7 +986,7 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
     from binlake.bronze.parquet_format import build_table, to_parquet_bytes
     from binlake.settings import BronzeSettings
     from binlake.storage import LakeStorage
-    from cdc.envelope import clear_schema_cache, decode_change
+    from cdc.json_decoding import clear_schema_cache, decode_change
     from streams.bronze_worker import BronzeWorker, KafkaRecord
 
     workload = Workload()

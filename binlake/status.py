@@ -8,16 +8,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pymysql
 
 from binlake.bronze.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.local_stack.components import dagster_home
 from binlake.settings import Settings
 from binlake.source_db import count_rows
 from binlake.storage import LakeStorage
 from cdc.connect_client import ConnectClient
 from cdc.connector_health import HealthState, iso, summarize_trace
 from cdc.health_watch import CONNECT_RETRY_SECONDS, observe
+from dagster_defs.health.sensors import load_health_state
+from dagster_defs.keys import silver_key
+from dagster_defs.read import read_layer_table
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,6 @@ class TableStatus:
 
 
 def collect_table_status(settings: Settings) -> list[TableStatus]:
-    from dagster_defs.keys import silver_key
-    from dagster_defs.read import read_layer_table
-
     newest: dict[str, ManifestEntry] = {}
     files: dict[str, int] = {}
     # The files bronze holds: not those compacted away or expired, nor a retention line.
@@ -216,11 +218,6 @@ def _newest_change_commit(settings: Settings) -> float | None:
 
 def _health_state(settings: Settings) -> HealthState | None:
     """The connector_health sensor's state from the Dagster instance, if one is reachable."""
-    import dagster as dg
-
-    from binlake.local_stack.components import dagster_home
-    from dagster_defs.health.sensors import load_health_state
-
     home = os.environ.get("DAGSTER_HOME") or str(dagster_home(settings))
     if not (Path(home) / "dagster.yaml").is_file():
         return None

@@ -55,6 +55,11 @@ class TaskStatus:
     trace: str | None = None
 
 
+def all_running(connector_state: str, tasks: tuple[TaskStatus, ...]) -> bool:
+    """The connector and at least one task are RUNNING, and no task is in another state."""
+    return connector_state == RUNNING and bool(tasks) and all(t.state == RUNNING for t in tasks)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorStatus:
     """A connector's state and that of its tasks (`GET /connectors/<name>/status`)."""
@@ -68,11 +73,7 @@ class ConnectorStatus:
     @property
     def is_running(self) -> bool:
         """The connector and at least one task are RUNNING, and no task is in another state."""
-        return (
-            self.state == RUNNING
-            and bool(self.tasks)
-            and all(task.state == RUNNING for task in self.tasks)
-        )
+        return all_running(self.state, self.tasks)
 
     @property
     def is_failed(self) -> bool:

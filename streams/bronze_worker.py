@@ -37,7 +37,8 @@ from binlake.errors import DecodeError, FinalError, RetriableError, StorageUnava
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
-from cdc.envelope import SchemaChangeRecord, decode_change
+from cdc.envelope import SchemaChangeRecord
+from cdc.json_decoding import decode_change
 from streams.dead_letter import DeadLetter, DeadLetters
 from streams.partition_writer import (
     DEFAULT_FLUSH_BYTES,

@@ -43,7 +43,7 @@ from binlake.consumer_groups import GroupOffsetsClient, Record
 from binlake.errors import ReplayError
 from binlake.settings import Settings
 from cdc.avro import ConfluentAvroDecoder
-from cdc.envelope import decode_change
+from cdc.json_decoding import decode_change
 
 DEFAULT_READ_CAP = 10_000  # records counted per partition before "at least"
 TAIL_WINDOW = 64  # offsets read back from the LSO to find the newest record, doubled as needed

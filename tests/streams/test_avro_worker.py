@@ -331,7 +331,7 @@ def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
     decoder = worker.decode.__self__
     assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
     json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
-    assert json_worker.decode.__module__ == "cdc.envelope"
+    assert json_worker.decode.__module__ == "cdc.json_decoding"
 
 
 @pytest.mark.integration

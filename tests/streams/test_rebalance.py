@@ -35,7 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
-from cdc.envelope import decode_change
+from cdc.json_decoding import decode_change
 from streams.partition_writer import PartitionWriter, RotationReason
 
 PARTITIONS = 4
