@@ -11,7 +11,13 @@ from pathlib import Path
 import dagster as dg
 import pymysql
 
-from binlake.bronze.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
+from binlake.bronze.consumer_lag import (
+    TableLag,
+    lag_or_reason,
+    measure_consumer_lag,
+    records_text,
+    seconds_text,
+)
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.local_stack.components import dagster_home
 from binlake.settings import Settings
@@ -41,14 +47,10 @@ class TableStatus:
     lag_seconds: float | None = None
 
     def lag_records_text(self) -> str:
-        if self.lag_records is None:
-            return self.lag_state
-        return f"{self.lag_records}" if self.lag_records_exact else f">= {self.lag_records}"
+        return records_text(self.lag_state, self.lag_records, self.lag_records_exact)
 
     def lag_seconds_text(self) -> str:
-        if self.lag_state != "ok":
-            return self.lag_state
-        return "?" if self.lag_seconds is None else f"{self.lag_seconds:.0f} s"
+        return seconds_text(self.lag_state, self.lag_seconds)
 
 
 def collect_table_status(settings: Settings) -> list[TableStatus]:

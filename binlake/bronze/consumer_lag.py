@@ -120,14 +120,24 @@ class TableLag:
     partitions: tuple[PartitionLag, ...] = ()
 
     def records_text(self) -> str:
-        if self.state != "ok":
-            return self.state
-        return f"{self.records}" if self.exact else f">= {self.records}"
+        return records_text(self.state, self.records, self.exact)
 
     def seconds_text(self) -> str:
-        if self.state != "ok":
-            return self.state
-        return "?" if self.seconds is None else f"{self.seconds:.0f} s"
+        return seconds_text(self.state, self.seconds)
+
+
+def records_text(state: str, records: int | None, exact: bool) -> str:
+    """Lag in records as `binlake status` and the sensors show it; the state when not measured."""
+    if state != "ok" or records is None:
+        return state
+    return f"{records}" if exact else f">= {records}"
+
+
+def seconds_text(state: str, seconds: float | None) -> str:
+    """Lag in seconds, "?" when no commit time could be read; the state when not measured."""
+    if state != "ok":
+        return state
+    return "?" if seconds is None else f"{seconds:.0f} s"
 
 
 def table_lag(
