@@ -1,5 +1,5 @@
 """The ``consumer_group_replay`` job: dry run by default, a reset when asked, clear refusals.
-Kafka faked here; tests/streams/test_replay_real_broker.py runs the job against a real broker."""
+Kafka faked here; tests/integration/test_replay_real_broker.py runs the job against a real broker."""
 
 import dagster as dg
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from binlake.settings import load_settings
 from dagster_defs.replay.jobs import REPLAY_TAG, build_replay_job
 from dagster_defs.replay.resources import KafkaConsumerGroups
-from tests.binlake.test_replay import FakeKafka, entry, lake  # noqa: F401 - fixture
+from tests.binlake.bronze.test_replay import FakeKafka, entry, lake  # noqa: F401 - fixture
 
 
 class FakeGroups(KafkaConsumerGroups):

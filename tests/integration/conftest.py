@@ -19,6 +19,7 @@ from binlake.local_stack.supervisor import ProgramState
 from binlake.settings import Settings, load_settings
 from binlake.silver.pii import PiiPolicy
 from binlake.storage import LakeStorage
+from tests.streams.conftest import bronze_kit, dbz, kafka, processes  # noqa: F401 - fixtures
 
 
 def integration_settings(state_dir: Path, **groups: dict[str, Any]) -> Settings:

@@ -1,5 +1,5 @@
 """The replay plan: argument parsing, time -> offset, and what bronze holds; Kafka faked (the
-real broker is exercised by tests/streams/test_replay_real_broker.py)."""
+real broker is exercised by tests/integration/test_replay_real_broker.py)."""
 
 from __future__ import annotations
 
