@@ -24,7 +24,7 @@ How it fits Faust:
 * Storage outages (the lake unwritable: permissions, a missing directory, a full disk) make the
   agent retry the same record with backoff while nothing is acked, so no offset is committed
   past what the manifest holds; the log gets one error per outage, reminders while it lasts and
-  one line when it is over (`streams.bronze_worker.Outage`). So does a dead-letter topic the
+  one line when it is over (`streams.outage.Outage`). So does a dead-letter topic the
   producer cannot reach.
 * The app runs on `streams.faust_transport.BronzeTransport`: Faust's aiokafka transport with a
   per-message hand-off that does not create asyncio tasks for every message (twice the events
@@ -51,9 +51,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from binlake.errors import RetriableError, StorageUnavailableError
 from binlake.settings import Settings, load_settings
-from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import DeadLetter, DeadLetterPublisher
 from streams.faust_transport import BronzeTransport
+from streams.outage import Outage
 from streams.partition_writer import Released
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from binlake.errors import StorageUnavailableError
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app
-from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.outage import Outage
 from tests.streams.conftest import bronze_offsets, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -30,7 +30,7 @@ from binlake.bronze.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app
-from streams.bronze_worker import BronzeWorker, KafkaRecord, compile_row_check, value_check
+from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import (
     HEADER_NULL,
     HEADER_OFFSET,
@@ -43,6 +43,7 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
+from streams.value_checks import compile_row_check, value_check
 from tests.streams.conftest import start_worker, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
