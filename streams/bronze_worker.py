@@ -34,13 +34,9 @@ from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
 from cdc.envelope import SchemaChangeRecord, decode_change
 from streams.dead_letter import DeadLetter, DeadLetters
+from streams.flush_policy import FlushPolicy
 from streams.outage import Outage
-from streams.partition_writer import (
-    DEFAULT_FLUSH_BYTES,
-    PartitionWriter,
-    Released,
-    RotationReason,
-)
+from streams.partition_writer import PartitionWriter, Released, RotationReason
 from streams.value_checks import RowChecks
 
 log = logging.getLogger(__name__)
@@ -91,9 +87,7 @@ class BronzeWorker:
         storage: LakeStorage,
         *,
         topic_prefix: str,
-        flush_rows: int,
-        flush_seconds: float,
-        flush_bytes: int = DEFAULT_FLUSH_BYTES,
+        flush_policy: FlushPolicy,
         max_message_bytes: int | None = None,
         manifest: Manifest | None = None,
         dead_letters: DeadLetters | None = None,
@@ -103,9 +97,7 @@ class BronzeWorker:
     ):
         self.storage = storage
         self.topic_prefix = topic_prefix
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.flush_bytes = flush_bytes
+        self.flush_policy = flush_policy
         self.max_message_bytes = max_message_bytes
         self.manifest = manifest or Manifest(storage)
         self.dead_letters = dead_letters or DeadLetters(storage, wall_clock=wall_clock)
@@ -142,9 +134,7 @@ class BronzeWorker:
         return cls(
             LakeStorage.from_url(settings.lake_url),
             topic_prefix=settings.kafka.topic_prefix,
-            flush_rows=settings.bronze.flush_rows,
-            flush_seconds=settings.bronze.flush_seconds,
-            flush_bytes=settings.bronze.flush_bytes,
+            flush_policy=FlushPolicy.from_settings(settings.bronze),
             max_message_bytes=settings.bronze_max_message_bytes,
             **kwargs,
         )
@@ -266,9 +256,7 @@ class BronzeWorker:
                 partition,
                 storage=self.storage,
                 manifest=self.manifest,
-                flush_rows=self.flush_rows,
-                flush_seconds=self.flush_seconds,
-                flush_bytes=self.flush_bytes,
+                flush_policy=self.flush_policy,
                 resume_after=self._manifest_offsets.get((topic, partition), -1),
                 clock=self.clock,
                 wall_clock=self.wall_clock,

@@ -3,10 +3,10 @@
 Modelled on the Kafka Connect S3 sink's TopicPartitionWriter. A writer buffers the rows of one
 topic-partition and turns them into bronze files. A file holds consecutive offsets of one
 topic-partition, one hour bucket, one table and one row schema, so a record for another hour or
-another schema rotates the current file before it is buffered. A file is also rotated after
-`flush_rows` rows, after about `flush_bytes` bytes of records, `flush_seconds` after its first
-row was buffered (checked on every record and by `tick()`, which a timer calls), and when the
-partition is revoked or the worker shuts down.
+another schema rotates the current file before it is buffered. A file is also rotated as its
+`FlushPolicy` says (rows, about so many bytes of records, seconds after its first row was
+buffered: checked on every record and by `tick()`, which a timer calls), and when the partition
+is revoked or the worker shuts down.
 
 States::
 
@@ -73,10 +73,10 @@ from binlake.bronze.schema_drift import (
 from binlake.errors import DecodeError, StorageUnavailableError
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY
+from streams.flush_policy import FlushPolicy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLUSH_BYTES = 64 * 1024 * 1024
 _HOUR_MS = 3_600_000
 # Schema version of a file of tombstones whose key columns fit no schema the writer knows (no
 # full row of the table seen yet): 0 is "not tracked" in `ManifestEntry.schema_version`.
@@ -154,22 +154,16 @@ class PartitionWriter:
         *,
         storage: LakeStorage,
         manifest: Manifest,
-        flush_rows: int,
-        flush_seconds: float,
-        flush_bytes: int = DEFAULT_FLUSH_BYTES,
+        flush_policy: FlushPolicy,
         resume_after: int = -1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
-        if flush_rows < 1 or flush_seconds <= 0 or flush_bytes < 1:
-            raise ValueError("flush_rows, flush_seconds and flush_bytes must be positive")
         self.topic = topic
         self.partition = partition
         self.storage = storage
         self.manifest = manifest
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.flush_bytes = flush_bytes
+        self.flush_policy = flush_policy
         self.resume_after = resume_after
         self.clock = clock
         self.wall_clock = wall_clock
@@ -341,7 +335,7 @@ class PartitionWriter:
         if self.state is not WriterState.BUFFERING:
             return Released()
         reason = self._due
-        if reason is None and self.age() >= self.flush_seconds:
+        if reason is None and self.age() >= self.flush_policy.seconds:
             reason = RotationReason.AGE
         if reason is None:
             return Released()
@@ -690,13 +684,13 @@ class PartitionWriter:
         return None
 
     def _rotation_after(self) -> RotationReason | None:
-        if len(self._rows) >= self.flush_rows:
+        if len(self._rows) >= self.flush_policy.rows:
             return RotationReason.ROWS
         if self._rewriting is not None and self._rows[-1][0] >= self._rewriting.last_offset:
             return RotationReason.BRONZE_BOUNDARY
-        if self._bytes >= self.flush_bytes:
+        if self._bytes >= self.flush_policy.bytes:
             return RotationReason.BYTES
-        if self.age() >= self.flush_seconds:
+        if self.age() >= self.flush_policy.seconds:
             return RotationReason.AGE
         return None
 

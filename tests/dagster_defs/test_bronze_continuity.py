@@ -33,6 +33,7 @@ from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import DeadLetters, dead_letter_path
+from streams.flush_policy import FlushPolicy
 from tests.streams.conftest import DebeziumTable
 
 TOPIC = "binlake.shop.orders"
@@ -194,8 +195,7 @@ def worker_lake(settings: Settings) -> tuple[BronzeWorker, LakeStorage]:
     worker = BronzeWorker(
         storage,
         topic_prefix="binlake",
-        flush_rows=1,
-        flush_seconds=5.0,
+        flush_policy=FlushPolicy(rows=1, seconds=5.0),
         clock=lambda: 0.0,
         wall_clock=lambda: 1.0,
     )

@@ -43,6 +43,7 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
+from streams.flush_policy import FlushPolicy
 from streams.value_checks import compile_row_check, value_check
 from tests.streams.conftest import start_worker, wait_for
 
@@ -133,10 +134,14 @@ BAD_KINDS: dict[str, Callable[[Any], Kind]] = {
 
 
 def make_worker(lake: LakeStorage, **kwargs: Any) -> BronzeWorker:
-    options = {"flush_rows": 1000, "flush_seconds": 5.0, "max_message_bytes": MAX_MESSAGE_BYTES}
+    flush = FlushPolicy(
+        rows=kwargs.pop("flush_rows", 1000), seconds=kwargs.pop("flush_seconds", 5.0)
+    )
+    options = {"max_message_bytes": MAX_MESSAGE_BYTES}
     return BronzeWorker(
         lake,
         topic_prefix="binlake",
+        flush_policy=flush,
         clock=lambda: 0.0,
         wall_clock=lambda: 99.0,
         **{**options, **kwargs},

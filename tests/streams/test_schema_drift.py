@@ -27,6 +27,7 @@ from binlake.errors import StorageUnavailableError
 from binlake.storage import LakeStorage
 from streams import partition_writer as pw
 from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import UNTRACKED, RotationReason
 from tests.streams.test_partition_writer import (
     KEY_SCHEMA,
@@ -674,8 +675,7 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
     worker = BronzeWorker(
         lake,
         topic_prefix=dbz.PREFIX,
-        flush_rows=1000,
-        flush_seconds=60.0,
+        flush_policy=FlushPolicy(rows=1000, seconds=60.0),
         clock=lambda: 0.0,
         wall_clock=lambda: 1.0,
     )
