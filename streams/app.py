@@ -37,12 +37,12 @@ How it fits Faust:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from binlake.errors import RetriableError, StorageUnavailableError
+from binlake.retry import Backoff, RetryAbandonedError, retry_with_backoff_async
 from binlake.settings import Settings, load_settings
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import DeadLetter, DeadLetterPublisher
@@ -267,35 +268,39 @@ class BronzeRuntime:
         """`worker.handle(record)`, retried while storage is unavailable; None if revoked."""
         worker = self.worker
         tp = (record.topic, record.partition)
-        delay = RETRY_MIN_SECONDS
-        attempts = 0
-        while True:
-            try:
-                released = worker.handle(record)
-            except RetriableError as exc:
-                attempts += 1
-                outage = worker.outage if isinstance(exc, StorageUnavailableError) else None
-                (outage or self.decoder_outage).failed(exc, tp, f"{tp[0]}[{tp[1]}]@{record.offset}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                if self._revoked_since(revocations, message):
-                    # A rebalance revoked the partition meanwhile (Faust revokes all of them):
-                    # its owner reads the unacked record again from the committed offset, and
-                    # writing it here too could duplicate it.
-                    log.info("%s[%d]@%d: revoked while retrying, dropped", *_where(record))
-                    return None
-                continue
-            except Exception as exc:
-                # The worker refuses the partition's later records (a gap there would be
-                # skipped for good by the manifest-based resume). Stop: after a restart the
-                # record is read again from the committed offset.
-                log.exception("%s[%d]@%d: cannot handle record", *_where(record))
-                await self.app.crash(exc)
-                raise
-            if attempts:  # it had failed: whatever failed works now
-                worker.outage.cleared(tp)
-                self.decoder_outage.cleared(tp)
-            return released
+        failures = 0
+
+        def report(exc: Exception) -> None:
+            nonlocal failures
+            failures += 1
+            outage = worker.outage if isinstance(exc, StorageUnavailableError) else None
+            (outage or self.decoder_outage).failed(exc, tp, f"{tp[0]}[{tp[1]}]@{record.offset}")
+
+        try:
+            released = await retry_with_backoff_async(
+                partial(worker.handle, record),
+                _retry_backoff(RETRY_MIN_SECONDS, RETRY_MAX_SECONDS),
+                retry_if=_is_retriable,
+                on_retry=report,
+                # A rebalance revoked the partition meanwhile (Faust revokes all of them): its
+                # owner reads the unacked record again from the committed offset, and writing
+                # it here too could duplicate it.
+                abandon=lambda: self._revoked_since(revocations, message),
+            )
+        except RetryAbandonedError:
+            log.info("%s[%d]@%d: revoked while retrying, dropped", *_where(record))
+            return None
+        except Exception as exc:
+            # The worker refuses the partition's later records (a gap there would be
+            # skipped for good by the manifest-based resume). Stop: after a restart the
+            # record is read again from the committed offset.
+            log.exception("%s[%d]@%d: cannot handle record", *_where(record))
+            await self.app.crash(exc)
+            raise
+        if failures:  # it had failed: whatever failed works now
+            worker.outage.cleared(tp)
+            self.decoder_outage.cleared(tp)
+        return released
 
     async def _publish_dead_letters(self, message: Any, revocations: int) -> bool:
         """Publish the worker's new dead letters, retrying; False if revoked meanwhile.
@@ -312,21 +317,20 @@ class BronzeRuntime:
             self._unpublished[id(letter.token)] = (letter.topic, letter.partition)
         for index, letter in enumerate(letters):
             tp = (letter.topic, letter.partition)
-            delay = RETRY_MIN_SECONDS
-            while True:
-                try:
-                    await publisher.publish(letter)
-                    break
-                except Exception as exc:  # noqa: BLE001 - any failure: retry, never skip
-                    where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
-                    self.dead_letter_outage.failed(exc, tp, where)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_SECONDS)
-                    if self._revoked_since(revocations, message):
-                        # Not acked: the partition's next owner dead-letters them again.
-                        self._forget(letters[index:])
-                        log.info("%s: revoked while publishing its dead letter, dropped", where)
-                        return False
+            where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
+            try:
+                # Any failure is retried, never skipped.
+                await retry_with_backoff_async(
+                    partial(publisher.publish, letter),
+                    _retry_backoff(RETRY_MIN_SECONDS, RETRY_MAX_SECONDS),
+                    on_retry=partial(self.dead_letter_outage.failed, key=tp, where=where),
+                    abandon=lambda: self._revoked_since(revocations, message),
+                )
+            except RetryAbandonedError:
+                # Not acked: the partition's next owner dead-letters them again.
+                self._forget(letters[index:])
+                log.info("%s: revoked while publishing its dead letter, dropped", where)
+                return False
             self.dead_letter_outage.cleared(tp)
             self._unpublished.pop(id(letter.token), None)
             held = self._held.pop(id(letter.token), None)
@@ -578,6 +582,16 @@ def _headers(headers: Any) -> tuple[tuple[str, bytes | None], ...]:
         return ()
     items = headers.items() if hasattr(headers, "items") else headers
     return tuple((str(name), None if value is None else bytes(value)) for name, value in items)
+
+
+@cache
+def _retry_backoff(first: float, longest: float) -> Backoff:
+    # Built from the module's constants at each retry, not once, so tests can shorten them.
+    return Backoff(first=first, longest=longest)
+
+
+def _is_retriable(exc: Exception) -> bool:
+    return isinstance(exc, RetriableError)
 
 
 def _where(record: KafkaRecord) -> tuple[str, int, int]:
