@@ -525,7 +525,7 @@ def test_the_worker_writes_avro_changes_with_their_types(
         }
     )
     # Assigned, not subscribed: no group join to wait for. One partition (see
-    # streams.app.ensure_dead_letter_topic).
+    # streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(f"{prefix}.dead-letter", 0, OFFSET_BEGINNING)])
     try:
         deadline = time.monotonic() + 60

@@ -587,7 +587,7 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
         assert good.message.acked and not bad.message.acked
 
     run(app, scenario)
-    assert not app.bronze._unpublished and not app.bronze._held
+    assert not app.bronze.dead_letter_acks.unpublished and not app.bronze.dead_letter_acks.held
 
 
 # -- integration: the real worker against a real Kafka broker ----------------------------------
@@ -619,7 +619,7 @@ def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
         }
     )
     # Assigned, not subscribed: no group join to wait for. The dead-letter topic has one
-    # partition (see streams.app.ensure_dead_letter_topic).
+    # partition (see streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     messages: list[Any] = []
     try:
