@@ -93,10 +93,11 @@ class TopicDiscovery:
         self.directory = directory
         self.bootstrap_servers = bootstrap_servers
         self.clock = clock
-        self._admin: AIOKafkaAdminClient | None = None
+        self._admin: AIOKafkaAdminClient | None = None  # opened on first use, again after errors
+        self._failing = False  # listing failed last time (warned once)
+        # Topics a resubscription was last requested for, and when.
         self._requested: set[str] = set()
         self._requested_at = 0.0
-        self._failing = False
 
     async def refresh(self) -> list[str]:
         """Read the broker's topics; returns the CDC topics seen for the first time."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from binlake.bronze.coverage import PartitionFiles, is_intact
@@ -28,17 +29,17 @@ log = logging.getLogger(__name__)
 Row = TypeVar("Row")
 
 
+@dataclass
 class ListedFiles:
     """The listed bronze files of one topic-partition, loaded from the first offset asked about."""
 
-    def __init__(self, topic: str, partition: int, *, storage: LakeStorage, manifest: Manifest):
-        self.topic = topic
-        self.partition = partition
-        self.storage = storage
-        self.manifest = manifest
-        # The partition's listed files, loaded when an offset is first asked about.
-        self._files: PartitionFiles | None = None
-        self._intact: dict[tuple[str, int], bool] = {}  # (path, bytes) -> is_intact, cached
+    topic: str
+    partition: int
+    storage: LakeStorage
+    manifest: Manifest
+    _files: PartitionFiles | None = field(default=None, init=False)
+    # (path, bytes) -> is_intact, cached
+    _intact: dict[tuple[str, int], bool] = field(default_factory=dict, init=False)
 
     def file_at(self, offset: int) -> tuple[ManifestEntry | None, bool]:
         """The listed file whose range holds `offset`, and whether it is intact.

@@ -194,11 +194,9 @@ class SchemaVersionTracker:
 
     def _tracked(self, table: str) -> TableSchema:
         """The table's tracked schema; on first use resumed from its last manifest entry."""
-        tracked = self._tables.get(table)
-        if tracked is None:
-            tracked = self._resume(table)
-            self._tables[table] = tracked
-        return tracked
+        if table not in self._tables:
+            self._tables[table] = self._resume(table)
+        return self._tables[table]
 
     def _resume(self, table: str) -> TableSchema:
         """Version and cumulative schema of the newest file of `table` the manifest lists.
