@@ -354,35 +354,22 @@ class BronzeWorker:
     def _dead_letter(
         self, writer: PartitionWriter, record: KafkaRecord, reason: str, error: str
     ) -> Released:
-        path = self.dead_letters.write(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            reason=reason,
-            timestamp_ms=record.timestamp_ms,
-            error=error,
-            headers=record.headers,
-        )
-        self.outage.cleared((record.topic, record.partition))  # the lake took a write
-        self.stats.dead_letters += 1
-        log.warning("%s[%d]@%d dead-lettered to %s: %s", *_where(record), path, reason)
-        self.pending_dead_letters.append(
+        letter = self.dead_letters.write(
             DeadLetter(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                reason=reason,
-                error=error,
-                timestamp_ms=record.timestamp_ms,
-                headers=record.headers,
-                path=path,
+                *_where(record),  # topic, partition, offset
+                record.key,
+                record.value,
+                reason,
+                error,
+                record.timestamp_ms,
+                record.headers,
                 token=record.token,
             )
         )
+        self.outage.cleared((record.topic, record.partition))  # the lake took a write
+        self.stats.dead_letters += 1
+        log.warning("%s[%d]@%d dead-lettered to %s: %s", *_where(record), letter.path, reason)
+        self.pending_dead_letters.append(letter)
         return writer.pass_over(record.offset, record.token)
 
     def _count(self, released: Released) -> Released:

@@ -16,10 +16,11 @@ A rejected record goes to two places, both written before the record is acked:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -112,35 +113,23 @@ class DeadLetters:
     storage: LakeStorage
     wall_clock: Callable[[], float] = time.time
 
-    def write(
-        self,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        reason: str,
-        timestamp_ms: int | None = None,
-        error: str | None = None,
-        headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> str:
-        """Durably record one rejected record; returns its path relative to the lake root."""
-        path = dead_letter_path(topic, partition, offset)
+    def write(self, letter: DeadLetter) -> DeadLetter:
+        """Durably record one rejected record; returns it with its `path` in the lake."""
+        path = dead_letter_path(letter.topic, letter.partition, letter.offset)
         document = {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "timestamp_ms": timestamp_ms,
-            "key_b64": _b64(key),
-            "value_b64": _b64(value),
-            "headers": [[name, _b64(data)] for name, data in headers],
-            "reason": reason,
-            "error": error,
+            "topic": letter.topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "timestamp_ms": letter.timestamp_ms,
+            "key_b64": _b64(letter.key),
+            "value_b64": _b64(letter.value),
+            "headers": [[name, _b64(data)] for name, data in letter.headers],
+            "reason": letter.reason,
+            "error": letter.error,
             "dead_lettered_at": self.wall_clock(),
         }
         self.storage.write_atomic(path, json.dumps(document, sort_keys=True).encode())
-        return path
+        return dataclasses.replace(letter, path=path)
 
 
 # send(topic, key, value, headers) -> awaitable that completes once the broker has the record.
