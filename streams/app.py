@@ -316,6 +316,23 @@ class BronzeApp(faust.App):
             await discovery.refresh()
 
 
+# The consumer side of the app's Faust settings (`benchmarks/bronze_throughput.py` runs a bare
+# Faust app with them to measure Faust alone).
+CONSUMER_SETTINGS: dict[str, Any] = {
+    # How long a crashed or frozen worker keeps its partitions before the group coordinator
+    # evicts it and a survivor takes them over: Faust's default 60 s would stall them a minute.
+    # 10 s is 10 heartbeats, above the broker's group.min.session.timeout.ms (6 s).
+    "broker_session_timeout": 10,
+    "broker_heartbeat_interval": 1,
+    "broker_commit_interval": 1.0,
+    "broker_commit_every": 1000,
+    "consumer_auto_offset_reset": "earliest",
+    # Buffered events are acked only by the flushes on revocation and shutdown, which Faust's
+    # wait for an empty stream would run after.
+    "stream_wait_empty": False,
+}
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -337,15 +354,7 @@ def create_app(
         web_enabled=bool(bronze.web_port),
         web_port=bronze.web_port or 6066,
         web_bind="127.0.0.1",
-        # How long a crashed or frozen worker keeps its partitions before the group coordinator
-        # evicts it and a survivor takes them over: Faust's default 60 s would stall them a
-        # minute. 10 s is 10 heartbeats, above the broker's group.min.session.timeout.ms (6 s).
-        broker_session_timeout=10,
-        broker_heartbeat_interval=1,
-        broker_commit_interval=1.0,
-        broker_commit_every=1000,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
+        **CONSUMER_SETTINGS,
         # Dead letters are published with the record's own bytes, up to max_message_bytes.
         producer_max_request_size=max(
             1024 * 1024, settings.bronze_max_message_bytes + DEAD_LETTER_HEADROOM_BYTES

@@ -49,7 +49,7 @@ import pyarrow as pa
 from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
 from binlake.bronze.lost_files import ListedFiles
 from binlake.bronze.manifest import Manifest, ManifestEntry
-from binlake.bronze.parquet_format import bronze_schema, encode_bronze_file
+from binlake.bronze.parquet_format import bronze_schema, build_table, to_parquet_bytes
 from binlake.bronze.partitioner import TOMBSTONE, PreviousDelete, event_time_ms, key_of
 from binlake.bronze.schema_drift import fingerprint, fits_within
 from binlake.bronze.schema_versions import (
@@ -539,7 +539,7 @@ class PartitionWriter:
         assert self._table is not None and self._bucket is not None and self._schema is not None
         first, last = rows[0][0], rows[-1][0]
         path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
-        data = encode_bronze_file(
+        file_table = build_table(
             self.topic,
             self.partition,
             rows,
@@ -547,6 +547,7 @@ class PartitionWriter:
             table=self._table,
             primary_key=self._primary_key,
         )
+        data = to_parquet_bytes(file_table)
         source_ts = [event.source.ts_ms for _, event in rows if event.source is not None]
         self.storage.write_atomic(path, data)
         entry = ManifestEntry(

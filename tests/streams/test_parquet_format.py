@@ -13,7 +13,8 @@ from binlake.bronze.layout import HourBucket
 from binlake.bronze.parquet_format import (
     PROVENANCE_SCHEMA,
     bronze_schema,
-    encode_bronze_file,
+    build_table,
+    to_parquet_bytes,
 )
 from binlake.bronze.partitioner import PreviousDelete, event_time_ms
 from binlake.errors import DecodeError
@@ -42,13 +43,15 @@ def test_bronze_schema_is_provenance_then_nullable_table_columns():
 
 
 def test_encoded_file_reads_back_with_metadata():
-    data = encode_bronze_file(
-        "binlake.shop.t",
-        3,
-        [(9, _event()), (10, _event("x", None))],
-        ROW,
-        table="shop.t",
-        primary_key=["id"],
+    data = to_parquet_bytes(
+        build_table(
+            "binlake.shop.t",
+            3,
+            [(9, _event()), (10, _event("x", None))],
+            ROW,
+            table="shop.t",
+            primary_key=["id"],
+        )
     )
     table = pq.read_table(io.BytesIO(data))
     assert table.column("_offset").to_pylist() == [9, 10]
