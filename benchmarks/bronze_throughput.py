@@ -740,15 +740,18 @@ def writer_alone(
     from binlake.storage import LakeStorage
     from cdc.json_decoding import clear_schema_cache
     from streams.bronze_worker import BronzeWorker
+    from streams.flush_policy import FlushPolicy
 
     defaults = BronzeSettings()
     lake = workdir / "lake-inproc"
     worker = BronzeWorker(
         LakeStorage.from_url(str(lake)),
         topic_prefix=PREFIX,
-        flush_rows=flush_rows or defaults.flush_rows,
-        flush_seconds=defaults.flush_seconds,
-        flush_bytes=defaults.flush_bytes,
+        flush_policy=FlushPolicy(
+            rows=flush_rows or defaults.flush_rows,
+            seconds=defaults.flush_seconds,
+            bytes=defaults.flush_bytes,
+        ),
     )
     clear_schema_cache()
     nbytes = sum(r.size for r in records)
@@ -988,6 +991,7 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
     from binlake.storage import LakeStorage
     from cdc.json_decoding import clear_schema_cache, decode_change
     from streams.bronze_worker import BronzeWorker, KafkaRecord
+    from streams.flush_policy import FlushPolicy
 
     workload = Workload()
     records = [
@@ -1034,8 +1038,7 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
             worker = BronzeWorker(
                 LakeStorage.from_url(str(lake)),
                 topic_prefix=PREFIX,
-                flush_rows=rows_per_file,
-                flush_seconds=3600.0,
+                flush_policy=FlushPolicy(rows=rows_per_file, seconds=3600.0),
             )
             for record in records:
                 worker.handle(record)

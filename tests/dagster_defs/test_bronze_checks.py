@@ -25,6 +25,7 @@ from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key, silver_key
 from dagster_defs.resources import BronzeLake
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import PartitionWriter, RotationReason
 
 TABLE = "shop.products"
@@ -58,8 +59,7 @@ class Lake:
             0,
             storage=storage,
             manifest=Manifest(storage),
-            flush_rows=10_000,
-            flush_seconds=3600.0,
+            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
             clock=lambda: 0.0,
         )
         self.offset = 0

@@ -30,6 +30,7 @@ from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver import schema_heal
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.incremental import unconsumed_reads
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import PartitionWriter, RotationReason
 
 TABLE = "shop.products"
@@ -65,8 +66,7 @@ class Bronze:
             0,
             storage=storage,
             manifest=Manifest(storage),
-            flush_rows=10_000,
-            flush_seconds=3600.0,
+            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
             clock=lambda: 0.0,
         )
         self.offset = 0
@@ -103,8 +103,7 @@ class Bronze:
             0,
             storage=self.writer.storage,
             manifest=self.writer.manifest,
-            flush_rows=10_000,
-            flush_seconds=3600.0,
+            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
             clock=lambda: 0.0,
             resume_after=self.offset - 1,
         )

@@ -41,6 +41,7 @@ from streams.dead_letter import (
     HEADER_TOPIC,
     dead_letter_path,
 )
+from streams.flush_policy import FlushPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
@@ -343,8 +344,7 @@ def test_avro_records_become_typed_bronze_rows(tmp_path, schema_registry):
     worker = BronzeWorker(
         lake,
         topic_prefix=topic.split(".")[0],
-        flush_rows=100,
-        flush_seconds=60.0,
+        flush_policy=FlushPolicy(rows=100, seconds=60.0),
         decode=decoder.decode_change,
     )
     records = [encoder.change("c", i) for i in range(1, 8)]
@@ -374,8 +374,7 @@ def test_a_schema_id_unknown_to_the_registry_is_dead_lettered(tmp_path, schema_r
         worker = BronzeWorker(
             lake,
             topic_prefix=topic.split(".")[0],
-            flush_rows=1,
-            flush_seconds=60.0,
+            flush_policy=FlushPolicy(rows=1, seconds=60.0),
             decode=decoder.decode_change,
         )
         record = KafkaRecord(topic, 0, 0, key, value[:1] + unknown_id + value[5:], BASE_TS_MS, 0)
@@ -403,8 +402,7 @@ def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
     worker = BronzeWorker(
         lake,
         topic_prefix="binlake",
-        flush_rows=1,
-        flush_seconds=60.0,
+        flush_policy=FlushPolicy(rows=1, seconds=60.0),
         decode=decoder.decode_change,
     )
     record = KafkaRecord(TOPIC, 0, 0, key, value, BASE_TS_MS, token=0)
@@ -527,7 +525,7 @@ def test_the_worker_writes_avro_changes_with_their_types(
         }
     )
     # Assigned, not subscribed: no group join to wait for. One partition (see
-    # streams.app.ensure_dead_letter_topic).
+    # streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(f"{prefix}.dead-letter", 0, OFFSET_BEGINNING)])
     try:
         deadline = time.monotonic() + 60

@@ -28,7 +28,9 @@ from binlake.errors import StorageUnavailableError
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app
-from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.flush_policy import FlushPolicy
+from streams.outage import Outage
 from tests.streams.conftest import bronze_offsets, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,8 +91,8 @@ def test_an_outage_is_logged_once_with_reminders_and_its_end(caplog):
 
 
 def make_worker(lake: LakeStorage, clock: FakeClock, **kwargs: Any) -> BronzeWorker:
-    options = {"flush_rows": 2, "flush_seconds": 5.0, **kwargs}
-    return BronzeWorker(lake, topic_prefix="binlake", clock=clock, **options)
+    flush = FlushPolicy(rows=kwargs.pop("flush_rows", 2), seconds=kwargs.pop("flush_seconds", 5.0))
+    return BronzeWorker(lake, topic_prefix="binlake", clock=clock, flush_policy=flush, **kwargs)
 
 
 def test_an_unwritable_bronze_dir_is_retriable_and_nothing_is_lost(tmp_path, dbz, caplog):

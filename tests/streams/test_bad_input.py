@@ -30,7 +30,7 @@ from binlake.bronze.manifest import Manifest
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, create_app
-from streams.bronze_worker import BronzeWorker, KafkaRecord, compile_row_check, value_check
+from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import (
     HEADER_NULL,
     HEADER_OFFSET,
@@ -43,6 +43,8 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
+from streams.flush_policy import FlushPolicy
+from streams.value_checks import compile_row_check, value_check
 from tests.streams.conftest import start_worker, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,10 +134,14 @@ BAD_KINDS: dict[str, Callable[[Any], Kind]] = {
 
 
 def make_worker(lake: LakeStorage, **kwargs: Any) -> BronzeWorker:
-    options = {"flush_rows": 1000, "flush_seconds": 5.0, "max_message_bytes": MAX_MESSAGE_BYTES}
+    flush = FlushPolicy(
+        rows=kwargs.pop("flush_rows", 1000), seconds=kwargs.pop("flush_seconds", 5.0)
+    )
+    options = {"max_message_bytes": MAX_MESSAGE_BYTES}
     return BronzeWorker(
         lake,
         topic_prefix="binlake",
+        flush_policy=flush,
         clock=lambda: 0.0,
         wall_clock=lambda: 99.0,
         **{**options, **kwargs},
@@ -581,7 +587,7 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
         assert good.message.acked and not bad.message.acked
 
     run(app, scenario)
-    assert not app.bronze._unpublished and not app.bronze._held
+    assert not app.bronze.dead_letter_acks.unpublished and not app.bronze.dead_letter_acks.held
 
 
 # -- integration: the real worker against a real Kafka broker ----------------------------------
@@ -613,7 +619,7 @@ def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
         }
     )
     # Assigned, not subscribed: no group join to wait for. The dead-letter topic has one
-    # partition (see streams.app.ensure_dead_letter_topic).
+    # partition (see streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     messages: list[Any] = []
     try:

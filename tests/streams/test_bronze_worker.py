@@ -15,6 +15,7 @@ from binlake.errors import StorageUnavailableError
 from binlake.storage import LakeStorage
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import dead_letter_path
+from streams.flush_policy import FlushPolicy
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "debezium_mysql_all_types.json"
 
@@ -33,9 +34,16 @@ def lake(tmp_path: Path) -> LakeStorage:
 
 
 def make_worker(lake: LakeStorage, clock: FakeClock | None = None, **kwargs) -> BronzeWorker:
-    options = {"flush_rows": 1000, "flush_seconds": 5.0, **kwargs}
+    flush = FlushPolicy(
+        rows=kwargs.pop("flush_rows", 1000), seconds=kwargs.pop("flush_seconds", 5.0)
+    )
     return BronzeWorker(
-        lake, topic_prefix="binlake", clock=clock or FakeClock(), wall_clock=lambda: 99.0, **options
+        lake,
+        topic_prefix="binlake",
+        clock=clock or FakeClock(),
+        wall_clock=lambda: 99.0,
+        flush_policy=flush,
+        **kwargs,
     )
 
 
@@ -187,7 +195,7 @@ def test_a_decoder_bug_dead_letters_instead_of_stopping(lake, dbz):
         raise KeyError("oops")
 
     worker = BronzeWorker(
-        lake, topic_prefix="binlake", flush_rows=10, flush_seconds=5.0, decode=broken
+        lake, topic_prefix="binlake", flush_policy=FlushPolicy(rows=10, seconds=5.0), decode=broken
     )
     assert worker.handle(record("binlake.shop.orders", 0, (b"k", b"v"))).tokens == [0]
     letter = json.loads(lake.read_bytes(dead_letter_path("binlake.shop.orders", 0, 0)))

@@ -27,6 +27,7 @@ from compactor.plan import CompactionGroup
 from compactor.retention import expired_replaced_files
 from compactor.rewrite import compact_group
 from dagster_defs.bronze.continuity import offset_continuity
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import (
     PartitionWriter,
     Released,
@@ -172,9 +173,7 @@ def make_writer(
         partition,
         storage=storage,
         manifest=manifest,
-        flush_rows=flush_rows,
-        flush_seconds=flush_seconds,
-        flush_bytes=flush_bytes,
+        flush_policy=FlushPolicy(rows=flush_rows, seconds=flush_seconds, bytes=flush_bytes),
         resume_after=resume_after,
         clock=clock,
         wall_clock=wall_clock or (lambda: 1_234_567_890.5),
