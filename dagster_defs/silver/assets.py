@@ -11,17 +11,16 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.incremental import source_time_metadata, unconsumed_reads
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.resync_sweep import sweep_resyncs
-from binlake.storage import LakeStorage
+from binlake.silver.schema_guard import completed_resyncs
+from binlake.silver.schema_heal import heal_on_refusal
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.bronze.checks import completed_resyncs
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
-from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
-from dagster_defs.silver.schema_heal import heal_on_refusal
 
 
 def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -50,9 +49,9 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         masked: list[str] = []
         primary_key: list[str] = []
         merged_version = target.merged_schema_version()
-        storage = LakeStorage.from_url(bronze_lake.storage_url)
-        resyncs = completed_resyncs(storage, table)
-        reads = unconsumed_reads(bronze_lake, table, consumed, resyncs, merged_version)
+        bronze = bronze_lake.reader()
+        resyncs = completed_resyncs(bronze.storage, table)
+        reads = unconsumed_reads(bronze, table, consumed, resyncs, merged_version)
         for read in heal_on_refusal(reads, settings, log=context.log):
             files_read += read.entries_read
             if read.frame.height:
@@ -77,7 +76,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     f"{stats.updated} updated) -> version {stats.version}"
                 )
         # A resync Debezium finished and this run merged to its end removes what it did not see.
-        sweeps = sweep_resyncs(storage, target, table, log=context.log.info)
+        sweeps = sweep_resyncs(bronze.storage, target, table, log=context.log.info)
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {

@@ -11,11 +11,11 @@ import dagster as dg
 
 from binlake.settings import Settings
 from binlake.silver.history import change_rows
+from binlake.silver.incremental import source_time_metadata, unconsumed_reads
 from binlake.silver.logic import table_columns
 from binlake.silver.pii import PiiPolicy
-from binlake.storage import LakeStorage
+from binlake.silver.schema_guard import completed_resyncs
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.bronze.checks import completed_resyncs
 from dagster_defs.freshness import freshness_policy
 from dagster_defs.keys import (
     SILVER,
@@ -26,7 +26,6 @@ from dagster_defs.keys import (
     writer_pool,
 )
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
 
 
 def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -53,9 +52,9 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         inserted = updated = files_read = 0
         masked: list[str] = []
         primary_key: list[str] = []
-        storage = LakeStorage.from_url(bronze_lake.storage_url)
+        bronze = bronze_lake.reader()
         for read in unconsumed_reads(
-            bronze_lake, table, consumed, completed_resyncs(storage, table)
+            bronze, table, consumed, completed_resyncs(bronze.storage, table)
         ):
             files_read += read.entries_read
             if read.frame.height:

@@ -11,15 +11,15 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from binlake.bronze.reader import BronzeRead, BronzeReader
 from binlake.silver.consumed import ConsumedOffsets
-from dagster_defs.bronze.checks import CompletedResync, refuse_unhealed_schema_changes
-from dagster_defs.resources import BronzeLake, BronzeRead
+from binlake.silver.schema_guard import CompletedResync, refuse_unhealed_schema_changes
 
 MAX_CATCH_UP_READS = 5
 
 
 def unconsumed_reads(
-    bronze_lake: BronzeLake,
+    bronze: BronzeReader,
     table: str,
     consumed: ConsumedOffsets,
     completed_resyncs: Sequence[CompletedResync] = (),
@@ -35,15 +35,15 @@ def unconsumed_reads(
     read before asking for the next.
     """
     for _ in range(MAX_CATCH_UP_READS):
-        read = bronze_lake.read_table(table, consumed)
+        read = bronze.read_table(table, consumed)
         refuse_unhealed_schema_changes(
-            bronze_lake, read, completed_resyncs, _merged_up_to(read), merged_schema_version
+            bronze, read, completed_resyncs, _merged_up_to(read), merged_schema_version
         )
         consumed.manifest_cursor = read.manifest_bytes
         yield read
         if read.frame.height and read.schema_version:
             merged_schema_version = read.schema_version
-        if bronze_lake.manifest_size() == read.manifest_bytes:
+        if bronze.manifest_size() == read.manifest_bytes:
             return
 
 
