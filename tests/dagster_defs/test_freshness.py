@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from binlake.alerts import Alerter
+from binlake.freshness import measure_lag
 from binlake.settings import Settings
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.definitions import build_definitions
@@ -25,7 +26,6 @@ from dagster_defs.freshness import (
     freshness_policy,
     freshness_targets,
     judge_freshness,
-    measure_lag,
 )
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
 from dagster_defs.resources import CONSUMER_LAG, MYSQL_SOURCE, MySQLSource, build_resources
