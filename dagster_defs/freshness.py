@@ -31,6 +31,7 @@ from binlake.freshness import (
     source_commit_times,
     worst_consumer_lag,
 )
+from dagster_defs.declare import running_sensor
 from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"
@@ -441,10 +442,9 @@ def build_freshness_sensor(
     when each SLO miss still open was last sent to `alerter` (see ``freshness_alerts``).
     """
 
-    @dg.sensor(
+    @running_sensor(
         name=name,
-        minimum_interval_seconds=interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=interval_seconds,
         description="Measures each layer's lag behind the newest source commit and reports it "
         "as the result of the assets' freshness checks (runless, no run launched).",
     )

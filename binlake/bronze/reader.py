@@ -7,6 +7,8 @@ consistent even while the bronze writer is adding files. Never a directory listi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +25,20 @@ from binlake.errors import FinalError, RetriableError
 from binlake.storage import LakeStorage
 from cdc.column_defaults import column_default
 from cdc.envelope import TOMBSTONE, TRUNCATE
+
+
+@contextmanager
+def listed_file_errors(path: str, reading: str = "") -> Iterator[None]:
+    """Failures to read bronze file `path` (`reading`: what of it, e.g. "the schema of ") as
+    binlake errors: a file the manifest lists is never missing (final); other I/O may pass."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise FinalError(
+            f"bronze file {path} is listed in the manifest but missing from the lake"
+        ) from exc
+    except OSError as exc:
+        raise RetriableError(f"cannot read {reading}bronze file {path}: {exc}") from exc
 
 
 class AlreadyRead(Protocol):
@@ -120,14 +136,8 @@ class BronzeReader:
         arrows: list[pa.Table] = []
         primary_key: list[str] = []
         for path, entry in by_path.items():
-            try:
+            with listed_file_errors(path):
                 arrow = pq.read_table(storage.full_path(path), filesystem=storage.filesystem)
-            except FileNotFoundError as exc:
-                raise FinalError(
-                    f"bronze file {path} is listed in the manifest but missing from the lake"
-                ) from exc
-            except OSError as exc:
-                raise RetriableError(f"cannot read bronze file {path}: {exc}") from exc
             # The newest file's key wins: a key change (ALTER TABLE) applies from then on.
             primary_key = list(entry.primary_key) or _primary_key_from_metadata(arrow.schema)
             arrows.append(arrow)

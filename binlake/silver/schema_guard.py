@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from binlake.bronze.layout import OFFSET, SOURCE_FILE, SOURCE_POS
 from binlake.bronze.manifest import ManifestEntry
-from binlake.bronze.reader import BronzeRead, BronzeReader
+from binlake.bronze.reader import BronzeRead, BronzeReader, listed_file_errors
 from binlake.bronze.schema_drift import (
     BreakingChange,
     ChangeKind,
@@ -31,7 +31,6 @@ from binlake.bronze.schema_drift import (
     classify,
     row_schema_of,
 )
-from binlake.errors import FinalError, RetriableError
 from binlake.silver.resync import BinlogPosition, ResyncLog
 from binlake.storage import LakeStorage
 
@@ -141,14 +140,8 @@ def _first_position(storage: LakeStorage, entry: ManifestEntry) -> BinlogPositio
 
 
 def _row_schema(storage: LakeStorage, path: str) -> pa.Schema:
-    try:
+    with listed_file_errors(path, reading="the schema of "):
         return row_schema_of(pq.read_schema(storage.full_path(path), filesystem=storage.filesystem))
-    except FileNotFoundError as exc:
-        raise FinalError(
-            f"bronze file {path} is listed in the manifest but missing from the lake"
-        ) from exc
-    except OSError as exc:
-        raise RetriableError(f"cannot read the schema of bronze file {path}: {exc}") from exc
 
 
 def version_steps(table: str, versions: list[SchemaVersion]) -> list[VersionStep]:

@@ -26,6 +26,7 @@ from binlake.silver.schema_guard import (
     unhealed_steps,
     version_steps,
 )
+from dagster_defs.declare import bronze_lake_check
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 
@@ -107,7 +108,11 @@ def build_schema_check(
     read, not only on the restricted bronze layer.
     """
 
-    @dg.asset_check(
+    def evaluate(bronze_lake: BronzeLake) -> dg.AssetCheckResult:
+        resyncs = completed_resyncs(bronze_lake.reader().storage, table)
+        return check_schema_versions(bronze_lake, table, resyncs)
+
+    return bronze_lake_check(
         asset=asset or bronze_key(table),
         name=SCHEMA_CHECK,
         description=(
@@ -116,10 +121,5 @@ def build_schema_check(
             "primary key change fails, naming the column and both types."
         ),
         automation_condition=automation_condition,
-        blocking=False,
+        evaluate=evaluate,
     )
-    def _check(bronze_lake: BronzeLake) -> dg.AssetCheckResult:
-        resyncs = completed_resyncs(bronze_lake.reader().storage, table)
-        return check_schema_versions(bronze_lake, table, resyncs)
-
-    return _check

@@ -14,6 +14,7 @@ from binlake.bronze.continuity import (
     offset_continuity,
 )
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
+from dagster_defs.declare import bronze_lake_check
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 
@@ -91,7 +92,7 @@ def check_offset_continuity(bronze_lake: BronzeLake, table: str) -> dg.AssetChec
 
 
 def build_continuity_check(table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
+    return bronze_lake_check(
         asset=bronze_key(table),
         name=CONTINUITY_CHECK,
         description=(
@@ -100,9 +101,5 @@ def build_continuity_check(table: str) -> dg.AssetChecksDefinition:
             "dead-lettered) and no overlap (offsets in two files)."
         ),
         automation_condition=SCHEMA_CHECK_CONDITION,
-        blocking=False,
+        evaluate=lambda bronze_lake: check_offset_continuity(bronze_lake, table),
     )
-    def _check(bronze_lake: BronzeLake) -> dg.AssetCheckResult:
-        return check_offset_continuity(bronze_lake, table)
-
-    return _check

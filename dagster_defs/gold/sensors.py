@@ -19,6 +19,7 @@ import polars as pl
 
 from binlake.gold.changed_hours import changed_order_hours, item_order_ids
 from binlake.silver.delta_table import SilverDeltaTable
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
     GOLD_ORDERS_BY_HOUR_STATUS,
@@ -65,10 +66,9 @@ def _changes(table: SilverDeltaTable, since: int | None) -> tuple[pl.DataFrame, 
 
 
 def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.SensorDefinition:
-    @dg.sensor(
+    @running_sensor(
         name=CHANGED_HOURS_SENSOR_NAME,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=INTERVAL_SECONDS,
         description="Reads silver orders and order items commits since its cursor and reports "
         "the hours of order creation they touched, so gold recomputes those hours.",
     )

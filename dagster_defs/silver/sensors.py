@@ -18,6 +18,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from binlake.settings import Settings
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import silver_history_key, silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
 
@@ -37,10 +38,9 @@ def build_silver_catch_up_sensor(
         (table, silver_history_key(table), True) for table in settings.silver.history_tables
     ]
 
-    @dg.sensor(
+    @running_sensor(
         name=SILVER_CATCH_UP_SENSOR_NAME,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=INTERVAL_SECONDS,
         asset_selection=[key for _, key, _ in targets],
         description="Requests a silver run for a table when a bronze file older than "
         f"{GRACE_SECONDS:g} s is not merged into it (closes eager automation's race).",
