@@ -6,6 +6,7 @@ data, and merges the result in one Delta commit that also records the new consum
 a run costs what was new in bronze, and a re-run with nothing new changes nothing.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -23,20 +24,34 @@ from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_k
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 
 
-def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
-    key = silver_key(table)
-    pii = PiiPolicy.from_settings(settings.silver)
-
-    @dg.asset(
+def silver_asset(
+    key: dg.AssetKey, table: str, settings: Settings, *, description: str, **options: Any
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``dg.asset`` for a silver Delta table `key` of `table` built from its bronze: silver's
+    automation, group, tags, writer pool and freshness policy (`options`: more arguments)."""
+    return dg.asset(
         key=key,
         deps=[bronze_key(table)],
-        io_manager_key=SILVER_IO_MANAGER,
         automation_condition=SILVER_CONDITION,
         group_name=SILVER,
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
         pool=writer_pool(key),
         kinds={"polars", "deltalake"},
         freshness_policy=freshness_policy(settings.freshness.silver_minutes),
+        description=description,
+        **options,
+    )
+
+
+def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
+    key = silver_key(table)
+    pii = PiiPolicy.from_settings(settings.silver)
+
+    @silver_asset(
+        key,
+        table,
+        settings,
+        io_manager_key=SILVER_IO_MANAGER,
         description=f"Current state of {table} (Delta, MERGE by key): the newest change of each "
         "key by binlog position, deletes applied, personal data masked.",
     )
