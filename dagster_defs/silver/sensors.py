@@ -18,6 +18,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.incremental import unmerged_files
 from dagster_defs.declare import running_sensor
 from dagster_defs.keys import silver_history_key, silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
@@ -49,20 +50,11 @@ def build_silver_catch_up_sensor(
         context: dg.SensorEvaluationContext, bronze_lake: BronzeLake, silver_lake: SilverLake
     ) -> dg.SensorResult:
         now = clock()
+        bronze = bronze_lake.reader()
         requests: list[dg.RunRequest] = []
         for table, key, history in targets:
             delta = silver_lake.history(table) if history else silver_lake.table(table)
-            consumed = delta.consumed()
-            if bronze_lake.manifest_size() < consumed.manifest_cursor:
-                continue  # a new lake under an old silver: the silver asset reports that
-            entries, _ = bronze_lake.read_manifest_since(consumed.manifest_cursor)
-            behind = [
-                e
-                for e in entries
-                if e.table == table
-                and e.written_at < now - GRACE_SECONDS
-                and not consumed.covers_entry(e)
-            ]
+            behind = unmerged_files(bronze, table, delta.consumed(), now - GRACE_SECONDS)
             if behind:
                 first = behind[0]
                 context.log.info(
