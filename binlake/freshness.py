@@ -3,18 +3,19 @@
 The SLOs are ``settings.freshness``: bronze 1 min, silver 2 min, gold 5 min behind the newest
 commit of the source table(s). Two things implement them.
 
-**Dagster's freshness policy** (``dagster_defs.freshness.freshness_policy``), attached to the asset so the UI shows a
-freshness state. Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time of
-the asset's last materialization only: it means "new data arrived within the window", so on a
+**Dagster's freshness policy** (``dagster_defs.freshness.policy``), attached to the asset so the UI
+shows a freshness state. Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time
+of the asset's last materialization only: it means "new data arrived within the window", so on a
 quiet source it turns FAIL although nothing is late. It is a hint; the check below is the SLO.
 
-**The freshness check** (``dagster_defs.freshness.build_freshness_check``, one per asset), measuring lag against the
-source. Inputs, all in epoch seconds:
+**The freshness check** (``dagster_defs.freshness.check``, one per asset), measuring lag against
+the source. Inputs, all in epoch seconds:
 
 * ``S``: the source table's last commit, ``information_schema.TABLES.UPDATE_TIME``
-  (``binlake.source_db.SourceDatabase.last_commit_time``; whole seconds). NULL after a server restart (or when the
-  table left InnoDB's cache) until the next write: then the lag is unknown and the check passes
-  saying so. For several tables (gold) each table is measured and the largest lag counts.
+  (``binlake.source_db.SourceDatabase.last_commit_time``; whole seconds). NULL after a server
+  restart (or when the table left InnoDB's cache) until the next write: then the lag is unknown and
+  the check passes saying so. For several tables (gold) each table is measured and the largest lag
+  counts.
 * ``L``: the newest source commit time (Debezium ``source.ts_ms``) the layer holds. Bronze: the
   largest ``max_source_ts_ms`` of the table's manifest entries. Silver and gold: the
   ``max_source_ts_ms`` metadata of the asset's latest materialization (epoch ms; per table as
@@ -22,14 +23,14 @@ source. Inputs, all in epoch seconds:
 * ``C``: when this check last found the layer caught up (carried in its own metadata,
   ``caught_up_at``, read back from its previous evaluation).
 
-The layer is **caught up** when ``floor(L) >= S - tolerance`` (1 s by default): UPDATE_TIME has
-1 s resolution, and ``source.ts_ms`` is when the statement *started* (binlog event time), so a
-transaction starting at 10.9 s and committing at 11.1 s has ``L`` = 10 s and ``S`` = 11 s. Lag
-is then 0.
+The layer is **caught up** when ``floor(L) >= S - tolerance`` (1 s by default): UPDATE_TIME has 1 s
+resolution, and ``source.ts_ms`` is when the statement *started* (binlog event time), so a
+transaction starting at 10.9 s and committing at 11.1 s has ``L`` = 10 s and ``S`` = 11 s. Lag is
+then 0.
 
 Otherwise the layer lacks at least the change committed at ``S``. The true lag is the age of the
-oldest change it lacks, committed at some unknown time ``t1`` in ``(L, S]``; nothing cheaper
-than the binlog says when. Both obvious figures are wrong in a common case:
+oldest change it lacks, committed at some unknown time ``t1`` in ``(L, S]``; nothing cheaper than
+the binlog says when. Both obvious figures are wrong in a common case:
 
 * ``now - S`` (certain lower bound) reads ~0 on a busy source whatever the layer does: a stalled
   pipeline would never fail. It is reported as ``lag_at_least_seconds``.
@@ -38,35 +39,35 @@ than the binlog says when. Both obvious figures are wrong in a common case:
 
 The figure used is ``lag_seconds = now - min(S, max(L, C))``. Every change the layer lacks now was
 committed after ``L`` (it holds everything up to its newest change) and after ``C`` (it held
-everything when last found caught up), so this is an upper bound of the true lag, never below it:
-a stall on a busy source is caught (``L`` and ``C`` stop moving). It overstates by
-``t1 - max(L, C)``: on a busy source (the next commit follows ``L`` closely) next to nothing;
-after a quiet period at most the time since the previous caught-up evaluation, which is why the
-freshness sensor evaluates every 30 s. Without a previous evaluation it is ``now - L``; with
-neither ``L`` nor ``C`` it is ``now - S`` (the lower bound, flagged). ``min(S, ...)`` keeps it at
-or above the lower bound if clocks disagree. ``now`` is the Dagster host's clock, ``S`` and ``L``
-are the source's: skew between them adds to or subtracts from the lag (keep hosts on NTP).
+everything when last found caught up), so this is an upper bound of the true lag, never below it: a
+stall on a busy source is caught (``L`` and ``C`` stop moving). It overstates by ``t1 - max(L,
+C)``: on a busy source (the next commit follows ``L`` closely) next to nothing; after a quiet
+period at most the time since the previous caught-up evaluation, which is why the freshness sensor
+evaluates every 30 s. Without a previous evaluation it is ``now - L``; with neither ``L`` nor ``C``
+it is ``now - S`` (the lower bound, flagged). ``min(S, ...)`` keeps it at or above the lower bound
+if clocks disagree. ``now`` is the Dagster host's clock, ``S`` and ``L`` are the source's: skew
+between them adds to or subtracts from the lag (keep hosts on NTP).
 
 Known limits: a change committed less than ``tolerance`` after the layer's newest one counts as
 held; a transaction whose first statement started more than ``tolerance`` before its commit looks
-unconsumed until the next commit (on a quiet source it fails once that exceeds the SLO); the
-check passes while UPDATE_TIME is NULL.
+unconsumed until the next commit (on a quiet source it fails once that exceeds the SLO); the check
+passes while UPDATE_TIME is NULL.
 
-**The bronze writer's consumer lag** (``binlake.bronze.consumer_lag``, resource ``consumer_lag``) is a
-second, independent figure: the newest source commit (``source.ts_ms``) in the table's Kafka
-topic minus that of the oldest record the bronze writer has not stored. Records not in bronze
-are in no later layer either, so it is a lower bound of every layer's lag, measured from Kafka
-rather than the source's UPDATE_TIME, and it does not depend on files arriving: a writer that
-keeps writing small files while falling further behind fails the check. The figure compared to
-the SLO is the larger of the two; the description names the consumer lag when it decides.
-Unknown consumer lag (no topic, no commit, broker down) leaves the check to the first figure.
+**The bronze writer's consumer lag** (``binlake.bronze.consumer_lag``, resource ``consumer_lag``)
+is a second, independent figure: the newest source commit (``source.ts_ms``) in the table's Kafka
+topic minus that of the oldest record the bronze writer has not stored. Records not in bronze are
+in no later layer either, so it is a lower bound of every layer's lag, measured from Kafka rather
+than the source's UPDATE_TIME, and it does not depend on files arriving: a writer that keeps
+writing small files while falling further behind fails the check. The figure compared to the SLO is
+the larger of the two; the description names the consumer lag when it decides. Unknown consumer lag
+(no topic, no commit, broker down) leaves the check to the first figure.
 
-Evaluation. A freshness check must run while nothing upstream changes (that is when a stall
-shows), and launching a run every 30 s would cost a process (locally) or a pod per run. So the
-freshness sensor (``dagster_defs.freshness.build_freshness_sensor``) evaluates every check built here, in any layer of
-the code location, without a run, and reports the results as runless check evaluations; bronze
-manifest entries are read incrementally from a byte cursor. Executing a check in a run (UI,
-tests) computes the same result.
+Evaluation. A freshness check must run while nothing upstream changes (that is when a stall shows),
+and launching a run every 30 s would cost a process (locally) or a pod per run. So the freshness
+sensor (``dagster_defs.freshness.sensor``) evaluates every freshness check, in any layer of the
+code location, without a run, and reports the results as runless check evaluations; bronze manifest
+entries are read incrementally from a byte cursor. Executing a check in a run (UI, tests) computes
+the same result.
 """
 
 from __future__ import annotations

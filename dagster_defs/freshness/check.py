@@ -1,16 +1,16 @@
-"""Freshness in Dagster: the policy, the check and the sensor over the lag math of
-`binlake.freshness` (read its docstring for what the figure means).
+"""The freshness check of an asset: its layer's lag behind the newest source commit, against
+the SLO in ``settings.freshness`` (bronze 1 min, silver 2 min, gold 5 min).
 
-The SLOs are ``settings.freshness``: bronze 1 min, silver 2 min, gold 5 min behind the newest
-commit of the source table(s). Dagster's freshness policy (``freshness_policy``) is a hint the UI
-shows; the freshness check (``build_freshness_check``, one per asset) is the SLO, evaluated
-without a run every 30 s by the freshness sensor (``build_freshness_sensor``).
+The lag is `binlake.freshness.measure_lag`'s (its docstring says what the figure means); here it
+is judged against the SLO, with the bronze writer's consumer lag as a second figure, and reported
+as a check result. The freshness sensor (`dagster_defs.freshness.sensor`) evaluates every check
+built here without a run; executing a check in a run (UI, tests) computes the same result.
 """
 
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -18,12 +18,10 @@ from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
 )
 
-from binlake.alerts import Alerter
 from binlake.bronze.consumer_lag import TableLag as ConsumerTableLag
 from binlake.freshness import (
     DEFAULT_TOLERANCE_SECONDS,
     LAYERS,
-    FreshnessCursor,
     Lag,
     Layer,
     measure_lag,
@@ -31,7 +29,6 @@ from binlake.freshness import (
     source_commit_times,
     worst_consumer_lag,
 )
-from dagster_defs.declare import running_sensor
 from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"
@@ -48,26 +45,6 @@ _META_SEVERITY = "binlake/freshness_severity"
 _CAUGHT_UP_AT = "caught_up_at"
 
 Clock = Callable[[], float]
-
-
-# -- Dagster's freshness policy -------------------------------------------------------------------
-
-
-def freshness_policy(minutes: float) -> dg.FreshnessPolicy:
-    """Dagster's time-window policy: FAIL when the asset has not materialized for `minutes`.
-
-    Dagster refuses windows under a minute, so shorter SLOs get one minute. WARN at half the
-    window when that is at least a minute (silver 1 min, gold 2.5 min; none for bronze).
-    """
-    fail = timedelta(minutes=max(minutes, 1.0))
-    warn = fail / 2 if fail / 2 >= timedelta(minutes=1) else None
-    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
-
-
-# -- the lag (pure) -------------------------------------------------------------------------------
-
-
-# -- what the check needs to know about its asset -------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -146,9 +123,6 @@ def previous_caught_up_at(
     evaluation = records[0].event.dagster_event.event_specific_data
     metadata = getattr(evaluation, "metadata", None) or {}
     return _seconds(metadata.get(_CAUGHT_UP_AT), milliseconds=False)
-
-
-# -- the verdict ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -303,7 +277,7 @@ def evaluate_freshness(
     return judge_freshness(target, lag, consumer_lag)
 
 
-def _layer_newest(
+def layer_newest_source_ts(
     target: FreshnessTarget,
     instance: dg.DagsterInstance,
     bronze_newest_ms: Mapping[str, int],
@@ -314,9 +288,6 @@ def _layer_newest(
             for t in target.source_tables
         }
     return materialized_newest_source_ts(instance, target.asset_key, target.source_tables)
-
-
-# -- the check ------------------------------------------------------------------------------------
 
 
 def build_freshness_check(
@@ -366,7 +337,7 @@ def build_freshness_check(
         bronze_newest = (
             newest_source_ts_ms(bronze_lake.manifest().entries()) if layer == "bronze" else {}
         )
-        layer_newest = _layer_newest(target, context.instance, bronze_newest)
+        layer_newest = layer_newest_source_ts(target, context.instance, bronze_newest)
         source = source_commit_times(mysql_source, target.source_tables)
         outcome = evaluate_freshness(
             target,
@@ -379,115 +350,3 @@ def build_freshness_check(
         return outcome.result(target)
 
     return _check
-
-
-# -- the sensor -----------------------------------------------------------------------------------
-
-
-def freshness_targets(repository: dg.RepositoryDefinition) -> list[FreshnessTarget]:
-    """Every check of the code location built by `build_freshness_check`."""
-    targets = []
-    for checks_def in repository.asset_checks_defs_by_key.values():
-        for spec in checks_def.check_specs:
-            target = FreshnessTarget.from_spec(spec)
-            if target is not None and target not in targets:
-                targets.append(target)
-    return sorted(targets, key=lambda t: (LAYERS.index(t.layer), t.asset_key.to_user_string()))
-
-
-def freshness_alerts(
-    outcomes: Sequence[tuple[FreshnessTarget, FreshnessOutcome]],
-    alerted_at: Mapping[str, float],
-    now: float,
-    repeat_seconds: float,
-) -> tuple[list[str], dict[str, float]]:
-    """Alert texts for SLO misses, and when each miss still open was last alerted (pure).
-
-    One alert when a check starts failing, again every `repeat_seconds` while it keeps failing,
-    and one when it passes again; a tick that changes nothing sends nothing.
-    """
-    texts: list[str] = []
-    still_missed: dict[str, float] = {}
-    for target, outcome in outcomes:
-        key = target.check_key.to_user_string()
-        previous = alerted_at.get(key)
-        if outcome.passed:
-            if previous is not None:
-                texts.append(f"binlake: {key} is within its SLO again. {outcome.description}")
-            continue
-        if previous is not None and now - previous < repeat_seconds:
-            still_missed[key] = previous
-            continue
-        still = "still misses" if previous is not None else "misses"
-        texts.append(
-            f"binlake: {key} {still} its freshness SLO ({target.severity.value}). "
-            f"{outcome.description}"
-        )
-        still_missed[key] = now
-    return texts, still_missed
-
-
-def build_freshness_sensor(
-    *,
-    name: str = FRESHNESS_SENSOR_NAME,
-    interval_seconds: int = FRESHNESS_SENSOR_INTERVAL_SECONDS,
-    clock: Clock = time.time,
-    alerter: Alerter | None = None,
-    alert_repeat_seconds: float = 3600.0,
-) -> dg.SensorDefinition:
-    """Evaluates every freshness check of the code location without a run.
-
-    The cursor keeps the bronze manifest's byte offset and the newest source time per table
-    seen so far, so a tick reads only the manifest lines appended since the previous one, and
-    when each SLO miss still open was last sent to `alerter` (see ``freshness_alerts``).
-    """
-
-    @running_sensor(
-        name=name,
-        interval_seconds=interval_seconds,
-        description="Measures each layer's lag behind the newest source commit and reports it "
-        "as the result of the assets' freshness checks (runless, no run launched).",
-    )
-    def _sensor(
-        context: dg.SensorEvaluationContext,
-        bronze_lake: BronzeLake,
-        mysql_source: MySQLSource,
-        consumer_lag: ConsumerLagSource,
-    ) -> dg.SensorResult | dg.SkipReason:
-        repository = context.repository_def
-        targets = freshness_targets(repository) if repository is not None else []
-        if not targets:
-            return dg.SkipReason("no freshness checks in this code location")
-        state = FreshnessCursor.parse(context.cursor)
-        position, bronze_newest = state.manifest_bytes, state.bronze_newest_ms
-        if any(t.layer == "bronze" for t in targets):
-            if bronze_lake.manifest_size() < position:  # a new lake: start over
-                position, bronze_newest = 0, {}
-            entries, position = bronze_lake.read_manifest_since(position)
-            newest_source_ts_ms(entries, bronze_newest)
-        tables = sorted({table for t in targets for table in t.source_tables})
-        source = source_commit_times(mysql_source, tables)
-        consumer = consumer_lag.measure(tables)
-        events: list[dg.AssetCheckEvaluation] = []
-        outcomes: list[tuple[FreshnessTarget, FreshnessOutcome]] = []
-        for target in targets:
-            outcome = evaluate_freshness(
-                target,
-                now=clock(),
-                source_last_commit=source,
-                layer_newest_source_ts=_layer_newest(target, context.instance, bronze_newest),
-                previous_caught_up=previous_caught_up_at(context.instance, target.check_key),
-                consumer_lag=consumer,
-            )
-            events.append(outcome.evaluation(target))
-            outcomes.append((target, outcome))
-        texts, misses = freshness_alerts(
-            outcomes, state.slo_misses_alerted_at, clock(), alert_repeat_seconds
-        )
-        for text in texts:
-            if alerter is not None:
-                alerter.send(text)
-        cursor = FreshnessCursor(position, bronze_newest, misses)
-        return dg.SensorResult(asset_events=events, cursor=cursor.to_json())
-
-    return _sensor
