@@ -23,18 +23,9 @@ _UNKNOWN_SYSTEM_VARIABLE = 1193  # MySQL error ER_UNKNOWN_SYSTEM_VARIABLE
 def connect_source(
     settings: Settings, *, admin: bool = False, database: str | None = None
 ) -> pymysql.Connection:
-    mysql = settings.mysql
-    user, password = (
-        (mysql.admin_user, mysql.admin_password) if admin else (mysql.user, mysql.password)
-    )
-    return pymysql.connect(
-        host=mysql.host,
-        port=mysql.port,
-        user=user,
-        password=password.get_secret_value(),
-        database=database,
-        autocommit=True,
-        connect_timeout=5,
+    """A connection to the source as its settings say (`admin`: as the admin user)."""
+    return SourceDatabase.from_settings(settings, admin=admin, connect_timeout_seconds=5).open(
+        database
     )
 
 
@@ -68,16 +59,34 @@ class SourceDatabase:
     password: str
     connect_timeout_seconds: int = 10
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, admin: bool = False, connect_timeout_seconds: int = 10
+    ) -> SourceDatabase:
+        mysql = settings.mysql
+        user, password = (
+            (mysql.admin_user, mysql.admin_password) if admin else (mysql.user, mysql.password)
+        )
+        return cls(
+            mysql.host, mysql.port, user, password.get_secret_value(), connect_timeout_seconds
+        )
+
+    def open(self, database: str | None = None) -> pymysql.connections.Connection:
+        """A connection in autocommit mode; pymysql's own errors pass through."""
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            autocommit=True,
+            connect_timeout=self.connect_timeout_seconds,
+        )
+
     def connect(self) -> pymysql.connections.Connection:
+        """A connection in autocommit mode; failing to connect is a `RetriableError`."""
         try:
-            return pymysql.connect(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                password=self.password,
-                connect_timeout=self.connect_timeout_seconds,
-                autocommit=True,
-            )
+            return self.open()
         except pymysql.err.OperationalError as exc:
             raise RetriableError(
                 f"cannot connect to MySQL at {self.host}:{self.port}: {exc}"
