@@ -1,13 +1,9 @@
 """Schema check of each bronze table: consecutive schema versions must be compatible.
 
-The bronze worker never casts a record to an older schema. After a DDL it starts a new schema
-version of the table (recorded with a schema fingerprint in each file's manifest entry): an
-accepted change (new or dropped column, widened type) has a merged schema that readers widen
-old files to; a breaking one (type family change, narrowing, primary key change) is written with
-its own types, and this check is how it reaches people. It reads the table's manifest entries,
-takes one file's Parquet footer per schema version and classifies each version against the one
-before with the same rules the worker used (`binlake.bronze.schema_drift.classify`). It fails, naming
-the column and both types, as long as bronze holds versions that do not fit together.
+A breaking schema step (type family change, narrowing, primary key change) is written to bronze
+with its own types, never cast, and this check is how it reaches people: it fails, naming the
+column and both types, as long as bronze holds versions that do not fit together and no resync
+has healed the step. The versions, steps and healing are `binlake.silver.schema_guard`'s.
 """
 
 from __future__ import annotations
