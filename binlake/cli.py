@@ -318,8 +318,9 @@ def rebuild(
 
     Written as a Delta table of its own under <lake>/rebuilds/; live silver is never touched.
     """
-    from dagster_defs.resources import BronzeLake, SilverLake
-    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+    from binlake.bronze.reader import BronzeReader
+    from binlake.silver.rebuild import AsOf, rebuild_silver
+    from binlake.silver.tables import SilverTables
 
     settings = _settings()
     if table not in settings.tables:
@@ -329,8 +330,8 @@ def rebuild(
         raise typer.Exit(2)
     try:
         rebuilt = rebuild_silver(
-            BronzeLake(storage_url=settings.lake_url),
-            SilverLake(storage_url=settings.lake_url),
+            BronzeReader.from_url(settings.lake_url),
+            SilverTables(settings.lake_url),
             PiiPolicy.from_settings(settings.silver),
             table,
             AsOf.parse(as_of),

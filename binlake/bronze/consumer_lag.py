@@ -327,3 +327,24 @@ def lag_or_reason(
     except (KafkaException, ReplayError) as exc:
         reason = f"unknown: {exc}"
         return {table: reason for table in tables}
+
+
+@dataclass(frozen=True)
+class ConsumerLagProbe:
+    """Where to measure a consumer group's lag: the broker, the group and how topics are named."""
+
+    bootstrap_servers: str
+    group: str
+    topic_prefix: str
+    value_format: str = "json"
+    schema_registry_url: str = ""
+    timeout_seconds: float = 5.0  # a caller waits at most about this for a broker that is down
+
+    def measure(self, tables: Sequence[str]) -> dict[str, TableLag | str]:
+        """Each table's lag, or why it is unknown (the broker did not answer)."""
+        commit_time = commit_time_for(
+            self.value_format, self.schema_registry_url, self.topic_prefix
+        )
+        client = GroupOffsetsClient(self.bootstrap_servers, timeout=self.timeout_seconds)
+        topics = {t: f"{self.topic_prefix}.{t}" for t in tables}
+        return lag_or_reason(lambda: measure_lag(client, commit_time, self.group, topics), tables)

@@ -13,6 +13,13 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from binlake.bronze.continuity import (
+    Gap,
+    OffsetRange,
+    Overlap,
+    dead_letter_offsets,
+    offset_continuity,
+)
 from binlake.bronze.manifest import ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
@@ -20,13 +27,8 @@ from compactor.expiry import retention_entry
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
 from dagster_defs.bronze.continuity import (
     CONTINUITY_CHECK,
-    Gap,
-    OffsetRange,
-    Overlap,
     build_continuity_check,
     check_offset_continuity,
-    dead_letter_offsets,
-    offset_continuity,
 )
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key
