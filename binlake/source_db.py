@@ -7,7 +7,7 @@ reconciliation and freshness (row counts, column types, last commit time, any qu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +24,7 @@ def connect_source(
     settings: Settings, *, admin: bool = False, database: str | None = None
 ) -> pymysql.Connection:
     """A connection to the source as its settings say (`admin`: as the admin user)."""
-    return SourceDatabase.from_settings(settings, admin=admin, connect_timeout_seconds=5).open(
-        database
-    )
+    return SourceDatabase.from_settings(settings, admin=admin, connect_timeout=5).open(database)
 
 
 def count_rows(settings: Settings, table: str) -> int | None:
@@ -51,37 +49,30 @@ def split_table(table: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class SourceDatabase:
-    """The source database, read only; every failure to reach it is a `RetriableError`."""
+    """The source database, read only; every failure to reach it is a `RetriableError`.
+
+    The fields are named as ``pymysql.connect`` names them: a connection is opened with them.
+    """
 
     host: str
     port: int
     user: str
     password: str
-    connect_timeout_seconds: int = 10
+    connect_timeout: int = 10  # seconds
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, admin: bool = False, connect_timeout_seconds: int = 10
+        cls, settings: Settings, *, admin: bool = False, connect_timeout: int = 10
     ) -> SourceDatabase:
         mysql = settings.mysql
         user, password = (
             (mysql.admin_user, mysql.admin_password) if admin else (mysql.user, mysql.password)
         )
-        return cls(
-            mysql.host, mysql.port, user, password.get_secret_value(), connect_timeout_seconds
-        )
+        return cls(mysql.host, mysql.port, user, password.get_secret_value(), connect_timeout)
 
     def open(self, database: str | None = None) -> pymysql.connections.Connection:
         """A connection in autocommit mode; pymysql's own errors pass through."""
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=database,
-            autocommit=True,
-            connect_timeout=self.connect_timeout_seconds,
-        )
+        return pymysql.connect(**asdict(self), database=database, autocommit=True)
 
     def connect(self) -> pymysql.connections.Connection:
         """A connection in autocommit mode; failing to connect is a `RetriableError`."""
