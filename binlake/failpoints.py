@@ -23,6 +23,7 @@ The failpoints, in the order a bronze file goes through them:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -93,8 +94,6 @@ def failpoint(name: str) -> None:
 
 def _fire(name: str) -> None:
     pid = os.getpid()
-    try:
+    with contextlib.suppress(OSError):  # no stderr: die anyway
         os.write(2, FIRED_MESSAGE.format(name=name, pid=pid).encode())
-    except OSError:
-        pass  # no stderr: die anyway
     os.kill(pid, signal.SIGKILL)

@@ -295,7 +295,9 @@ class SilverSettings(BaseModel):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"pii pattern {pattern!r} is not a regular expression: {exc}")
+                raise ValueError(
+                    f"pii pattern {pattern!r} is not a regular expression: {exc}"
+                ) from exc
         return value
 
 

@@ -5,12 +5,12 @@ JsonConverter, the field's `default` / `connect.default` with AvroConverter). My
 row that exists when a column is added that default, without a binlog event per row, so the
 lake needs it to fill rows merged before the column existed.
 
-The default is stored on the Arrow field as metadata `binlake.default`: a JSON text of the value
-in the column's Arrow type, so it survives in every Parquet footer. Temporal values are stored as
-their integer in the type's unit, decimals as exact text and bytes as base64, which keeps every
-value exact. A column without a default (or with a NULL default) has no such key: its fill is
-null. Schema fingerprints leave the key out (`binlake.bronze.schema_drift.fingerprint`): a default is
-not part of the shape of the rows.
+The default is stored on the Arrow field as metadata `binlake.default`: a JSON text of the value in
+the column's Arrow type, so it survives in every Parquet footer. Temporal values are stored as their
+integer in the type's unit, decimals as exact text and bytes as base64, which keeps every value
+exact. A column without a default (or with a NULL default) has no such key: its fill is null. Schema
+fingerprints leave the key out (`binlake.bronze.schema_drift.fingerprint`): a default is not part of
+the shape of the rows.
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         "table.include.list": ",".join(re.escape(table) for table in settings.tables),
         "schema.history.internal.kafka.topic": schema_history_topic(prefix),
         "schema.history.internal.kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
-        # Resync (binlake.silver.resync): incremental snapshots started by rows inserted into the signal
-        # table, progress reported as notifications on a topic of their own.
+        # Resync (binlake.silver.resync): incremental snapshots started by rows inserted into the
+        # signal table, progress reported as notifications on a topic of their own.
         "signal.enabled.channels": "source",
         "signal.data.collection": signal_table(settings),
         "incremental.snapshot.chunk.size": str(settings.resync.chunk_size),
@@ -118,7 +118,8 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         # signal table): a resync's end is known once Connect has committed an offset past a
         # fence signal written after Debezium's COMPLETED (binlake.silver.resync.check_completion).
         "heartbeat.interval.ms": "2000",
-        # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.connect_schema decodes them.
+        # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.connect_schema decodes
+        # them.
         "decimal.handling.mode": "precise",
         # BIGINT UNSIGNED above 2**63 - 1 would wrap to a negative long; as a Decimal(20,0) it
         # stays exact.

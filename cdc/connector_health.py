@@ -12,17 +12,17 @@ Phases of one failure episode::
     RESTARTED --(FAILED again: the restart did not help; backoff doubles)--> FAILED
     RESTARTED --(reported RUNNING for probation_seconds after the restart)--> HEALTHY  [RECOVERED]
 
-A task killed by a record it cannot send comes back RUNNING after a restart and fails again
-seconds later on the same record, so RUNNING right after a restart is not yet recovery: it must
-last ``recovery_seconds``, plus ``failure_report_lag_seconds``: Connect reports a dead task
-FAILED only once the task has closed its producer, and an exactly-once task's transactional
-producer killed after a restart waits out Connect's 30 s close timeout first (measured on Connect
-4.3: RUNNING for 31-34 s after a restart although the task died 2-3 s after it). Without that
-lag a task that dies after every restart would look recovered between two restarts, and the
-restarts that did not help would never add up to an alert. After ``restarts_before_alert`` restarts that did not help an alert is
-raised (and repeated every ``repeat_seconds`` while unresolved); restarts go on with backoff.
-A connector that cannot be restarted (Connect unreachable, connector not registered) alerts
-once it has been down for as long as the restarts before an alert would have taken.
+A task killed by a record it cannot send comes back RUNNING after a restart and fails again seconds
+later on the same record, so RUNNING right after a restart is not yet recovery: it must last
+``recovery_seconds``, plus ``failure_report_lag_seconds``: Connect reports a dead task FAILED only
+once the task has closed its producer, and an exactly-once task's transactional producer killed
+after a restart waits out Connect's 30 s close timeout first (measured on Connect 4.3: RUNNING for
+31-34 s after a restart although the task died 2-3 s after it). Without that lag a task that dies
+after every restart would look recovered between two restarts, and the restarts that did not help
+would never add up to an alert. After ``restarts_before_alert`` restarts that did not help an alert
+is raised (and repeated every ``repeat_seconds`` while unresolved); restarts go on with backoff. A
+connector that cannot be restarted (Connect unreachable, connector not registered) alerts once it
+has been down for as long as the restarts before an alert would have taken.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class HealthState:
             return cls()
         try:
             body: Mapping[str, Any] = json.loads(text)
-            known = {f for f in cls.__dataclass_fields__}
+            known = set(cls.__dataclass_fields__)
             values = {k: v for k, v in body.items() if k in known}
             values["phase"] = Phase(values.get("phase", Phase.HEALTHY))
             values["failed_units"] = tuple(values.get("failed_units") or ())

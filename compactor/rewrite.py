@@ -1,9 +1,9 @@
 """Compact one group: read its files, write one sorted file, prove it holds the same rows, swap.
 
-The swap is one manifest line: the compacted file's entry lists the files it supersedes, and
-every reader drops those from the moment it reads that line (``binlake.bronze.manifest.live_entries``).
-So a reader sees the small files or the compacted one, never both and never neither; the small
-files stay on disk until ``retention`` deletes them, for readers that listed them just before.
+The swap is one manifest line: the compacted file's entry lists the files it supersedes, and every
+reader drops those from the moment it reads that line (``binlake.bronze.manifest.live_entries``). So
+a reader sees the small files or the compacted one, never both and never neither; the small files
+stay on disk until ``retention`` deletes them, for readers that listed them just before.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ How it fits Faust:
   `broker_commit_interval`, and only up to the first offset not acked, so a record that waits
   holds back the commit of its partition.
 * A dead-lettered record is acked only once its copy is on the dead-letter topic as well as in
-  the lake (`streams.dead_letter`; `DeadLetterAcks` holds its ack until then); the agent publishes it
-  with the app's own producer before it reads the next record, creating the topic if it is
-  missing (`streams.dead_letter_topic`). The topic copy is on when the app runs as a worker (`on_start`);
-  driven without a broker (`agent.test_context()`) only the lake copy is made.
+  the lake (`streams.dead_letter`; `DeadLetterAcks` holds its ack until then); the agent publishes
+  it with the app's own producer before it reads the next record, creating the topic if it is
+  missing (`streams.dead_letter_topic`). The topic copy is on when the app runs as a worker
+  (`on_start`); driven without a broker (`agent.test_context()`) only the lake copy is made.
 * Storage outages (the lake unwritable: permissions, a missing directory, a full disk) make the
-  agent retry the same record with backoff (`binlake.retry`) while nothing is acked, so no offset is committed
-  past what the manifest holds; the log gets one error per outage, reminders while it lasts and
-  one line when it is over (`streams.outage.Outage`). So does a dead-letter topic the
+  agent retry the same record with backoff (`binlake.retry`) while nothing is acked, so no offset is
+  committed past what the manifest holds; the log gets one error per outage, reminders while it
+  lasts and one line when it is over (`streams.outage.Outage`). So does a dead-letter topic the
   producer cannot reach.
 * The app runs on `streams.faust_transport.BronzeTransport`: Faust's aiokafka transport with a
   per-message hand-off that does not create asyncio tasks for every message (twice the events
@@ -104,7 +104,7 @@ class BronzeRuntime:
         self.decoder_outage = Outage(
             f"schema registry {registry}" if settings.kafka.value_format == "avro" else "decoder",
             clock=clock,
-            consequence="Records wait (nothing is skipped or dead-lettered); retrying with backoff.",
+            consequence="Records wait (nothing skipped or dead-lettered); retrying with backoff.",
         )
         self.dead_letter_acks = DeadLetterAcks()
 

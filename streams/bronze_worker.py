@@ -145,13 +145,13 @@ class BronzeWorker:
     def handle(self, record: KafkaRecord) -> Released:
         """Handle one record; returns the tokens that may be acked and any files written.
 
-        Raises `RetriableError` with nothing changed: call again with the same record later.
-        That is `StorageUnavailableError` for the lake (any `OSError` from it is turned into
-        one) or, with Avro, `SchemaRegistryUnavailable`. Bad records never raise: they are
-        dead-lettered (see the module docstring). Any other exception fails the record's partition: later records of it raise
-        `PartitionFailedError` until the partition is revoked, so none is written past the one
-        that failed (which the manifest-based resume would then skip for good). What was
-        buffered before it can still be flushed.
+        Raises `RetriableError` with nothing changed: call again with the same record later. That is
+        `StorageUnavailableError` for the lake (any `OSError` from it is turned into one) or, with
+        Avro, `SchemaRegistryUnavailable`. Bad records never raise: they are dead-lettered (see the
+        module docstring). Any other exception fails the record's partition: later records of it
+        raise `PartitionFailedError` until the partition is revoked, so none is written past the one
+        that failed (which the manifest-based resume would then skip for good). What was buffered
+        before it can still be flushed.
         """
         tp = (record.topic, record.partition)
         failure = self.failed.get(tp)

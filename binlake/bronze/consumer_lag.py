@@ -326,7 +326,7 @@ def lag_or_reason(
         return {lag.table: lag for lag in measure()}
     except (KafkaException, ReplayError) as exc:
         reason = f"unknown: {exc}"
-        return {table: reason for table in tables}
+        return dict.fromkeys(tables, reason)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,10 @@ class Gap:
     before: str  # the file whose range starts just after it
 
     def __str__(self) -> str:
-        return f"offsets {self.offsets} ({self.offsets.size}) missing between {self.after} and {self.before}"
+        return (
+            f"offsets {self.offsets} ({self.offsets.size}) missing "
+            f"between {self.after} and {self.before}"
+        )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Which Kafka offsets of a topic-partition bronze holds: its files as the manifest lists them.
 
-Files are taken as readers take them (`binlake.bronze.manifest.live_entries`): the last entry of a path
-describes it (a file rewritten under its name gets a new entry) and a path a later entry
-supersedes (compacted away, or expired by bronze retention) is gone. A listed file holds its
-offsets only while it is intact: present, with the size its entry records. Checking that is one
-metadata call per file, cheap enough to do before skipping records a replay reads again; a file
-deleted or lost (or cut short) no longer counts, and its offsets are written again.
+Files are taken as readers take them (`binlake.bronze.manifest.live_entries`): the last entry of a
+path describes it (a file rewritten under its name gets a new entry) and a path a later entry
+supersedes (compacted away, or expired by bronze retention) is gone. A listed file holds its offsets
+only while it is intact: present, with the size its entry records. Checking that is one metadata
+call per file, cheap enough to do before skipping records a replay reads again; a file deleted or
+lost (or cut short) no longer counts, and its offsets are written again.
 """
 
 from __future__ import annotations

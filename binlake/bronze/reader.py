@@ -42,7 +42,7 @@ def listed_file_errors(path: str, reading: str = "") -> Iterator[None]:
 
 
 class AlreadyRead(Protocol):
-    """What a reader has taken in already (silver's `ConsumedOffsets`): bronze left out of a read."""
+    """What a reader has taken in already (silver's `ConsumedOffsets`): left out of a read."""
 
     @property
     def manifest_cursor(self) -> int:

@@ -132,7 +132,8 @@ class ShopWorkload:
     def _new_order(self, cur) -> list[tuple[str, int, datetime]]:
         now = _now()
         cur.execute(
-            "INSERT INTO orders (customer_id, status, created_at, updated_at) VALUES (%s, 'new', %s, %s)",
+            "INSERT INTO orders (customer_id, status, created_at, updated_at) "
+            "VALUES (%s, 'new', %s, %s)",
             (self.rng.choice(self._customers), now, now),
         )
         order_id = cur.lastrowid

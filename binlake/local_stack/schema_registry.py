@@ -117,8 +117,9 @@ class SchemaRegistry:
 def find_registry_java(configured: str, fallback: str = "java") -> str:
     """A Java executable able to run Apicurio Registry (Java 21 or newer).
 
-    `configured` (a setting), unless empty, is used as given and must qualify. Otherwise the first that
-    qualifies of `fallback` (the broker's Java), $JAVA_HOME/bin/java and /usr/lib/jvm/*/bin/java.
+    `configured` (a setting), unless empty, is used as given and must qualify. Otherwise the first
+    that qualifies of `fallback` (the broker's Java), $JAVA_HOME/bin/java and
+    /usr/lib/jvm/*/bin/java.
     """
     if configured:
         version = java_major_version(configured)

@@ -156,10 +156,8 @@ class Supervisor:
     def _add_new_programs(self) -> None:
         added, changed, removed = self._rpc().supervisor.reloadConfig()[0]
         for name in removed + changed:
-            try:
+            with contextlib.suppress(xmlrpc.client.Fault):  # already stopped or gone
                 self._rpc().supervisor.stopProcessGroup(name)
-            except xmlrpc.client.Fault:
-                pass
             self._rpc().supervisor.removeProcessGroup(name)
         for name in added + changed:
             self._rpc().supervisor.addProcessGroup(name)

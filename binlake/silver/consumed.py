@@ -194,4 +194,6 @@ class ConsumedOffsets:
                 truncated_at=None if truncated is None else TruncatedAt.from_dict(truncated),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise FinalError(f"silver commit metadata {COMMIT_METADATA_KEY} is unreadable: {exc}")
+            raise FinalError(
+                f"silver commit metadata {COMMIT_METADATA_KEY} is unreadable: {exc}"
+            ) from exc

@@ -14,8 +14,8 @@ is a row the source did not have when the resync read its chunk: it becomes a to
 resync's start position. A row the stream inserted or changed after the start keeps its newer
 position and stays; an older change arriving later cannot bring a swept row back.
 
-The sweep is one Delta commit whose metadata names the resync (``binlake.silver.resync.swept``), so it
-happens once even if recording it in the lake (``<id>-swept.json``) is interrupted.
+The sweep is one Delta commit whose metadata names the resync (``binlake.silver.resync.swept``), so
+it happens once even if recording it in the lake (``<id>-swept.json``) is interrupted.
 """
 
 from __future__ import annotations

@@ -226,9 +226,10 @@ def heals(resync: CompletedResync, step: VersionStep, merged_up_to: int | None) 
 def began_after(resync: CompletedResync, step: VersionStep) -> bool:
     """Whether every row `resync` re-read has the schema `step` starts.
 
-    By binlog position where both are known: the resync's signal came after the step's first
-    record. (Offsets cannot tell: the start offset recorded is the topic's end when the resync
-    was asked for, which is the step's own first record on a quiet table.) Otherwise by offset: it began after the step's first record.
+    By binlog position where both are known: the resync's signal came after the step's first record.
+    (Offsets cannot tell: the start offset recorded is the topic's end when the resync was asked
+    for, which is the step's own first record on a quiet table.) Otherwise by offset: it began after
+    the step's first record.
     """
     if resync.signal_position is not None and step.first_position is not None:
         return resync.signal_position > step.first_position

@@ -1,11 +1,11 @@
 """A schema change silver cannot apply exactly heals itself: the table is resynced.
 
-A rename, a narrowing or a primary-key change reaches bronze as a breaking schema step, and
-silver refuses to merge it (`binlake.bronze.schema_drift.SchemaNeedsResync`) rather than leave nulls or
+A rename, a narrowing or a primary-key change reaches bronze as a breaking schema step, and silver
+refuses to merge it (`binlake.bronze.schema_drift.SchemaNeedsResync`) rather than leave nulls or
 wrong values. Re-reading the table with the new schema is what makes silver exact again, so the
 first refusal starts that resync (`binlake.silver.resync`) without waiting for a user. The run still
-fails, loudly, naming table, columns and types, and so does every run until the resync has
-caught up (`binlake.silver.schema_guard.completed_resyncs` then lets the step through).
+fails, loudly, naming table, columns and types, and so does every run until the resync has caught up
+(`binlake.silver.schema_guard.completed_resyncs` then lets the step through).
 """
 
 from __future__ import annotations

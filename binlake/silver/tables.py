@@ -27,7 +27,8 @@ class SilverTables:
         return SilverDeltaTable(silver_table_uri(self.lake_url, table))
 
     def rebuild(self, table: str, label: str) -> SilverDeltaTable:
-        """A point-in-time rebuild of `<db>.<table>`: ``<lake>/rebuilds/silver/<db>/<table>/<label>``."""
+        """A point-in-time rebuild of `<db>.<table>`, at
+        ``<lake>/rebuilds/silver/<db>/<table>/<label>``."""
         db, name = table.split(".")
         return SilverDeltaTable(f"{self.lake_url.rstrip('/')}/rebuilds/silver/{db}/{name}/{label}")
 

@@ -1,8 +1,8 @@
 """Dagster's freshness policy of an asset: a hint the UI shows, not the SLO.
 
 Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time of the asset's last
-materialization only: it means "new data arrived within the window", so on a quiet source it
-turns FAIL although nothing is late. The SLO is the freshness check (`dagster_defs.freshness.check`).
+materialization only: it means "new data arrived within the window", so on a quiet source it turns
+FAIL although nothing is late. The SLO is the freshness check (`dagster_defs.freshness.check`).
 """
 
 from datetime import timedelta
