@@ -33,9 +33,9 @@ from cdc.connector_config import build_connector_config, request_limit_bytes
 from cdc.topic_limits import raise_topic_limits
 from compactor.run import plan_pass, run_compaction
 
-# The few imports left inside commands (binlake.status, binlake.demo and dagster_defs load Dagster,
-# streams.app loads Faust) are there only so that `binlake --help` and the other commands do not
-# load them.
+# The few imports left inside commands are there only so that `binlake --help` and the other
+# commands do not load what one command needs: binlake.status and binlake.demo load Dagster,
+# streams.app loads Faust, the rebuild's engine loads Delta Lake.
 if TYPE_CHECKING:
     from binlake.status import CaptureStatus
 

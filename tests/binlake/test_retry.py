@@ -48,6 +48,19 @@ def test_the_delays_grow_exponentially_up_to_the_longest():
     assert [backoff.delay(n) for n in range(1, 7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
 
 
+def test_a_long_outage_keeps_waiting_the_longest_delay():
+    # 2.0 ** 1024 overflows a float: an outage of ~85 minutes at 0.1 -> 5 s must not crash.
+    assert Backoff(first=0.1, longest=5.0).delay(10_000) == 5.0
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    call = Flaky(2_000)
+    assert asyncio.run(retry_with_backoff_async(call, Backoff(0.1, 5.0), sleep=sleep)) == "done"
+    assert call.calls == 2_001 and sleeps[-1] == 5.0
+
+
 def test_a_call_that_works_is_called_once_without_waiting():
     clock = Clock()
     call = Flaky(0)

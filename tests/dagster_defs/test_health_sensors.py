@@ -85,6 +85,7 @@ def test_run_failure_sensor_alerts_with_the_step_error(settings):
 
     alerts = AlertsDouble()
     sensor = build_run_failure_sensor(settings, alerter=alerts)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # alerts from the first run
     with dg.DagsterInstance.ephemeral() as instance:
         result = silver_job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
