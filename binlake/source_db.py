@@ -29,7 +29,7 @@ def connect_source(
 
 def count_rows(settings: Settings, table: str) -> int | None:
     """Rows in `<db>.<table>` at the source, or None if the table does not exist yet."""
-    db, name = table.split(".")
+    db, name = split_table(table)
     with connect_source(settings) as conn, conn.cursor() as cur:
         try:
             cur.execute(f"SELECT COUNT(*) FROM `{db}`.`{name}`")

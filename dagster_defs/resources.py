@@ -129,9 +129,6 @@ class MySQLSource(dg.ConfigurableResource):
             self.host, self.port, self.user, self.password, self.connect_timeout_seconds
         )
 
-    def query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
-        return self.database().query(sql, args)
-
     def count_rows(self, table: str) -> int:
         return self.database().count_rows(table)
 
