@@ -33,25 +33,22 @@ from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import DeadLetters, dead_letter_path
-from tests.streams.conftest import DebeziumTable
+from tests.support.debezium import DebeziumTable
+from tests.support.manifest import manifest_entry
 
 TOPIC = "binlake.shop.orders"
 TABLE = "shop.orders"
 
 
 def entry(first: int, last: int, *, partition: int = 0, path: str | None = None) -> ManifestEntry:
-    return ManifestEntry(
+    return manifest_entry(
+        first,
+        last,
         table=TABLE,
         topic=TOPIC,
         partition=partition,
-        first_offset=first,
-        last_offset=last,
-        rows=last - first + 1,
         path=path or f"bronze/{TABLE}/{TOPIC}+{partition}+{first:020d}.parquet",
         partition_key="2024-06-01-10:00",
-        bytes=100,
-        written_at=1.0,
-        rotation_reason="rows",
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
 from dagster_defs.silver import checks
-from tests.dagster_defs.test_checks import run_check
+from tests.support.reconciliation import run_check
 
 TABLE = "shop.orders"
 

@@ -29,7 +29,7 @@ from dagster_defs.freshness import (
 )
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
 from dagster_defs.resources import CONSUMER_LAG, MYSQL_SOURCE, MySQLSource, build_resources
-from tests.dagster_defs.conftest import consumer_lag
+from tests.support.resources import consumer_lag
 
 TABLE = "shop.orders"
 ITEMS = "shop.order_items"

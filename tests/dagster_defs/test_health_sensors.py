@@ -20,8 +20,7 @@ from dagster_defs.health.sensors import (
     build_run_failure_sensor,
     load_health_state,
 )
-from tests.cdc.test_connect_client import CONFIG, FakeConnect
-from tests.cdc.test_connector_health import TRACE
+from tests.support.connect import CONFIG, TRACE, FakeConnect
 
 
 class AlertsDouble(Alerter):

@@ -50,7 +50,7 @@ from dagster_defs.health.sensors import (
     build_connector_health_sensor,
     load_health_state,
 )
-from tests.integration.conftest import integration_settings, wait_for
+from tests.support.stack import integration_settings, wait_for
 
 pytestmark = pytest.mark.integration
 

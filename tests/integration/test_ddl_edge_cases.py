@@ -28,7 +28,7 @@ from dagster_defs.bronze.checks import check_schema_versions, completed_resyncs
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.incremental import unconsumed_reads
-from tests.integration.conftest import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,7 @@ from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, cdc_topic_pattern, create_app
 from streams.dead_letter import dead_letter_path
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.agent import FakeClock, in_memory_app, run, until
 
 
 @pytest.fixture
@@ -39,33 +31,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(tmp_path: Path, lake_dir: Path, clock: FakeClock, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(lake_dir),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 3, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=clock)
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-def run(app: BronzeApp, scenario: Callable[[Any], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with app.bronze.agent.test_context() as agent:
-            await scenario(agent)
-
-    asyncio.run(main())
+    return in_memory_app(tmp_path, clock, dbz.table().topic, flush_rows=3, lake_dir=lake_dir)
 
 
 def manifest(lake_dir: Path) -> Manifest:

@@ -41,6 +41,7 @@ from streams.dead_letter import (
     HEADER_TOPIC,
     dead_letter_path,
 )
+from tests.support.avro import envelope_record, key_record, logical, optional
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
@@ -88,25 +89,17 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schema
 # -- Debezium AvroConverter-shaped schemas and records -----------------------------------------
 
 
-def _opt(avro_type: Any, name: str) -> dict[str, Any]:
-    return {"name": name, "type": ["null", avro_type], "default": None}
-
-
-def _logical(avro_type: str, connect_name: str, **extra: Any) -> dict[str, Any]:
-    return {"type": avro_type, "connect.version": 1, "connect.name": connect_name, **extra}
-
-
 VALUE_RECORD = {
     "type": "record",
     "name": "Value",
     "namespace": TOPIC,
     "fields": [
         {"name": "id", "type": "long"},
-        _opt("string", "name"),
+        optional("string", "name"),
         {"name": "qty", "type": {"type": "int", "connect.type": "int16"}},
         {
             "name": "price",
-            "type": _logical(
+            "type": logical(
                 "bytes",
                 "org.apache.kafka.connect.data.Decimal",
                 scale=2,
@@ -115,90 +108,19 @@ VALUE_RECORD = {
                 **{"connect.parameters": {"scale": "2", "connect.decimal.precision": "10"}},
             ),
         },
-        {"name": "created_at", "type": _logical("long", "io.debezium.time.MicroTimestamp")},
-        _opt(_logical("string", "io.debezium.time.ZonedTimestamp"), "updated_at"),
-        _opt(_logical("int", "io.debezium.time.Date"), "ship_date"),
-        _opt(_logical("long", "io.debezium.time.MicroTime"), "prep_time"),
+        {"name": "created_at", "type": logical("long", "io.debezium.time.MicroTimestamp")},
+        optional(logical("string", "io.debezium.time.ZonedTimestamp"), "updated_at"),
+        optional(logical("int", "io.debezium.time.Date"), "ship_date"),
+        optional(logical("long", "io.debezium.time.MicroTime"), "prep_time"),
         {"name": "active", "type": "boolean"},
-        _opt("double", "weight"),
-        _opt("bytes", "blob"),
+        optional("double", "weight"),
+        optional("bytes", "blob"),
     ],
     "connect.name": f"{TOPIC}.Value",
 }
 
-SOURCE_RECORD = {
-    "type": "record",
-    "name": "Source",
-    "namespace": "io.debezium.connector.mysql",
-    "fields": [
-        {"name": "version", "type": "string"},
-        {"name": "connector", "type": "string"},
-        {"name": "name", "type": "string"},
-        {"name": "ts_ms", "type": "long"},
-        {
-            "name": "snapshot",
-            "type": [
-                {
-                    "type": "string",
-                    "connect.version": 1,
-                    "connect.parameters": {"allowed": "true,first,last,false,incremental"},
-                    "connect.default": "false",
-                    "connect.name": "io.debezium.data.Enum",
-                },
-                "null",
-            ],
-            "default": "false",
-        },
-        {"name": "db", "type": "string"},
-        _opt("string", "sequence"),
-        _opt("string", "table"),
-        {"name": "server_id", "type": "long"},
-        _opt("string", "gtid"),
-        {"name": "file", "type": "string"},
-        {"name": "pos", "type": "long"},
-        {"name": "row", "type": "int"},
-        _opt("long", "thread"),
-        _opt("string", "query"),
-    ],
-    "connect.name": "io.debezium.connector.mysql.Source",
-}
-
-VALUE_SCHEMA = {
-    "type": "record",
-    "name": "Envelope",
-    "namespace": TOPIC,
-    "fields": [
-        _opt(VALUE_RECORD, "before"),
-        _opt("Value", "after"),
-        {"name": "source", "type": SOURCE_RECORD},
-        _opt(
-            {
-                "type": "record",
-                "name": "block",
-                "namespace": "event",
-                "fields": [
-                    {"name": "id", "type": "string"},
-                    {"name": "total_order", "type": "long"},
-                    {"name": "data_collection_order", "type": "long"},
-                ],
-                "connect.name": "event.block",
-            },
-            "transaction",
-        ),
-        {"name": "op", "type": "string"},
-        _opt("long", "ts_ms"),
-    ],
-    "connect.version": 2,
-    "connect.name": f"{TOPIC}.Envelope",
-}
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": TOPIC,
-    "fields": [{"name": "id", "type": "long"}],
-    "connect.name": f"{TOPIC}.Key",
-}
+VALUE_SCHEMA = envelope_record(VALUE_RECORD, TOPIC, sub_millisecond_times=False)
+KEY_SCHEMA = key_record(TOPIC)
 
 
 def row(id_: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,23 +25,16 @@ import pytest
 
 from binlake.bronze.manifest import Manifest
 from binlake.errors import StorageUnavailableError
-from binlake.settings import load_settings
 from binlake.storage import LakeStorage
-from streams.app import BronzeApp, create_app
+from streams.app import BronzeApp
 from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
-from tests.streams.conftest import bronze_offsets, wait_for
+from tests.support.agent import FakeClock, in_memory_app, until
+from tests.support.processes import wait_for
+from tests.support.worker import bronze_offsets
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "binlake-bronze"
 TS_MS = 1_795_255_200_500
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @contextmanager
@@ -134,25 +127,7 @@ def test_an_unwritable_bronze_dir_is_retriable_and_nothing_is_lost(tmp_path, dbz
 
 @pytest.fixture
 def app(tmp_path: Path, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 1, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=FakeClock())
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+    return in_memory_app(tmp_path, FakeClock(), dbz.table().topic, flush_rows=1)
 
 
 def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, monkeypatch):
@@ -169,13 +144,13 @@ def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, m
 
     async def scenario(agent: Any) -> None:
         events.append(await put(agent, 0))
-        await until(lambda: events[0].message.acked)
+        await until(lambda: events[0].message.acked, timeout=10.0)
         with bronze_replaced_by_a_file(lake_dir):
             for id_ in (1, 2, 3):
                 events.append(await put(agent, id_))
-            await until(lambda: worker.outage.failures >= 5)  # retrying, not skipping
+            await until(lambda: worker.outage.failures >= 5, timeout=10.0)  # retrying, not skipping
             assert not any(e.message.acked for e in events[1:])
-        await until(lambda: all(e.message.acked for e in events))
+        await until(lambda: all(e.message.acked for e in events), timeout=10.0)
         assert not worker.outage.ongoing
 
     async def main() -> None:

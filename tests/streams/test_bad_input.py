@@ -27,9 +27,8 @@ import pytest
 
 from binlake.bronze import layout
 from binlake.bronze.manifest import Manifest
-from binlake.settings import load_settings
 from binlake.storage import LakeStorage
-from streams.app import BronzeApp, create_app
+from streams.app import BronzeApp
 from streams.bronze_worker import BronzeWorker, KafkaRecord, compile_row_check, value_check
 from streams.dead_letter import (
     HEADER_NULL,
@@ -43,7 +42,9 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
-from tests.streams.conftest import start_worker, wait_for
+from tests.support.agent import FakeClock, in_memory_app, run, until
+from tests.support.processes import wait_for
+from tests.support.worker import start_worker
 
 REPO = Path(__file__).resolve().parents[2]
 TS_MS = 1_795_255_200_500
@@ -451,14 +452,6 @@ def test_other_publish_errors_propagate_for_the_caller_to_retry():
 # -- the Faust runtime: publish before ack -----------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class GatedSend:
     """A dead-letter `send` that fails `failures` times, then waits for `gate` before succeeding."""
 
@@ -485,33 +478,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(tmp_path: Path, clock: FakeClock, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 3, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=clock)
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-def run(app: BronzeApp, scenario: Callable[[Any], Any]) -> None:
-    async def main() -> None:
-        async with app.bronze.agent.test_context() as agent:
-            await scenario(agent)
-
-    asyncio.run(main())
+    return in_memory_app(tmp_path, clock, dbz.table().topic, flush_rows=3)
 
 
 def test_a_dead_letter_is_acked_only_once_it_is_on_the_topic(app, clock, dbz, tmp_path):
