@@ -2,7 +2,7 @@
 real bronze worker on the session's broker (`kafka`, `processes`, `bronze_kit`) and Debezium
 record builders (`dbz`), all from tests/support."""
 
-from tests.support.debezium import dbz  # noqa: F401 - fixture
 from tests.support.processes import processes  # noqa: F401 - fixture
+from tests.support.record_fixtures import dbz  # noqa: F401 - fixture
 from tests.support.stack import edge_stack, running_stack  # noqa: F401 - fixtures
 from tests.support.worker import bronze_kit, kafka  # noqa: F401 - fixtures

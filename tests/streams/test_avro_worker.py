@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,8 +41,8 @@ from streams.dead_letter import (
     dead_letter_path,
 )
 from tests.support.avro import envelope_record, key_record, logical, optional
+from tests.support.worker import start_ready_worker
 
-REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
 BASE_TS_MS = 1_795_255_200_000  # 2026-11-21 10:00:00 UTC
 
@@ -384,17 +383,7 @@ def test_the_worker_writes_avro_changes_with_their_types(
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
     )
-    with open(log, "ab") as out:
-        worker = processes.add(
-            subprocess.Popen(
-                [sys.executable, "-c", "from streams.app import main; main()"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
+    worker = start_ready_worker(processes, env, log)
 
     encoder = Encoder(schema_registry.url, topic)
     producer = Producer({"bootstrap.servers": kafka_broker, "linger.ms": 0})

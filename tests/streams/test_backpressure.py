@@ -12,8 +12,6 @@ import asyncio
 import logging
 import os
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,9 +28,8 @@ from streams.app import BronzeApp
 from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
 from tests.support.agent import FakeClock, in_memory_app, until
 from tests.support.processes import wait_for
-from tests.support.worker import bronze_offsets
+from tests.support.worker import bronze_offsets, start_ready_worker
 
-REPO = Path(__file__).resolve().parents[2]
 GROUP = "binlake-bronze"
 TS_MS = 1_795_255_200_500
 
@@ -200,17 +197,7 @@ def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
         BINLAKE_BRONZE__FLUSH_ROWS="10",
     )
-    with open(log, "ab") as out:
-        worker = processes.add(
-            subprocess.Popen(
-                [sys.executable, "-c", "from streams.app import main; main()"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
+    worker = start_ready_worker(processes, env, log)
 
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
     produced: set[tuple[int, int]] = set()

@@ -12,10 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 PREFIX = "binlake"
 TOPIC = "binlake.shop.orders"
@@ -386,16 +383,3 @@ def schema_change_value(prefix: str = PREFIX) -> bytes:
     }
     payload = {"source": "{}", "databaseName": "shop", "ddl": "ALTER TABLE orders ADD x INT"}
     return dumps({"schema": schema, "payload": payload})
-
-
-@pytest.fixture
-def dbz() -> SimpleNamespace:
-    """Record builders: `dbz.table(...)`, `dbz.schema_change_value()`, constants."""
-    return SimpleNamespace(
-        table=DebeziumTable,
-        column=connect_field,
-        schema_change_value=schema_change_value,
-        PREFIX=PREFIX,
-        BASE_TS_MS=BASE_TS_MS,
-        HOUR_MS=HOUR_MS,
-    )

@@ -4,6 +4,7 @@ fixture `processes`, which ends what a test started."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,21 @@ import pytest
 from binlake.local_stack.foreground import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def run_python_module(
+    module: str, *args: str, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module *args` in the repository with `env`; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(

@@ -91,6 +91,23 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
+def start_ready_worker(processes: Any, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The Faust worker (`streams.app.main`) with `env`, output appended to `log`, registered
+    with the test's `processes`; returns once it logs that it is ready."""
+    with open(log, "ab") as out:
+        worker = processes.add(
+            subprocess.Popen(
+                [sys.executable, "-c", "from streams.app import main; main()"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    wait_for(lambda: WORKER_READY in log.read_text(errors="replace"), 60, "worker", log)
+    return worker
+
+
 def bronze_offsets(lake: Any) -> Counter:
     """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
     import pyarrow.parquet as pq
