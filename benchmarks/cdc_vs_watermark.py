@@ -86,7 +86,7 @@ if str(REPO) not in sys.path:
 import polars as pl
 import pymysql
 
-from benchmarks.support import free_port_settings, temporary_state
+from benchmarks.support import on_a_stack_of_its_own
 from binlake.bronze.layout import OP
 from binlake.bronze.manifest import Manifest
 from binlake.demo.latency import percentile
@@ -612,12 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    with temporary_state("binlake-cdc-vs-watermark-", args.keep, console.print) as state:
-        settings = free_port_settings(state)
-        try:
-            outcome = run(settings, args, console)
-        finally:
-            LocalStack(settings).down()
+    outcome = on_a_stack_of_its_own(
+        "binlake-cdc-vs-watermark-",
+        args.keep,
+        console.print,
+        lambda settings: run(settings, args, console),
+    )
     _print_side_by_side(outcome, args)
     print(json.dumps({"binlake": outcome.binlake, "watermark": outcome.watermark}))
     return 0

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.support import free_port_settings, temporary_state
-from binlake.demo.runner import run_demo
-from binlake.local_stack.stack import LocalStack
+from benchmarks.support import on_a_stack_of_its_own
+from binlake.demo.runner import DemoSummary, run_demo
+from binlake.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,19 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    with temporary_state("binlake-commit-to-gold-", args.keep, console.print) as state:
-        settings = free_port_settings(state)
-        try:
-            summary = run_demo(
-                settings,
-                duration_s=args.duration,
-                rate_per_s=args.rate,
-                catch_up_timeout_s=600,
-                seed=args.seed,
-                console=console,
-            )
-        finally:
-            LocalStack(settings).down()
+
+    def demo(settings: Settings) -> DemoSummary:
+        return run_demo(
+            settings,
+            duration_s=args.duration,
+            rate_per_s=args.rate,
+            catch_up_timeout_s=600,
+            seed=args.seed,
+            console=console,
+        )
+
+    summary = on_a_stack_of_its_own("binlake-commit-to-gold-", args.keep, console.print, demo)
     result = {
         "p50_s": summary.commit_to_gold_p50_s,
         "p95_s": summary.commit_to_gold_p95_s,

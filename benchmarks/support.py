@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the settings of a local stack of their own on free ports,
-and a temporary state directory for it, removed afterwards unless kept."""
+"""What the benchmark scripts share: a local stack of their own on free ports, in a temporary
+state directory removed afterwards unless kept."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 
 def free_port_settings(state_dir: Path, **groups: Any) -> Settings:
@@ -38,3 +41,16 @@ def temporary_state(prefix: str, keep: bool, say: Callable[[str], Any] = print) 
             say(f"state kept in {state}")
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def on_a_stack_of_its_own(
+    prefix: str, keep: bool, say: Callable[[str], Any], run: Callable[[Settings], T]
+) -> T:
+    """`run(settings)` for a stack in a temporary state directory on free ports (`run` starts
+    it); the stack is stopped by its supervisor afterwards, whatever `run` left running."""
+    with temporary_state(prefix, keep, say) as state:
+        settings = free_port_settings(state)
+        try:
+            return run(settings)
+        finally:
+            LocalStack(settings).down()

@@ -22,6 +22,7 @@ from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key, silver_key
 from dagster_defs.resources import BronzeLake
+from tests.support.dagster_runs import evaluate_check
 from tests.support.worker_bronze import WorkerBronze
 
 TABLE = "shop.products"
@@ -138,16 +139,7 @@ def test_only_the_checked_tables_files_count(settings, lake):
 def test_the_check_runs_in_dagster_on_the_bronze_asset(settings, resources):
     bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 1}).rows(QTY_TEXT, {"id": 2, "qty": "x"}).close()
-    defs = build_definitions(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            selection=dg.AssetSelection.checks(CHECK_KEY),
-            resources=resources(),
-            instance=instance,
-        )
-    assert result.success  # a failed check is a finding, not a failed run
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = evaluate_check(settings, resources(), CHECK_KEY)
     assert evaluation.asset_check_key == CHECK_KEY and not evaluation.passed
     assert "column 'qty' changed from int32 to string" in (evaluation.description or "")
 

@@ -13,7 +13,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -42,7 +41,7 @@ from cdc.connector_config import build_connector_config
 from dagster_defs.resources import SilverLake
 from dagster_defs.resync.jobs import RESYNC_JOB_NAME, resync_run_tags
 from tests.support.dagster_graphql import launch_run, run_status
-from tests.support.stack import wait_for
+from tests.support.stack import SourceWriter, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -55,19 +54,25 @@ SILENT_INSERTS = list(range(ROWS + 1, ROWS + 101))
 WRITER_FIRST_ID = ROWS + 10_000  # the background writer's own inserts
 
 
+def _wait_until_swept_and_equal(settings: Settings, resync_id: str) -> None:
+    """Until silver has swept the resync and equals the source."""
+    wait_for(
+        "silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600, every_s=2
+    )
+    wait_for(
+        "silver equals the source",
+        lambda: lake_checks.silver_equals_source(settings, TABLE),
+        600,
+        every_s=2,
+    )
+
+
 def _row(i: int) -> tuple:
     return (i, f"name-{i}", i % 1000, Decimal(i % 10_000) + Decimal("0.25"))
 
 
-class Writer(threading.Thread):
+class Writer(SourceWriter):
     """Inserts, updates and deletes rows of the table through the binlog until stopped."""
-
-    def __init__(self, settings: Settings):
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.stop = threading.Event()
-        self.changes = 0
-        self.error: BaseException | None = None
 
     def run(self) -> None:
         rng = random.Random(11)
@@ -166,15 +171,7 @@ def test_resync_heals_silver_including_rows_the_source_lost(edge_stack: LocalSta
     assert writer.changes > 0
 
     [resync_id] = ResyncLog.of(settings).ids(TABLE)
-    wait_for(
-        "silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600, every_s=2
-    )
-    wait_for(
-        "silver equals the source",
-        lambda: lake_checks.silver_equals_source(settings, TABLE),
-        600,
-        every_s=2,
-    )
+    _wait_until_swept_and_equal(settings, resync_id)
     # Row for row, value for value.
     assert _silver_rows(settings) == _source_rows(settings)
 
@@ -227,15 +224,7 @@ def test_resync_job_in_dagster_keeps_silver_equal(edge_stack: LocalStack) -> Non
         "the job succeeded", lambda: _run_status(edge_stack, run_id) == "SUCCESS", 900, every_s=2
     )
     [resync_id] = set(ResyncLog.of(settings).ids(TABLE)) - before
-    wait_for(
-        "silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600, every_s=2
-    )
-    wait_for(
-        "silver equals the source",
-        lambda: lake_checks.silver_equals_source(settings, TABLE),
-        600,
-        every_s=2,
-    )
+    _wait_until_swept_and_equal(settings, resync_id)
     assert _silver_rows(settings) == _source_rows(settings)
     state = ResyncLog.of(settings).state(TABLE, resync_id)
     assert state.request.reason == "integration test"

@@ -9,7 +9,6 @@ eager automation, exactly as the demo tables do.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -34,7 +33,7 @@ from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions, comp
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from tests.support.dagster_graphql import launch_run
-from tests.support.stack import stack_of_tables, wait_for
+from tests.support.stack import SourceWriter, stack_of_tables, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +100,11 @@ def _launch_checks(stack: LocalStack, check_keys: list[dg.AssetCheckKey]) -> str
     )
 
 
-class Inserter(threading.Thread):
+class Inserter(SourceWriter):
     """Inserts, updates and deletes rows of drift_widen until stopped; counts the changes."""
 
     def __init__(self, settings: Settings):
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.stop = threading.Event()
-        self.changes = 0
-        self.error: BaseException | None = None
+        super().__init__(settings)
         self.next_id = 10
 
     def run(self) -> None:

@@ -16,7 +16,7 @@ from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, cdc_topic_pattern, create_app
 from streams.dead_letter import dead_letter_path
-from tests.support.agent import FakeClock, in_memory_app, run, until
+from tests.support.agent import FakeClock, in_memory_app, put_changes_until_acked, run, until
 
 
 @pytest.fixture
@@ -114,13 +114,9 @@ def test_records_already_in_bronze_are_acked_without_rewriting(app, lake_dir, db
     # A second run sees offsets 0.. again (e.g. the commit was lost): they are acked, not written.
     app.bronze.worker.assigned([])
     app.bronze.worker.writers.clear()
-    events: list[Any] = []
 
     async def again(agent: Any) -> None:
-        for i in range(3):
-            key, value = orders.change("c", i)
-            events.append(await agent.put(value, key=key, partition=0))
-        await until(lambda: all(e.message.acked for e in events))
+        await put_changes_until_acked(agent, orders, range(3))
 
     run(app, again)
     assert len(manifest(lake_dir).entries()) == 1
@@ -178,13 +174,9 @@ def test_storage_outages_are_waited_out_without_skipping(app, lake_dir, dbz, mon
 
     monkeypatch.setattr(worker, "handle", flaky)
     orders = dbz.table()
-    events: list[Any] = []
 
     async def scenario(agent: Any) -> None:
-        for i in range(3):
-            key, value = orders.change("c", i)
-            events.append(await agent.put(value, key=key, partition=0))
-        await until(lambda: all(e.message.acked for e in events))
+        await put_changes_until_acked(agent, orders, range(3))
 
     run(app, scenario)
     assert failures == [0, 0, 0]

@@ -46,6 +46,16 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def put_changes_until_acked(agent: Any, table: Any, ids: range) -> None:
+    """Inserts of rows `ids` of `table` (a DebeziumTable) put to partition 0, then waits until
+    the agent has acked every one."""
+    events = []
+    for i in ids:
+        key, value = table.change("c", i)
+        events.append(await agent.put(value, key=key, partition=0))
+    await until(lambda: all(e.message.acked for e in events))
+
+
 def run(app: BronzeApp, scenario: Callable[[Any], Awaitable[None]]) -> None:
     """`scenario(agent)` inside the bronze agent's test context, on a new event loop."""
 

@@ -4,6 +4,7 @@ free ports (fixtures `running_stack`, `edge_stack`), and what tests read and wai
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,6 +76,18 @@ def wait_for(
         if time.monotonic() - start > timeout_s:
             raise AssertionError(f"{what}: not reached after {timeout_s} s")
         time.sleep(every_s)
+
+
+class SourceWriter(threading.Thread):
+    """A thread changing source rows through the binlog until `stop` is set (its `run` is the
+    test's); it counts the `changes` it made and keeps the `error` that ended it, if any."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.stop = threading.Event()
+        self.changes = 0
+        self.error: BaseException | None = None
 
 
 # Tables of the shared "edge cases" stack (issue 11): one or more per case, each created and
