@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +29,7 @@ from binlake.jvm_artifacts import ensure_jvm_artifacts
 from binlake.local_stack.foreground import start_until_ready, stop_process
 from binlake.local_stack.network import free_port
 from binlake.local_stack.schema_registry import SchemaRegistry, find_registry_java
-from binlake.settings import LocalStackSettings, load_settings
+from binlake.settings import LocalStackSettings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
 from streams.bronze_worker import BronzeWorker, KafkaRecord
@@ -41,6 +41,7 @@ from streams.dead_letter import (
     dead_letter_path,
 )
 from tests.support.avro import envelope_record, key_record, logical, optional
+from tests.support.processes import wait_for
 from tests.support.worker import start_ready_worker
 
 TOPIC = "binlake.shop.orders"
@@ -242,19 +243,6 @@ def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
 # -- BronzeWorker with the Avro decoder --------------------------------------------------------
 
 
-def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
-    registry_url = "http://127.0.0.1:1/apis/ccompat/v7"  # never asked: no record is decoded
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        kafka={"value_format": "avro", "schema_registry_url": registry_url},
-    )
-    worker = BronzeWorker.from_settings(settings)
-    decoder = worker.decode.__self__
-    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
-    json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
-    assert json_worker.decode.__module__ == "cdc.envelope"
-
-
 @pytest.mark.integration
 def test_avro_records_become_typed_bronze_rows(tmp_path, schema_registry):
     topic = f"avro{uuid.uuid4().hex[:8]}.shop.orders"
@@ -344,15 +332,6 @@ def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
 
 
 # -- integration: the real worker, the session's Kafka broker and schema registry --------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
 
 
 @pytest.mark.integration
