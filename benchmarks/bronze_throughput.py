@@ -379,21 +379,34 @@ class Rate:
     def mb_per_s(self) -> float:
         return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
+    def summary(self, more: str = "") -> str:
+        """`N events/s, M MB/s (events in seconds<more>)`."""
+        return (
+            f"{self.events_per_s:,.0f} events/s, {self.mb_per_s:,.1f} MB/s "
+            f"({self.events} in {self.seconds:.2f}s{more})"
+        )
+
 
 def _done(seen: dict[int, int], last: dict[int, int]) -> bool:
     return all(seen.get(p, -1) >= offset for p, offset in last.items())
 
 
-def raw_confluent(bootstrap: str, filled: Filled, timeout: float) -> Rate:
+def backlog_reader(bootstrap: str, filled: Filled, purpose: str) -> Consumer:
+    """A consumer of a group of its own, assigned every partition of the backlog from 0."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+            "group.id": f"bench-{purpose}-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         }
     )
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
+    return consumer
+
+
+def raw_confluent(bootstrap: str, filled: Filled, timeout: float) -> Rate:
+    consumer = backlog_reader(bootstrap, filled, "raw")
     seen: dict[int, int] = {}
     count = nbytes = 0
     start = time.monotonic()
@@ -605,15 +618,7 @@ def _count(values: Any) -> dict[str, int]:
 def fetch_records(bootstrap: str, filled: Filled, limit: int) -> list[Any]:
     from streams.bronze_worker import KafkaRecord
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-fetch-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
+    consumer = backlog_reader(bootstrap, filled, "fetch")
     records: list[Any] = []
     try:
         while len(records) < limit:
@@ -1052,20 +1057,12 @@ def main(argv: list[str] | None = None) -> int:
         raw = None
         if "raw" not in skip:
             raw = raw_confluent(bootstrap, filled, timeout)
-            print(
-                f"(a) raw confluent-kafka loop: {raw.events_per_s:,.0f} events/s, "
-                f"{raw.mb_per_s:,.1f} MB/s ({raw.events} in {raw.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"(a) raw confluent-kafka loop: {raw.summary()}", flush=True)
             result["raw_events_per_s"] = round(raw.events_per_s)
             result["raw_mb_per_s"] = round(raw.mb_per_s, 1)
         if "aiokafka" not in skip:
             aio = raw_aiokafka(bootstrap, filled, timeout)
-            print(
-                f"(a') raw aiokafka loop (Faust's client): {aio.events_per_s:,.0f} events/s, "
-                f"{aio.mb_per_s:,.1f} MB/s ({aio.events} in {aio.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"(a') raw aiokafka loop (Faust's client): {aio.summary()}", flush=True)
             result["raw_aiokafka_events_per_s"] = round(aio.events_per_s)
 
         def report(label: str, key: str, w: Rate) -> None:
@@ -1142,18 +1139,10 @@ def main(argv: list[str] | None = None) -> int:
             limit = min(n, args.inproc_events)
             records = fetch_records(bootstrap, filled, limit)
             d = decode_alone(records)
-            print(
-                f"    decode_change alone: {d.events_per_s:,.0f} events/s, "
-                f"{d.mb_per_s:,.1f} MB/s ({d.events} in {d.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"    decode_change alone: {d.summary()}", flush=True)
             c = writer_alone(records, workdir, args.flush_rows, args.profile_inproc)
-            print(
-                f"(c) BronzeWorker.handle alone (no Faust): {c.events_per_s:,.0f} events/s, "
-                f"{c.mb_per_s:,.1f} MB/s ({c.events} in {c.seconds:.2f}s, "
-                f"{c.extra['files']} files)",
-                flush=True,
-            )
+            files = f", {c.extra['files']} files"
+            print(f"(c) BronzeWorker.handle alone (no Faust): {c.summary(files)}", flush=True)
             result.update(
                 decode_events_per_s=round(d.events_per_s),
                 inproc_events=c.events,

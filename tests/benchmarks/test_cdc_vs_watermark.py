@@ -76,13 +76,9 @@ def test_soft_deleted_rows_needs_a_set_marker() -> None:
 
 
 def _write(storage: LakeStorage, name: str, table: pa.Table, written_at: float) -> None:
+    hour = "2026-01-02-03:00"
     write_with_entry(
-        storage,
-        table,
-        path=f"bronze/{O}/{name}.parquet",
-        lake_table=O,
-        partition_key="2026-01-02-03:00",
-        written_at=written_at,
+        storage, table, name=name, lake_table=O, partition_key=hour, written_at=written_at
     )
 
 

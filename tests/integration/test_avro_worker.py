@@ -240,6 +240,19 @@ def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["_partition"], r["_offset"]))
 
 
+def avro_worker(
+    lake: LakeStorage, topic_prefix: str, decoder: ConfluentAvroDecoder, *, flush_rows: int
+) -> BronzeWorker:
+    """The Faust-free worker decoding with `decoder`, closing files by row count only."""
+    return BronzeWorker(
+        lake,
+        topic_prefix=topic_prefix,
+        flush_rows=flush_rows,
+        flush_seconds=60.0,
+        decode=decoder.decode_change,
+    )
+
+
 # -- BronzeWorker with the Avro decoder --------------------------------------------------------
 
 
@@ -249,13 +262,7 @@ def test_avro_records_become_typed_bronze_rows(tmp_path, schema_registry):
     encoder = Encoder(schema_registry.url, topic)
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     decoder = ConfluentAvroDecoder(schema_registry.url)
-    worker = BronzeWorker(
-        lake,
-        topic_prefix=topic.split(".")[0],
-        flush_rows=100,
-        flush_seconds=60.0,
-        decode=decoder.decode_change,
-    )
+    worker = avro_worker(lake, topic.split(".")[0], decoder, flush_rows=100)
     records = [encoder.change("c", i) for i in range(1, 8)]
     records += [encoder.change("u", 3), encoder.change("d", 4), encoder.tombstone(4)]
     records.append((b"k", b"\x01 not Confluent Avro"))
@@ -280,13 +287,7 @@ def test_a_schema_id_unknown_to_the_registry_is_dead_lettered(tmp_path, schema_r
     unknown_id = (2**31 - 1).to_bytes(4, "big")
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     with ConfluentAvroDecoder(schema_registry.url) as decoder:
-        worker = BronzeWorker(
-            lake,
-            topic_prefix=topic.split(".")[0],
-            flush_rows=1,
-            flush_seconds=60.0,
-            decode=decoder.decode_change,
-        )
+        worker = avro_worker(lake, topic.split(".")[0], decoder, flush_rows=1)
         record = KafkaRecord(topic, 0, 0, key, value[:1] + unknown_id + value[5:], BASE_TS_MS, 0)
         worker.handle(record)
         [letter] = worker.take_dead_letters()
@@ -309,13 +310,7 @@ def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
         stop_process(process, timeout=30.0)
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     decoder = ConfluentAvroDecoder(registry.url)
-    worker = BronzeWorker(
-        lake,
-        topic_prefix="binlake",
-        flush_rows=1,
-        flush_seconds=60.0,
-        decode=decoder.decode_change,
-    )
+    worker = avro_worker(lake, "binlake", decoder, flush_rows=1)
     record = KafkaRecord(TOPIC, 0, 0, key, value, BASE_TS_MS, token=0)
     with pytest.raises(RetriableError, match="unreachable"):
         worker.handle(record)

@@ -3,7 +3,8 @@
 Unit tests drive `BronzeWorker` with each kind mixed between good records and check, per offset,
 that it went to bronze or to the dead letters, never both, never neither. The Faust runtime is
 driven through `agent.test_context()` to check that a dead letter is acked only once it is on the
-dead-letter topic. The real worker against a real Kafka broker: tests/integration/test_bad_input_worker.py.
+dead-letter topic. The real worker against a real Kafka broker:
+tests/integration/test_bad_input_worker.py.
 """
 
 from __future__ import annotations

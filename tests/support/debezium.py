@@ -290,14 +290,12 @@ class DebeziumTable:
     table: str = "orders"
     prefix: str = PREFIX
     columns: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_COLUMNS))
+    topic: str = field(init=False)  # <prefix>.<db>.<table>
+    name: str = field(init=False)  # <db>.<table>
 
-    @property
-    def topic(self) -> str:
-        return f"{self.prefix}.{self.db}.{self.table}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.db}.{self.table}"
+    def __post_init__(self) -> None:
+        self.name = f"{self.db}.{self.table}"
+        self.topic = f"{self.prefix}.{self.name}"
 
     def with_column(self, column: dict[str, Any]) -> DebeziumTable:
         return DebeziumTable(self.db, self.table, self.prefix, [*self.columns, column])

@@ -19,36 +19,25 @@ from binlake.settings import Settings, load_settings
 from binlake.storage import LakeStorage
 
 # Debezium's view of the demo shop tables as bronze stores them.
+_CREATED_AT = ("created_at", pa.timestamp("us"))
+_PRICE = pa.decimal128(10, 2)
+
+
+def _shop_table(*columns: tuple[str, pa.DataType]) -> list[tuple[str, pa.DataType]]:
+    """A demo table's columns: its key `id`, `columns`, and `updated_at` last."""
+    return [("id", pa.int64()), *columns, ("updated_at", pa.timestamp("us"))]
+
+
 TABLE_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
-    "shop.customers": [
-        ("id", pa.int64()),
-        ("name", pa.string()),
-        ("email", pa.string()),
-        ("created_at", pa.timestamp("us")),
-        ("updated_at", pa.timestamp("us")),
-    ],
-    "shop.products": [
-        ("id", pa.int64()),
-        ("sku", pa.string()),
-        ("name", pa.string()),
-        ("price", pa.decimal128(10, 2)),
-        ("updated_at", pa.timestamp("us")),
-    ],
-    "shop.orders": [
-        ("id", pa.int64()),
-        ("customer_id", pa.int64()),
-        ("status", pa.string()),
-        ("created_at", pa.timestamp("us")),
-        ("updated_at", pa.timestamp("us")),
-    ],
-    "shop.order_items": [
-        ("id", pa.int64()),
+    "shop.customers": _shop_table(("name", pa.string()), ("email", pa.string()), _CREATED_AT),
+    "shop.products": _shop_table(("sku", pa.string()), ("name", pa.string()), ("price", _PRICE)),
+    "shop.orders": _shop_table(("customer_id", pa.int64()), ("status", pa.string()), _CREATED_AT),
+    "shop.order_items": _shop_table(
         ("order_id", pa.int64()),
         ("product_id", pa.int64()),
         ("quantity", pa.int32()),
-        ("unit_price", pa.decimal128(10, 2)),
-        ("updated_at", pa.timestamp("us")),
-    ],
+        ("unit_price", _PRICE),
+    ),
 }
 PRIMARY_KEYS = {table: ["id"] for table in TABLE_SCHEMAS}
 

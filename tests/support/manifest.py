@@ -69,13 +69,14 @@ def write_with_entry(
     storage: LakeStorage,
     table: pa.Table,
     *,
-    path: str,
+    name: str,
     lake_table: str,
     partition_key: str,
     written_at: float,
 ) -> None:
-    """`table` as the Parquet file `path` of `lake_table`, then its manifest entry (offsets
-    0..rows-1 of partition 0, closed by age)."""
+    """`table` as the Parquet file `bronze/<lake_table>/<name>.parquet`, then its manifest entry
+    (offsets 0..rows-1 of partition 0, closed by age)."""
+    path = f"bronze/{lake_table}/{name}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     storage.write_atomic(path, sink.getvalue().to_pybytes())

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -300,11 +300,10 @@ def assert_exactly_once(
     """Bronze, as readers see it through the manifest, holds each delivered offset exactly once.
 
     Readers take the live entries (`live_entries`: the last entry of a path; a replay may write a
-    lost file again with other bounds). For each partition those files cover offsets 0..N-1 with no gap and no
-    overlap;
-    every file exists and holds exactly the offsets its entry names (with the op and id that
-    were produced there); no bronze Parquet file is on disk outside the manifest (a crash may
-    leave only temporary files, which readers never list).
+    lost file again with other bounds). For each partition those files cover offsets 0..N-1 with
+    no gap and no overlap; every file exists and holds exactly the offsets its entry names (with
+    the op and id that were produced there); no bronze Parquet file is on disk outside the
+    manifest (a crash may leave only temporary files, which readers never list).
     """
     import polars as pl
     import pyarrow.parquet as pq
@@ -390,18 +389,6 @@ def assert_exactly_once(
 
 
 @pytest.fixture
-def bronze_kit() -> SimpleNamespace:
-    """What crash and rebalance tests share (see the functions above)."""
-    return SimpleNamespace(
-        worker_env=worker_env,
-        start_worker=start_worker,
-        wait_for=wait_for,
-        log_text=log_text,
-        assigned_partitions=assigned_partitions,
-        ChangeProducer=ChangeProducer,
-        manifest_coverage=manifest_coverage,
-        committed_offsets=committed_offsets,
-        manifest_covers=manifest_covers,
-        assert_exactly_once=assert_exactly_once,
-        WORKER_READY=WORKER_READY,
-    )
+def bronze_kit() -> ModuleType:
+    """What crash and rebalance tests share: this module (its functions above)."""
+    return sys.modules[__name__]

@@ -19,7 +19,7 @@ def _write(
     write_with_entry(
         storage,
         table,
-        path=f"bronze/{lake_table}/{name}.parquet",
+        name=name,
         lake_table=lake_table,
         partition_key="2026-11-21-08:00",
         written_at=written_at,
