@@ -648,17 +648,20 @@ def writer_alone(
     """BronzeWorker.handle over pre-fetched records: decode, buffer, Parquet, manifest."""
     from binlake.settings import BronzeSettings
     from binlake.storage import LakeStorage
-    from cdc.envelope import clear_schema_cache
+    from cdc.json_decoding import clear_schema_cache
     from streams.bronze_worker import BronzeWorker
+    from streams.flush_policy import FlushPolicy
 
     defaults = BronzeSettings()
     lake = workdir / "lake-inproc"
     worker = BronzeWorker(
         LakeStorage.from_url(str(lake)),
         topic_prefix=PREFIX,
-        flush_rows=flush_rows or defaults.flush_rows,
-        flush_seconds=defaults.flush_seconds,
-        flush_bytes=defaults.flush_bytes,
+        flush_policy=FlushPolicy(
+            rows=flush_rows or defaults.flush_rows,
+            seconds=defaults.flush_seconds,
+            bytes=defaults.flush_bytes,
+        ),
     )
     clear_schema_cache()
     nbytes = sum(r.size for r in records)
@@ -693,7 +696,7 @@ def writer_alone(
 
 
 def decode_alone(records: list[Any]) -> Rate:
-    from cdc.envelope import clear_schema_cache, decode_change
+    from cdc.json_decoding import clear_schema_cache, decode_change
 
     clear_schema_cache()
     nbytes = sum(r.size for r in records)
@@ -896,8 +899,9 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
     from binlake.bronze.parquet_format import build_table, to_parquet_bytes
     from binlake.settings import BronzeSettings
     from binlake.storage import LakeStorage
-    from cdc.envelope import clear_schema_cache, decode_change
+    from cdc.json_decoding import clear_schema_cache, decode_change
     from streams.bronze_worker import BronzeWorker, KafkaRecord
+    from streams.flush_policy import FlushPolicy
 
     workload = Workload()
     records = [
@@ -944,8 +948,7 @@ def offline_breakdown(n: int, flush_rows: int | None, repeat: int) -> dict[str, 
             worker = BronzeWorker(
                 LakeStorage.from_url(str(lake)),
                 topic_prefix=PREFIX,
-                flush_rows=rows_per_file,
-                flush_seconds=3600.0,
+                flush_policy=FlushPolicy(rows=rows_per_file, seconds=3600.0),
             )
             for record in records:
                 worker.handle(record)

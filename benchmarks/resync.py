@@ -39,6 +39,7 @@ from benchmarks.support import free_port_settings
 from binlake.bronze.manifest import Manifest, live_entries
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings
+from binlake.silver.incremental import unconsumed_reads
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.resync import ResyncLog, ResyncProgress, request_resync, wait_for_completion
@@ -46,7 +47,6 @@ from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.incremental import unconsumed_reads
 
 TABLE = "shop.resync_bench"
 
@@ -145,7 +145,7 @@ def main() -> None:
         pii = PiiPolicy.from_settings(settings.silver)
         silver_began = time.monotonic()
         consumed = target.consumed()
-        for read in unconsumed_reads(bronze, TABLE, consumed):
+        for read in unconsumed_reads(bronze.reader(), TABLE, consumed):
             if read.frame.height:
                 merge_changes(target, TABLE, read.frame, read.primary_key, consumed, pii)
         merged_s = time.monotonic() - silver_began

@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from confluent_kafka import KafkaException
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from binlake import jvm_artifacts
+from binlake.bronze.replay import ReplayPlan, apply_replay, plan_replay_request
 from binlake.errors import BinlakeError
+from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings, load_settings
+from binlake.silver.pii import PiiPolicy
+from binlake.silver.resync import (
+    ResyncProgress,
+    give_up,
+    request_resync,
+    resync_added_tables,
+    resync_in_progress,
+    wait_for_completion,
+)
+from cdc.connect_client import ConnectClient
+from cdc.connector_config import build_connector_config, request_limit_bytes
+from cdc.topic_limits import raise_topic_limits
+from compactor.run import plan_pass, run_compaction
 
+# The few imports left inside commands (binlake.status, binlake.demo and dagster_defs load Dagster,
+# streams.app loads Faust) are there only so that `binlake --help` and the other commands do not
+# load them.
 if TYPE_CHECKING:
-    from binlake.bronze.replay import ReplayPlan
     from binlake.status import CaptureStatus
 
 app = typer.Typer(
@@ -41,7 +62,6 @@ def _settings() -> Settings:
 
 def _stack_settings() -> Settings:
     """Settings of the running local stack (its resolved ports), else the configured ones."""
-    from binlake.local_stack.stack import LocalStack
 
     return LocalStack(_settings()).settings
 
@@ -58,7 +78,6 @@ def setup(
 ) -> None:
     """Resolve what the local stack needs beyond Python with Maven (Kafka, Connect, Debezium,
     Apicurio Registry), pinned by checksum, into a shared cache; offline once cached."""
-    from binlake import jvm_artifacts
 
     settings = _settings()
     if record_checksums:
@@ -79,7 +98,6 @@ def up(
     no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
 ) -> None:
     """Start the local stack (MariaDB, Kafka, Connect + Debezium, bronze worker, Dagster)."""
-    from binlake.local_stack.stack import LocalStack
 
     stack = LocalStack(_settings())
     try:
@@ -108,7 +126,6 @@ def _print_addresses(settings: Settings) -> None:
 @app.command()
 def down() -> None:
     """Stop everything `binlake up` started under this state directory."""
-    from binlake.local_stack.stack import LocalStack
 
     stack = LocalStack(_settings())
     if stack.down():
@@ -124,9 +141,7 @@ def status(
     """Each component's state, the connector's and its tasks' state (last error, how long capture
     has been stopped) and, per table, source rows, newest bronze file, the bronze writer's lag
     (records and seconds behind the newest source commit) and silver rows."""
-    from dataclasses import asdict
 
-    from binlake.local_stack.stack import LocalStack
     from binlake.status import collect_capture_status, collect_table_status
 
     stack = LocalStack(_settings())
@@ -252,9 +267,6 @@ def replay(
     Stop the group's consumers first. For the bronze writer's group, offsets bronze holds are
     skipped when read again and lost bronze files are written again: never a duplicate.
     """
-    from confluent_kafka import KafkaException
-
-    from binlake.bronze.replay import apply_replay, plan_replay_request
 
     settings = _stack_settings()
     try:
@@ -306,9 +318,9 @@ def rebuild(
 
     Written as a Delta table of its own under <lake>/rebuilds/; live silver is never touched.
     """
-    from binlake.silver.pii import PiiPolicy
-    from dagster_defs.resources import BronzeLake, SilverLake
-    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+    from binlake.bronze.reader import BronzeReader
+    from binlake.silver.rebuild import AsOf, rebuild_silver
+    from binlake.silver.tables import SilverTables
 
     settings = _settings()
     if table not in settings.tables:
@@ -318,8 +330,8 @@ def rebuild(
         raise typer.Exit(2)
     try:
         rebuilt = rebuild_silver(
-            BronzeLake(storage_url=settings.lake_url),
-            SilverLake(storage_url=settings.lake_url),
+            BronzeReader.from_url(settings.lake_url),
+            SilverTables(settings.lake_url),
             PiiPolicy.from_settings(settings.silver),
             table,
             AsOf.parse(as_of),
@@ -367,15 +379,6 @@ def resync(
     The re-read rows reach bronze as snapshot reads; once silver has merged them, silver's
     sweep removes the rows the source no longer has, and silver equals the source.
     """
-    import time
-
-    from binlake.silver.resync import (
-        ResyncProgress,
-        give_up,
-        request_resync,
-        resync_in_progress,
-        wait_for_completion,
-    )
 
     settings = _stack_settings()
     if table not in settings.tables:
@@ -435,7 +438,6 @@ def compact(
     What the `bronze_compaction` Dagster job runs; safe beside it (the swap is one manifest line
     under the manifest's lock) and beside the bronze worker.
     """
-    from compactor.run import plan_pass, run_compaction
 
     settings = _settings()
     if dry_run:
@@ -484,8 +486,6 @@ def demo(
         summary_json.write_text(json.dumps(summary.as_json(), indent=2, default=str))
         console.print(f"summary written to {summary_json}")
     if stop:
-        from binlake.local_stack.stack import LocalStack
-
         LocalStack(_settings()).down()
         console.print("stack stopped")
     if not summary.lake_equals_source:
@@ -495,10 +495,6 @@ def demo(
 @connector_app.command("register")
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
-    from binlake.silver.resync import resync_added_tables
-    from cdc.connect_client import ConnectClient
-    from cdc.connector_config import build_connector_config, request_limit_bytes
-    from cdc.topic_limits import raise_topic_limits
 
     settings = _stack_settings()
     client = ConnectClient(settings.connect.url)
@@ -519,14 +515,12 @@ def connector_register() -> None:
 @connector_app.command("status")
 def connector_status() -> None:
     """Connector and task states."""
-    from cdc.connect_client import ConnectClient
 
     settings = _stack_settings()
     console.print(ConnectClient(settings.connect.url).get_status(settings.connect.connector_name))
 
 
 def _connector_action(action: str) -> None:
-    from cdc.connect_client import ConnectClient
 
     settings = _stack_settings()
     getattr(ConnectClient(settings.connect.url), action)(settings.connect.connector_name)

@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from binlake.errors import GroupInUseError, ReplayError
+from binlake.retry import Backoff, retry_with_backoff
 
 TIMEOUT_SECONDS = 15.0
 # A read gives up when neither a record nor the end of the partition came for this long.
@@ -44,6 +45,15 @@ _COORDINATOR_NOT_READY = (
     KafkaError.NOT_COORDINATOR,
 )
 _IDLE_STATES = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
+
+
+def _coordinator_loading(exc: Exception) -> bool:
+    """A new broker loads its group coordinator (__consumer_offsets) on first use and says so
+    (COORDINATOR_LOAD_IN_PROGRESS, retriable): ask again."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return error.code() in _COORDINATOR_NOT_READY or error.retriable()
 
 
 Record = tuple[bytes | None, bytes | None, int]  # key, value, Kafka timestamp ms
@@ -103,21 +113,11 @@ class GroupOffsetsClient:
         request = ConsumerGroupTopicPartitions(
             group, [TopicPartition(topic, p) for p in partitions]
         )
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                answer = self.admin.list_consumer_group_offsets([request])[group].result(
-                    self.timeout
-                )
-                break
-            except KafkaException as exc:
-                # A new broker loads its group coordinator (__consumer_offsets) on first use
-                # and says so (COORDINATOR_LOAD_IN_PROGRESS, retriable): ask again.
-                error = exc.args[0]
-                loading = error.code() in _COORDINATOR_NOT_READY or error.retriable()
-                if not loading or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        answer = retry_with_backoff(
+            lambda: self.admin.list_consumer_group_offsets([request])[group].result(self.timeout),
+            Backoff(first=0.2, longest=0.2, give_up_after=self.timeout),
+            retry_if=_coordinator_loading,
+        )
         return {
             tp.partition: None if tp.offset < 0 else tp.offset for tp in answer.topic_partitions
         }

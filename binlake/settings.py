@@ -29,6 +29,12 @@ LOCAL_PII_KEY = "binlake-local-pii-key"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]+$")
 
 
+def _is_dotted_name(name: str, parts: int) -> bool:
+    """`name` is `parts` plain identifiers joined by dots (`<db>.<table>`: 2)."""
+    split = name.split(".")
+    return len(split) == parts and all(_IDENTIFIER.match(part) for part in split)
+
+
 def _none_from_text(value: object) -> object:
     """An optional setting left unset: `Settings.env()` passes None to child processes as the
     text "None", and an empty variable unsets too."""
@@ -158,8 +164,7 @@ class ConnectSettings(BaseModel):
     @classmethod
     def _qualified_columns(cls, value: dict[str, int] | list[str]) -> dict[str, int] | list[str]:
         for name in value:
-            parts = name.split(".")
-            if len(parts) != 3 or not all(_IDENTIFIER.match(p) for p in parts):
+            if not _is_dotted_name(name, 3):
                 raise ValueError(f"column {name!r} must be <db>.<table>.<column>")
         if isinstance(value, dict):
             for name, chars in value.items():
@@ -452,8 +457,7 @@ class Settings(BaseSettings):
     @classmethod
     def _qualified_tables(cls, value: list[str]) -> list[str]:
         for name in value:
-            parts = name.split(".")
-            if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+            if not _is_dotted_name(name, 2):
                 raise ValueError(f"table {name!r} must be <db>.<table> with plain identifiers")
         return value
 

@@ -8,16 +8,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pymysql
 
-from binlake.bronze.consumer_lag import TableLag, lag_or_reason, measure_consumer_lag
+from binlake.bronze.consumer_lag import (
+    TableLag,
+    lag_or_reason,
+    measure_consumer_lag,
+    records_text,
+    seconds_text,
+)
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.local_stack.components import dagster_home
 from binlake.settings import Settings
 from binlake.source_db import count_rows
 from binlake.storage import LakeStorage
 from cdc.connect_client import ConnectClient
 from cdc.connector_health import HealthState, iso, summarize_trace
 from cdc.health_watch import CONNECT_RETRY_SECONDS, observe
+from dagster_defs.health.sensors import load_health_state
+from dagster_defs.keys import silver_key
+from dagster_defs.read import read_layer_table
 
 
 @dataclass(frozen=True)
@@ -36,20 +47,13 @@ class TableStatus:
     lag_seconds: float | None = None
 
     def lag_records_text(self) -> str:
-        if self.lag_records is None:
-            return self.lag_state
-        return f"{self.lag_records}" if self.lag_records_exact else f">= {self.lag_records}"
+        return records_text(self.lag_state, self.lag_records, self.lag_records_exact)
 
     def lag_seconds_text(self) -> str:
-        if self.lag_state != "ok":
-            return self.lag_state
-        return "?" if self.lag_seconds is None else f"{self.lag_seconds:.0f} s"
+        return seconds_text(self.lag_state, self.lag_seconds)
 
 
 def collect_table_status(settings: Settings) -> list[TableStatus]:
-    from dagster_defs.keys import silver_key
-    from dagster_defs.read import read_layer_table
-
     newest: dict[str, ManifestEntry] = {}
     files: dict[str, int] = {}
     # The files bronze holds: not those compacted away or expired, nor a retention line.
@@ -216,11 +220,6 @@ def _newest_change_commit(settings: Settings) -> float | None:
 
 def _health_state(settings: Settings) -> HealthState | None:
     """The connector_health sensor's state from the Dagster instance, if one is reachable."""
-    import dagster as dg
-
-    from binlake.local_stack.components import dagster_home
-    from dagster_defs.health.sensors import load_health_state
-
     home = os.environ.get("DAGSTER_HOME") or str(dagster_home(settings))
     if not (Path(home) / "dagster.yaml").is_file():
         return None

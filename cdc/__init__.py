@@ -2,7 +2,9 @@
 
 - `connector_config`: the one Debezium MySQL connector config (local stack and production).
 - `connect_client`: Kafka Connect REST client to register, watch, pause and restart it.
-- `envelope`: decodes Debezium change records (JsonConverter with schemas) into `ChangeEvent`s
-  whose row values and Arrow schema come from the record's Connect schema.
+- `envelope`: the decoded change, `ChangeEvent` (row, Arrow schema, key, `SourcePosition`), and
+  its construction from an envelope's payload.
+- `connect_schema`: a record's Connect schema -> Arrow column types and value converters.
+- `json_decoding`: `ChangeEvent`s from JsonConverter records (with schemas): `decode_change`.
 - `avro`: the same `ChangeEvent`s from AvroConverter records (Confluent wire format + registry).
 """

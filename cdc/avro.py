@@ -5,9 +5,9 @@ Writer schemas come from the registry (`GET /schemas/ids/<id>`) once per id and 
 
 Debezium's AvroConverter keeps each field's Connect schema in Avro properties (`connect.name`,
 `connect.parameters`, `connect.type`), so an Avro schema is translated back into the Connect
-schema and the JSON path's type mapping (`cdc.envelope`) is reused unchanged. Avro logical
+schema and the JSON path's type mapping (`cdc.connect_schema`) is reused unchanged. Avro logical
 types are removed before reading: fastavro would otherwise turn decimals and dates into Python
-objects its own way, and `cdc.envelope` already converts the raw values.
+objects its own way, and `cdc.connect_schema` already converts the raw values.
 """
 
 from __future__ import annotations
@@ -25,14 +25,8 @@ from fastavro.schema import SchemaParseException
 from binlake.errors import DecodeError, RetriableError
 
 from .column_defaults import CONNECT_DEFAULT_UNKNOWN
-from .envelope import (
-    ChangeEvent,
-    KeyPlan,
-    SchemaChangeRecord,
-    ValuePlan,
-    event_from_payload,
-    tombstone_from_key,
-)
+from .connect_schema import KeyPlan, ValuePlan
+from .envelope import ChangeEvent, SchemaChangeRecord, event_from_payload, tombstone_from_key
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5
@@ -266,7 +260,7 @@ class ConfluentAvroDecoder:
     def decode_change(
         self, key: bytes | None, value: bytes | None, *, topic: str, topic_prefix: str
     ) -> ChangeEvent:
-        """Like `cdc.envelope.decode_change`, for AvroConverter output."""
+        """Like `cdc.json_decoding.decode_change`, for AvroConverter output."""
         if value is None:
             if key is None:
                 raise DecodeError("record has neither key nor value")

@@ -10,20 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    stop_any,
-    wait_exponential,
-)
 
 from binlake.errors import ConnectError
+from binlake.retry import Backoff, retry_with_backoff
 
 from .connector_config import MASK, secret_values
 
@@ -55,6 +49,11 @@ class TaskStatus:
     trace: str | None = None
 
 
+def all_running(connector_state: str, tasks: tuple[TaskStatus, ...]) -> bool:
+    """The connector and at least one task are RUNNING, and no task is in another state."""
+    return connector_state == RUNNING and bool(tasks) and all(t.state == RUNNING for t in tasks)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorStatus:
     """A connector's state and that of its tasks (`GET /connectors/<name>/status`)."""
@@ -68,11 +67,7 @@ class ConnectorStatus:
     @property
     def is_running(self) -> bool:
         """The connector and at least one task are RUNNING, and no task is in another state."""
-        return (
-            self.state == RUNNING
-            and bool(self.tasks)
-            and all(task.state == RUNNING for task in self.tasks)
-        )
+        return all_running(self.state, self.tasks)
 
     @property
     def is_failed(self) -> bool:
@@ -279,17 +274,18 @@ class ConnectClient:
     def _request(
         self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any
     ) -> httpx.Response:
-        stop = stop_any(
-            stop_after_delay(self._retry_for_s), stop_after_attempt(max(self._max_attempts, 1))
+        backoff = Backoff(
+            first=0.2,
+            longest=2.0,
+            give_up_after=self._retry_for_s,
+            max_attempts=max(self._max_attempts, 1),
         )
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop,
-            wait=wait_exponential(multiplier=0.2, max=2.0),
+        return retry_with_backoff(
+            partial(self._request_once, method, path, allow, kwargs),
+            backoff,
+            retry_if=_is_transient,
             sleep=self._sleep,
-            reraise=True,
         )
-        return retrying(self._request_once, method, path, allow, kwargs)
 
     def _request_once(
         self, method: str, path: str, allow: tuple[int, ...], kwargs: dict[str, Any]

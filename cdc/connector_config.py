@@ -118,7 +118,7 @@ def build_connector_config(settings: Settings) -> dict[str, str]:
         # signal table): a resync's end is known once Connect has committed an offset past a
         # fence signal written after Debezium's COMPLETED (binlake.silver.resync.check_completion).
         "heartbeat.interval.ms": "2000",
-        # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.envelope decodes them.
+        # Exact decimals as Connect Decimal (unscaled bytes + scale); cdc.connect_schema decodes them.
         "decimal.handling.mode": "precise",
         # BIGINT UNSIGNED above 2**63 - 1 would wrap to a negative long; as a Decimal(20,0) it
         # stays exact.

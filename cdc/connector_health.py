@@ -37,7 +37,7 @@ from typing import Any
 
 from binlake.settings import Settings
 
-from .connect_client import FAILED, RUNNING, ConnectorStatus, TaskStatus
+from .connect_client import FAILED, ConnectorStatus, TaskStatus, all_running
 
 PAUSED_STATES = frozenset({"PAUSED", "STOPPED"})
 UNREACHABLE = "UNREACHABLE"  # pseudo-state: Connect did not answer
@@ -143,11 +143,7 @@ class Observation:
 
     @property
     def running(self) -> bool:
-        return (
-            self.state == RUNNING
-            and bool(self.tasks)
-            and all(task.state == RUNNING for task in self.tasks)
-        )
+        return all_running(self.state, self.tasks)
 
     @property
     def paused(self) -> bool:
@@ -240,61 +236,71 @@ class Decision:
         return Action.RECOVERED in self.actions
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One health check: the state before it, what Connect reported, when, under which policy."""
+
+    previous: HealthState
+    observed: Observation
+    now: float
+    policy: HealthPolicy
+
+    @property
+    def checked(self) -> dict[str, Any]:
+        """What every next state records of this check."""
+        return {"last_checked_at": self.now, "last_observed": self.observed.describe()}
+
+    def unchanged(self, action: Action, reason: str, *, capture_stopped: bool) -> Decision:
+        """A decision that leaves the episode as it is, only noting this check."""
+        return Decision(
+            (action,),
+            replace(self.previous, **self.checked),
+            reason,
+            capture_stopped=capture_stopped,
+            observation=self.observed,
+        )
+
+
 def decide(
     previous: HealthState, observed: Observation, now: float, policy: HealthPolicy
 ) -> Decision:
     """The next state and the actions to take now (pure; `now` is epoch seconds)."""
-    checked = {"last_checked_at": now, "last_observed": observed.describe()}
+    check = _Check(previous, observed, now, policy)
     if observed.running:
-        return _on_running(previous, observed, now, policy, checked)
+        return _on_running(check)
     if not observed.capture_stopped:
         # PAUSED/STOPPED by an operator, or UNASSIGNED/RESTARTING while Connect moves tasks:
         # nothing to restart; a failure episode in progress stays open.
         what = "paused by an operator" if observed.paused else "in transition"
         action = Action.NOTHING if previous.phase == Phase.HEALTHY else Action.WAIT
-        return Decision(
-            (action,),
-            replace(previous, **checked),
-            f"{observed.describe()}: {what}",
-            capture_stopped=False,
-            observation=observed,
-        )
+        return check.unchanged(action, f"{observed.describe()}: {what}", capture_stopped=False)
     if (
         previous.phase == Phase.RESTARTED
         and observed.restartable
         and previous.last_restart_at is not None
         and now - previous.last_restart_at < RESTART_VISIBLE_SECONDS
     ):
-        return Decision(
-            (Action.WAIT,),
-            replace(previous, **checked),
+        return check.unchanged(
+            Action.WAIT,
             f"{observed.describe()}: restart #{previous.restarts} at "
             f"{iso(previous.last_restart_at)} not visible in the status yet",
             capture_stopped=True,
-            observation=observed,
         )
-    return _on_stopped(previous, observed, now, policy, checked)
+    return _on_stopped(previous, observed, now, policy, check.checked)
 
 
-def _on_running(
-    previous: HealthState,
-    observed: Observation,
-    now: float,
-    policy: HealthPolicy,
-    checked: dict[str, Any],
-) -> Decision:
+def _on_running(check: _Check) -> Decision:
+    previous, observed, now, policy = check.previous, check.observed, check.now, check.policy
     if previous.phase == Phase.HEALTHY:
-        return Decision(
-            (Action.NOTHING,),
-            replace(previous, **checked),
-            f"{observed.describe()}",
-            capture_stopped=False,
-            observation=observed,
-        )
+        return check.unchanged(Action.NOTHING, observed.describe(), capture_stopped=False)
     if previous.phase == Phase.FAILED:
         # Restarted by someone else (an operator, a worker restart): on probation as if by us.
         state = replace(
-            previous, phase=Phase.RESTARTED, last_restart_at=now, next_restart_at=None, **checked
+            previous,
+            phase=Phase.RESTARTED,
+            last_restart_at=now,
+            next_restart_at=None,
+            **check.checked,
         )
         return Decision(
             (Action.WAIT,),
@@ -306,18 +312,16 @@ def _on_running(
         )
     restarted_at = previous.last_restart_at if previous.last_restart_at is not None else now
     if now - restarted_at < policy.probation_seconds:
-        return Decision(
-            (Action.WAIT,),
-            replace(previous, **checked),
+        return check.unchanged(
+            Action.WAIT,
             f"{observed.describe()} since the restart at {iso(restarted_at)}; recovered once it "
             f"has been reported RUNNING for {policy.probation_seconds:g} s (Connect reports a "
             f"task's death up to {policy.failure_report_lag_seconds:g} s late)",
             capture_stopped=False,
-            observation=observed,
         )
     return Decision(
         (Action.RECOVERED,),
-        HealthState(**checked),
+        HealthState(**check.checked),
         f"{observed.describe()}: recovered after {previous.restarts} restart(s); capture was "
         f"stopped from {iso(previous.stopped_since)}",
         capture_stopped=False,

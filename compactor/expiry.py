@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from binlake.bronze.layout import hour_end
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
-from compactor.plan import hour_end
 from compactor.rewrite import offset_runs
 
 RETENTION_REASON = "retention"

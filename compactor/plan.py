@@ -11,12 +11,11 @@ again, the compacted file and the new file are compacted together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from binlake.bronze.layout import hour_end
 from binlake.bronze.manifest import ManifestEntry, live_entries
 from binlake.settings import CompactorSettings
-
-HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,6 @@ class CompactionGroup:
             f"{self.table} {self.topic}[{self.partition}] hour {self.partition_key}: "
             f"{len(self.files)} files, {self.rows} rows, {self.input_bytes} bytes"
         )
-
-
-def hour_end(partition_key: str) -> datetime:
-    return datetime.strptime(partition_key, HOUR_KEY_FORMAT).replace(tzinfo=UTC) + timedelta(
-        hours=1
-    )
 
 
 def is_closed(

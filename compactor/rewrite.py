@@ -16,15 +16,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from binlake.bronze.layout import OFFSET, SOURCE_TS_MS, compacted_file_path
+from binlake.bronze.layout import (
+    COMPACTION_ROTATION_REASON,
+    OFFSET,
+    SOURCE_TS_MS,
+    compacted_file_path,
+)
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.bronze.parquet_format import to_parquet_bytes
 from binlake.errors import FinalError, RetriableError
 from binlake.storage import LakeStorage
 from compactor.digest import row_digest
 from compactor.plan import CompactionGroup
-
-ROTATION_REASON = "compaction"
 
 
 class CompactionMismatchError(FinalError):
@@ -103,7 +106,7 @@ def compact_group(storage: LakeStorage, manifest: Manifest, group: CompactionGro
         partition_key=group.partition_key,
         bytes=len(data),
         written_at=time.time(),
-        rotation_reason=ROTATION_REASON,
+        rotation_reason=COMPACTION_ROTATION_REASON,
         primary_key=primary_key,
         min_source_ts_ms=pc.min(timestamps).as_py(),
         max_source_ts_ms=pc.max(timestamps).as_py(),

@@ -9,9 +9,8 @@ agent; tests feed it directly.
 A record is dead-lettered, never retried and never allowed to stop its partition, when it is
 bad by itself: its topic cannot name a bronze path (checked before any path is built), it is
 larger than `bronze.max_message_bytes` (checked before decoding), it is not a Debezium change
-event (the decoder's `DecodeError`), or a value contradicts its column's type (checked here,
-because the decoder passes plain JSON numbers, strings and booleans through unchecked and
-pyarrow would otherwise fail on the whole file at flush time, over and over). Each dead letter
+event (the decoder's `DecodeError`), or a value contradicts its column's type
+(`streams.value_checks`). Each dead letter
 is written to the lake's `_dead_letter` area at once and queued in `pending_dead_letters` for
 the caller to publish to the dead-letter topic before it acks the record.
 
@@ -23,13 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
-
-import pyarrow as pa
 
 from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
 from binlake.bronze.manifest import Manifest
@@ -37,21 +32,17 @@ from binlake.errors import DecodeError, FinalError, RetriableError, StorageUnava
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
-from cdc.envelope import SchemaChangeRecord, decode_change
+from cdc.envelope import SchemaChangeRecord
+from cdc.json_decoding import decode_change
 from streams.dead_letter import DeadLetter, DeadLetters
-from streams.partition_writer import (
-    DEFAULT_FLUSH_BYTES,
-    PartitionWriter,
-    Released,
-    RotationReason,
-)
+from streams.flush_policy import FlushPolicy
+from streams.outage import Outage
+from streams.partition_writer import PartitionWriter, Released, RotationReason
+from streams.value_checks import RowChecks
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
-
-# While an outage lasts, the log is reminded of it this often (plus once at start and end).
-OUTAGE_REMINDER_SECONDS = 30.0
 
 
 class PartitionFailedError(FinalError):
@@ -89,77 +80,6 @@ class WorkerStats:
     already_in_bronze: int = 0
 
 
-class Outage:
-    """Reports one kind of outage in the log: once when it starts, reminders, once when it ends.
-
-    Callers that retry report each failed attempt with `failed(exc, key)`, `key` naming what
-    failed (a topic-partition), and `cleared(key)` once that same thing worked again. The log
-    gets an error line when the first key fails, a reminder every `remind_every` seconds while
-    any key is still failing, and one line when the last one is cleared: never a line per record
-    or per attempt, and no flapping when one table's directory fails while another's works.
-    """
-
-    def __init__(
-        self,
-        what: str,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        remind_every: float = OUTAGE_REMINDER_SECONDS,
-        consequence: str = "",
-        logger: logging.Logger = log,
-    ):
-        self.what = what
-        self.clock = clock
-        self.remind_every = remind_every
-        self.consequence = consequence
-        self.log = logger
-        self.since: float | None = None
-        self.failing: set[Hashable] = set()
-        self.failures = 0  # failed attempts in the current episode
-        self.episodes = 0
-        self._last_report = 0.0
-
-    @property
-    def ongoing(self) -> bool:
-        return self.since is not None
-
-    def failed(self, exc: BaseException, key: Hashable, where: str = "") -> None:
-        now = self.clock()
-        at = f" ({where})" if where else ""
-        self.failing.add(key)
-        if self.since is None:
-            self.since, self._last_report, self.failures = now, now, 1
-            self.episodes += 1
-            self.log.error("%s unavailable%s: %s. %s", self.what, at, exc, self.consequence)
-            return
-        self.failures += 1
-        if now - self._last_report >= self.remind_every:
-            self._last_report = now
-            self.log.warning(
-                "%s still unavailable after %.0fs and %d failed attempts%s: %s",
-                self.what,
-                now - self.since,
-                self.failures,
-                at,
-                exc,
-            )
-
-    def cleared(self, key: Hashable) -> None:
-        if key not in self.failing:
-            return
-        self.failing.discard(key)
-        if self.failing or self.since is None:
-            return
-        self.log.warning(
-            "%s available again after %.1fs and %d failed attempts",
-            self.what,
-            self.clock() - self.since,
-            self.failures,
-        )
-        self.since = None
-        self.failures = 0
-
-
 class BronzeWorker:
     """Routes records to per-partition writers; see the module docstring."""
 
@@ -168,9 +88,7 @@ class BronzeWorker:
         storage: LakeStorage,
         *,
         topic_prefix: str,
-        flush_rows: int,
-        flush_seconds: float,
-        flush_bytes: int = DEFAULT_FLUSH_BYTES,
+        flush_policy: FlushPolicy,
         max_message_bytes: int | None = None,
         manifest: Manifest | None = None,
         dead_letters: DeadLetters | None = None,
@@ -180,9 +98,7 @@ class BronzeWorker:
     ):
         self.storage = storage
         self.topic_prefix = topic_prefix
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.flush_bytes = flush_bytes
+        self.flush_policy = flush_policy
         self.max_message_bytes = max_message_bytes
         self.manifest = manifest or Manifest(storage)
         self.dead_letters = dead_letters or DeadLetters(storage, wall_clock=wall_clock)
@@ -206,7 +122,7 @@ class BronzeWorker:
         self._manifest_cursor = 0
         self._manifest_stale = True
         self.failed: dict[TopicPartition, tuple[int, BaseException]] = {}
-        self._row_checks = _RowChecks()
+        self._row_checks = RowChecks()
         self._topic_verdicts: dict[str, str | None] = {}
 
     @classmethod
@@ -219,9 +135,7 @@ class BronzeWorker:
         return cls(
             LakeStorage.from_url(settings.lake_url),
             topic_prefix=settings.kafka.topic_prefix,
-            flush_rows=settings.bronze.flush_rows,
-            flush_seconds=settings.bronze.flush_seconds,
-            flush_bytes=settings.bronze.flush_bytes,
+            flush_policy=FlushPolicy.from_settings(settings.bronze),
             max_message_bytes=settings.bronze_max_message_bytes,
             **kwargs,
         )
@@ -343,9 +257,7 @@ class BronzeWorker:
                 partition,
                 storage=self.storage,
                 manifest=self.manifest,
-                flush_rows=self.flush_rows,
-                flush_seconds=self.flush_seconds,
-                flush_bytes=self.flush_bytes,
+                flush_policy=self.flush_policy,
                 resume_after=self._manifest_offsets.get((topic, partition), -1),
                 clock=self.clock,
                 wall_clock=self.wall_clock,
@@ -443,35 +355,22 @@ class BronzeWorker:
     def _dead_letter(
         self, writer: PartitionWriter, record: KafkaRecord, reason: str, error: str
     ) -> Released:
-        path = self.dead_letters.write(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            reason=reason,
-            timestamp_ms=record.timestamp_ms,
-            error=error,
-            headers=record.headers,
-        )
-        self.outage.cleared((record.topic, record.partition))  # the lake took a write
-        self.stats.dead_letters += 1
-        log.warning("%s[%d]@%d dead-lettered to %s: %s", *_where(record), path, reason)
-        self.pending_dead_letters.append(
+        letter = self.dead_letters.write(
             DeadLetter(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                reason=reason,
-                error=error,
-                timestamp_ms=record.timestamp_ms,
-                headers=record.headers,
-                path=path,
+                *_where(record),  # topic, partition, offset
+                record.key,
+                record.value,
+                reason,
+                error,
+                record.timestamp_ms,
+                record.headers,
                 token=record.token,
             )
         )
+        self.outage.cleared((record.topic, record.partition))  # the lake took a write
+        self.stats.dead_letters += 1
+        log.warning("%s[%d]@%d dead-lettered to %s: %s", *_where(record), letter.path, reason)
+        self.pending_dead_letters.append(letter)
         return writer.pass_over(record.offset, record.token)
 
     def _count(self, released: Released) -> Released:
@@ -484,210 +383,3 @@ _REVOKED = RotationReason.PARTITION_REVOKED
 
 def _where(record: KafkaRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
-
-
-# -- value checks ------------------------------------------------------------------------------
-
-ValueCheck = Callable[[Any], bool]
-
-_INT64_MAX = 2**63 - 1
-_NS_MIN = datetime(1677, 9, 21, 0, 12, 44)  # the range of int64 nanoseconds since the epoch
-_NS_MAX = datetime(2262, 4, 11, 23, 47, 16)
-_DURATION_MAX_US = timedelta(microseconds=_INT64_MAX)
-
-
-def _int_check(dtype: pa.DataType) -> ValueCheck:
-    bits = dtype.bit_width
-    if pa.types.is_unsigned_integer(dtype):
-        low, high = 0, 2**bits - 1
-    else:
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    # `type(v) is int` also refuses bool (an int subclass), as pyarrow does.
-    return lambda v: type(v) is int and low <= v <= high
-
-
-def _float_check(dtype: pa.DataType) -> ValueCheck:
-    # pyarrow takes an int into a float column only within the range the float represents
-    # exactly (2**24 for float32, 2**53 for float64).
-    limit = 2**24 if dtype.bit_width == 32 else 2**53
-
-    def check(v: Any) -> bool:
-        kind = type(v)
-        return kind is float or (kind is int and -limit <= v <= limit)
-
-    return check
-
-
-def _string_check(v: Any) -> bool:
-    if type(v) is not str:
-        return False
-    if v.isascii():
-        return True
-    try:  # json.loads accepts lone surrogates ("\ud800"), which Arrow strings cannot hold
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _binary_check(v: Any) -> bool:
-    return isinstance(v, bytes | bytearray | memoryview)
-
-
-def _decimal_check(dtype: pa.DataType) -> ValueCheck:
-    precision, scale = dtype.precision, dtype.scale
-    quantum = Decimal(1).scaleb(-scale)
-    integer_digits = precision - scale
-
-    def check(v: Any) -> bool:
-        if not isinstance(v, Decimal):
-            return False
-        # Fast path for what the decoder's converter makes (exponent exactly -scale): only the
-        # integer digits can overflow. `as_tuple()` alone costs several times this.
-        if v.same_quantum(quantum) and v.adjusted() < integer_digits:
-            return True
-        _, digits, exponent = v.as_tuple()
-        if not isinstance(exponent, int):  # NaN, Infinity
-            return False
-        if exponent < -scale:
-            # Rescaling to `scale` drops digits: only zeros may go, as Arrow refuses data loss.
-            dropped = -scale - exponent
-            if any(digits[-dropped:]):
-                return False
-            digits = digits[:-dropped] or (0,)
-            exponent = -scale
-        significant = len(digits) + (exponent + scale) if any(digits) else 1
-        return significant <= precision
-
-    return check
-
-
-def _timestamp_check(dtype: pa.DataType) -> ValueCheck:
-    if dtype.unit != "ns":
-        return lambda v: isinstance(v, datetime)
-
-    def check(v: Any) -> bool:
-        if not isinstance(v, datetime):
-            return False
-        naive = v.replace(tzinfo=None)
-        return _NS_MIN <= naive <= _NS_MAX
-
-    return check
-
-
-def _date_check(v: Any) -> bool:
-    return isinstance(v, date)
-
-
-def _duration_check(v: Any) -> bool:
-    return isinstance(v, timedelta) and -_DURATION_MAX_US <= v <= _DURATION_MAX_US
-
-
-def value_check(dtype: pa.DataType) -> ValueCheck | None:
-    """A test that a Python value converts to `dtype` without error or loss; None: not checked.
-
-    Mirrors what `pa.Table.from_pylist` accepts for the types `cdc.envelope` produces, but
-    strictly: a value pyarrow would coerce with loss (1.5 into an int column) is refused too.
-    """
-    if pa.types.is_integer(dtype):
-        return _int_check(dtype)
-    if pa.types.is_floating(dtype):
-        return _float_check(dtype)
-    if pa.types.is_boolean(dtype):
-        return lambda v: type(v) is bool
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-        return _string_check
-    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
-        return _binary_check
-    if pa.types.is_decimal(dtype):
-        return _decimal_check(dtype)
-    if pa.types.is_timestamp(dtype):
-        return _timestamp_check(dtype)
-    if pa.types.is_date(dtype):
-        return _date_check
-    if pa.types.is_duration(dtype):
-        return _duration_check
-    return None
-
-
-def _inline_check(dtype: pa.DataType) -> str | None:
-    """`value_check(dtype)` as a Python expression over `v`, for the common types; else None."""
-    if pa.types.is_integer(dtype):
-        bits = dtype.bit_width
-        if pa.types.is_unsigned_integer(dtype):
-            low, high = 0, 2**bits - 1
-        else:
-            low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        return f"(type(v) is int and {low} <= v <= {high})"
-    if pa.types.is_boolean(dtype):
-        return "type(v) is bool"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-        return "(type(v) is str and (v.isascii() or _string_check(v)))"
-    return None
-
-
-RowCheck = Callable[[dict[str, Any]], str | None]
-
-
-def compile_row_check(schema: pa.Schema) -> RowCheck:
-    """One function testing every value of a row against `schema`: the first bad column or None.
-
-    It runs for every record, so it is generated as straight-line code, one `if` per column with
-    the common checks (integers, strings, booleans) inlined: looping over per-column check
-    functions cost about twice as much. Semantics are those of `value_check`.
-    """
-    namespace: dict[str, Any] = {"_string_check": _string_check}
-    lines = ["def first_bad(row):", "    get = row.get"]
-    for index, field in enumerate(schema):
-        expression = _inline_check(field.type)
-        if expression is None:
-            check = value_check(field.type)
-            if check is None:
-                continue
-            namespace[f"_check{index}"] = check
-            expression = f"_check{index}(v)"
-        name = repr(field.name)  # a str's repr is a valid, safely quoted literal
-        lines += [
-            f"    v = get({name})",
-            f"    if v is not None and not {expression}:",
-            f"        return {name}",
-        ]
-    lines.append("    return None")
-    # Generated from column names (as repr() literals) and integer bounds only, never from data.
-    code = compile("\n".join(lines), f"<row check of {len(schema)} columns>", "exec")
-    exec(code, namespace)  # noqa: S102
-    return namespace["first_bad"]
-
-
-class _RowChecks:
-    """Per row schema, its compiled row check (`compile_row_check`), made once per schema object.
-
-    The decoder caches one Arrow schema per distinct Connect schema, so looking a schema up by
-    identity is one dict hit per record; the schema itself is kept so its id is never reused.
-    """
-
-    MAX_SCHEMAS = 1024
-
-    def __init__(self) -> None:
-        self._plans: dict[int, tuple[pa.Schema, RowCheck]] = {}
-
-    def problem(self, row: dict[str, Any], schema: pa.Schema) -> str | None:
-        """Why `row` cannot be stored under `schema`, or None if every value fits."""
-        known = self._plans.get(id(schema))
-        if known is None or known[0] is not schema:
-            if len(self._plans) >= self.MAX_SCHEMAS:
-                self._plans.clear()
-            known = self._plans[id(schema)] = (schema, compile_row_check(schema))
-        name = known[1](row)
-        if name is None:
-            return None
-        value = row.get(name)
-        return (
-            f"column {name!r}: {_short(value)} ({type(value).__name__}) does not fit "
-            f"its schema type {schema.field(name).type}"
-        )
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,10 +16,11 @@ A rejected record goes to two places, both written before the record is acked:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -112,35 +113,23 @@ class DeadLetters:
     storage: LakeStorage
     wall_clock: Callable[[], float] = time.time
 
-    def write(
-        self,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        reason: str,
-        timestamp_ms: int | None = None,
-        error: str | None = None,
-        headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> str:
-        """Durably record one rejected record; returns its path relative to the lake root."""
-        path = dead_letter_path(topic, partition, offset)
+    def write(self, letter: DeadLetter) -> DeadLetter:
+        """Durably record one rejected record; returns it with its `path` in the lake."""
+        path = dead_letter_path(letter.topic, letter.partition, letter.offset)
         document = {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "timestamp_ms": timestamp_ms,
-            "key_b64": _b64(key),
-            "value_b64": _b64(value),
-            "headers": [[name, _b64(data)] for name, data in headers],
-            "reason": reason,
-            "error": error,
+            "topic": letter.topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "timestamp_ms": letter.timestamp_ms,
+            "key_b64": _b64(letter.key),
+            "value_b64": _b64(letter.value),
+            "headers": [[name, _b64(data)] for name, data in letter.headers],
+            "reason": letter.reason,
+            "error": letter.error,
             "dead_lettered_at": self.wall_clock(),
         }
         self.storage.write_atomic(path, json.dumps(document, sort_keys=True).encode())
-        return path
+        return dataclasses.replace(letter, path=path)
 
 
 # send(topic, key, value, headers) -> awaitable that completes once the broker has the record.
@@ -203,3 +192,55 @@ class DeadLetterPublisher:
             )
             await self._send(self.topic, None, b"", [*headers, (HEADER_OMITTED, note.encode())])
         self.published += 1
+
+
+class DeadLetterAcks:
+    """Acks held back until their record's dead letter is on the dead-letter topic.
+
+    A dead-lettered record's token may be released (by a flush of the rows around it) before its
+    dead letter is published: its ack waits here until `published()`. Tokens are known by id
+    (Faust events are not hashable by value).
+    """
+
+    def __init__(self) -> None:
+        # Ack tokens (by id) of dead letters not yet on the dead-letter topic, with their
+        # partition; a token released meanwhile is held back in `held`.
+        self.unpublished: dict[int, tuple[str, int]] = {}
+        self.held: dict[int, Any] = {}
+
+    def expect(self, letters: Iterable[DeadLetter]) -> None:
+        """`letters` are about to be published: hold their acks until they are."""
+        for letter in letters:
+            self.unpublished[id(letter.token)] = (letter.topic, letter.partition)
+
+    def ack(self, tokens: Iterable[Any]) -> None:
+        """Ack `tokens` in order, except those of unpublished dead letters (held instead)."""
+        for token in tokens:
+            if token is None:
+                continue
+            if id(token) in self.unpublished:
+                self.held[id(token)] = token  # acked once its dead letter is published
+                continue
+            token.ack()
+
+    def published(self, letter: DeadLetter) -> None:
+        """`letter` is on its topic: ack its record if its token was released meanwhile."""
+        self.unpublished.pop(id(letter.token), None)
+        held = self.held.pop(id(letter.token), None)
+        if held is not None:
+            held.ack()
+
+    def forget(self, letters: Iterable[DeadLetter]) -> None:
+        """Never ack these (not published, their partition revoked)."""
+        for letter in letters:
+            self.unpublished.pop(id(letter.token), None)
+            self.held.pop(id(letter.token), None)
+
+    def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Never ack the unpublished dead letters of revoked partitions: their next owner reads
+        and dead-letters those records again."""
+        gone = set(partitions)
+        for token_id, tp in list(self.unpublished.items()):
+            if tp in gone:
+                self.unpublished.pop(token_id)
+                self.held.pop(token_id, None)

@@ -42,6 +42,8 @@ from confluent_kafka.admin import OffsetSpec
 from binlake.consumer_groups import GroupOffsetsClient, Record
 from binlake.errors import ReplayError
 from binlake.settings import Settings
+from cdc.avro import ConfluentAvroDecoder
+from cdc.json_decoding import decode_change
 
 DEFAULT_READ_CAP = 10_000  # records counted per partition before "at least"
 TAIL_WINDOW = 64  # offsets read back from the LSO to find the newest record, doubled as needed
@@ -118,14 +120,24 @@ class TableLag:
     partitions: tuple[PartitionLag, ...] = ()
 
     def records_text(self) -> str:
-        if self.state != "ok":
-            return self.state
-        return f"{self.records}" if self.exact else f">= {self.records}"
+        return records_text(self.state, self.records, self.exact)
 
     def seconds_text(self) -> str:
-        if self.state != "ok":
-            return self.state
-        return "?" if self.seconds is None else f"{self.seconds:.0f} s"
+        return seconds_text(self.state, self.seconds)
+
+
+def records_text(state: str, records: int | None, exact: bool) -> str:
+    """Lag in records as `binlake status` and the sensors show it; the state when not measured."""
+    if state != "ok" or records is None:
+        return state
+    return f"{records}" if exact else f">= {records}"
+
+
+def seconds_text(state: str, seconds: float | None) -> str:
+    """Lag in seconds, "?" when no commit time could be read; the state when not measured."""
+    if state != "ok":
+        return state
+    return "?" if seconds is None else f"{seconds:.0f} s"
 
 
 def table_lag(
@@ -186,12 +198,8 @@ def debezium_commit_time(decode: Callable[..., Any], topic_prefix: str) -> Commi
 def commit_time_for(value_format: str, schema_registry_url: str, topic_prefix: str) -> CommitTime:
     """`debezium_commit_time` with the decoder the bronze writer uses for `value_format`."""
     if value_format == "avro":
-        from cdc.avro import ConfluentAvroDecoder
-
         decode: Callable[..., Any] = ConfluentAvroDecoder(schema_registry_url).decode_change
     else:
-        from cdc.envelope import decode_change
-
         decode = decode_change
     return debezium_commit_time(decode, topic_prefix)
 
@@ -319,3 +327,24 @@ def lag_or_reason(
     except (KafkaException, ReplayError) as exc:
         reason = f"unknown: {exc}"
         return {table: reason for table in tables}
+
+
+@dataclass(frozen=True)
+class ConsumerLagProbe:
+    """Where to measure a consumer group's lag: the broker, the group and how topics are named."""
+
+    bootstrap_servers: str
+    group: str
+    topic_prefix: str
+    value_format: str = "json"
+    schema_registry_url: str = ""
+    timeout_seconds: float = 5.0  # a caller waits at most about this for a broker that is down
+
+    def measure(self, tables: Sequence[str]) -> dict[str, TableLag | str]:
+        """Each table's lag, or why it is unknown (the broker did not answer)."""
+        commit_time = commit_time_for(
+            self.value_format, self.schema_registry_url, self.topic_prefix
+        )
+        client = GroupOffsetsClient(self.bootstrap_servers, timeout=self.timeout_seconds)
+        topics = {t: f"{self.topic_prefix}.{t}" for t in tables}
+        return lag_or_reason(lambda: measure_lag(client, commit_time, self.group, topics), tables)

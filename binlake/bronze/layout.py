@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 BRONZE_DIR = "bronze"
 DEAD_LETTER_DIR = "bronze/_dead_letter"
 MANIFEST_PATH = "bronze/_manifest/manifest.jsonl"
 OFFSET_DIGITS = 20
+HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"  # an hour's partition key, e.g. 2026-01-02-03:00
+# The rotation reason of a file the compactor wrote: the same rows as the files it replaces.
+COMPACTION_ROTATION_REASON = "compaction"
 
 # Provenance columns, present in every bronze row before the table's own columns.
 TOPIC = "_topic"
@@ -73,6 +76,13 @@ class HourBucket:
     @property
     def directory(self) -> str:
         return f"date={self.date}/hour={self.hour:02d}"
+
+
+def hour_end(partition_key: str) -> datetime:
+    """When the hour of `partition_key` (`YYYY-MM-DD-HH:00`, UTC) ends."""
+    return datetime.strptime(partition_key, HOUR_KEY_FORMAT).replace(tzinfo=UTC) + timedelta(
+        hours=1
+    )
 
 
 def is_safe_table_name(table: str) -> bool:

@@ -114,18 +114,3 @@ def to_parquet_bytes(arrow_table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(arrow_table, sink, compression=COMPRESSION)
     return sink.getvalue().to_pybytes()
-
-
-def encode_bronze_file(
-    topic: str,
-    partition: int,
-    records: Sequence[tuple[int, _Event]],
-    row_schema: pa.Schema,
-    *,
-    table: str,
-    primary_key: Sequence[str],
-) -> bytes:
-    """Parquet bytes of a bronze file holding `records` (see `build_table`)."""
-    return to_parquet_bytes(
-        build_table(topic, partition, records, row_schema, table=table, primary_key=primary_key)
-    )

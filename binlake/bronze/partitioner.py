@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from binlake.bronze.layout import HourBucket
 from binlake.errors import DecodeError
 from cdc.envelope import TOMBSTONE, TRUNCATE
 
-__all__ = ["TOMBSTONE", "TRUNCATE", "PreviousDelete", "event_time_ms", "hour_bucket", "key_of"]
+__all__ = ["TOMBSTONE", "TRUNCATE", "PreviousDelete", "event_time_ms", "key_of"]
 
 
 class _Source(Protocol):
@@ -77,12 +76,3 @@ def event_time_ms(
             f"op {event.op!r} record has no source.ts_ms and no Kafka timestamp to bucket it by"
         )
     return record_timestamp_ms
-
-
-def hour_bucket(
-    event: _Event,
-    record_timestamp_ms: int | None = None,
-    previous_delete: PreviousDelete | None = None,
-) -> HourBucket:
-    """The UTC hour bucket of `event` (see the module docstring)."""
-    return HourBucket.of_millis(event_time_ms(event, record_timestamp_ms, previous_delete))

@@ -37,9 +37,10 @@ and the bronze reader, so all three agree on what is compatible.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -149,6 +150,10 @@ class SchemaNeedsResync(FinalError):
         self.schema_version = schema_version  # the version the breaking step starts
         self.first_offset = first_offset  # its first record's offset in the table's partition
         self.first_position = first_position  # its binlog position, "file:pos", when known
+        # Per change, in order: what the bronze schema check and `binlake resync` report.
+        self.old_types = tuple(change.old_type for change in self.changes)
+        self.new_types = tuple(change.new_type for change in self.changes)
+        self.reasons = tuple(change.reason for change in self.changes)
         what = "; ".join(str(change) for change in self.changes)
         super().__init__(
             f"{table}: schema version {schema_version} cannot be applied exactly from the change "
@@ -159,18 +164,6 @@ class SchemaNeedsResync(FinalError):
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(c for change in self.changes for c in (change.columns or (change.column,)))
-
-    @property
-    def old_types(self) -> tuple[str, ...]:
-        return tuple(change.old_type for change in self.changes)
-
-    @property
-    def new_types(self) -> tuple[str, ...]:
-        return tuple(change.new_type for change in self.changes)
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return tuple(change.reason for change in self.changes)
 
 
 @dataclass(frozen=True)
@@ -185,22 +178,17 @@ class SchemaChange:
     changes: tuple[ColumnChange, ...] = ()
     breaking: tuple[BreakingChange, ...] = ()
 
-    # The first breaking change, for callers that report one column.
-    @property
-    def column(self) -> str | None:
-        return self.breaking[0].column if self.breaking else None
+    # The first breaking change's column, types and reason (None: not breaking), for callers
+    # that report one column.
+    column: str | None = dataclasses.field(init=False)
+    old_type: str | None = dataclasses.field(init=False)
+    new_type: str | None = dataclasses.field(init=False)
+    reason: str | None = dataclasses.field(init=False)
 
-    @property
-    def old_type(self) -> str | None:
-        return self.breaking[0].old_type if self.breaking else None
-
-    @property
-    def new_type(self) -> str | None:
-        return self.breaking[0].new_type if self.breaking else None
-
-    @property
-    def reason(self) -> str | None:
-        return self.breaking[0].reason if self.breaking else None
+    def __post_init__(self) -> None:
+        first = self.breaking[0] if self.breaking else None
+        for name in ("column", "old_type", "new_type", "reason"):
+            object.__setattr__(self, name, getattr(first, name, None))
 
     def describe(self) -> str:
         parts = [str(b) for b in self.breaking] + [str(c) for c in self.changes]
@@ -242,28 +230,23 @@ def fingerprint(schema: pa.Schema) -> str:
 # -- types ------------------------------------------------------------------------------------
 
 
+# A column type's family, by the first test it passes; a type of no family is its own.
+_FAMILIES: tuple[tuple[Callable[[pa.DataType], bool], str], ...] = (
+    (pa.types.is_integer, "integer"),
+    (pa.types.is_floating, "floating point"),
+    (pa.types.is_decimal, "decimal"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "binary"),
+    (pa.types.is_timestamp, "timestamp"),
+    (pa.types.is_duration, "duration"),
+    (pa.types.is_time, "time"),
+    (pa.types.is_date, "date"),
+    (pa.types.is_boolean, "boolean"),
+)
+
+
 def _family(t: pa.DataType) -> str:
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "floating point"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "binary"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_duration(t):
-        return "duration"
-    if pa.types.is_time(t):
-        return "time"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    return str(t)
+    return next((family for test, family in _FAMILIES if test(t)), str(t))
 
 
 def _compare(old: pa.DataType, new: pa.DataType) -> tuple[str, str]:

@@ -8,7 +8,10 @@ import polars as pl
 
 from binlake.demo.shop_schema import GOLD_ORDERS_BY_HOUR_STATUS_SQL
 from binlake.settings import Settings
+from binlake.silver.pii import PiiPolicy
 from binlake.source_db import connect_source
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, silver_key
+from dagster_defs.read import read_layer_table
 
 
 def source_table(settings: Settings, table: str) -> pl.DataFrame:
@@ -35,9 +38,6 @@ def source_table(settings: Settings, table: str) -> pl.DataFrame:
 
 
 def silver_without_provenance(settings: Settings, table: str) -> pl.DataFrame:
-    from dagster_defs.keys import silver_key
-    from dagster_defs.read import read_layer_table
-
     silver = read_layer_table(settings, silver_key(table))
     return silver.select([c for c in silver.columns if not c.startswith("_")])
 
@@ -60,8 +60,6 @@ def silver_equals_source(settings: Settings, table: str) -> bool:
     The source's personal-data columns are masked as silver masks them before comparing, so a
     match also shows the masking is consistent (same value, same digest).
     """
-    from binlake.silver.pii import PiiPolicy
-
     source = source_table(settings, table)
     source = PiiPolicy.from_settings(settings.silver).mask(source, table, source.columns, [])
     try:
@@ -84,9 +82,6 @@ def gold_from_source(settings: Settings) -> list[tuple]:
 
 
 def gold_from_lake(settings: Settings) -> list[tuple]:
-    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS
-    from dagster_defs.read import read_layer_table
-
     gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS).sort("hour", "status")
     return [
         (

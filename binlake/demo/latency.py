@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import polars as pl
+from dagster import DagsterInstance
 
 from binlake.bronze.layout import OP
 from binlake.bronze.manifest import Manifest
 from binlake.demo.workload import CommittedChange
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, ORDERS_TABLE
+from dagster_defs.read import read_layer_table
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -57,11 +60,6 @@ def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChang
 
 
 def commit_to_gold_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
-    from dagster import DagsterInstance
-
-    from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, ORDERS_TABLE
-    from dagster_defs.read import read_layer_table
-
     # Gold is partitioned by the hour an order was created: a change counts as in gold once
     # the partition of its order's hour was materialized with it.
     orders = read_layer_table(settings, ["silver", *ORDERS_TABLE.split(".")])

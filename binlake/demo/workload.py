@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pymysql
 
@@ -88,15 +89,18 @@ class ShopWorkload:
             time.sleep(max(0.0, next_at - time.monotonic()))
         tick(duration_s)
 
-    def _transaction(
-        self, action: Callable[[pymysql.cursors.Cursor], list[tuple[str, int, datetime]]]
-    ) -> None:
+    def _transaction(self, action: Callable[[pymysql.cursors.Cursor], list[Any]]) -> None:
         with self.conn.cursor() as cur:
             cur.execute("BEGIN")
             touched = action(cur)
             self.conn.commit()
         committed_at = time.time()
         self.counts.transactions += 1
+        self.record_committed(touched, committed_at)
+
+    def record_committed(self, touched: list[Any], committed_at: float) -> None:
+        """Keep the rows one transaction touched (what its action returned), committed at
+        `committed_at`. A workload that records more of each row overrides this."""
         self.changes.extend(
             CommittedChange(f"{self.db}.{table}", key, updated_at, committed_at)
             for table, key, updated_at in touched

@@ -1,9 +1,11 @@
-"""Find the programs the local stack runs, or say which one is missing and how to get it."""
+"""The programs the local stack runs: find them (or say which one is missing and how to get
+it), and run the one-off setup commands that prepare a component's home."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 from binlake.errors import ConfigurationError
 
@@ -26,3 +28,13 @@ def find_executable(name: str) -> str:
             f"{name} not found on PATH or in {', '.join(_EXTRA_DIRS)} ({hint})"
         )
     return found
+
+
+def run_setup_command(command: list[str], what: str) -> None:
+    """Run `command` to completion; ConfigurationError naming `what` and the end of its output
+    if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConfigurationError(
+            f"{what} failed ({result.returncode}): {(result.stdout + result.stderr)[-2000:]}"
+        )

@@ -9,13 +9,12 @@ the first time, is kept in the home with the data, because the quorum's voter re
 from __future__ import annotations
 
 import base64
-import subprocess
 import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from binlake.errors import ConfigurationError
+from binlake.local_stack.executables import run_setup_command
 from binlake.local_stack.network import free_port
 
 LOG4J2_CONFIG = Path(str(resources.files("binlake.local_stack") / "log4j2.properties"))
@@ -105,7 +104,7 @@ class KafkaBroker:
 
     def _format(self) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        result = subprocess.run(
+        run_setup_command(
             [
                 self.java,
                 f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
@@ -119,12 +118,5 @@ class KafkaBroker:
                 "--config",
                 str(self.config_file),
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            f"formatting the Kafka storage in {self.data_dir}",
         )
-        if result.returncode != 0:
-            raise ConfigurationError(
-                f"formatting the Kafka storage in {self.data_dir} failed ({result.returncode}): "
-                f"{(result.stdout + result.stderr)[-2000:]}"
-            )

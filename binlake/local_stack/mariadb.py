@@ -4,12 +4,10 @@ connector as what it is (no version disguise: `mysql.flavor = mariadb`)."""
 from __future__ import annotations
 
 import getpass
-import subprocess
 
 import pymysql
 
-from binlake.errors import ConfigurationError
-from binlake.local_stack.executables import find_executable
+from binlake.local_stack.executables import find_executable, run_setup_command
 from binlake.settings import Settings
 
 # What Debezium's binlog connectors need (MariaDB shows REPLICATION CLIENT as BINLOG MONITOR).
@@ -66,21 +64,15 @@ class MariaDBInstance:
         """Create the system tables once; returns False if the datadir already existed."""
         if (self.datadir / "mysql").exists():
             return False
-        result = subprocess.run(
+        run_setup_command(
             [
                 find_executable(self.settings.local.mariadb_install_db),
                 f"--defaults-file={self.config_file}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            "mariadb-install-db",
         )
-        if result.returncode != 0:
-            raise ConfigurationError(
-                f"mariadb-install-db failed ({result.returncode}): {result.stderr[-2000:]}"
-            )
         return True
 
     def server_command(self) -> list[str]:
@@ -97,23 +89,10 @@ class MariaDBInstance:
         table (idempotent)."""
         mysql = self.settings.mysql
         with self.admin_connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
-                (mysql.user, mysql.password.get_secret_value()),
-            )
-            # CREATE ... IF NOT EXISTS keeps an old password; a changed setting must apply.
-            cur.execute(
-                "ALTER USER %s@'%%' IDENTIFIED BY %s",
-                (mysql.user, mysql.password.get_secret_value()),
-            )
+            _ensure_user(cur, mysql.user, "%", mysql.password.get_secret_value())
             cur.execute(f"GRANT {CDC_GRANTS} ON *.* TO %s@'%%'", (mysql.user,))
-            cur.execute(
-                "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s",
-                (mysql.admin_user, mysql.admin_password.get_secret_value()),
-            )
-            cur.execute(
-                "ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s",
-                (mysql.admin_user, mysql.admin_password.get_secret_value()),
+            _ensure_user(
+                cur, mysql.admin_user, "127.0.0.1", mysql.admin_password.get_secret_value()
             )
             cur.execute(
                 "GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION",
@@ -124,3 +103,10 @@ class MariaDBInstance:
             signal_table = f"`{mysql.databases[0]}`.`{self.settings.resync.signal_table}`"
             cur.execute(f"CREATE TABLE IF NOT EXISTS {signal_table} ({SIGNAL_TABLE_COLUMNS})")
             cur.execute(f"GRANT {SIGNAL_TABLE_GRANTS} ON {signal_table} TO %s@'%%'", (mysql.user,))
+
+
+def _ensure_user(cur: pymysql.cursors.Cursor, user: str, host: str, password: str) -> None:
+    """Create `user`@`host` with `password`, or give an existing one that password."""
+    cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
+    # CREATE ... IF NOT EXISTS keeps an old password; a changed setting must apply.
+    cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))

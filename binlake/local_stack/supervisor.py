@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -224,8 +225,6 @@ class Supervisor:
 
 def _quote(part: str) -> str:
     # supervisord splits `command` with shlex; '%' starts its own %(name)s expansions.
-    import shlex
-
     return shlex.quote(part).replace("%", "%%")
 
 

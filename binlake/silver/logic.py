@@ -18,10 +18,6 @@ from binlake.errors import FinalError
 from binlake.silver.consumed import TruncatedAt
 from cdc.envelope import LEGACY_TOMBSTONE, TOMBSTONE, TRUNCATE
 
-# Provenance kept in silver next to the table's own columns.
-SILVER_PROVENANCE = (SOURCE_TS_MS, OFFSET, OP)
-_EMPTY_PROVENANCE_SCHEMA = {SOURCE_TS_MS: pl.Int64, OFFSET: pl.Int64, OP: pl.String}
-
 DELETE = "d"
 
 
@@ -95,44 +91,6 @@ def after_truncate(changes: pl.DataFrame, truncated_at: TruncatedAt | None) -> p
 def table_columns(changes: pl.DataFrame) -> list[str]:
     """The source table's own columns, in bronze order."""
     return [c for c in changes.columns if c not in PROVENANCE_COLUMNS]
-
-
-def current_state(changes: pl.DataFrame, primary_key: list[str]) -> pl.DataFrame:
-    """The latest version of every row that still exists.
-
-    For each key (the primary key, or every table column when the table has none) the change
-    latest in ``CHANGE_ORDER`` (binlog file, position, row, then Kafka offset) wins; keys whose
-    latest change is a delete are dropped. Tombstones carry no row and are ignored; a TRUNCATE
-    drops every change before it (see ``is_truncate``). Snapshot reads (``r``) count as inserts. Re-delivered duplicates of one change are
-    harmless: they share the binlog position and carry the same values.
-
-    Without a primary key a row is identified by all its values: an update appears as a new row
-    (the old version stays unless a delete of it was captured) and identical rows collapse.
-    """
-    if changes.width == 0:
-        return pl.DataFrame(schema=_EMPTY_PROVENANCE_SCHEMA)
-    missing = [c for c in (OP, *CHANGE_ORDER) if c not in changes.columns]
-    if missing:
-        raise FinalError(f"bronze changes lack provenance column(s) {missing}")
-    columns = table_columns(changes)
-    key = list(primary_key) or columns
-    absent = [c for c in key if c not in changes.columns]
-    if absent:
-        raise FinalError(f"primary key column(s) {absent} are not in bronze columns {columns}")
-    if not key:
-        raise FinalError("bronze changes carry no table columns")
-    keep = [*columns, *SILVER_PROVENANCE]
-    return (
-        after_truncate(changes, newest_truncate(changes))
-        .lazy()
-        .filter(is_row_change())
-        .sort(list(CHANGE_ORDER), nulls_last=False, maintain_order=True)
-        .unique(subset=key, keep="last", maintain_order=True)
-        .filter(pl.col(OP) != DELETE)
-        .select([c for c in keep if c in changes.columns])
-        .sort(key, nulls_last=False)
-        .collect()
-    )
 
 
 DELETED = "_deleted"

@@ -1,7 +1,9 @@
-"""One step shared by the silver asset and point-in-time rebuilds: bronze changes into a table.
+"""One step of every silver writer: bronze changes into a silver Delta table.
 
-The newest change per key wins, personal data is masked, and the result is merged into the
-Delta table in one commit that also records the offsets it now holds.
+Current state (the silver asset and point-in-time rebuilds, `merge_changes`): the newest change
+per key wins, personal data is masked, and the result is merged into the Delta table in one
+commit that also records the offsets it now holds. History (`append_history_changes`): every
+change becomes a version row, masked alike, appended in one commit with its offsets.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import polars as pl
 from binlake.bronze.manifest import ManifestEntry
 from binlake.silver.consumed import ConsumedOffsets
 from binlake.silver.delta_table import SCHEMA_VERSION_KEY, MergeStats, SilverDeltaTable
+from binlake.silver.history import HistoryStats, SilverHistoryTable, change_rows
 from binlake.silver.logic import latest_changes, newest_truncate, table_columns
 from binlake.silver.pii import PiiPolicy
 
@@ -75,3 +78,28 @@ def merge_changes(
         extra_metadata={SCHEMA_VERSION_KEY: str(schema_version)} if schema_version else None,
     )
     return MergedChanges(stats, pii.masked_columns(table, columns))
+
+
+@dataclass(frozen=True)
+class AppendedChanges:
+    stats: HistoryStats
+    masked_columns: list[str]
+
+
+def append_history_changes(
+    target: SilverHistoryTable,
+    table: str,
+    changes: pl.DataFrame,
+    primary_key: list[str],
+    consumed: ConsumedOffsets,
+    pii: PiiPolicy,
+    entries: Sequence[ManifestEntry] = (),
+) -> AppendedChanges:
+    """Append the bronze rows `changes` of `table` to its history; `consumed` gains their
+    offsets and files first."""
+    consumed.add_offsets(changes)
+    consumed.add_entries(entries)
+    columns = table_columns(changes)
+    rows = pii.mask(change_rows(changes, primary_key), table, columns, primary_key)
+    stats = target.append(rows, primary_key or columns, consumed, nullable_key=not primary_key)
+    return AppendedChanges(stats, pii.masked_columns(table, columns))

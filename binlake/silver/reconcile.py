@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from binlake.source_db import SourceDatabase, split_table
+
 DIGEST_MODULUS = 2**64
 UNIT_SEPARATOR = "\x1f"
 NULL_MARK = "\x1e"
@@ -108,6 +110,19 @@ def source_digest_sql(db: str, table: str, columns: list[ComparedColumn]) -> str
         f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(LEFT(MD5({row_text}), 16), 16, 10) AS "
         f"UNSIGNED)), 0) FROM `{db}`.`{table}`"
     )
+
+
+def source_content_digest(
+    source: SourceDatabase, table: str, columns: list[ComparedColumn]
+) -> tuple[int, int]:
+    """(row count, content digest) of `<db>.<table>`, computed by the server."""
+    db, name = split_table(table)
+    # TIMESTAMP columns as text in UTC, as silver holds them.
+    rows = source.query_with_session(
+        ["SET SESSION time_zone = '+00:00'"], source_digest_sql(db, name, columns)
+    )
+    count, digest = rows[0]
+    return int(count), int(digest)
 
 
 def silver_digest(silver: pl.DataFrame, columns: list[ComparedColumn]) -> int:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from binlake.bronze.layout import table_directory
 from binlake.settings import Settings
-from dagster_defs.freshness import freshness_policy
+from dagster_defs.freshness.policy import freshness_policy
 from dagster_defs.keys import BRONZE, TAG_LAYER, TAG_TABLE, bronze_key
 
 
@@ -31,7 +31,7 @@ def build_bronze_specs(
             tags={TAG_LAYER: BRONZE, TAG_TABLE: table},
             kinds={"parquet"},
             # Dagster's own freshness state in the UI: time since a file was last reported. The
-            # lag behind the source is the freshness check's (dagster_defs.freshness).
+            # lag behind the source is the freshness check's (dagster_defs.freshness.check).
             freshness_policy=freshness_policy(settings.freshness.bronze_minutes),
         )
         for table in settings.tables

@@ -15,7 +15,8 @@ from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.bronze.checks import build_schema_check
 from dagster_defs.bronze.continuity import build_continuity_check
 from dagster_defs.bronze.sensors import build_manifest_sensor
-from dagster_defs.freshness import build_freshness_check, build_freshness_sensor
+from dagster_defs.freshness.check import build_freshness_check
+from dagster_defs.freshness.sensor import build_freshness_sensor
 from dagster_defs.keys import BRONZE, bronze_key, hourly_partitions
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import dagster as dg
 
 from binlake.bronze.consumer_lag import TableLag
+from binlake.bronze.layout import COMPACTION_ROTATION_REASON
 from binlake.bronze.manifest import ManifestEntry
 from binlake.errors import ConfigurationError
 from binlake.settings import Settings
-from compactor.rewrite import ROTATION_REASON as COMPACTION_REASON
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake, ConsumerLagSource
 
@@ -84,10 +85,9 @@ def build_manifest_sensor(
             f"dagster.partitions_start={settings.dagster.partitions_start!r} gives no partitions"
         )
 
-    @dg.sensor(
+    @running_sensor(
         name=MANIFEST_SENSOR_NAME,
-        minimum_interval_seconds=settings.dagster.sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=settings.dagster.sensor_interval_seconds,
         description="Reads the bronze manifest from its byte-offset cursor and reports each new "
         "bronze file as a materialization of its table's hourly partition.",
     )
@@ -116,7 +116,7 @@ def build_manifest_sensor(
             if not entry.is_file:
                 expiries += 1  # files dropped by bronze retention: silver has them already
                 continue
-            if entry.rotation_reason == COMPACTION_REASON:
+            if entry.rotation_reason == COMPACTION_ROTATION_REASON:
                 compactions += 1  # the same rows in fewer files: nothing new to report
                 continue
             # Other entries that supersede a file are a replay writing a lost file again: its

@@ -11,6 +11,7 @@ import dagster as dg
 
 from binlake.settings import Settings
 from compactor.run import run_compaction
+from dagster_defs.declare import single_op_job
 
 COMPACTION_JOB_NAME = "bronze_compaction"
 COMPACTION_TAG = "binlake/compaction"
@@ -35,13 +36,10 @@ def build_compaction_job(settings: Settings) -> dg.JobDefinition:
         metadata = {k: v for k, v in summary.items() if k != "failed"}
         return dg.Output(summary, metadata=metadata)  # type: ignore[arg-type]
 
-    @dg.job(
+    return single_op_job(
+        compact_closed_bronze_hours,
         name=COMPACTION_JOB_NAME,
         tags={COMPACTION_TAG: "true"},
         description="Compacts closed bronze hours; started by the bronze_compaction sensor or "
         "by hand (binlake compact does the same from the command line).",
     )
-    def bronze_compaction() -> None:
-        compact_closed_bronze_hours()
-
-    return bronze_compaction

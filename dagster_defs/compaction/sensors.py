@@ -13,16 +13,16 @@ import dagster as dg
 
 from binlake.settings import Settings
 from compactor.run import plan_pass
+from dagster_defs.declare import running_sensor
 
 COMPACTION_SENSOR_NAME = "bronze_compaction_sensor"
 
 
 def build_compaction_sensor(settings: Settings, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(
+    @running_sensor(
         name=COMPACTION_SENSOR_NAME,
         job=job,
-        minimum_interval_seconds=settings.compactor.sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=settings.compactor.sensor_interval_seconds,
         description="Requests a compaction run when a closed bronze hour has small files "
         f"(closed: ended and quiet for {settings.compactor.grace_minutes:g} min) or bronze "
         "files are past compactor.bronze_retention_days.",

@@ -6,12 +6,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from binlake.gold.changed_hours import ORDER_TIME
+from binlake.gold.hour_window import orders_created_between
 from binlake.gold.logic import orders_by_hour_status
 from binlake.settings import Settings
 from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.automation import GOLD_CONDITION
-from dagster_defs.freshness import freshness_policy
+from dagster_defs.freshness.policy import freshness_policy
 from dagster_defs.gold.sensors import partition_key
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
@@ -69,13 +69,7 @@ def build_orders_by_hour_status_asset(
         start, end = _naive_utc(window.start), _naive_utc(window.end)
         orders_table = silver_lake.table(ORDERS_TABLE)
         items_table = silver_lake.table(ORDER_ITEMS_TABLE)
-        orders = orders_table.read_current(
-            where=[(ORDER_TIME, ">=", start), (ORDER_TIME, "<", end)]
-        )
-        ids = orders["id"].to_list() if "id" in orders.columns else []
-        items = items_table.read_current(where=[("order_id", "in", ids)] if ids else None)
-        if not ids:
-            items = items.clear()
+        orders, items = orders_created_between(orders_table, items_table, start, end)
         result = orders_by_hour_status(orders, items)
         by_hour = {
             partition_key(hour): frame

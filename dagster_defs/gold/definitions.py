@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from binlake.settings import Settings
-from dagster_defs.freshness import build_freshness_check
+from dagster_defs.freshness.check import build_freshness_check
 from dagster_defs.gold.assets import (
     build_changed_order_hours_spec,
     build_orders_by_hour_status_asset,

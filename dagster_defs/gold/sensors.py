@@ -15,10 +15,9 @@ import json
 from datetime import datetime
 
 import dagster as dg
-import polars as pl
 
-from binlake.gold.changed_hours import changed_order_hours, item_order_ids
-from binlake.silver.delta_table import SilverDeltaTable
+from binlake.gold.changed_hours import hours_touched_since
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
     GOLD_ORDERS_BY_HOUR_STATUS,
@@ -54,21 +53,10 @@ def partition_key(hour: datetime) -> str:
     return hour.strftime("%Y-%m-%d-%H:00")
 
 
-def _changes(table: SilverDeltaTable, since: int | None) -> tuple[pl.DataFrame, bool]:
-    """Rows changed after version `since`, and whether they are the whole current table instead
-    (first read, or no change feed for that range)."""
-    if since is not None:
-        changes = table.changes_since(since)
-        if changes is not None:
-            return changes, False
-    return table.read_current(), True
-
-
 def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.SensorDefinition:
-    @dg.sensor(
+    @running_sensor(
         name=CHANGED_HOURS_SENSOR_NAME,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=INTERVAL_SECONDS,
         description="Reads silver orders and order items commits since its cursor and reports "
         "the hours of order creation they touched, so gold recomputes those hours.",
     )
@@ -83,15 +71,14 @@ def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.
                 skip_reason=dg.SkipReason(f"no silver commit since versions {now}"),
                 cursor=json.dumps(now),
             )
-        order_changes, orders_whole = _changes(tables[ORDERS_TABLE], read.get(ORDERS_TABLE))
-        item_changes, items_whole = _changes(tables[ORDER_ITEMS_TABLE], read.get(ORDER_ITEMS_TABLE))
-        ids = item_order_ids(item_changes)
-        orders_of_items = (
-            tables[ORDERS_TABLE].read_current(where=[("id", "in", ids)]) if ids else pl.DataFrame()
+        touched = hours_touched_since(
+            tables[ORDERS_TABLE],
+            tables[ORDER_ITEMS_TABLE],
+            read.get(ORDERS_TABLE),
+            read.get(ORDER_ITEMS_TABLE),
         )
-        hours = changed_order_hours(order_changes, item_changes, orders_of_items)
-        keys = {partition_key(hour) for hour in hours}
-        if orders_whole or items_whole:
+        keys = {partition_key(hour) for hour in touched.hours}
+        if touched.read_whole:
             # Read as a whole, the rows that disappeared are unknown: recompute every hour gold
             # already holds too, so an hour whose orders all went is emptied.
             keys |= context.instance.get_materialized_partitions(GOLD_ORDERS_BY_HOUR_STATUS)

@@ -21,6 +21,7 @@ from binlake.alerts import Alerter
 from binlake.settings import Settings
 from cdc.connector_health import HealthState
 from cdc.health_watch import ConnectorHealthWatch
+from dagster_defs.declare import running_sensor
 
 CONNECTOR_HEALTH_SENSOR_NAME = "connector_health"
 RUN_FAILURE_SENSOR_NAME = "run_failure_alerts"
@@ -63,10 +64,9 @@ def build_connector_health_sensor(
         watch.clock = clock
         return watch
 
-    @dg.sensor(
+    @running_sensor(
         name=CONNECTOR_HEALTH_SENSOR_NAME,
-        minimum_interval_seconds=settings.connect.health_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=settings.connect.health_interval_seconds,
         description=f"Watches Debezium connector {connector} and its tasks through the Kafka "
         "Connect REST API: restarts FAILED ones with backoff, alerts (webhook) when restarts do "
         "not help, and fails its tick while capture is stopped.",
@@ -115,7 +115,6 @@ def build_run_failure_sensor(
 
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR_NAME,
-        default_status=dg.DefaultSensorStatus.RUNNING,
         description="Sends an alert (alerts.webhook_url) for every failed run.",
     )
     def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:

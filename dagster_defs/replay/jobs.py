@@ -20,6 +20,7 @@ from pydantic import Field
 from binlake.bronze.replay import ReplayPlan, apply_replay, plan_replay_request
 from binlake.errors import BinlakeError
 from binlake.settings import Settings
+from dagster_defs.declare import single_op_job
 from dagster_defs.replay.resources import KafkaConsumerGroups
 
 REPLAY_JOB_NAME = "consumer_group_replay"
@@ -102,13 +103,10 @@ def build_replay_job(settings: Settings) -> dg.JobDefinition:
         context.log.info(f"consumer group {plan.group} reset on {plan.topic}: {after}")
         return dg.Output({str(p): o for p, o in after.items() if o is not None}, metadata=metadata)
 
-    @dg.job(
+    return single_op_job(
+        reset_consumer_group,
         name=REPLAY_JOB_NAME,
         tags={REPLAY_TAG: "true"},
         description="Resets a consumer group of one table's topic to a time or offsets (a "
         "replay); dry run by default. Stop the group's consumers first.",
     )
-    def consumer_group_replay() -> None:
-        reset_consumer_group()
-
-    return consumer_group_replay

@@ -19,6 +19,7 @@ from pydantic import Field
 from binlake.errors import BinlakeError
 from binlake.settings import Settings
 from binlake.silver.resync import ResyncProgress, request_resync, wait_for_completion
+from dagster_defs.declare import single_op_job
 
 RESYNC_JOB_NAME = "table_resync"
 RESYNC_TAG = "binlake/resync"
@@ -82,13 +83,10 @@ def build_resync_job(settings: Settings) -> dg.JobDefinition:
             },
         )
 
-    @dg.job(
+    return single_op_job(
+        resync_table,
         name=RESYNC_JOB_NAME,
         tags={RESYNC_TAG: "manual"},
         description="Reads one table again from the source while streaming goes on (Debezium "
         "incremental snapshot); silver then removes the rows the source no longer has.",
     )
-    def table_resync() -> None:
-        resync_table()
-
-    return table_resync

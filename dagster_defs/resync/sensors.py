@@ -14,6 +14,7 @@ import dagster as dg
 
 from binlake.settings import Settings
 from binlake.silver.resync import ResyncLog, check_completion, resync_again_if_schema_unknown
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake
 
@@ -24,10 +25,9 @@ INTERVAL_SECONDS = 15
 def build_resync_sensor(settings: Settings) -> dg.SensorDefinition:
     tables = list(settings.tables)
 
-    @dg.sensor(
+    @running_sensor(
         name=RESYNC_SENSOR_NAME,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=INTERVAL_SECONDS,
         asset_selection=[silver_key(t) for t in tables],
         description="Records the end of each resync from Debezium's notifications and "
         "requests the silver run that sweeps the rows the source no longer has.",

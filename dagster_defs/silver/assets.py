@@ -6,38 +6,52 @@ data, and merges the result in one Delta commit that also records the new consum
 a run costs what was new in bronze, and a re-run with nothing new changes nothing.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.incremental import source_time_metadata, unconsumed_reads
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.resync_sweep import sweep_resyncs
-from binlake.storage import LakeStorage
+from binlake.silver.schema_guard import completed_resyncs
+from binlake.silver.schema_heal import heal_on_refusal
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.bronze.checks import completed_resyncs
-from dagster_defs.freshness import freshness_policy
+from dagster_defs.freshness.policy import freshness_policy
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
-from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
-from dagster_defs.silver.schema_heal import heal_on_refusal
 
 
-def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
-    key = silver_key(table)
-    pii = PiiPolicy.from_settings(settings.silver)
-
-    @dg.asset(
+def silver_asset(
+    key: dg.AssetKey, table: str, settings: Settings, *, description: str, **options: Any
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``dg.asset`` for a silver Delta table `key` of `table` built from its bronze: silver's
+    automation, group, tags, writer pool and freshness policy (`options`: more arguments)."""
+    return dg.asset(
         key=key,
         deps=[bronze_key(table)],
-        io_manager_key=SILVER_IO_MANAGER,
         automation_condition=SILVER_CONDITION,
         group_name=SILVER,
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
         pool=writer_pool(key),
         kinds={"polars", "deltalake"},
         freshness_policy=freshness_policy(settings.freshness.silver_minutes),
+        description=description,
+        **options,
+    )
+
+
+def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
+    key = silver_key(table)
+    pii = PiiPolicy.from_settings(settings.silver)
+
+    @silver_asset(
+        key,
+        table,
+        settings,
+        io_manager_key=SILVER_IO_MANAGER,
         description=f"Current state of {table} (Delta, MERGE by key): the newest change of each "
         "key by binlog position, deletes applied, personal data masked.",
     )
@@ -50,9 +64,9 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         masked: list[str] = []
         primary_key: list[str] = []
         merged_version = target.merged_schema_version()
-        storage = LakeStorage.from_url(bronze_lake.storage_url)
-        resyncs = completed_resyncs(storage, table)
-        reads = unconsumed_reads(bronze_lake, table, consumed, resyncs, merged_version)
+        bronze = bronze_lake.reader()
+        resyncs = completed_resyncs(bronze.storage, table)
+        reads = unconsumed_reads(bronze, table, consumed, resyncs, merged_version)
         for read in heal_on_refusal(reads, settings, log=context.log):
             files_read += read.entries_read
             if read.frame.height:
@@ -77,7 +91,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     f"{stats.updated} updated) -> version {stats.version}"
                 )
         # A resync Debezium finished and this run merged to its end removes what it did not see.
-        sweeps = sweep_resyncs(storage, target, table, log=context.log.info)
+        sweeps = sweep_resyncs(bronze.storage, target, table, log=context.log.info)
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
         metadata: dict[str, Any] = {

@@ -8,7 +8,7 @@ import dagster as dg
 from binlake.settings import Settings
 from dagster_defs.automation import CHECK_CONDITION
 from dagster_defs.bronze.checks import build_schema_check
-from dagster_defs.freshness import build_freshness_check
+from dagster_defs.freshness.check import build_freshness_check
 from dagster_defs.keys import SILVER, silver_key
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.checks import build_reconciliation_check

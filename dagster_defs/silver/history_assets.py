@@ -10,37 +10,22 @@ from typing import Any
 import dagster as dg
 
 from binlake.settings import Settings
-from binlake.silver.history import change_rows
-from binlake.silver.logic import table_columns
+from binlake.silver.incremental import source_time_metadata, unconsumed_reads
+from binlake.silver.merge_changes import append_history_changes
 from binlake.silver.pii import PiiPolicy
-from binlake.storage import LakeStorage
-from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.bronze.checks import completed_resyncs
-from dagster_defs.freshness import freshness_policy
-from dagster_defs.keys import (
-    SILVER,
-    TAG_LAYER,
-    TAG_TABLE,
-    bronze_key,
-    silver_history_key,
-    writer_pool,
-)
+from binlake.silver.schema_guard import completed_resyncs
+from dagster_defs.keys import silver_history_key
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.incremental import source_time_metadata, unconsumed_reads
+from dagster_defs.silver.assets import silver_asset
 
 
 def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
     pii = PiiPolicy.from_settings(settings.silver)
 
-    @dg.asset(
-        key=silver_history_key(table),
-        deps=[bronze_key(table)],
-        automation_condition=SILVER_CONDITION,
-        group_name=SILVER,
-        tags={TAG_LAYER: SILVER, TAG_TABLE: table},
-        pool=writer_pool(silver_history_key(table)),
-        kinds={"polars", "deltalake"},
-        freshness_policy=freshness_policy(settings.freshness.silver_minutes),
+    @silver_asset(
+        silver_history_key(table),
+        table,
+        settings,
         description=f"History of {table} (SCD type 2, Delta): one row per change with "
         "valid_from/valid_to/is_current, ordered by binlog position; a delete is a zero-length "
         "version with op 'd'; personal data masked.",
@@ -53,23 +38,17 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         inserted = updated = files_read = 0
         masked: list[str] = []
         primary_key: list[str] = []
-        storage = LakeStorage.from_url(bronze_lake.storage_url)
+        bronze = bronze_lake.reader()
         for read in unconsumed_reads(
-            bronze_lake, table, consumed, completed_resyncs(storage, table)
+            bronze, table, consumed, completed_resyncs(bronze.storage, table)
         ):
             files_read += read.entries_read
             if read.frame.height:
-                consumed.add_offsets(read.frame)
-                consumed.add_entries(read.entries)
                 primary_key = read.primary_key
-                columns = table_columns(read.frame)
-                masked = pii.masked_columns(table, columns)
-                changes = pii.mask(
-                    change_rows(read.frame, primary_key), table, columns, primary_key
+                appended = append_history_changes(
+                    target, table, read.frame, primary_key, consumed, pii, read.entries
                 )
-                stats = target.append(
-                    changes, primary_key or columns, consumed, nullable_key=not primary_key
-                )
+                stats, masked = appended.stats, appended.masked_columns
                 inserted += stats.inserted
                 updated += stats.updated
                 context.log.info(

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.incremental import unmerged_files
+from dagster_defs.declare import running_sensor
 from dagster_defs.keys import silver_history_key, silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
 
@@ -37,10 +39,9 @@ def build_silver_catch_up_sensor(
         (table, silver_history_key(table), True) for table in settings.silver.history_tables
     ]
 
-    @dg.sensor(
+    @running_sensor(
         name=SILVER_CATCH_UP_SENSOR_NAME,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        interval_seconds=INTERVAL_SECONDS,
         asset_selection=[key for _, key, _ in targets],
         description="Requests a silver run for a table when a bronze file older than "
         f"{GRACE_SECONDS:g} s is not merged into it (closes eager automation's race).",
@@ -49,20 +50,11 @@ def build_silver_catch_up_sensor(
         context: dg.SensorEvaluationContext, bronze_lake: BronzeLake, silver_lake: SilverLake
     ) -> dg.SensorResult:
         now = clock()
+        bronze = bronze_lake.reader()
         requests: list[dg.RunRequest] = []
         for table, key, history in targets:
             delta = silver_lake.history(table) if history else silver_lake.table(table)
-            consumed = delta.consumed()
-            if bronze_lake.manifest_size() < consumed.manifest_cursor:
-                continue  # a new lake under an old silver: the silver asset reports that
-            entries, _ = bronze_lake.read_manifest_since(consumed.manifest_cursor)
-            behind = [
-                e
-                for e in entries
-                if e.table == table
-                and e.written_at < now - GRACE_SECONDS
-                and not consumed.covers_entry(e)
-            ]
+            behind = unmerged_files(bronze, table, delta.consumed(), now - GRACE_SECONDS)
             if behind:
                 first = behind[0]
                 context.log.info(

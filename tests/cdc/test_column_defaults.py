@@ -35,7 +35,8 @@ from cdc.column_defaults import (
     has_unknown_default,
     with_default,
 )
-from cdc.envelope import StructPlan, decode_change
+from cdc.connect_schema import StructPlan
+from cdc.json_decoding import decode_change
 
 RECORDS = json.loads(
     (Path(__file__).parents[1] / "fixtures/debezium_mysql_column_defaults.json").read_text()

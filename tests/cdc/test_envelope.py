@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from binlake.errors import DecodeError
+from cdc.connect_schema import arrow_schema_for
 from cdc.envelope import (
     LEGACY_TOMBSTONE,
     OPS,
@@ -19,11 +20,9 @@ from cdc.envelope import (
     ChangeEvent,
     SchemaChangeRecord,
     SourcePosition,
-    arrow_schema_for,
-    clear_schema_cache,
-    decode_change,
     source_position,
 )
+from cdc.json_decoding import clear_schema_cache, decode_change
 from tests.support.debezium import (
     ORDER_COLUMNS,
     PREFIX,

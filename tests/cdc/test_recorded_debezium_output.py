@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cdc.envelope import decode_change
+from cdc.json_decoding import decode_change
 
 RECORDS = json.loads(
     (Path(__file__).parents[1] / "fixtures/debezium_mysql_all_types.json").read_text()

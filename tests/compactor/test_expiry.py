@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from binlake.bronze.continuity import offset_continuity
 from binlake.bronze.layout import OFFSET
 from binlake.bronze.manifest import Manifest
 from binlake.settings import CompactorSettings, Settings, load_settings
@@ -16,7 +17,6 @@ from compactor.expiry import RETENTION_REASON, expiring_files
 from compactor.plan import compaction_groups
 from compactor.rewrite import CompactionConflictError, compact_group
 from compactor.run import plan_expiry, run_compaction
-from dagster_defs.bronze.continuity import offset_continuity
 from dagster_defs.resources import BronzeLake
 from tests.support.lake import with_retention
 from tests.support.manifest import file

@@ -6,6 +6,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from binlake.bronze.continuity import offset_continuity
 from binlake.bronze.layout import OFFSET
 from binlake.bronze.manifest import Manifest
 from binlake.settings import Settings
@@ -14,7 +15,6 @@ from compactor import rewrite
 from compactor.plan import compaction_groups
 from compactor.rewrite import CompactionConflictError, compact_group
 from compactor.run import run_compaction
-from dagster_defs.bronze.continuity import offset_continuity
 from dagster_defs.resources import BronzeLake
 
 TABLE = "shop.orders"

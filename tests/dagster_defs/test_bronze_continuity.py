@@ -13,6 +13,13 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from binlake.bronze.continuity import (
+    Gap,
+    OffsetRange,
+    Overlap,
+    dead_letter_offsets,
+    offset_continuity,
+)
 from binlake.bronze.manifest import ManifestEntry
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
@@ -20,19 +27,15 @@ from compactor.expiry import retention_entry
 from dagster_defs.bronze.checks import SCHEMA_CHECK_CONDITION
 from dagster_defs.bronze.continuity import (
     CONTINUITY_CHECK,
-    Gap,
-    OffsetRange,
-    Overlap,
     build_continuity_check,
     check_offset_continuity,
-    dead_letter_offsets,
-    offset_continuity,
 )
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from streams.bronze_worker import BronzeWorker, KafkaRecord
-from streams.dead_letter import DeadLetters, dead_letter_path
+from streams.dead_letter import DeadLetter, DeadLetters, dead_letter_path
+from streams.flush_policy import FlushPolicy
 from tests.support.dagster_runs import evaluate_check
 from tests.support.debezium import DebeziumTable
 from tests.support.manifest import manifest_entry
@@ -169,9 +172,7 @@ def test_dead_letter_offsets_come_from_the_file_names(tmp_path: Path):
     assert dead_letter_offsets(storage, {TOPIC}) == {}  # no area yet
     letters = DeadLetters(storage)
     for topic, partition, offset in [(TOPIC, 0, 5), (TOPIC, 0, 7), (TOPIC, 2, 1), ("x/y", 0, 3)]:
-        letters.write(
-            topic=topic, partition=partition, offset=offset, key=b"k", value=b"v", reason="bad"
-        )
+        letters.write(DeadLetter(topic, partition, offset, b"k", b"v", "bad"))
     directory = os.path.dirname(storage.full_path(dead_letter_path(TOPIC, 0, 5)))
     Path(directory, f".{TOPIC}+0+{9:020d}.json.abc.tmp").write_bytes(b"")  # half-written
     Path(directory, "README").write_text("not a letter")
@@ -192,8 +193,7 @@ def worker_lake(settings: Settings) -> tuple[BronzeWorker, LakeStorage]:
     worker = BronzeWorker(
         storage,
         topic_prefix="binlake",
-        flush_rows=1,
-        flush_seconds=5.0,
+        flush_policy=FlushPolicy(rows=1, seconds=5.0),
         clock=lambda: 0.0,
         wall_clock=lambda: 1.0,
     )

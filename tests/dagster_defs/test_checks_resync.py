@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from binlake.silver import reconcile_check
 from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
-from dagster_defs.silver import checks
 from tests.support.reconciliation import run_check
 
 TABLE = "shop.orders"
@@ -33,7 +33,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         reasons.append(reason)
         return _request("20261207T100000Z-00000042", reason)
 
-    monkeypatch.setattr(checks, "request_resync", request_resync)
+    monkeypatch.setattr(reconcile_check, "request_resync", request_resync)
     return reasons
 
 

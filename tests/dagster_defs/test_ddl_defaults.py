@@ -13,7 +13,9 @@ import pytest
 
 from binlake.bronze.schema_drift import SchemaNeedsResync
 from binlake.settings import Settings
+from binlake.silver import schema_heal
 from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.incremental import unconsumed_reads
 from binlake.silver.resync import (
     BinlogPosition,
     ResyncCompletion,
@@ -21,13 +23,12 @@ from binlake.silver.resync import (
     ResyncRequest,
     ResyncState,
 )
+from binlake.silver.schema_guard import CompletedResync, completed_resyncs
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
-from dagster_defs.bronze.checks import CompletedResync, check_schema_versions, completed_resyncs
+from dagster_defs.bronze.checks import check_schema_versions
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver import schema_heal
 from dagster_defs.silver.assets import build_silver_asset
-from dagster_defs.silver.incremental import unconsumed_reads
 from tests.support.dagster_runs import materialize
 from tests.support.worker_bronze import WorkerBronze
 
@@ -156,7 +157,7 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
 
     consumed = SilverLake(storage_url=settings.lake_url).table(TABLE).consumed()
     with pytest.raises(SchemaNeedsResync) as refused:
-        list(unconsumed_reads(lake, TABLE, consumed))
+        list(unconsumed_reads(lake.reader(), TABLE, consumed))
     assert refused.value.columns == ("a", "a2") and refused.value.first_offset == 2
 
     # The resync: snapshot reads of every row with the new schema, after the rename.
@@ -167,8 +168,8 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
     done = CompletedResync(TABLE, 0, first_offset=3, last_offset=4)
     for resync in (before, unfinished):
         with pytest.raises(SchemaNeedsResync):
-            list(unconsumed_reads(lake, TABLE, ConsumedOffsets(), [resync]))
-    reads = list(unconsumed_reads(lake, TABLE, consumed, [done]))
+            list(unconsumed_reads(lake.reader(), TABLE, ConsumedOffsets(), [resync]))
+    reads = list(unconsumed_reads(lake.reader(), TABLE, consumed, [done]))
     assert sum(r.frame.height for r in reads) == 3
     assert check_schema_versions(lake, TABLE, [done]).passed
     assert not check_schema_versions(lake, TABLE, [before]).passed
@@ -225,8 +226,10 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
 
 
 def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
+    from binlake.bronze.reader import BronzeReader
     from binlake.silver.pii import PiiPolicy
-    from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+    from binlake.silver.rebuild import AsOf, rebuild_silver
+    from binlake.silver.tables import SilverTables
 
     bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})  # offsets 0, 1
@@ -235,8 +238,8 @@ def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
 
     def rebuild(offset: int):
         return rebuild_silver(
-            BronzeLake(storage_url=settings.lake_url),
-            SilverLake(storage_url=settings.lake_url),
+            BronzeReader.from_url(settings.lake_url),
+            SilverTables(settings.lake_url),
             PiiPolicy.from_settings(settings.silver),
             TABLE,
             AsOf(offsets={0: offset}),

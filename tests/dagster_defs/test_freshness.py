@@ -11,20 +11,22 @@ import dagster as dg
 import pytest
 
 from binlake.alerts import Alerter
+from binlake.freshness import measure_lag
 from binlake.settings import Settings
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.definitions import build_definitions
-from dagster_defs.freshness import (
+from dagster_defs.freshness.check import (
     FRESHNESS_CHECK,
     FRESHNESS_SENSOR_NAME,
     FreshnessTarget,
     build_freshness_check,
+    judge_freshness,
+)
+from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.sensor import (
     build_freshness_sensor,
     freshness_alerts,
-    freshness_policy,
     freshness_targets,
-    judge_freshness,
-    measure_lag,
 )
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
 from dagster_defs.resources import CONSUMER_LAG, MYSQL_SOURCE, MySQLSource, build_resources

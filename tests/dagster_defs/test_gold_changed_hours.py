@@ -10,10 +10,11 @@ import pytest
 from deltalake import write_deltalake
 
 from binlake.gold.changed_hours import changed_order_hours, item_order_ids
+from binlake.silver.tables import silver_table_uri
 from dagster_defs.definitions import build_definitions
 from dagster_defs.gold.sensors import CHANGED_HOURS_SENSOR_NAME, parse_cursor
 from dagster_defs.keys import CHANGED_ORDER_HOURS, GOLD_ORDERS_BY_HOUR_STATUS, silver_key
-from dagster_defs.resources import SilverLake, silver_table_uri
+from dagster_defs.resources import SilverLake
 
 
 def at(hour: int, minute: int = 0, day: int = 1) -> datetime:

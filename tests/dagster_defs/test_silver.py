@@ -11,7 +11,7 @@ import pytest
 
 from binlake.bronze.layout import OFFSET, OP, SOURCE_TS_MS
 from binlake.settings import load_settings
-from binlake.silver.logic import current_state, latest_changes
+from binlake.silver.logic import latest_changes
 from binlake.silver.pii import PiiPolicy
 from dagster_defs.keys import silver_key
 from dagster_defs.read import read_layer_table
@@ -211,22 +211,6 @@ def test_bronze_files_are_listed_by_the_manifest_not_the_directory(bronze, mater
     pq.write_table(pq.read_table(bronze.storage.full_path(entry.path)), unlisted)
     stored, _ = materialize("shop.orders")
     assert stored.height == 1
-
-
-def test_current_state_without_changes_or_with_only_tombstones():
-    assert current_state(pl.DataFrame(), ["id"]).columns == [SOURCE_TS_MS, OFFSET, OP]
-    frame = pl.DataFrame(
-        {
-            OP: ["t"],
-            OFFSET: [1],
-            "_source_file": ["f"],
-            "_source_pos": [1],
-            "_source_row": [0],
-            SOURCE_TS_MS: [1],
-            "id": [1],
-        }
-    )
-    assert current_state(frame, ["id"]).height == 0
 
 
 def test_a_file_added_while_silver_computes_is_read_before_materializing(

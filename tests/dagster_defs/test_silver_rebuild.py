@@ -5,12 +5,14 @@ from datetime import UTC, datetime
 import pytest
 
 from binlake.bronze.manifest import Manifest
+from binlake.bronze.reader import BronzeReader
 from binlake.errors import FinalError
 from binlake.silver.pii import PiiPolicy
+from binlake.silver.rebuild import AsOf, rebuild_silver
+from binlake.silver.tables import SilverTables
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
-from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.rebuild import AsOf, rebuild_silver
+from dagster_defs.resources import SilverLake
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -44,8 +46,8 @@ def shop_history(bronze):
 
 def rebuild(settings, as_of: AsOf):
     return rebuild_silver(
-        BronzeLake(storage_url=settings.lake_url),
-        SilverLake(storage_url=settings.lake_url),
+        BronzeReader.from_url(settings.lake_url),
+        SilverTables(settings.lake_url),
         PiiPolicy.from_settings(settings.silver),
         "shop.orders",
         as_of,

@@ -40,6 +40,7 @@ from streams.dead_letter import (
     HEADER_TOPIC,
     dead_letter_path,
 )
+from streams.flush_policy import FlushPolicy
 from tests.support.avro import envelope_record, key_record, logical, optional
 from tests.support.processes import wait_for
 from tests.support.worker import start_ready_worker
@@ -247,8 +248,7 @@ def avro_worker(
     return BronzeWorker(
         lake,
         topic_prefix=topic_prefix,
-        flush_rows=flush_rows,
-        flush_seconds=60.0,
+        flush_policy=FlushPolicy(rows=flush_rows, seconds=60.0),
         decode=decoder.decode_change,
     )
 
@@ -412,7 +412,7 @@ def test_the_worker_writes_avro_changes_with_their_types(
         }
     )
     # Assigned, not subscribed: no group join to wait for. One partition (see
-    # streams.app.ensure_dead_letter_topic).
+    # streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(f"{prefix}.dead-letter", 0, OFFSET_BEGINNING)])
     try:
         deadline = time.monotonic() + 60

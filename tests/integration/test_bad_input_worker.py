@@ -58,7 +58,7 @@ def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
         }
     )
     # Assigned, not subscribed: no group join to wait for. The dead-letter topic has one
-    # partition (see streams.app.ensure_dead_letter_topic).
+    # partition (see streams.dead_letter_topic.ensure_dead_letter_topic).
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     messages: list[Any] = []
     try:

@@ -21,13 +21,14 @@ from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings
 from binlake.silver.consumed import ConsumedOffsets
+from binlake.silver.incremental import unconsumed_reads
 from binlake.silver.resync import ResyncLog
+from binlake.silver.schema_guard import completed_resyncs
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
-from dagster_defs.bronze.checks import check_schema_versions, completed_resyncs
+from dagster_defs.bronze.checks import check_schema_versions
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.incremental import unconsumed_reads
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -199,7 +200,7 @@ def test_a_rename_fails_loudly_then_heals_by_a_resync_it_starts(edge_stack: Loca
     target = SilverLake(storage_url=settings.lake_url).table(RENAME)
     consumed: ConsumedOffsets = target.consumed()
     with pytest.raises(SchemaNeedsResync) as refused:
-        for _ in unconsumed_reads(lake, RENAME, consumed):
+        for _ in unconsumed_reads(lake.reader(), RENAME, consumed):
             pass
     assert refused.value.table == RENAME
     assert refused.value.columns == ("b", "b2")

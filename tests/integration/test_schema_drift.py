@@ -27,9 +27,10 @@ from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings
 from binlake.silver.resync import ResyncLog
+from binlake.silver.schema_guard import completed_resyncs
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
-from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions, completed_resyncs
+from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
 from tests.support.dagster_graphql import launch_run

@@ -17,9 +17,9 @@ from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.reconcile import compared_columns, judge, silver_digest
+from binlake.silver.reconcile_check import differing_columns
 from binlake.source_db import connect_source
 from dagster_defs.resources import build_mysql_source
-from dagster_defs.silver.checks import differing_columns
 from tests.support.stack import stack_of_tables, wait_for
 
 pytestmark = pytest.mark.integration

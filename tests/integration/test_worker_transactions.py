@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from binlake.bronze.continuity import offset_continuity
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
-from dagster_defs.bronze.continuity import offset_continuity
 from tests.support.processes import wait_for
 from tests.support.worker import committed_offsets, start_worker, worker_env
 

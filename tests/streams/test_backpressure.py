@@ -19,7 +19,9 @@ import pytest
 from binlake.errors import StorageUnavailableError
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp
-from streams.bronze_worker import BronzeWorker, KafkaRecord, Outage
+from streams.bronze_worker import BronzeWorker, KafkaRecord
+from streams.flush_policy import FlushPolicy
+from streams.outage import Outage
 from tests.support.agent import FakeClock, in_memory_app, until
 from tests.support.lake_outage import bronze_replaced_by_a_file
 from tests.support.worker import bronze_offsets
@@ -60,8 +62,8 @@ def test_an_outage_is_logged_once_with_reminders_and_its_end(caplog):
 
 
 def make_worker(lake: LakeStorage, clock: FakeClock, **kwargs: Any) -> BronzeWorker:
-    options = {"flush_rows": 2, "flush_seconds": 5.0, **kwargs}
-    return BronzeWorker(lake, topic_prefix="binlake", clock=clock, **options)
+    flush = FlushPolicy(rows=kwargs.pop("flush_rows", 2), seconds=kwargs.pop("flush_seconds", 5.0))
+    return BronzeWorker(lake, topic_prefix="binlake", clock=clock, flush_policy=flush, **kwargs)
 
 
 def test_an_unwritable_bronze_dir_is_retriable_and_nothing_is_lost(tmp_path, dbz, caplog):

@@ -27,7 +27,7 @@ from binlake.bronze import layout
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp
-from streams.bronze_worker import BronzeWorker, KafkaRecord, compile_row_check, value_check
+from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import (
     HEADER_NULL,
     HEADER_OFFSET,
@@ -40,6 +40,8 @@ from streams.dead_letter import (
     DeadLetterPublisher,
     dead_letter_path,
 )
+from streams.flush_policy import FlushPolicy
+from streams.value_checks import compile_row_check, value_check
 from tests.support.agent import FakeClock, in_memory_app, run, until
 from tests.support.bad_input import (
     BAD_KINDS,
@@ -56,10 +58,14 @@ TS_MS = 1_795_255_200_500
 
 
 def make_worker(lake: LakeStorage, **kwargs: Any) -> BronzeWorker:
-    options = {"flush_rows": 1000, "flush_seconds": 5.0, "max_message_bytes": MAX_MESSAGE_BYTES}
+    flush = FlushPolicy(
+        rows=kwargs.pop("flush_rows", 1000), seconds=kwargs.pop("flush_seconds", 5.0)
+    )
+    options = {"max_message_bytes": MAX_MESSAGE_BYTES}
     return BronzeWorker(
         lake,
         topic_prefix="binlake",
+        flush_policy=flush,
         clock=lambda: 0.0,
         wall_clock=lambda: 99.0,
         **{**options, **kwargs},
@@ -454,4 +460,4 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
         assert good.message.acked and not bad.message.acked
 
     run(app, scenario)
-    assert not app.bronze._unpublished and not app.bronze._held
+    assert not app.bronze.dead_letter_acks.unpublished and not app.bronze.dead_letter_acks.held

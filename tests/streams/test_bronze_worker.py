@@ -17,6 +17,7 @@ from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import dead_letter_path
+from streams.flush_policy import FlushPolicy
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "debezium_mysql_all_types.json"
 
@@ -35,9 +36,16 @@ def lake(tmp_path: Path) -> LakeStorage:
 
 
 def make_worker(lake: LakeStorage, clock: FakeClock | None = None, **kwargs) -> BronzeWorker:
-    options = {"flush_rows": 1000, "flush_seconds": 5.0, **kwargs}
+    flush = FlushPolicy(
+        rows=kwargs.pop("flush_rows", 1000), seconds=kwargs.pop("flush_seconds", 5.0)
+    )
     return BronzeWorker(
-        lake, topic_prefix="binlake", clock=clock or FakeClock(), wall_clock=lambda: 99.0, **options
+        lake,
+        topic_prefix="binlake",
+        clock=clock or FakeClock(),
+        wall_clock=lambda: 99.0,
+        flush_policy=flush,
+        **kwargs,
     )
 
 
@@ -189,7 +197,7 @@ def test_a_decoder_bug_dead_letters_instead_of_stopping(lake, dbz):
         raise KeyError("oops")
 
     worker = BronzeWorker(
-        lake, topic_prefix="binlake", flush_rows=10, flush_seconds=5.0, decode=broken
+        lake, topic_prefix="binlake", flush_policy=FlushPolicy(rows=10, seconds=5.0), decode=broken
     )
     assert worker.handle(record("binlake.shop.orders", 0, (b"k", b"v"))).tokens == [0]
     letter = json.loads(lake.read_bytes(dead_letter_path("binlake.shop.orders", 0, 0)))
@@ -334,4 +342,4 @@ def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
     decoder = worker.decode.__self__
     assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
     json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
-    assert json_worker.decode.__module__ == "cdc.envelope"
+    assert json_worker.decode.__module__ == "cdc.json_decoding"

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from binlake.bronze import layout
+from binlake.bronze.continuity import offset_continuity
 from binlake.bronze.coverage import is_intact
 from binlake.bronze.layout import HourBucket
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
@@ -23,7 +24,6 @@ from compactor.expiry import retention_entry
 from compactor.plan import CompactionGroup
 from compactor.retention import expired_replaced_files
 from compactor.rewrite import compact_group
-from dagster_defs.bronze.continuity import offset_continuity
 from streams.partition_writer import (
     PartitionWriter,
     Released,

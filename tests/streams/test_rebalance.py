@@ -10,7 +10,8 @@ import pytest
 
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
-from cdc.envelope import decode_change
+from cdc.json_decoding import decode_change
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import PartitionWriter, RotationReason
 
 
@@ -34,8 +35,7 @@ def test_a_writer_that_lost_its_partition_cannot_duplicate_or_clobber_bronze(
             0,
             storage=storage,
             manifest=Manifest(storage),
-            flush_rows=1000,
-            flush_seconds=3600.0,
+            flush_policy=FlushPolicy(rows=1000, seconds=3600.0),
         )
 
     def feed(target: PartitionWriter, offsets: range) -> None:

@@ -15,6 +15,7 @@ from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.errors import StorageUnavailableError
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import PartitionWriter
 
 TOPIC = "binlake.shop.orders"
@@ -154,9 +155,7 @@ def make_writer(
         partition,
         storage=storage,
         manifest=manifest,
-        flush_rows=flush_rows,
-        flush_seconds=flush_seconds,
-        flush_bytes=flush_bytes,
+        flush_policy=FlushPolicy(rows=flush_rows, seconds=flush_seconds, bytes=flush_bytes),
         resume_after=resume_after,
         clock=clock,
         wall_clock=wall_clock or (lambda: 1_234_567_890.5),

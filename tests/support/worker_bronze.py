@@ -12,6 +12,7 @@ from binlake.bronze.manifest import Manifest
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.envelope import ChangeEvent, SourcePosition
+from streams.flush_policy import FlushPolicy
 from streams.partition_writer import PartitionWriter, RotationReason
 
 
@@ -32,8 +33,7 @@ class WorkerBronze:
             0,
             storage=storage,
             manifest=manifest,
-            flush_rows=10_000,
-            flush_seconds=3600.0,
+            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
             clock=lambda: 0.0,
             resume_after=resume_after,
         )

@@ -13,9 +13,10 @@ from binlake.bronze.layout import HourBucket
 from binlake.bronze.parquet_format import (
     PROVENANCE_SCHEMA,
     bronze_schema,
-    encode_bronze_file,
+    build_table,
+    to_parquet_bytes,
 )
-from binlake.bronze.partitioner import PreviousDelete, event_time_ms, hour_bucket
+from binlake.bronze.partitioner import PreviousDelete, event_time_ms
 from binlake.errors import DecodeError
 from cdc.envelope import ChangeEvent, SourcePosition
 
@@ -42,13 +43,15 @@ def test_bronze_schema_is_provenance_then_nullable_table_columns():
 
 
 def test_encoded_file_reads_back_with_metadata():
-    data = encode_bronze_file(
-        "binlake.shop.t",
-        3,
-        [(9, _event()), (10, _event("x", None))],
-        ROW,
-        table="shop.t",
-        primary_key=["id"],
+    data = to_parquet_bytes(
+        build_table(
+            "binlake.shop.t",
+            3,
+            [(9, _event()), (10, _event("x", None))],
+            ROW,
+            table="shop.t",
+            primary_key=["id"],
+        )
     )
     table = pq.read_table(io.BytesIO(data))
     assert table.column("_offset").to_pylist() == [9, 10]
@@ -59,9 +62,11 @@ def test_encoded_file_reads_back_with_metadata():
 
 
 def test_hour_bucket_uses_source_time_then_kafka_time():
-    assert hour_bucket(_event()) == HourBucket("2024-02-29", 23)
+    assert HourBucket.of_millis(event_time_ms(_event(), None)) == HourBucket("2024-02-29", 23)
     # A tombstone has no source: its Kafka record timestamp decides.
-    assert hour_bucket(_event("x", None), 1_709_251_200_000) == HourBucket("2024-03-01", 0)
+    assert HourBucket.of_millis(event_time_ms(_event("x", None), 1_709_251_200_000)) == HourBucket(
+        "2024-03-01", 0
+    )
     # The source time wins over the Kafka timestamp when both exist.
     assert event_time_ms(_event(), 5) == 1_709_251_199_999
     # A tombstone right after the delete of its key takes the delete's time.
@@ -69,6 +74,6 @@ def test_hour_bucket_uses_source_time_then_kafka_time():
     assert event_time_ms(_event("x", None), 5, PreviousDelete((2,), 77)) == 5
     assert event_time_ms(_event("x", None), None, PreviousDelete((1,), 77)) == 77
     with pytest.raises(DecodeError):
-        hour_bucket(_event("x", None), None)
+        event_time_ms(_event("x", None), None)
     with pytest.raises(DecodeError):
-        hour_bucket(_event("x", None), -1)
+        event_time_ms(_event("x", None), -1)

@@ -23,11 +23,13 @@ from binlake.bronze.schema_drift import (
     mark_dropped,
     row_schema_of,
 )
+from binlake.bronze.schema_versions import UNTRACKED
 from binlake.errors import StorageUnavailableError
 from binlake.storage import LakeStorage
 from streams import partition_writer as pw
 from streams.bronze_worker import BronzeWorker, KafkaRecord
-from streams.partition_writer import UNTRACKED, RotationReason
+from streams.flush_policy import FlushPolicy
+from streams.partition_writer import RotationReason
 from tests.support.partition_writer import (
     KEY_SCHEMA,
     ROW_SCHEMA,
@@ -377,7 +379,7 @@ def test_the_first_file_is_schema_version_1_with_its_fingerprint(storage, manife
 def test_an_added_column_rotates_and_starts_the_next_version(storage, manifest, clock, caplog):
     writer = make_writer(storage, manifest, clock)
     writer.add(0, change())
-    with caplog.at_level(logging.INFO, logger="streams.partition_writer"):
+    with caplog.at_level(logging.INFO, logger="binlake.bronze.schema_versions"):
         released = writer.add(1, change(id_=2, schema=NOTE, note="hello"))
     assert [(e.last_offset, e.rotation_reason, e.schema_version) for e in released.files] == [
         (0, "schema_change", 1)
@@ -448,7 +450,7 @@ def test_a_breaking_change_is_written_as_it_is_under_a_new_version(
 ):
     writer = make_writer(storage, manifest, clock)
     writer.add(0, change(qty=7))
-    with caplog.at_level(logging.ERROR, logger="streams.partition_writer"):
+    with caplog.at_level(logging.ERROR, logger="binlake.bronze.schema_versions"):
         released = writer.add(1, change(id_=2, schema=QTY_STRING, qty="seven"))
     assert released.files[0].rotation_reason == "schema_change"
     [second] = writer.close(RotationReason.SHUTDOWN).files
@@ -467,7 +469,7 @@ def test_a_breaking_change_is_written_as_it_is_under_a_new_version(
 def test_narrowing_after_widening_is_breaking(storage, manifest, clock, caplog):
     writer = make_writer(storage, manifest, clock)
     writer.add(0, change(schema=QTY_BIGINT))
-    with caplog.at_level(logging.ERROR, logger="streams.partition_writer"):
+    with caplog.at_level(logging.ERROR, logger="binlake.bronze.schema_versions"):
         writer.add(1, change(id_=2, schema=ROW_SCHEMA))
     writer.close(RotationReason.SHUTDOWN)
     assert [e.schema_version for e in manifest.entries()] == [1, 2]
@@ -479,7 +481,7 @@ def test_a_primary_key_change_starts_a_new_version(storage, manifest, clock, cap
     writer = make_writer(storage, manifest, clock)
     writer.add(0, change())
     rekeyed = dataclasses.replace(change(id_=2), primary_key=("id", "name"))
-    with caplog.at_level(logging.ERROR, logger="streams.partition_writer"):
+    with caplog.at_level(logging.ERROR, logger="binlake.bronze.schema_versions"):
         released = writer.add(1, rekeyed)
     assert released.files[0].rotation_reason == "schema_change"
     [second] = writer.close(RotationReason.SHUTDOWN).files
@@ -546,7 +548,7 @@ def test_a_known_schema_object_is_classified_once(storage, manifest, clock, monk
         calls.append(args)
         return classify(*args, **kwargs)
 
-    monkeypatch.setattr(pw, "classify", counting)
+    monkeypatch.setattr("binlake.bronze.schema_versions.classify", counting)
     writer = make_writer(storage, manifest, clock, flush_rows=3)
     for offset in range(10):
         writer.add(offset, change(id_=offset, schema=NOTE))
@@ -588,7 +590,7 @@ def test_after_a_restart_a_dropped_column_added_again_as_another_type_is_breakin
     writer.close(RotationReason.SHUTDOWN)
     again = make_writer(storage, manifest, clock, resume_after=1)
     readded = NO_NAME.append(pa.field("name", pa.int64()))
-    with caplog.at_level(logging.ERROR, logger="streams.partition_writer"):
+    with caplog.at_level(logging.ERROR, logger="binlake.bronze.schema_versions"):
         again.add(2, change(id_=3, schema=readded, name=5))
     assert "column 'name' changed from string to int64" in caplog.text
     assert again.schema_version == 3
@@ -602,7 +604,7 @@ def test_files_from_before_versions_were_tracked_start_version_1(storage, clock,
     current = Manifest(storage)
     current.append(dataclasses.replace(entry, schema_version=0, schema_fingerprint=""))
 
-    with caplog.at_level(logging.INFO, logger="streams.partition_writer"):
+    with caplog.at_level(logging.INFO, logger="binlake.bronze.schema_versions"):
         again = make_writer(storage, current, clock, resume_after=0)
         again.add(1, change(id_=2))
     assert again.schema_version == 1
@@ -616,7 +618,7 @@ def test_a_missing_last_file_restarts_the_history_at_the_next_version(
     writer.add(0, change())
     [entry] = writer.close(RotationReason.SHUTDOWN).files
     storage.filesystem.delete_file(storage.full_path(entry.path))
-    with caplog.at_level(logging.ERROR, logger="streams.partition_writer"):
+    with caplog.at_level(logging.ERROR, logger="binlake.bronze.schema_versions"):
         again = make_writer(storage, manifest, clock, resume_after=0)
         again.add(1, change(id_=2))
     assert again.schema_version == 2
@@ -634,7 +636,7 @@ def test_an_unreadable_last_file_is_retried_with_nothing_changed(
         raise OSError("volume away")
 
     again = make_writer(storage, manifest, clock, resume_after=0)
-    monkeypatch.setattr(pw.pq, "read_schema", unreadable)
+    monkeypatch.setattr("binlake.bronze.schema_versions.pq.read_schema", unreadable)
     with pytest.raises(StorageUnavailableError):
         again.add(1, change(id_=2), token="x")
     assert again.buffered_rows == 0 and again.table_schema(TABLE) is None
@@ -651,8 +653,7 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
     worker = BronzeWorker(
         lake,
         topic_prefix=dbz.PREFIX,
-        flush_rows=1000,
-        flush_seconds=60.0,
+        flush_policy=FlushPolicy(rows=1000, seconds=60.0),
         clock=lambda: 0.0,
         wall_clock=lambda: 1.0,
     )
@@ -682,7 +683,7 @@ def test_worker_rotates_at_each_ddl_of_decoded_debezium_records(tmp_path, dbz, c
     )
     emit(broken, 5, name=42)
     emit(broken, 6, name=43)
-    with caplog.at_level(logging.INFO, logger="streams.partition_writer"):
+    with caplog.at_level(logging.INFO, logger="binlake.bronze.schema_versions"):
         for record in records:
             worker.handle(record)
         worker.close()

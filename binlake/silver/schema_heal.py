@@ -5,7 +5,7 @@ silver refuses to merge it (`binlake.bronze.schema_drift.SchemaNeedsResync`) rat
 wrong values. Re-reading the table with the new schema is what makes silver exact again, so the
 first refusal starts that resync (`binlake.silver.resync`) without waiting for a user. The run still
 fails, loudly, naming table, columns and types, and so does every run until the resync has
-caught up (`dagster_defs.bronze.checks.completed_resyncs` then lets the step through).
+caught up (`binlake.silver.schema_guard.completed_resyncs` then lets the step through).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from binlake.bronze.reader import BronzeRead
 from binlake.bronze.schema_drift import SchemaNeedsResync
 from binlake.settings import Settings
 from binlake.silver.resync import (
@@ -22,7 +23,6 @@ from binlake.silver.resync import (
     request_resync,
     resync_in_progress,
 )
-from dagster_defs.resources import BronzeRead
 
 
 def heal_on_refusal(

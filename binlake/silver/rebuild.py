@@ -2,7 +2,7 @@
 
 Bronze keeps every change with its commit time and Kafka offset, so the state of a table at any
 earlier point is the newest change per key among the changes up to that point. A rebuild writes
-that state as a new Delta table of its own (``SilverLake.rebuild``), never over live silver, with
+that state as a new Delta table of its own (``SilverTables.rebuild``), never over live silver, with
 the same MERGE, masking and tombstones as silver, so it can be compared with silver's own time
 travel or with a snapshot of the source.
 
@@ -19,18 +19,17 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from binlake.bronze.layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS
+from binlake.bronze.layout import OFFSET, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_TS_MS, hour_end
 from binlake.bronze.manifest import live_entries
+from binlake.bronze.reader import BronzeReader
 from binlake.errors import FinalError
 from binlake.silver.consumed import ConsumedOffsets
 from binlake.silver.delta_table import SilverDeltaTable
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
-from binlake.storage import LakeStorage
+from binlake.silver.schema_guard import completed_resyncs, refuse_unhealed_schema_changes
+from binlake.silver.tables import SilverTables
 from binlake.timestamps import iso_time_ms
-from compactor.plan import hour_end
-from dagster_defs.bronze.checks import completed_resyncs, refuse_unhealed_schema_changes
-from dagster_defs.resources import BronzeLake, SilverLake
 
 _OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
 # `SHOW MASTER STATUS`'s File and Position, e.g. mariadb-bin.000042:1337.
@@ -108,7 +107,7 @@ class Rebuilt:
 
 
 def rebuild_silver(
-    bronze: BronzeLake, silver: SilverLake, pii: PiiPolicy, table: str, as_of: AsOf
+    bronze: BronzeReader, silver: SilverTables, pii: PiiPolicy, table: str, as_of: AsOf
 ) -> Rebuilt:
     """Write `table` as of `as_of` to its own rebuild location; refuses to overwrite one."""
     target = silver.rebuild(table, as_of.label)
@@ -128,9 +127,8 @@ def rebuild_silver(
     # reaches past it, as the silver asset refuses it.
     reached = dict(changes.group_by(PARTITION).agg(pl.col(OFFSET).max()).iter_rows())
     entries = [e for e in read.entries if e.first_offset <= reached.get(e.partition, -1)]
-    storage = LakeStorage.from_url(bronze.storage_url)
     refuse_unhealed_schema_changes(
-        bronze, replace(read, entries=entries), completed_resyncs(storage, table), reached
+        bronze, replace(read, entries=entries), completed_resyncs(bronze.storage, table), reached
     )
     merge_changes(
         target,
@@ -145,7 +143,7 @@ def rebuild_silver(
     return Rebuilt(target, changes.height, target.count_live())
 
 
-def _refuse_expired_bronze(bronze: BronzeLake, table: str, as_of: AsOf) -> None:
+def _refuse_expired_bronze(bronze: BronzeReader, table: str, as_of: AsOf) -> None:
     entries = [e for e in bronze.manifest().entries() if e.table == table]
     retention_lines = [e for e in entries if not e.is_file]
     if not retention_lines:

@@ -1,4 +1,5 @@
-"""The reading side shared by every silver asset: unconsumed bronze changes, and what to report.
+"""The reading side of every silver table: unconsumed bronze changes, the files it has not
+merged yet, and the newest source time it holds.
 
 Eager automation marks every bronze report made before a materialization as handled. A file
 that reached the manifest while silver was merging would then wait for the next change to be
@@ -11,15 +12,16 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from binlake.bronze.manifest import ManifestEntry
+from binlake.bronze.reader import BronzeRead, BronzeReader
 from binlake.silver.consumed import ConsumedOffsets
-from dagster_defs.bronze.checks import CompletedResync, refuse_unhealed_schema_changes
-from dagster_defs.resources import BronzeLake, BronzeRead
+from binlake.silver.schema_guard import CompletedResync, refuse_unhealed_schema_changes
 
 MAX_CATCH_UP_READS = 5
 
 
 def unconsumed_reads(
-    bronze_lake: BronzeLake,
+    bronze: BronzeReader,
     table: str,
     consumed: ConsumedOffsets,
     completed_resyncs: Sequence[CompletedResync] = (),
@@ -35,16 +37,32 @@ def unconsumed_reads(
     read before asking for the next.
     """
     for _ in range(MAX_CATCH_UP_READS):
-        read = bronze_lake.read_table(table, consumed)
+        read = bronze.read_table(table, consumed)
         refuse_unhealed_schema_changes(
-            bronze_lake, read, completed_resyncs, _merged_up_to(read), merged_schema_version
+            bronze, read, completed_resyncs, _merged_up_to(read), merged_schema_version
         )
         consumed.manifest_cursor = read.manifest_bytes
         yield read
         if read.frame.height and read.schema_version:
             merged_schema_version = read.schema_version
-        if bronze_lake.manifest_size() == read.manifest_bytes:
+        if bronze.manifest_size() == read.manifest_bytes:
             return
+
+
+def unmerged_files(
+    bronze: BronzeReader, table: str, consumed: ConsumedOffsets, written_before: float
+) -> list[ManifestEntry]:
+    """The files of `table` written before `written_before` (epoch seconds) that a silver table
+    holding `consumed` has not merged, in manifest order; none when the manifest is shorter than
+    `consumed`'s cursor: a new lake under an old silver, which the silver asset itself reports."""
+    if bronze.manifest_size() < consumed.manifest_cursor:
+        return []
+    entries, _ = bronze.read_manifest_since(consumed.manifest_cursor)
+    return [
+        e
+        for e in entries
+        if e.table == table and e.written_at < written_before and not consumed.covers_entry(e)
+    ]
 
 
 def _merged_up_to(read: BronzeRead) -> dict[int, int]:
