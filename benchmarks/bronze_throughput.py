@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import cProfile
 import gc
 import json
@@ -66,6 +65,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake.local_stack.foreground import start_kafka_broker, stop_process
+from tests.support.debezium import connect_field as _f
+from tests.support.debezium import decimal_field as _decimal
+from tests.support.debezium import envelope_schema, key_schema, unscaled
 
 PREFIX = "binlake"
 DB = "shop"
@@ -78,21 +80,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # ---------------------------------------------------------------------------------------------
 # Debezium 3.0.7 MySQL records, JsonConverter with schemas (compact, field order as Jackson)
 # ---------------------------------------------------------------------------------------------
-
-
-def _f(field_name: str, type_: str, optional: bool = False, **extra: Any) -> dict[str, Any]:
-    return {"type": type_, "optional": optional, **extra, "field": field_name}
-
-
-def _decimal(field_name: str, precision: int, scale: int, optional: bool = False) -> dict:
-    return _f(
-        field_name,
-        "bytes",
-        optional,
-        name="org.apache.kafka.connect.data.Decimal",
-        version=1,
-        parameters={"scale": str(scale), "connect.decimal.precision": str(precision)},
-    )
 
 
 STATUSES = ("new", "paid", "packed", "shipped", "delivered", "cancelled")
@@ -128,97 +115,15 @@ ORDER_COLUMNS = [
     _f("is_gift", "int16", True),
 ]
 
-SOURCE_SCHEMA = {
-    "type": "struct",
-    "fields": [
-        _f("version", "string"),
-        _f("connector", "string"),
-        _f("name", "string"),
-        _f("ts_ms", "int64"),
-        _f(
-            "snapshot",
-            "string",
-            True,
-            name="io.debezium.data.Enum",
-            version=1,
-            parameters={
-                "allowed": "true,first,first_in_data_collection,last_in_data_collection,last,"
-                "false,incremental"
-            },
-            default="false",
-        ),
-        _f("db", "string"),
-        _f("sequence", "string", True),
-        _f("ts_us", "int64", True),
-        _f("ts_ns", "int64", True),
-        _f("table", "string", True),
-        _f("server_id", "int64"),
-        _f("gtid", "string", True),
-        _f("file", "string"),
-        _f("pos", "int64"),
-        _f("row", "int32"),
-        _f("thread", "int64", True),
-        _f("query", "string", True),
-    ],
-    "optional": False,
-    "name": "io.debezium.connector.mysql.Source",
-    "field": "source",
-}
-
-TRANSACTION_SCHEMA = {
-    "type": "struct",
-    "fields": [
-        _f("id", "string"),
-        _f("total_order", "int64"),
-        _f("data_collection_order", "int64"),
-    ],
-    "optional": True,
-    "name": "event.block",
-    "version": 1,
-    "field": "transaction",
-}
-
-
-def value_schema() -> dict[str, Any]:
-    row = {"type": "struct", "fields": ORDER_COLUMNS, "optional": True, "name": f"{TOPIC}.Value"}
-    return {
-        "type": "struct",
-        "fields": [
-            {**row, "field": "before"},
-            {**row, "field": "after"},
-            SOURCE_SCHEMA,
-            TRANSACTION_SCHEMA,
-            _f("op", "string"),
-            _f("ts_ms", "int64", True),
-            _f("ts_us", "int64", True),
-            _f("ts_ns", "int64", True),
-        ],
-        "optional": False,
-        "name": f"{TOPIC}.Envelope",
-        "version": 2,
-    }
-
-
-KEY_SCHEMA = {
-    "type": "struct",
-    "fields": [_f("id", "int64")],
-    "optional": False,
-    "name": f"{TOPIC}.Key",
-}
-
-_VALUE_HEAD = b'{"schema":' + orjson.dumps(value_schema()) + b',"payload":'
-_KEY_HEAD = b'{"schema":' + orjson.dumps(KEY_SCHEMA) + b',"payload":'
+_VALUE_SCHEMA = envelope_schema(ORDER_COLUMNS, f"{DB}.{TABLE}", PREFIX)
+_VALUE_HEAD = b'{"schema":' + orjson.dumps(_VALUE_SCHEMA) + b',"payload":'
+_KEY_HEAD = b'{"schema":' + orjson.dumps(key_schema(f"{DB}.{TABLE}", PREFIX)) + b',"payload":'
 _NOTES = (
     "leave at the door",
     "gift wrap please, the card says: happy birthday Ana!",
     "call before delivery",
     "fragile — glass inside",
 )
-
-
-def _decimal_b64(unscaled: int) -> str:
-    size = max(1, (unscaled.bit_length() + 8) // 8)
-    return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
 
 
 def _zoned(ms: int) -> str:
@@ -258,8 +163,8 @@ class Workload:
             "customer_id": rng.randint(1, 250_000),
             "status": "new",
             "currency": "EUR",
-            "total": _decimal_b64(rng.randint(499, 250_000)),
-            "discount": None if discount is None else _decimal_b64(discount),
+            "total": unscaled(rng.randint(499, 250_000)),
+            "discount": None if discount is None else unscaled(discount),
             "items": items,
             "note": rng.choice((None, None, None, *_NOTES)),
             "placed_at": ts_ms * 1000 + rng.randint(0, 999_999),
@@ -474,21 +379,34 @@ class Rate:
     def mb_per_s(self) -> float:
         return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
+    def summary(self, more: str = "") -> str:
+        """`N events/s, M MB/s (events in seconds<more>)`."""
+        return (
+            f"{self.events_per_s:,.0f} events/s, {self.mb_per_s:,.1f} MB/s "
+            f"({self.events} in {self.seconds:.2f}s{more})"
+        )
+
 
 def _done(seen: dict[int, int], last: dict[int, int]) -> bool:
     return all(seen.get(p, -1) >= offset for p, offset in last.items())
 
 
-def raw_confluent(bootstrap: str, filled: Filled, timeout: float) -> Rate:
+def backlog_reader(bootstrap: str, filled: Filled, purpose: str) -> Consumer:
+    """A consumer of a group of its own, assigned every partition of the backlog from 0."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+            "group.id": f"bench-{purpose}-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         }
     )
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
+    return consumer
+
+
+def raw_confluent(bootstrap: str, filled: Filled, timeout: float) -> Rate:
+    consumer = backlog_reader(bootstrap, filled, "raw")
     seen: dict[int, int] = {}
     count = nbytes = 0
     start = time.monotonic()
@@ -700,15 +618,7 @@ def _count(values: Any) -> dict[str, int]:
 def fetch_records(bootstrap: str, filled: Filled, limit: int) -> list[Any]:
     from streams.bronze_worker import KafkaRecord
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-fetch-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in filled.last_offsets])
+    consumer = backlog_reader(bootstrap, filled, "fetch")
     records: list[Any] = []
     try:
         while len(records) < limit:
@@ -1150,20 +1060,12 @@ def main(argv: list[str] | None = None) -> int:
         raw = None
         if "raw" not in skip:
             raw = raw_confluent(bootstrap, filled, timeout)
-            print(
-                f"(a) raw confluent-kafka loop: {raw.events_per_s:,.0f} events/s, "
-                f"{raw.mb_per_s:,.1f} MB/s ({raw.events} in {raw.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"(a) raw confluent-kafka loop: {raw.summary()}", flush=True)
             result["raw_events_per_s"] = round(raw.events_per_s)
             result["raw_mb_per_s"] = round(raw.mb_per_s, 1)
         if "aiokafka" not in skip:
             aio = raw_aiokafka(bootstrap, filled, timeout)
-            print(
-                f"(a') raw aiokafka loop (Faust's client): {aio.events_per_s:,.0f} events/s, "
-                f"{aio.mb_per_s:,.1f} MB/s ({aio.events} in {aio.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"(a') raw aiokafka loop (Faust's client): {aio.summary()}", flush=True)
             result["raw_aiokafka_events_per_s"] = round(aio.events_per_s)
 
         def report(label: str, key: str, w: Rate) -> None:
@@ -1240,18 +1142,10 @@ def main(argv: list[str] | None = None) -> int:
             limit = min(n, args.inproc_events)
             records = fetch_records(bootstrap, filled, limit)
             d = decode_alone(records)
-            print(
-                f"    decode_change alone: {d.events_per_s:,.0f} events/s, "
-                f"{d.mb_per_s:,.1f} MB/s ({d.events} in {d.seconds:.2f}s)",
-                flush=True,
-            )
+            print(f"    decode_change alone: {d.summary()}", flush=True)
             c = writer_alone(records, workdir, args.flush_rows, args.profile_inproc)
-            print(
-                f"(c) BronzeWorker.handle alone (no Faust): {c.events_per_s:,.0f} events/s, "
-                f"{c.mb_per_s:,.1f} MB/s ({c.events} in {c.seconds:.2f}s, "
-                f"{c.extra['files']} files)",
-                flush=True,
-            )
+            files = f", {c.extra['files']} files"
+            print(f"(c) BronzeWorker.handle alone (no Faust): {c.summary(files)}", flush=True)
             result.update(
                 decode_events_per_s=round(d.events_per_s),
                 inproc_events=c.events,

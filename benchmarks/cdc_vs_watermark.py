@@ -69,9 +69,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -88,13 +86,14 @@ if str(REPO) not in sys.path:
 import polars as pl
 import pymysql
 
+from benchmarks.support import on_a_stack_of_its_own
 from binlake.bronze.layout import OP
 from binlake.bronze.manifest import Manifest
 from binlake.demo.latency import percentile
 from binlake.demo.shop_schema import SHOP_DDL, SHOP_TABLES
 from binlake.demo.workload import ShopWorkload
 from binlake.local_stack.stack import LocalStack
-from binlake.settings import Settings, load_settings
+from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 
@@ -612,23 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
     args = parser.parse_args(argv)
-    state = Path(tempfile.mkdtemp(prefix="binlake-cdc-vs-watermark-"))
-    settings = load_settings(
-        state_dir=state,
-        mysql={"port": 0},
-        kafka={"bootstrap_servers": "127.0.0.1:0"},
-        connect={"url": "http://127.0.0.1:0"},
-        dagster={"port": 0},
-    )
     console = Console(stderr=True)
-    try:
-        outcome = run(settings, args, console)
-    finally:
-        LocalStack(settings).down()
-        if args.keep:
-            console.print(f"state kept in {state}")
-        else:
-            shutil.rmtree(state, ignore_errors=True)
+    outcome = on_a_stack_of_its_own(
+        "binlake-cdc-vs-watermark-",
+        args.keep,
+        console.print,
+        lambda settings: run(settings, args, console),
+    )
     _print_side_by_side(outcome, args)
     print(json.dumps({"binlake": outcome.binlake, "watermark": outcome.watermark}))
     return 0

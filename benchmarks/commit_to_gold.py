@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -29,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from binlake.demo.runner import run_demo
-from binlake.local_stack.stack import LocalStack
-from binlake.settings import load_settings
+from benchmarks.support import on_a_stack_of_its_own
+from binlake.demo.runner import DemoSummary, run_demo
+from binlake.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,17 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
     args = parser.parse_args(argv)
-    state = Path(tempfile.mkdtemp(prefix="binlake-commit-to-gold-"))
-    settings = load_settings(
-        state_dir=state,
-        mysql={"port": 0},
-        kafka={"bootstrap_servers": "127.0.0.1:0"},
-        connect={"url": "http://127.0.0.1:0"},
-        dagster={"port": 0},
-    )
     console = Console(stderr=True)
-    try:
-        summary = run_demo(
+
+    def demo(settings: Settings) -> DemoSummary:
+        return run_demo(
             settings,
             duration_s=args.duration,
             rate_per_s=args.rate,
@@ -59,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             console=console,
         )
-    finally:
-        LocalStack(settings).down()
-        if not args.keep:
-            shutil.rmtree(state, ignore_errors=True)
+
+    summary = on_a_stack_of_its_own("binlake-commit-to-gold-", args.keep, console.print, demo)
     result = {
         "p50_s": summary.commit_to_gold_p50_s,
         "p95_s": summary.commit_to_gold_p95_s,

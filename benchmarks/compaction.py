@@ -40,12 +40,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from binlake.bronze import layout
-from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.manifest import Manifest
 from binlake.bronze.parquet_format import bronze_schema, to_parquet_bytes
 from binlake.settings import Settings, load_settings
 from binlake.storage import LakeStorage
 from compactor.run import run_compaction
 from dagster_defs.resources import BronzeLake
+from tests.support.manifest import manifest_entry
 
 TABLE = "shop.orders"
 TOPIC = "binlake.shop.orders"
@@ -119,13 +120,11 @@ def write_day(settings: Settings, files_per_hour: int, rows_per_file: int) -> in
             storage.write_atomic(path, data)
             ts = table.column(layout.SOURCE_TS_MS).to_pylist()
             manifest.append(
-                ManifestEntry(
+                manifest_entry(
+                    offset,
+                    offset + rows_per_file - 1,
                     table=TABLE,
                     topic=TOPIC,
-                    partition=0,
-                    first_offset=offset,
-                    last_offset=offset + rows_per_file - 1,
-                    rows=rows_per_file,
                     path=path,
                     partition_key=bucket.partition_key,
                     bytes=len(data),

@@ -26,10 +26,8 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict
@@ -42,11 +40,12 @@ if str(REPO) not in sys.path:
 
 import polars as pl
 
+from benchmarks.support import free_port_settings, temporary_state
 from binlake.bronze.manifest import Manifest
 from binlake.demo.delivery_checks import copies, read_topic
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
-from binlake.settings import Settings, load_settings
+from binlake.settings import Settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 
@@ -91,28 +90,24 @@ def streaming_again_after(connect_log: Path, killed: datetime) -> float | None:
 
 def run_mode(name: str, exactly_once: bool, args: argparse.Namespace) -> dict:
     os.environ["BINLAKE_CONNECT__EXACTLY_ONCE"] = "true" if exactly_once else "false"
-    state_dir = Path(tempfile.mkdtemp(prefix=f"binlake-eos-{name}-"))
-    settings = load_settings(
-        state_dir=state_dir,
-        tables=[TABLE],
-        mysql={"port": 0, "databases": [DB]},
-        kafka={"bootstrap_servers": "127.0.0.1:0"},
-        connect={"url": "http://127.0.0.1:0"},
-        dagster={"port": 0},
-        bronze={"flush_seconds": 1.0, "flush_rows": 5000},
-    )
-    assert settings.connect.exactly_once is exactly_once
-    stack = LocalStack(settings)
-    try:
-        stack.up(with_dagster=False)
-        settings = stack.settings
-        return measure(name, stack, settings, args)
-    finally:
-        stack.down()
-        if args.keep:
-            print(f"[{name}] state kept in {state_dir}")
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
+
+    def say(text: str) -> None:
+        print(f"[{name}] {text}")
+
+    with temporary_state(f"binlake-eos-{name}-", args.keep, say) as state_dir:
+        settings = free_port_settings(
+            state_dir,
+            tables=[TABLE],
+            mysql={"databases": [DB]},
+            bronze={"flush_seconds": 1.0, "flush_rows": 5000},
+        )
+        assert settings.connect.exactly_once is exactly_once
+        stack = LocalStack(settings)
+        try:
+            stack.up(with_dagster=False)
+            return measure(name, stack, stack.settings, args)
+        finally:
+            stack.down()
 
 
 def measure(name: str, stack: LocalStack, settings: Settings, args: argparse.Namespace) -> dict:

@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.support import free_port_settings
 from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.local_stack.stack import LocalStack
-from binlake.settings import load_settings
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from cdc.connect_client import ConnectClient
@@ -62,13 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(float(s) * MB) for s in args.sizes_mb.split(",")]
     state = Path(tempfile.mkdtemp(prefix="binlake-large-records-"))
-    settings = load_settings(
-        state_dir=state,
+    settings = free_port_settings(
+        state,
         tables=[TABLE],
-        mysql={"port": 0},
-        kafka={"bootstrap_servers": "127.0.0.1:0"},
-        connect={"url": "http://127.0.0.1:0"},
-        dagster={"port": 0, "sensor_interval_seconds": 1, "automation_interval_seconds": 2},
+        dagster={"sensor_interval_seconds": 1, "automation_interval_seconds": 2},
     )
     stack = LocalStack(settings)
     results: list[dict] = []

@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.support import free_port_settings
 from binlake.bronze.manifest import Manifest, live_entries
 from binlake.local_stack.stack import LocalStack
-from binlake.settings import Settings, load_settings
+from binlake.settings import Settings
 from binlake.silver.incremental import unconsumed_reads
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
@@ -87,13 +88,8 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="binlake-resync-bench-"))
-    settings = load_settings(
-        state_dir=home / "state",
-        mysql={"port": 0},
-        kafka={"bootstrap_servers": "127.0.0.1:0"},
-        connect={"url": "http://127.0.0.1:0"},
-        tables=[TABLE],
-        resync={"chunk_size": args.chunk_size},
+    settings = free_port_settings(
+        home / "state", tables=[TABLE], resync={"chunk_size": args.chunk_size}
     )
     stack = LocalStack(settings)
     try:

@@ -59,6 +59,7 @@ from binlake.storage import LakeStorage
 from dagster_defs.bronze.sensors import build_manifest_sensor
 from dagster_defs.keys import hourly_partitions
 from dagster_defs.resources import BRONZE_LAKE, BronzeLake
+from tests.support.manifest import manifest_entry
 
 LAST_HOUR_MS = 1_795_251_600_000  # 2026-11-21 09:00:00 UTC, the newest hour of the manifest
 HOUR_MS = 3_600_000
@@ -76,13 +77,11 @@ def make_entry(settings: Settings, index: int, total: int) -> ManifestEntry:
     hour_ms = LAST_HOUR_MS - hours_back * HOUR_MS
     min_ts = hour_ms + (index % FILES_PER_HOUR) * 3_000
     bucket = HourBucket.of_millis(min_ts)
-    return ManifestEntry(
+    return manifest_entry(
+        first_offset,
+        first_offset + ROWS_PER_FILE - 1,
         table=table,
         topic=topic,
-        partition=0,
-        first_offset=first_offset,
-        last_offset=first_offset + ROWS_PER_FILE - 1,
-        rows=ROWS_PER_FILE,
         path=bronze_file_path(table, bucket, topic, 0, first_offset),
         partition_key=bucket.partition_key,
         bytes=48_000 + (index * 7919) % 16_000,

@@ -175,7 +175,9 @@ def test_every_dagster_defs_module_is_dagster_wiring() -> None:
             for node in ast.walk(tree)
             if isinstance(node, ast.Import | ast.ImportFrom)
             for name in (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
             )
         }
         if not imported & {"dagster", "dagster_polars"}:

@@ -6,11 +6,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
+from tests.support.manifest import write_with_entry
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cdc_vs_watermark.py"
 _spec = importlib.util.spec_from_file_location("cdc_vs_watermark", SCRIPT)
@@ -77,24 +76,9 @@ def test_soft_deleted_rows_needs_a_set_marker() -> None:
 
 
 def _write(storage: LakeStorage, name: str, table: pa.Table, written_at: float) -> None:
-    path = f"bronze/{O}/{name}.parquet"
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    storage.write_atomic(path, sink.getvalue().to_pybytes())
-    Manifest(storage).append(
-        ManifestEntry(
-            table=O,
-            topic=f"binlake.{O}",
-            partition=0,
-            first_offset=0,
-            last_offset=table.num_rows - 1,
-            rows=table.num_rows,
-            path=path,
-            partition_key="2026-01-02-03:00",
-            bytes=1,
-            written_at=written_at,
-            rotation_reason="age",
-        )
+    hour = "2026-01-02-03:00"
+    write_with_entry(
+        storage, table, name=name, lake_table=O, partition_key=hour, written_at=written_at
     )
 
 

@@ -8,13 +8,12 @@ from binlake.bronze.manifest import Manifest
 from binlake.cli import app
 from binlake.silver.delta_table import SilverDeltaTable
 from binlake.storage import LakeStorage
-from tests.dagster_defs.conftest import bronze, settings  # noqa: F401 - fixtures
 
 MINUTE_MS = 60_000
 runner = CliRunner()
 
 
-def write_history(bronze) -> int:  # noqa: F811 - the fixture
+def write_history(bronze) -> int:
     """Order 1 created, then paid a minute later, in two files."""
     c, t0 = bronze.change, bronze.base_ts_ms
     bronze.write("shop.orders", [c("c", 0, ts_ms=t0, id=1, status="new")])
@@ -22,7 +21,7 @@ def write_history(bronze) -> int:  # noqa: F811 - the fixture
     return t0
 
 
-def test_rebuild_prints_where_it_wrote_the_table_as_of_then(settings, bronze):  # noqa: F811
+def test_rebuild_prints_where_it_wrote_the_table_as_of_then(settings, bronze):
     write_history(bronze)
     result = runner.invoke(
         app, ["rebuild", "--table", "shop.orders", "--as-of", "2024-06-01T10:00:30Z", "--json"]
@@ -34,7 +33,7 @@ def test_rebuild_prints_where_it_wrote_the_table_as_of_then(settings, bronze):  
     assert frame.select("id", "status").rows() == [(1, "new")]
 
 
-def test_rebuild_names_what_is_wrong(settings, bronze):  # noqa: F811
+def test_rebuild_names_what_is_wrong(settings, bronze):
     write_history(bronze)
     unknown = runner.invoke(app, ["rebuild", "--table", "shop.nope", "--as-of", "0"])
     assert unknown.exit_code == 2 and "unknown table 'shop.nope'" in unknown.output
@@ -46,7 +45,7 @@ def test_rebuild_names_what_is_wrong(settings, bronze):  # noqa: F811
     assert again.exit_code == 1 and "already exists" in again.output
 
 
-def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):  # noqa: F811
+def test_compact_dry_run_changes_nothing_then_compacts(settings, bronze):
     write_history(bronze)
     manifest = Manifest(LakeStorage.from_url(settings.lake_url))
     before = manifest.entries()

@@ -7,12 +7,11 @@ from typer.testing import CliRunner
 
 from binlake.cli import app
 from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
-from tests.dagster_defs.conftest import settings  # noqa: F401 - fixture
 
 runner = CliRunner()
 
 
-def test_resync_refuses_an_unknown_table(settings):  # noqa: F811 - the fixture
+def test_resync_refuses_an_unknown_table(settings):
     result = runner.invoke(app, ["resync", "--table", "shop.nope"])
     assert result.exit_code == 2 and "unknown table 'shop.nope'" in result.output
 
@@ -30,14 +29,14 @@ def _pending_request(resync_id: str) -> ResyncRequest:
     )
 
 
-def test_resync_refuses_while_one_of_the_table_is_not_over(settings):  # noqa: F811
+def test_resync_refuses_while_one_of_the_table_is_not_over(settings):
     ResyncLog.of(settings).record_request(_pending_request("20261207T100000Z-00000001"))
     result = runner.invoke(app, ["resync", "--table", "shop.orders", "--no-wait"])
     assert result.exit_code == 1
     assert "20261207T100000Z-00000001" in result.output and "in progress" in result.output
 
 
-def test_abandon_frees_the_table_for_a_new_resync(settings):  # noqa: F811
+def test_abandon_frees_the_table_for_a_new_resync(settings):
     """A resync Debezium never acted on would block the table's next one for good."""
     log = ResyncLog.of(settings)
     log.record_request(_pending_request("20261207T100000Z-00000002"))

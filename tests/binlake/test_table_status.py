@@ -8,16 +8,14 @@ import httpx
 from binlake.status import collect_capture_status
 from cdc.connect_client import ConnectClient
 from cdc.connector_health import HealthState, Phase
-from tests.cdc.test_connect_client import CONFIG, FakeConnect
-from tests.cdc.test_connector_health import TRACE
-from tests.dagster_defs.conftest import bronze, settings  # noqa: F401 - fixtures
+from tests.support.connect import CONFIG, TRACE, FakeConnect
 
 
 def _client(fake: FakeConnect) -> ConnectClient:
     return ConnectClient("http://connect:8083", retry_for_s=0, transport=httpx.MockTransport(fake))
 
 
-def test_failed_task_with_error_and_both_stopped_figures(settings, bronze):  # noqa: F811
+def test_failed_task_with_error_and_both_stopped_figures(settings, bronze):
     t0 = bronze.base_ts_ms
     bronze.write("shop.orders", [bronze.change("c", 0, ts_ms=t0, id=1, status="new")])
     bronze.write("shop.orders", [bronze.change("u", 1, ts_ms=t0 + 30_000, id=1, status="paid")])
@@ -41,7 +39,7 @@ def test_failed_task_with_error_and_both_stopped_figures(settings, bronze):  # n
     assert "capture stopped at most that long ago" in text
 
 
-def test_running_connector_and_no_sensor_state(settings):  # noqa: F811
+def test_running_connector_and_no_sensor_state(settings):
     fake = FakeConnect()
     name = settings.connect.connector_name
     fake.configs[name] = CONFIG
@@ -52,7 +50,7 @@ def test_running_connector_and_no_sensor_state(settings):  # noqa: F811
     assert status.newest_change_commit_at is None  # an empty lake
 
 
-def test_unreachable_connect_without_a_sensor_state(settings):  # noqa: F811
+def test_unreachable_connect_without_a_sensor_state(settings):
     fake = FakeConnect()
     fake.failures = [httpx.ConnectError("refused")] * 5
     status = collect_capture_status(settings, health=HealthState(), connect=_client(fake))

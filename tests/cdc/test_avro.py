@@ -22,13 +22,11 @@ from cdc.avro import (
     without_logical_types,
 )
 from cdc.envelope import SchemaChangeRecord
+from tests.support.avro import envelope_record, key_record, optional, source_record
+from tests.support.debezium import source as debezium_source
 
 REGISTRY = "http://registry:8081"
 KEY_ID, VALUE_ID, DDL_ID = 1, 2, 3
-
-
-def _opt(avro_type: Any, name: str) -> dict[str, Any]:
-    return {"name": name, "type": ["null", avro_type], "default": None}
 
 
 # The shapes Debezium's AvroConverter registers (Connect schema kept in connect.* properties).
@@ -59,7 +57,7 @@ VALUE_RECORD = {
                 "connect.name": "io.debezium.time.MicroTimestamp",
             },
         },
-        _opt(
+        optional(
             {
                 "type": "string",
                 "connect.version": 1,
@@ -67,15 +65,15 @@ VALUE_RECORD = {
             },
             "updated_at",
         ),
-        _opt(
+        optional(
             {"type": "int", "connect.version": 1, "connect.name": "io.debezium.time.Date"}, "ship"
         ),
-        _opt(
+        optional(
             {"type": "long", "connect.version": 1, "connect.name": "io.debezium.time.MicroTime"},
             "prep",
         ),
-        _opt("bytes", "blob"),
-        _opt(
+        optional("bytes", "blob"),
+        optional(
             {
                 "type": "string",
                 "connect.version": 1,
@@ -84,8 +82,8 @@ VALUE_RECORD = {
             },
             "status",
         ),
-        _opt("double", "weight"),
-        _opt(
+        optional("double", "weight"),
+        optional(
             {
                 "type": "bytes",
                 "connect.version": 1,
@@ -98,83 +96,9 @@ VALUE_RECORD = {
     "connect.name": "binlake.shop.orders.Value",
 }
 
-SOURCE_RECORD = {
-    "type": "record",
-    "name": "Source",
-    "namespace": "io.debezium.connector.mysql",
-    "fields": [
-        {"name": "version", "type": "string"},
-        {"name": "connector", "type": "string"},
-        {"name": "name", "type": "string"},
-        {"name": "ts_ms", "type": "long"},
-        {
-            "name": "snapshot",
-            "type": [
-                {
-                    "type": "string",
-                    "connect.version": 1,
-                    "connect.parameters": {"allowed": "true,first,last,false,incremental"},
-                    "connect.default": "false",
-                    "connect.name": "io.debezium.data.Enum",
-                },
-                "null",
-            ],
-            "default": "false",
-        },
-        {"name": "db", "type": "string"},
-        _opt("string", "sequence"),
-        _opt("long", "ts_us"),
-        _opt("long", "ts_ns"),
-        _opt("string", "table"),
-        {"name": "server_id", "type": "long"},
-        _opt("string", "gtid"),
-        {"name": "file", "type": "string"},
-        {"name": "pos", "type": "long"},
-        {"name": "row", "type": "int"},
-        _opt("long", "thread"),
-        _opt("string", "query"),
-    ],
-    "connect.name": "io.debezium.connector.mysql.Source",
-}
-
-VALUE_SCHEMA = {
-    "type": "record",
-    "name": "Envelope",
-    "namespace": "binlake.shop.orders",
-    "fields": [
-        _opt(VALUE_RECORD, "before"),
-        _opt("Value", "after"),
-        {"name": "source", "type": SOURCE_RECORD},
-        _opt(
-            {
-                "type": "record",
-                "name": "block",
-                "namespace": "event",
-                "fields": [
-                    {"name": "id", "type": "string"},
-                    {"name": "total_order", "type": "long"},
-                    {"name": "data_collection_order", "type": "long"},
-                ],
-                "connect.name": "event.block",
-            },
-            "transaction",
-        ),
-        {"name": "op", "type": "string"},
-        _opt("long", "ts_ms"),
-        _opt("long", "ts_us"),
-        _opt("long", "ts_ns"),
-    ],
-    "connect.version": 2,
-    "connect.name": "binlake.shop.orders.Envelope",
-}
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "binlake.shop.orders",
-    "fields": [{"name": "id", "type": "long"}],
-    "connect.name": "binlake.shop.orders.Key",
-}
+SOURCE_RECORD = source_record(sub_millisecond_times=True)
+VALUE_SCHEMA = envelope_record(VALUE_RECORD, "binlake.shop.orders", sub_millisecond_times=True)
+KEY_SCHEMA = key_record("binlake.shop.orders")
 
 DDL_SCHEMA = {
     "type": "record",
@@ -183,8 +107,8 @@ DDL_SCHEMA = {
     "fields": [
         {"name": "source", "type": SOURCE_RECORD},
         {"name": "ts_ms", "type": "long"},
-        _opt("string", "databaseName"),
-        _opt("string", "ddl"),
+        optional("string", "databaseName"),
+        optional("string", "ddl"),
     ],
     "connect.name": "io.debezium.connector.mysql.SchemaChangeValue",
 }
@@ -199,26 +123,7 @@ def frame(schema_id: int, schema: dict[str, Any], datum: dict[str, Any]) -> byte
 
 
 def source(**overrides: Any) -> dict[str, Any]:
-    block = {
-        "version": "3.0.7.Final",
-        "connector": "mysql",
-        "name": "binlake",
-        "ts_ms": 1795248000000,
-        "snapshot": "false",
-        "db": "shop",
-        "sequence": None,
-        "ts_us": None,
-        "ts_ns": None,
-        "table": "orders",
-        "server_id": 1,
-        "gtid": None,
-        "file": "mariadb-bin.000003",
-        "pos": 4512,
-        "row": 0,
-        "thread": 7,
-        "query": None,
-    }
-    return block | overrides
+    return debezium_source(ts_us=None, ts_ns=None) | overrides
 
 
 ROW = {

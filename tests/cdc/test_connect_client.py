@@ -2,89 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import httpx
 import pytest
 
 from binlake.errors import ConnectError
 from cdc.connect_client import ConnectClient, ConnectHTTPError, ConnectorStatus
-
-PASSWORD = "hunter2-secret"
-CONFIG = {
-    "connector.class": "io.debezium.connector.mysql.MySqlConnector",
-    "tasks.max": "1",
-    "database.password": PASSWORD,
-    "topic.prefix": "binlake",
-}
-
-
-class FakeConnect:
-    """Just enough of Connect's REST API; `failures` queues responses to return first."""
-
-    def __init__(self) -> None:
-        self.configs: dict[str, dict[str, str]] = {}
-        self.states: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.failures: list[httpx.Response | Exception] = []
-        self.offsets: dict[str, list[dict[str, Any]]] = {}
-        self.restarts: list[dict[str, str]] = []
-
-    def status(self, name: str, connector: str, tasks: list[str], trace: str | None = None):
-        self.states[name] = {
-            "name": name,
-            "connector": {"state": connector, "worker_id": "127.0.0.1:8083"},
-            "tasks": [
-                {"id": i, "state": s, "worker_id": "127.0.0.1:8083"}
-                | ({"trace": trace} if s == "FAILED" and trace else {})
-                for i, s in enumerate(tasks)
-            ],
-            "type": "source",
-        }
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append((request.method, request.url.path))
-        if self.failures:
-            failure = self.failures.pop(0)
-            if isinstance(failure, Exception):
-                raise failure
-            return failure
-        parts = request.url.path.strip("/").split("/")
-        method = request.method
-        if parts == [""]:
-            return httpx.Response(200, json={"version": "3.8.0", "commit": "x"})
-        if parts == ["connectors"] and method == "GET":
-            return httpx.Response(200, json=sorted(self.configs))
-        name = parts[1]
-        if name not in self.configs and not (method == "PUT" and parts[2:] == ["config"]):
-            return _error(404, f"Connector {name} not found")
-        match method, parts[2:]:
-            case "GET", ["config"]:
-                return httpx.Response(200, json={**self.configs[name], "name": name})
-            case "PUT", ["config"]:
-                created = name not in self.configs
-                self.configs[name] = json.loads(request.content)
-                self.status(name, "UNASSIGNED", [])
-                return httpx.Response(201 if created else 200, json={"name": name})
-            case "GET", ["status"]:
-                return httpx.Response(200, json=self.states[name])
-            case "POST", ["restart"]:
-                assert request.url.params["includeTasks"] in ("true", "false")
-                self.restarts.append(dict(request.url.params))
-                return httpx.Response(202, json=self.states[name])
-            case "GET", ["offsets"]:
-                return httpx.Response(200, json={"offsets": self.offsets.get(name, [])})
-            case "PUT", ["pause"] | ["resume"]:
-                return httpx.Response(202)
-            case "DELETE", []:
-                del self.configs[name]
-                return httpx.Response(204)
-        return _error(405, "HTTP 405 Method Not Allowed")
-
-
-def _error(code: int, message: str) -> httpx.Response:
-    return httpx.Response(code, json={"error_code": code, "message": message})
+from tests.support.connect import CONFIG, PASSWORD, FakeConnect, connect_error
 
 
 @pytest.fixture
@@ -232,8 +155,10 @@ def test_error_carries_status_and_server_message(client):
 
 def test_bad_request_is_not_retried_and_never_shows_the_password(client, fake):
     fake.failures = [
-        _error(404, "no config yet"),
-        _error(400, f"Connector configuration is invalid: database.password={PASSWORD} rejected"),
+        connect_error(404, "no config yet"),
+        connect_error(
+            400, f"Connector configuration is invalid: database.password={PASSWORD} rejected"
+        ),
     ]
     with pytest.raises(ConnectHTTPError) as info:
         client.put_connector("c1", CONFIG)
@@ -246,15 +171,17 @@ def test_bad_request_is_not_retried_and_never_shows_the_password(client, fake):
 def test_transient_failures_are_retried(client, fake):
     fake.failures = [
         httpx.ConnectError("connection refused"),
-        _error(409, "Cannot complete request because of a conflicting operation (rebalance)"),
-        _error(500, "Request timed out"),
+        connect_error(
+            409, "Cannot complete request because of a conflicting operation (rebalance)"
+        ),
+        connect_error(500, "Request timed out"),
     ]
     assert client.list_connectors() == []
     assert len(client.sleeps) == 3  # type: ignore[attr-defined]
 
 
 def test_retries_give_up_with_the_last_error(client, fake):
-    fake.failures = [_error(503, "still starting")] * 10
+    fake.failures = [connect_error(503, "still starting")] * 10
     with pytest.raises(ConnectHTTPError, match=r"HTTP 503\): still starting"):
         client.list_connectors()
     assert len(fake.requests) == 4  # max_attempts
@@ -283,7 +210,7 @@ def test_connector_names_are_url_escaped():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.raw_path)
-        return _error(404, "not found")
+        return connect_error(404, "not found")
 
     with ConnectClient("http://connect:8083", transport=httpx.MockTransport(handler)) as c:
         assert c.get_config("a/b c") is None

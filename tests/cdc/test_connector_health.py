@@ -18,18 +18,8 @@ from cdc.connector_health import (
     find_record_too_large,
     summarize_trace,
 )
+from tests.support.connect import TRACE
 
-TRACE = (
-    "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer "
-    "send callback\n"
-    "\tat org.apache.kafka.connect.runtime.WorkerSourceTask.maybeThrowProducerSendException"
-    "(WorkerSourceTask.java:343)\n"
-    "\tat java.base/java.lang.Thread.run(Thread.java:840)\n"
-    "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1502821 "
-    "bytes when serialized which is larger than 1048576, which is the value of the "
-    "max.request.size configuration.\n"
-    "\t... 12 more\n"
-)
 POLICY = HealthPolicy(
     backoff_seconds=10,
     backoff_max_seconds=35,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -24,9 +23,22 @@ from cdc.envelope import (
     source_position,
 )
 from cdc.json_decoding import clear_schema_cache, decode_change
-
-PREFIX = "binlake"
-TOPIC = "binlake.shop.orders"
+from tests.support.debezium import (
+    ORDER_COLUMNS,
+    PREFIX,
+    SOURCE_SCHEMA,
+    TOPIC,
+    b64,
+    dumps,
+    envelope_schema,
+    key_bytes,
+    order_row,
+    source,
+    unscaled,
+    value_bytes,
+)
+from tests.support.debezium import connect_field as _f
+from tests.support.debezium import decimal_field as _decimal
 
 
 @pytest.fixture(autouse=True)
@@ -34,220 +46,6 @@ def _fresh_cache():
     clear_schema_cache()
     yield
     clear_schema_cache()
-
-
-# -- fixtures shaped like Debezium 3.0.7 output -----------------------------------------------
-
-
-def _f(field: str, type_: str, optional: bool = False, **extra: Any) -> dict[str, Any]:
-    return {"type": type_, "optional": optional, **extra, "field": field}
-
-
-def _decimal(field: str, precision: int, scale: int, optional: bool = False) -> dict[str, Any]:
-    return _f(
-        field,
-        "bytes",
-        optional,
-        name="org.apache.kafka.connect.data.Decimal",
-        version=1,
-        parameters={"scale": str(scale), "connect.decimal.precision": str(precision)},
-    )
-
-
-ORDER_COLUMNS = [
-    _f("id", "int64"),
-    _f("customer_id", "int32"),
-    _f(
-        "status",
-        "string",
-        name="io.debezium.data.Enum",
-        version=1,
-        parameters={"allowed": "new,paid,shipped"},
-    ),
-    _decimal("total", 12, 2),
-    _f("weight", "float64", True),
-    _f("placed_at", "int64", name="io.debezium.time.MicroTimestamp", version=1),
-    _f("updated_at", "string", True, name="io.debezium.time.ZonedTimestamp", version=1),
-    _f("ship_date", "int32", True, name="io.debezium.time.Date", version=1),
-    _f("prep_time", "int64", True, name="io.debezium.time.MicroTime", version=1),
-    _f("note", "string", True),
-    _f("attrs", "string", True, name="io.debezium.data.Json", version=1),
-    _f("small", "int16", True),
-    _f("tiny", "int8", True),
-    _f("ratio", "float32", True),
-    _f("paid", "boolean", True),
-]
-
-SOURCE_SCHEMA = {
-    "type": "struct",
-    "fields": [
-        _f("version", "string"),
-        _f("connector", "string"),
-        _f("name", "string"),
-        _f("ts_ms", "int64"),
-        _f(
-            "snapshot",
-            "string",
-            True,
-            name="io.debezium.data.Enum",
-            version=1,
-            parameters={
-                "allowed": "true,first,first_in_data_collection,last_in_data_collection,"
-                "last,false,incremental"
-            },
-            default="false",
-        ),
-        _f("db", "string"),
-        _f("sequence", "string", True),
-        _f("ts_us", "int64", True),
-        _f("ts_ns", "int64", True),
-        _f("table", "string", True),
-        _f("server_id", "int64"),
-        _f("gtid", "string", True),
-        _f("file", "string"),
-        _f("pos", "int64"),
-        _f("row", "int32"),
-        _f("thread", "int64", True),
-        _f("query", "string", True),
-    ],
-    "optional": False,
-    "name": "io.debezium.connector.mysql.Source",
-    "version": 1,
-    "field": "source",
-}
-
-TRANSACTION_SCHEMA = {
-    "type": "struct",
-    "fields": [
-        _f("id", "string"),
-        _f("total_order", "int64"),
-        _f("data_collection_order", "int64"),
-    ],
-    "optional": True,
-    "name": "event.block",
-    "version": 1,
-    "field": "transaction",
-}
-
-
-def envelope_schema(columns: list[dict[str, Any]], table: str = "shop.orders") -> dict[str, Any]:
-    value = {
-        "type": "struct",
-        "fields": columns,
-        "optional": True,
-        "name": f"{PREFIX}.{table}.Value",
-    }
-    return {
-        "type": "struct",
-        "fields": [
-            {**value, "field": "before"},
-            {**value, "field": "after"},
-            SOURCE_SCHEMA,
-            TRANSACTION_SCHEMA,
-            _f("op", "string"),
-            _f("ts_ms", "int64", True),
-            _f("ts_us", "int64", True),
-            _f("ts_ns", "int64", True),
-        ],
-        "optional": False,
-        "name": f"{PREFIX}.{table}.Envelope",
-        "version": 2,
-    }
-
-
-def key_schema(table: str = "shop.orders") -> dict[str, Any]:
-    return {
-        "type": "struct",
-        "fields": [_f("id", "int64")],
-        "optional": False,
-        "name": f"{PREFIX}.{table}.Key",
-    }
-
-
-def source(snapshot: str = "false", **overrides: Any) -> dict[str, Any]:
-    block = {
-        "version": "3.0.7.Final",
-        "connector": "mysql",
-        "name": PREFIX,
-        "ts_ms": 1795248000000,
-        "snapshot": snapshot,
-        "db": "shop",
-        "sequence": None,
-        "ts_us": 1795248000000000,
-        "ts_ns": 1795248000000000000,
-        "table": "orders",
-        "server_id": 1,
-        "gtid": None,
-        "file": "mariadb-bin.000003",
-        "pos": 4512,
-        "row": 0,
-        "thread": 7,
-        "query": None,
-    }
-    block.update(overrides)
-    return block
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def unscaled(value: int, length: int | None = None) -> str:
-    """Base64 of a big-endian two's-complement integer, as Connect's Decimal carries it."""
-    size = length or max(1, (value.bit_length() + 8) // 8)
-    return b64(value.to_bytes(size, "big", signed=True))
-
-
-def order_row(**overrides: Any) -> dict[str, Any]:
-    row = {
-        "id": 1001,
-        "customer_id": 7,
-        "status": "paid",
-        "total": unscaled(-12345),  # -123.45
-        "weight": 1.5,
-        "placed_at": 1795248000123456,  # 2026-11-21T08:00:00.123456
-        "updated_at": "2026-11-21T08:00:00.123456Z",
-        "ship_date": 20413,  # 2025-11-21
-        "prep_time": -(3 * 3600 + 2) * 1_000_000,  # TIME '-03:00:02'
-        "note": "leave at door",
-        "attrs": '{"gift":true}',
-        "small": -300,
-        "tiny": 5,
-        "ratio": 0.25,
-        "paid": True,
-    }
-    row.update(overrides)
-    return row
-
-
-def dumps(document: Any) -> bytes:
-    # JsonConverter's output is compact JSON with "schema" before "payload".
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def value_bytes(
-    op: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    *,
-    columns: list[dict[str, Any]] = ORDER_COLUMNS,
-    src: dict[str, Any] | None = None,
-) -> bytes:
-    payload = {
-        "before": before,
-        "after": after,
-        "source": src or source(),
-        "transaction": None,
-        "op": op,
-        "ts_ms": 1795248000456,
-        "ts_us": 1795248000456123,
-        "ts_ns": 1795248000456123000,
-    }
-    return dumps({"schema": envelope_schema(columns), "payload": payload})
-
-
-def key_bytes(order_id: int = 1001) -> bytes:
-    return dumps({"schema": key_schema(), "payload": {"id": order_id}})
 
 
 def decode(key: bytes | None, value: bytes | None, topic: str = TOPIC) -> ChangeEvent:

@@ -22,8 +22,7 @@ from cdc.connector_health import (
 )
 from cdc.health_watch import ConnectorHealthWatch
 from cdc.oversized_record import Diagnosis, OversizedRow, _topic_from_log
-from tests.cdc.test_connect_client import CONFIG, FakeConnect
-from tests.cdc.test_connector_health import TRACE
+from tests.support.connect import CONFIG, TRACE, FakeConnect
 
 LOG_LINES = (
     "09:12:18.549 [task-thread-binlake-mysql-0] ERROR org.apache.kafka.connect.runtime."

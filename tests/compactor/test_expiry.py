@@ -18,8 +18,8 @@ from compactor.plan import compaction_groups
 from compactor.rewrite import CompactionConflictError, compact_group
 from compactor.run import plan_expiry, run_compaction
 from dagster_defs.resources import BronzeLake
-from tests.compactor.conftest import with_retention
-from tests.compactor.test_plan import file
+from tests.support.lake import with_retention
+from tests.support.manifest import file
 
 TABLE = "shop.orders"
 HOUR_MS = 3_600_000

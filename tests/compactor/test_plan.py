@@ -1,32 +1,11 @@
 """Which files compaction picks: closed hours only, one schema, runs up to the target size."""
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from binlake.bronze.manifest import ManifestEntry
 from binlake.settings import CompactorSettings
 from compactor.plan import compaction_groups
-
-HOUR = "2024-06-01-10:00"
-HOUR_END = datetime(2024, 6, 1, 11, tzinfo=UTC)
-
-
-def file(first: int, last: int, *, hour: str = HOUR, size: int = 100, fingerprint: str = "a"):
-    return ManifestEntry(
-        table="shop.orders",
-        topic="binlake.shop.orders",
-        partition=0,
-        first_offset=first,
-        last_offset=last,
-        rows=last - first + 1,
-        path=f"bronze/shop.orders/{hour}/{first}.parquet",
-        partition_key=hour,
-        bytes=size,
-        written_at=(HOUR_END - timedelta(minutes=1)).timestamp(),
-        rotation_reason="rows",
-        schema_fingerprint=fingerprint,
-    )
-
+from tests.support.manifest import HOUR_END, file
 
 SETTINGS = CompactorSettings(grace_minutes=10, target_file_bytes=250, min_files=2)
 

@@ -12,10 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from binlake.bronze.manifest import Manifest
 from binlake.settings import Settings
-from binlake.storage import LakeStorage
-from cdc.envelope import ChangeEvent, SourcePosition
 from dagster_defs.bronze.checks import (
     SCHEMA_CHECK,
     build_schema_check,
@@ -25,8 +22,8 @@ from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key, silver_key
 from dagster_defs.resources import BronzeLake
-from streams.flush_policy import FlushPolicy
-from streams.partition_writer import PartitionWriter, RotationReason
+from tests.support.dagster_runs import evaluate_check
+from tests.support.worker_bronze import WorkerBronze
 
 TABLE = "shop.products"
 CHECK_KEY = dg.AssetCheckKey(bronze_key(TABLE), SCHEMA_CHECK)
@@ -48,54 +45,6 @@ NOTE_DROPPED = columns(("id", pa.int64()), ("qty", pa.int64()), ("price", pa.dec
 QTY_TEXT = columns(("id", pa.int64()), ("qty", pa.string()), ("price", pa.decimal128(10, 2)))
 
 
-class Lake:
-    """Bronze files of one table written the way the worker writes them."""
-
-    def __init__(self, settings: Settings, table: str = TABLE):
-        self.table = table
-        storage = LakeStorage.from_url(settings.lake_url)
-        self.writer = PartitionWriter(
-            settings.topic_for(table),
-            0,
-            storage=storage,
-            manifest=Manifest(storage),
-            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
-            clock=lambda: 0.0,
-        )
-        self.offset = 0
-
-    def rows(
-        self, schema: pa.Schema, *rows: dict[str, Any], primary_key: tuple[str, ...] = ("id",)
-    ) -> Lake:
-        for row in rows:
-            db, name = self.table.split(".")
-            event = ChangeEvent(
-                table=self.table,
-                op="c",
-                row=dict(row),
-                row_schema=schema,
-                primary_key=primary_key,
-                source=SourcePosition(
-                    "mariadb-bin.000001",
-                    1000 + self.offset,
-                    0,
-                    1_717_236_000_000 + self.offset,
-                    "false",
-                    db,
-                    name,
-                    1,
-                    None,
-                ),
-                captured_ts_ms=None,
-            )
-            self.writer.add(self.offset, event)
-            self.offset += 1
-        return self
-
-    def close(self) -> None:
-        self.writer.close(RotationReason.SHUTDOWN)
-
-
 @pytest.fixture
 def lake(settings: Settings) -> BronzeLake:
     return BronzeLake(storage_url=settings.lake_url)
@@ -109,7 +58,7 @@ def metadata(result: dg.AssetCheckResult) -> dict[str, Any]:
 
 
 def test_accepted_drift_passes_and_lists_every_version(settings, lake):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 1, "price": Decimal("1.50")})
     bronze.rows(WITH_NOTE, {"id": 2, "qty": 2, "note": "n"})
     bronze.rows(QTY_BIGINT, {"id": 3, "qty": 5_000_000_000})
@@ -134,7 +83,7 @@ def test_accepted_drift_passes_and_lists_every_version(settings, lake):
 
 
 def test_a_type_family_change_fails_naming_the_column_and_both_types(settings, lake):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 1})
     bronze.rows(QTY_TEXT, {"id": 2, "qty": "two"})  # MODIFY qty VARCHAR(10)
     bronze.rows(QTY_TEXT, {"id": 3, "qty": "three"})
@@ -152,7 +101,7 @@ def test_a_type_family_change_fails_naming_the_column_and_both_types(settings, l
 
 
 def test_narrowing_fails_even_after_accepted_versions(settings, lake):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1})
     bronze.rows(QTY_BIGINT, {"id": 2})
     bronze.rows(WITH_NOTE, {"id": 3, "qty": 3})  # MODIFY qty INT: BIGINT -> INT
@@ -164,7 +113,7 @@ def test_narrowing_fails_even_after_accepted_versions(settings, lake):
 
 
 def test_a_primary_key_change_fails(settings, lake):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 1})
     bronze.rows(V1, {"id": 2, "qty": 1}, primary_key=("id", "qty"))
     bronze.close()
@@ -181,25 +130,16 @@ def test_files_without_tracked_versions_pass(bronze, lake):
 
 
 def test_only_the_checked_tables_files_count(settings, lake):
-    Lake(settings, "shop.orders").rows(V1, {"id": 1}).rows(QTY_TEXT, {"id": 2}).close()
-    Lake(settings).rows(V1, {"id": 1}).close()
+    WorkerBronze(settings, "shop.orders").rows(V1, {"id": 1}).rows(QTY_TEXT, {"id": 2}).close()
+    WorkerBronze(settings, TABLE).rows(V1, {"id": 1}).close()
     assert check_schema_versions(lake, TABLE).passed
     assert not check_schema_versions(lake, "shop.orders").passed
 
 
 def test_the_check_runs_in_dagster_on_the_bronze_asset(settings, resources):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 1}).rows(QTY_TEXT, {"id": 2, "qty": "x"}).close()
-    defs = build_definitions(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            selection=dg.AssetSelection.checks(CHECK_KEY),
-            resources=resources(),
-            instance=instance,
-        )
-    assert result.success  # a failed check is a finding, not a failed run
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = evaluate_check(settings, resources(), CHECK_KEY)
     assert evaluation.asset_check_key == CHECK_KEY and not evaluation.passed
     assert "column 'qty' changed from int32 to string" in (evaluation.description or "")
 
@@ -216,7 +156,9 @@ def test_every_bronze_and_silver_table_has_the_check(settings):
 
 
 def test_the_check_on_silver_reports_the_bronze_finding(settings, resources):
-    Lake(settings).rows(V1, {"id": 1, "qty": 1}).rows(QTY_TEXT, {"id": 2, "qty": "x"}).close()
+    WorkerBronze(settings, TABLE).rows(V1, {"id": 1, "qty": 1}).rows(
+        QTY_TEXT, {"id": 2, "qty": "x"}
+    ).close()
     check = build_schema_check(TABLE, asset=silver_key(TABLE))
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
@@ -232,7 +174,7 @@ def test_the_check_on_silver_reports_the_bronze_finding(settings, resources):
 
 def test_the_check_is_requested_when_a_bronze_hour_is_reported(settings, resources):
     defs = build_definitions(settings)
-    Lake(settings).rows(V1, {"id": 1}).close()
+    WorkerBronze(settings, TABLE).rows(V1, {"id": 1}).close()
     with dg.DagsterInstance.ephemeral() as instance:
         first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         sensor = defs.resolve_sensor_def(MANIFEST_SENSOR_NAME)
@@ -249,7 +191,7 @@ def test_the_check_is_requested_when_a_bronze_hour_is_reported(settings, resourc
 
 
 def test_read_table_gives_the_widened_types_of_accepted_drift(settings, lake):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "qty": 7, "price": Decimal("1.50")})
     bronze.rows(WITH_NOTE, {"id": 2, "qty": 8, "price": Decimal("2.25"), "note": "n"})
     bronze.rows(QTY_BIGINT, {"id": 3, "qty": 5_000_000_000})
@@ -301,7 +243,7 @@ def test_read_table_gives_the_widened_types_of_accepted_drift(settings, lake):
 def test_read_table_widens_each_accepted_type(
     settings, lake, old, new, old_value, new_value, expected_type, expected
 ):
-    bronze = Lake(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(columns(("id", pa.int64()), ("v", old)), {"id": 1, "v": old_value})
     bronze.rows(columns(("id", pa.int64()), ("v", new)), {"id": 2, "v": new_value})
     bronze.close()
@@ -312,6 +254,8 @@ def test_read_table_widens_each_accepted_type(
 
 def test_read_table_leaves_a_breaking_column_to_polars(settings, lake):
     # No common type exists; the check reports it. polars' relaxed concat makes it text.
-    Lake(settings).rows(V1, {"id": 1, "qty": 1}).rows(QTY_TEXT, {"id": 2, "qty": "x"}).close()
+    WorkerBronze(settings, TABLE).rows(V1, {"id": 1, "qty": 1}).rows(
+        QTY_TEXT, {"id": 2, "qty": "x"}
+    ).close()
     frame = lake.read_table(TABLE).frame.sort("id")
     assert frame["qty"].to_list() == ["1", "x"]

@@ -36,25 +36,23 @@ from dagster_defs.resources import BronzeLake
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import DeadLetter, DeadLetters, dead_letter_path
 from streams.flush_policy import FlushPolicy
-from tests.streams.conftest import DebeziumTable
+from tests.support.dagster_runs import evaluate_check
+from tests.support.debezium import DebeziumTable
+from tests.support.manifest import manifest_entry
 
 TOPIC = "binlake.shop.orders"
 TABLE = "shop.orders"
 
 
 def entry(first: int, last: int, *, partition: int = 0, path: str | None = None) -> ManifestEntry:
-    return ManifestEntry(
+    return manifest_entry(
+        first,
+        last,
         table=TABLE,
         topic=TOPIC,
         partition=partition,
-        first_offset=first,
-        last_offset=last,
-        rows=last - first + 1,
         path=path or f"bronze/{TABLE}/{TOPIC}+{partition}+{first:020d}.parquet",
         partition_key="2024-06-01-10:00",
-        bytes=100,
-        written_at=1.0,
-        rotation_reason="rows",
     )
 
 
@@ -270,16 +268,7 @@ def test_the_check_runs_in_dagster_on_the_bronze_asset(settings, bronze, resourc
     bronze.write(TABLE, [bronze.change("c", 0, id=1, customer_id=1, status="n")])
     bronze.write(TABLE, [bronze.change("c", 4, id=2, customer_id=1, status="n")])
     check_key = dg.AssetCheckKey(bronze_key(TABLE), CONTINUITY_CHECK)
-    defs = build_definitions(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            selection=dg.AssetSelection.checks(check_key),
-            resources=resources(),
-            instance=instance,
-        )
-    assert result.success  # a failed check is a finding, not a failed run
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = evaluate_check(settings, resources(), check_key)
     assert evaluation.asset_check_key == check_key and not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "offsets 1..3 (3) missing" in (evaluation.description or "")

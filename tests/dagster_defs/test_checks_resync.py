@@ -7,7 +7,7 @@ import pytest
 
 from binlake.silver import reconcile_check
 from binlake.silver.resync import BinlogPosition, ResyncLog, ResyncRequest
-from tests.dagster_defs.test_checks import run_check
+from tests.support.reconciliation import run_check
 
 TABLE = "shop.orders"
 

@@ -9,7 +9,7 @@ from binlake.storage import LakeStorage
 from dagster_defs.compaction.jobs import COMPACTION_JOB_NAME, COMPACTION_TAG
 from dagster_defs.compaction.sensors import COMPACTION_SENSOR_NAME
 from dagster_defs.definitions import build_definitions
-from tests.compactor.conftest import with_retention
+from tests.support.lake import with_retention
 
 
 def write_old_small_files(bronze, count: int = 3) -> None:

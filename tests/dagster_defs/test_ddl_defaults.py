@@ -11,7 +11,6 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from binlake.bronze.manifest import Manifest
 from binlake.bronze.schema_drift import SchemaNeedsResync
 from binlake.settings import Settings
 from binlake.silver import schema_heal
@@ -27,12 +26,11 @@ from binlake.silver.resync import (
 from binlake.silver.schema_guard import CompletedResync, completed_resyncs
 from binlake.storage import LakeStorage
 from cdc.column_defaults import DEFAULT_KEY, DEFAULT_UNKNOWN_KEY, encode_default
-from cdc.envelope import ChangeEvent, SourcePosition
 from dagster_defs.bronze.checks import check_schema_versions
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.assets import build_silver_asset
-from streams.flush_policy import FlushPolicy
-from streams.partition_writer import PartitionWriter, RotationReason
+from tests.support.dagster_runs import materialize
+from tests.support.worker_bronze import WorkerBronze
 
 TABLE = "shop.products"
 
@@ -57,59 +55,6 @@ WITH_DEFAULTS = pa.schema(
 RENAMED = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("a2", pa.string())])
 
 
-class Bronze:
-    """Bronze files of one table written the way the worker writes them."""
-
-    def __init__(self, settings: Settings):
-        storage = LakeStorage.from_url(settings.lake_url)
-        self.writer = PartitionWriter(
-            settings.topic_for(TABLE),
-            0,
-            storage=storage,
-            manifest=Manifest(storage),
-            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
-            clock=lambda: 0.0,
-        )
-        self.offset = 0
-
-    def rows(self, schema: pa.Schema, *rows: dict[str, Any], op: str = "c") -> Bronze:
-        for row in rows:
-            event = ChangeEvent(
-                table=TABLE,
-                op=op,
-                row=dict(row),
-                row_schema=schema,
-                primary_key=("id",),
-                source=SourcePosition(
-                    "mariadb-bin.000001",
-                    1000 + self.offset,
-                    0,
-                    1_717_236_000_000 + self.offset,
-                    "false",
-                    "shop",
-                    "products",
-                    1,
-                    None,
-                ),
-                captured_ts_ms=None,
-            )
-            self.writer.add(self.offset, event)
-            self.offset += 1
-        return self
-
-    def flush(self) -> None:
-        self.writer.close(RotationReason.SHUTDOWN)
-        self.writer = PartitionWriter(
-            self.writer.topic,
-            0,
-            storage=self.writer.storage,
-            manifest=self.writer.manifest,
-            flush_policy=FlushPolicy(rows=10_000, seconds=3600.0),
-            clock=lambda: 0.0,
-            resume_after=self.offset - 1,
-        )
-
-
 @pytest.fixture(autouse=True)
 def resyncs_requested(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Resyncs silver starts on a refusal, recorded instead of signalled (no source here; the
@@ -126,12 +71,7 @@ def resyncs_requested(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def run_silver(settings: Settings, resources) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [build_silver_asset(TABLE, settings)],
-        resources=resources(),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    return materialize([build_silver_asset(TABLE, settings)], resources(), raise_on_error=False)
 
 
 def silver(settings: Settings) -> dict[int, dict[str, Any]]:
@@ -140,7 +80,7 @@ def silver(settings: Settings) -> dict[int, dict[str, Any]]:
 
 
 def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(settings):
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 5, "a": "five"})
     bronze.rows(V1, {"id": 5, "a": "five"}, op="d")
     bronze.rows(V1, {"id": 5}, op="x")  # a tombstone carries no row: nothing to fill
@@ -162,7 +102,7 @@ def test_rows_read_with_an_older_schema_version_get_the_new_columns_default(sett
 def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tombstones_null(
     settings, resources
 ):
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"}, {"id": 3, "a": "three"})
     bronze.rows(V1, {"id": 3, "a": "three"}, op="d")
     bronze.flush()
@@ -191,7 +131,7 @@ def test_silver_gives_rows_merged_before_a_new_column_its_default_and_keeps_tomb
 def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
     settings, resources, resyncs_requested
 ):
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})
     bronze.flush()
     assert run_silver(settings, resources).success
@@ -242,7 +182,7 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
 
 
 def test_a_not_null_column_of_unknown_implicit_default_is_refused(settings, resources):
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"})
     unknown = pa.field("bin", pa.binary(), nullable=False, metadata={DEFAULT_UNKNOWN_KEY: b"true"})
     bronze.rows(V1.append(unknown), {"id": 2, "a": "two", "bin": b"\x00\x00"})
@@ -256,7 +196,7 @@ def test_a_not_null_column_of_unknown_implicit_default_is_refused(settings, reso
 
 
 def test_a_table_of_one_schema_version_reads_as_before(settings):
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"})
     bronze.flush()
     read = BronzeLake(storage_url=settings.lake_url).read_table(TABLE)
@@ -273,7 +213,7 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
 
     monkeypatch.setenv("BINLAKE_SILVER__PII_COLUMNS", '["shop.products.n"]')
     masking = load_settings()
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"})
     bronze.flush()
     assert run_silver(masking, resources).success
@@ -291,7 +231,7 @@ def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
     from binlake.silver.rebuild import AsOf, rebuild_silver
     from binlake.silver.tables import SilverTables
 
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})  # offsets 0, 1
     bronze.rows(RENAMED, {"id": 2, "a2": "TWO"})  # offset 2
     bronze.flush()
@@ -360,7 +300,7 @@ def test_a_refusal_while_a_resync_is_under_way(
 ):
     """One asked for after the rename will heal it: no other is started. One asked for before
     it never can (its rows have the old schema): it is superseded and a new one started."""
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"})
     bronze.flush()
     bronze.rows(RENAMED, {"id": 1, "a2": "ONE"})  # offset 1, binlog position 1001
@@ -395,7 +335,7 @@ RETYPED = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("a", p
 def test_a_type_change_healed_by_a_resync_replaces_the_column(settings, resources):
     """Refused (loudly) until a resync re-read every row with the new type; then silver takes
     the new type and the re-read values."""
-    bronze = Bronze(settings)
+    bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "1"}, {"id": 2, "a": "2"})
     bronze.flush()
     assert run_silver(settings, resources).success

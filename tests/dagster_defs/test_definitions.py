@@ -1,8 +1,6 @@
 """The code location loads: assets, checks, sensors, resources; and the read helper."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -21,8 +19,7 @@ from dagster_defs.resources import (
     MySQLSource,
     SilverLake,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_python_module
 
 TABLES = ["customers", "products", "orders", "order_items"]
 
@@ -88,22 +85,8 @@ def test_mysql_password_from_environment_is_an_env_var(settings, monkeypatch):
 def test_dagster_loads_the_code_location_module(settings, tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     (tmp_path / "dagster_home").mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-m",
-            "dagster_defs.definitions",
-        ],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_python_module(
+        "dagster", "definitions", "validate", "-m", "dagster_defs.definitions", env=env, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr

@@ -9,7 +9,6 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from pydantic import SecretStr
 
 from binlake.alerts import Alerter
 from binlake.freshness import measure_lag
@@ -31,7 +30,8 @@ from dagster_defs.freshness.sensor import (
 )
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, bronze_key, hourly_partitions, silver_key
 from dagster_defs.resources import CONSUMER_LAG, MYSQL_SOURCE, MySQLSource, build_resources
-from tests.dagster_defs.conftest import consumer_lag
+from tests.support.alerts import AlertsDouble
+from tests.support.resources import consumer_lag
 
 TABLE = "shop.orders"
 ITEMS = "shop.order_items"
@@ -302,18 +302,6 @@ def test_the_builder_refuses_an_unknown_layer_or_no_table():
 
 
 # -- the sensor -----------------------------------------------------------------------------------
-
-
-class AlertsDouble(Alerter):
-    """Keeps the texts it is asked to send."""
-
-    def __init__(self) -> None:
-        super().__init__(SecretStr(""))
-        self.texts: list[str] = []
-
-    def send(self, text: str) -> bool:
-        self.texts.append(text)
-        return True
 
 
 def tick(

@@ -6,9 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from binlake.alerts import Alerter
 from binlake.settings import Settings
 from cdc.connect_client import ConnectClient
 from cdc.connector_health import Phase
@@ -20,18 +18,8 @@ from dagster_defs.health.sensors import (
     build_run_failure_sensor,
     load_health_state,
 )
-from tests.cdc.test_connect_client import CONFIG, FakeConnect
-from tests.cdc.test_connector_health import TRACE
-
-
-class AlertsDouble(Alerter):
-    def __init__(self) -> None:
-        super().__init__(SecretStr(""))
-        self.texts: list[str] = []
-
-    def send(self, text: str) -> bool:
-        self.texts.append(text)
-        return True
+from tests.support.alerts import AlertsDouble
+from tests.support.connect import CONFIG, TRACE, FakeConnect
 
 
 def _sensor(settings: Settings, fake: FakeConnect, alerts: AlertsDouble, now: list[float]):

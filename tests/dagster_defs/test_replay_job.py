@@ -7,7 +7,7 @@ import pytest
 from binlake.settings import load_settings
 from dagster_defs.replay.jobs import REPLAY_TAG, build_replay_job
 from dagster_defs.replay.resources import KafkaConsumerGroups
-from tests.binlake.bronze.test_replay import FakeKafka, entry, lake  # noqa: F401 - fixture
+from tests.support.replay import FakeKafka, entry
 
 
 class FakeGroups(KafkaConsumerGroups):
@@ -40,7 +40,7 @@ def plan_metadata(result: dg.ExecuteInProcessResult) -> dict:
     return materialized.step_output_data.metadata
 
 
-def test_by_default_it_only_shows_the_plan(lake, kafka) -> None:  # noqa: F811
+def test_by_default_it_only_shows_the_plan(lake, kafka) -> None:
     settings, storage = lake
     storage.filesystem.delete_file(storage.full_path(entry(10, 19).path))
     result = run(settings, table="shop.orders", from_offset="0:12")
@@ -52,7 +52,7 @@ def test_by_default_it_only_shows_the_plan(lake, kafka) -> None:  # noqa: F811
     assert "| 0 | 40 | 10 | moved back from 12" in plan and entry(10, 19).path in plan
 
 
-def test_it_resets_when_asked_and_runs_one_at_a_time(lake, kafka) -> None:  # noqa: F811
+def test_it_resets_when_asked_and_runs_one_at_a_time(lake, kafka) -> None:
     settings, _ = lake
     result = run(settings, table="shop.orders", from_offset="1:2", group="dash", dry_run=False)
     assert result.success
@@ -70,7 +70,7 @@ def test_it_resets_when_asked_and_runs_one_at_a_time(lake, kafka) -> None:  # no
         ({"table": "shop.orders"}, "exactly one of"),
     ],
 )
-def test_a_bad_request_fails_naming_what_is_wrong(lake, kafka, config, message) -> None:  # noqa: F811
+def test_a_bad_request_fails_naming_what_is_wrong(lake, kafka, config, message) -> None:
     settings, _ = lake
     result = run(settings, dry_run=False, **config)
     assert not result.success and kafka.resets == []
@@ -78,7 +78,7 @@ def test_a_bad_request_fails_naming_what_is_wrong(lake, kafka, config, message) 
     assert message in failure.step_failure_data.error.message
 
 
-def test_a_group_in_use_is_not_moved(lake, kafka) -> None:  # noqa: F811
+def test_a_group_in_use_is_not_moved(lake, kafka) -> None:
     settings, _ = lake
     kafka.state = "STABLE"
     result = run(settings, table="shop.orders", from_offset="0:3", dry_run=False)

@@ -8,7 +8,7 @@ from dagster_defs.bronze.sensors import MANIFEST_SENSOR_NAME, parse_cursor
 from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import CONSUMER_LAG
-from tests.dagster_defs.conftest import consumer_lag
+from tests.support.resources import consumer_lag
 
 
 @pytest.fixture

@@ -16,18 +16,14 @@ from dagster_defs.definitions import build_definitions
 from dagster_defs.keys import bronze_key, silver_history_key, silver_key
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.history_assets import build_history_asset
+from tests.support.dagster_runs import materialize_ok
 
 ORDERS = "shop.orders"
 BASE_TS_MS = int(datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp() * 1000)  # the conftest's
 
 
 def run_history(settings, resources, table=ORDERS):
-    result = dg.materialize(
-        [build_history_asset(table, settings)],
-        resources=resources(),
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert result.success
+    result = materialize_ok([build_history_asset(table, settings)], resources())
     (event,) = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
 

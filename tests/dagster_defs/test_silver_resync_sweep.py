@@ -20,7 +20,7 @@ from binlake.silver.resync import (
 from binlake.silver.resync_sweep import SWEPT_METADATA_KEY
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.assets import build_silver_asset
-from tests.dagster_defs.conftest import change
+from tests.support.lake import change
 
 TABLE = "shop.orders"
 BINLOG = "mariadb-bin.000001"

@@ -31,17 +31,13 @@ from dagster_defs.resources import SilverLake
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.checks import build_reconciliation_check
 from dagster_defs.silver.history_assets import build_history_asset
+from tests.support.dagster_runs import materialize_ok
 
 ORDERS = "shop.orders"
 
 
 def run_silver(settings, resources, table=ORDERS):
-    result = dg.materialize(
-        [build_silver_asset(table, settings)],
-        resources=resources(),
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert result.success
+    materialize_ok([build_silver_asset(table, settings)], resources())
 
 
 def live(settings, table=ORDERS) -> list[tuple]:
@@ -246,12 +242,7 @@ def test_tombstones_old_and_new_never_truncate(settings, bronze, resources, op):
 
 
 def run_history(settings, resources, table=ORDERS):
-    result = dg.materialize(
-        [build_history_asset(table, settings)],
-        resources=resources(),
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert result.success
+    materialize_ok([build_history_asset(table, settings)], resources())
 
 
 def history(settings, table=ORDERS) -> list[tuple]:

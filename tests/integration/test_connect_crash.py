@@ -35,7 +35,7 @@ from binlake.demo.delivery_checks import SOURCE_POSITION, copies, read_topic
 from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
 from binlake.source_db import connect_source
-from tests.integration.conftest import (
+from tests.support.stack import (
     assert_silver_equals_source,
     bronze_rows,
     component,

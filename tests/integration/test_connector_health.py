@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -50,7 +47,8 @@ from dagster_defs.health.sensors import (
     build_connector_health_sensor,
     load_health_state,
 )
-from tests.integration.conftest import integration_settings, wait_for
+from tests.support.processes import run_python_module
+from tests.support.stack import integration_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +58,6 @@ LIMIT = 1024 * 1024  # the smallest kafka.max_record_bytes allowed, below the bi
 # What the connector's producer allows for it (cdc.connector_config.request_limit_bytes).
 PRODUCER_LIMIT = LIMIT + RECORD_FRAMING_BYTES
 HEALTH_INTERVAL_S = 2
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -246,15 +243,7 @@ def test_failed_task_is_restarted_alerted_shown_and_recovers(
     env = {**os.environ, **settings.env()}
     env.pop("DAGSTER_HOME", None)
     asked_at = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "binlake", "status", "--json"],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python_module("binlake", "status", "--json", env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     capture = json.loads(result.stdout)["capture"]
     assert (capture["state"], capture["capture_stopped"]) == (RUNNING, True)

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from binlake.bronze.consumer_lag import measure_consumer_lag
 from binlake.consumer_groups import GroupOffsetsClient
 from binlake.settings import Settings
-from tests.cdc.test_envelope import PREFIX, key_bytes, order_row, source, value_bytes
+from tests.support.debezium import PREFIX, key_bytes, order_row, source, value_bytes
 
 pytestmark = pytest.mark.integration
 

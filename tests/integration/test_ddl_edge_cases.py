@@ -29,7 +29,7 @@ from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import check_schema_versions
 from dagster_defs.keys import silver_key
 from dagster_defs.resources import BronzeLake, SilverLake
-from tests.integration.conftest import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from binlake.silver.delta_table import SilverDeltaTable
 from binlake.silver.pii import PiiPolicy
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,15 +113,6 @@ SCRIPT = [
 ]
 
 
-def _wait_for(what: str, condition, timeout_s: float = 240) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{what}: not reached after {timeout_s} s")
-        time.sleep(1)
-    return time.monotonic() - start
-
-
 def _bronze(stack: LocalStack, table: str) -> pl.DataFrame:
     storage = LakeStorage.from_url(stack.settings.lake_url)
     frames = [
@@ -148,7 +140,7 @@ def test_changes_flow_from_mysql_to_gold(running_stack: LocalStack) -> None:
     def bronze_complete() -> bool:
         return all(changes_in_bronze(t) >= sum(1 for c in expected if c[0] == t) for t in tables)
 
-    _wait_for("bronze holds every change", bronze_complete, timeout_s=120)
+    wait_for("bronze holds every change", bronze_complete, timeout_s=120)
     for table in tables:
         bronze = _bronze(running_stack, f"shop.{table}").sort(OFFSET)
         assert bronze.select(TOPIC, PARTITION, OFFSET).is_duplicated().sum() == 0
@@ -159,7 +151,7 @@ def test_changes_flow_from_mysql_to_gold(running_stack: LocalStack) -> None:
         # every delete is followed by Debezium's tombstone, also kept once
         assert bronze.filter(pl.col(OP) == "x").height == sum(1 for op, _ in want if op == "d")
 
-    _wait_for(
+    wait_for(
         "silver equals the source",
         lambda: all(lake_checks.silver_equals_source(settings, f"shop.{t}") for t in tables),
     )
@@ -174,7 +166,7 @@ def test_changes_flow_from_mysql_to_gold(running_stack: LocalStack) -> None:
     assert "ada@lake.example" not in customers["email"].to_list()  # personal data masked
     assert customers.filter(pl.col("id") == 1)["email"].item() == pii.digest("ada@lake.example")
 
-    _wait_for("gold matches the source", lambda: lake_checks.gold_equals_source(settings))
+    wait_for("gold matches the source", lambda: lake_checks.gold_equals_source(settings))
     assert lake_checks.gold_from_lake(settings) == lake_checks.gold_from_source(settings)
     orders_gold = {(row[0], row[1]): row[2:] for row in lake_checks.gold_from_lake(settings)}
     assert orders_gold[("2026-01-02 03:00:00", "delivered")][0] == 1
@@ -268,7 +260,7 @@ def test_rebuild_as_of_a_binlog_position_or_a_moment_equals_the_source_then(
         cur.execute("UPDATE orders SET status='paid' WHERE id=90000")
         cur.execute("DELETE FROM orders WHERE id=90001")
         cur.execute("INSERT INTO orders VALUES (90002, 1, 'new', %s, %s)", (T0, T0))
-    _wait_for(
+    wait_for(
         "bronze holds the change after the moment",
         lambda: 90002 in _bronze(running_stack, "shop.orders")["id"].to_list(),
         timeout_s=120,

@@ -17,7 +17,7 @@ from binlake.local_stack.stack import LocalStack
 from binlake.source_db import connect_source
 from cdc.connect_client import ConnectClient
 from cdc.connector_config import request_limit_bytes
-from tests.integration.conftest import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ file read again comes out with its old bounds.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,23 +18,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake.bronze.manifest import Manifest, live_entries
 from binlake.storage import LakeStorage
+from tests.support.processes import run_python_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PARTITIONS = 2
 ROWS = 120
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "binlake", "replay", "--table", "shop.orders", *args],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_python_module(
+        "binlake", "replay", "--table", "shop.orders", *args, env=env, timeout=120
     )
 
 
@@ -115,6 +108,25 @@ def snapshot(lake_dir: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+def replay_and_catch_up(lake, kit, processes, tmp_path, moved_to, *replay_args: str) -> float:
+    """`binlake replay *replay_args` moves the bronze group's offsets to `moved_to`; then a
+    worker runs until it has committed every produced record again. Seconds that took."""
+    topic = lake.orders.topic
+    reset = run_replay(lake.env, *replay_args)
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == moved_to
+    return run_worker_until_committed(
+        kit,
+        processes,
+        lake.env,
+        lake.admin,
+        topic,
+        lake.group,
+        lake.counts,
+        tmp_path / "worker-replay.log",
+    )
+
+
 def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
     tmp_path, kafka, processes, bronze_kit
 ) -> None:
@@ -147,18 +159,8 @@ def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
         kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts
     )  # dry: unchanged
 
-    reset = run_replay(lake.env, "--from-offset", f"0:{start[0]},1:{start[1]}")
-    assert reset.returncode == 0, reset.stdout + reset.stderr
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == start
-    seconds = run_worker_until_committed(
-        kit,
-        processes,
-        lake.env,
-        lake.admin,
-        topic,
-        lake.group,
-        lake.counts,
-        tmp_path / "worker-replay.log",
+    seconds = replay_and_catch_up(
+        lake, kit, processes, tmp_path, start, "--from-offset", f"0:{start[0]},1:{start[1]}"
     )
 
     summary = kit.assert_exactly_once(lake.lake_dir, topic, lake.producer.delivered)
@@ -193,18 +195,8 @@ def test_replay_of_a_complete_range_leaves_bronze_unchanged(
         for p in range(PARTITIONS)
     }
 
-    reset = run_replay(lake.env, "--from-time", str(lake.middle_ms))
-    assert reset.returncode == 0, reset.stdout + reset.stderr
-    assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == expected
-    seconds = run_worker_until_committed(
-        kit,
-        processes,
-        lake.env,
-        lake.admin,
-        topic,
-        lake.group,
-        lake.counts,
-        tmp_path / "worker-replay.log",
+    seconds = replay_and_catch_up(
+        lake, kit, processes, tmp_path, expected, "--from-time", str(lake.middle_ms)
     )
 
     assert snapshot(lake.lake_dir) == before  # manifest and files: same bytes, never rewritten

@@ -32,7 +32,7 @@ from binlake.local_stack import components
 from binlake.local_stack.stack import LocalStack
 from binlake.source_db import connect_source
 from cdc.connect_client import ConnectClient
-from tests.integration.conftest import bronze_rows, component, integration_settings, wait_for
+from tests.support.stack import bronze_rows, component, integration_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

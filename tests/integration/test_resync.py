@@ -13,9 +13,7 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -42,7 +40,8 @@ from cdc.connect_client import ConnectClient
 from cdc.connector_config import build_connector_config
 from dagster_defs.resources import SilverLake
 from dagster_defs.resync.jobs import RESYNC_JOB_NAME, resync_run_tags
-from tests.integration.dagster_graphql import launch_run, run_status
+from tests.support.dagster_graphql import launch_run, run_status
+from tests.support.stack import SourceWriter, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -55,32 +54,25 @@ SILENT_INSERTS = list(range(ROWS + 1, ROWS + 101))
 WRITER_FIRST_ID = ROWS + 10_000  # the background writer's own inserts
 
 
-def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except FileNotFoundError:
-            pass
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{what}: not reached after {timeout_s} s")
-        time.sleep(2)
+def _wait_until_swept_and_equal(settings: Settings, resync_id: str) -> None:
+    """Until silver has swept the resync and equals the source."""
+    wait_for(
+        "silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600, every_s=2
+    )
+    wait_for(
+        "silver equals the source",
+        lambda: lake_checks.silver_equals_source(settings, TABLE),
+        600,
+        every_s=2,
+    )
 
 
 def _row(i: int) -> tuple:
     return (i, f"name-{i}", i % 1000, Decimal(i % 10_000) + Decimal("0.25"))
 
 
-class Writer(threading.Thread):
+class Writer(SourceWriter):
     """Inserts, updates and deletes rows of the table through the binlog until stopped."""
-
-    def __init__(self, settings: Settings):
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.stop = threading.Event()
-        self.changes = 0
-        self.error: BaseException | None = None
 
     def run(self) -> None:
         rng = random.Random(11)
@@ -144,8 +136,11 @@ def test_resync_heals_silver_including_rows_the_source_lost(edge_stack: LocalSta
         for first in range(1, ROWS + 1, 2000):
             batch = [_row(i) for i in range(first, min(first + 2000, ROWS + 1))]
             cur.executemany("INSERT INTO edge_resync VALUES (%s, %s, %s, %s)", batch)
-    _wait_for(
-        "silver holds the table", lambda: lake_checks.silver_equals_source(settings, TABLE), 900
+    wait_for(
+        "silver holds the table",
+        lambda: lake_checks.silver_equals_source(settings, TABLE),
+        900,
+        every_s=2,
     )
 
     # Silver diverges: the binlog never sees these (as a restore or a manual fix would do).
@@ -176,10 +171,7 @@ def test_resync_heals_silver_including_rows_the_source_lost(edge_stack: LocalSta
     assert writer.changes > 0
 
     [resync_id] = ResyncLog.of(settings).ids(TABLE)
-    _wait_for("silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600)
-    _wait_for(
-        "silver equals the source", lambda: lake_checks.silver_equals_source(settings, TABLE), 600
-    )
+    _wait_until_swept_and_equal(settings, resync_id)
     # Row for row, value for value.
     assert _silver_rows(settings) == _source_rows(settings)
 
@@ -228,12 +220,11 @@ def test_resync_job_in_dagster_keeps_silver_equal(edge_stack: LocalStack) -> Non
     settings = edge_stack.settings
     before = set(ResyncLog.of(settings).ids(TABLE))
     run_id = _launch_resync_job(edge_stack)
-    _wait_for("the job succeeded", lambda: _run_status(edge_stack, run_id) == "SUCCESS", 900)
-    [resync_id] = set(ResyncLog.of(settings).ids(TABLE)) - before
-    _wait_for("silver swept the resync", lambda: _swept(settings, resync_id) is not None, 600)
-    _wait_for(
-        "silver equals the source", lambda: lake_checks.silver_equals_source(settings, TABLE), 600
+    wait_for(
+        "the job succeeded", lambda: _run_status(edge_stack, run_id) == "SUCCESS", 900, every_s=2
     )
+    [resync_id] = set(ResyncLog.of(settings).ids(TABLE)) - before
+    _wait_until_swept_and_equal(settings, resync_id)
     assert _silver_rows(settings) == _source_rows(settings)
     state = ResyncLog.of(settings).state(TABLE, resync_id)
     assert state.request.reason == "integration test"
@@ -280,8 +271,11 @@ def test_a_table_added_to_the_connector_brings_its_existing_rows_alone(
             def added_rows() -> pl.DataFrame:
                 return _snapshot_reads(settings, ADDED).sort("id")
 
-            _wait_for(
-                "bronze holds the added table's rows", lambda: added_rows().height >= 500, 300
+            wait_for(
+                "bronze holds the added table's rows",
+                lambda: added_rows().height >= 500,
+                300,
+                every_s=2,
             )
         finally:
             assert previous is not None

@@ -9,9 +9,8 @@ eager automation, exactly as the demo tables do.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,8 +33,8 @@ from binlake.storage import LakeStorage
 from dagster_defs.bronze.checks import SCHEMA_CHECK, check_schema_versions
 from dagster_defs.keys import bronze_key
 from dagster_defs.resources import BronzeLake
-from tests.integration.conftest import stack_of_tables
-from tests.integration.dagster_graphql import launch_run
+from tests.support.dagster_graphql import launch_run
+from tests.support.stack import SourceWriter, stack_of_tables, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +55,6 @@ WIDEN_DDL = [
 @pytest.fixture(scope="module")
 def drift_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     yield from stack_of_tables(tmp_path_factory, "drift-stack", [WIDEN, BREAK])
-
-
-def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 240) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{what}: not reached after {timeout_s} s")
-        time.sleep(1)
 
 
 def _entries(settings: Settings, table: str) -> list[ManifestEntry]:
@@ -110,15 +101,11 @@ def _launch_checks(stack: LocalStack, check_keys: list[dg.AssetCheckKey]) -> str
     )
 
 
-class Inserter(threading.Thread):
+class Inserter(SourceWriter):
     """Inserts, updates and deletes rows of drift_widen until stopped; counts the changes."""
 
     def __init__(self, settings: Settings):
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.stop = threading.Event()
-        self.changes = 0
-        self.error: BaseException | None = None
+        super().__init__(settings)
         self.next_id = 10
 
     def run(self) -> None:
@@ -192,7 +179,7 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
         cur.execute("UPDATE drift_widen SET note = 'noted', qty = qty + 1 WHERE id = 2")
         expected[WIDEN] += 2
 
-    _wait_for(
+    wait_for(
         "bronze holds every change",
         lambda: all(_changes_in_bronze(settings, t) >= n for t, n in expected.items()),
         timeout_s=180,
@@ -223,7 +210,7 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
     assert is_dropped(last_file.field("legacy"))
 
     # -- silver of the accepted drift, by Dagster's automation, equals the source
-    _wait_for(
+    wait_for(
         "silver drift_widen equals the source",
         lambda: lake_checks.silver_equals_source(settings, WIDEN),
     )
@@ -261,7 +248,7 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
 
     # Silver refused the step and started a resync of the table by itself; once it has caught
     # up, silver holds the new type and equals the source value for value.
-    _wait_for(
+    wait_for(
         "silver drift_break healed by the resync its refusal started",
         lambda: lake_checks.silver_equals_source(settings, BREAK),
         timeout_s=300,
@@ -287,7 +274,7 @@ def test_schema_drift_rotates_bronze_and_keeps_silver_equal(drift_stack: LocalSt
             data = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
             return data if isinstance(data, dg.AssetCheckEvaluation) else None
 
-        _wait_for(
+        wait_for(
             f"run {run_id} evaluated the bronze checks",
             lambda: all(evaluation(key) is not None for key in check_keys),
             timeout_s=120,

@@ -20,7 +20,7 @@ from binlake.silver.reconcile import compared_columns, judge, silver_digest
 from binlake.silver.reconcile_check import differing_columns
 from binlake.source_db import connect_source
 from dagster_defs.resources import build_mysql_source
-from tests.integration.conftest import stack_of_tables, wait_for
+from tests.support.stack import stack_of_tables, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from binlake.silver.reconcile import compared_columns, silver_digest, source_dig
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
 from dagster_defs.resources import SilverLake
-from tests.integration.conftest import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

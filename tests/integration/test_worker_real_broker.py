@@ -19,7 +19,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
 from streams.dead_letter import dead_letter_path
-from tests.streams.conftest import bronze_offsets, start_worker, wait_for
+from tests.support.processes import wait_for
+from tests.support.worker import bronze_offsets, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

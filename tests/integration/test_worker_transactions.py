@@ -13,12 +13,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from binlake.bronze.continuity import offset_continuity
 from binlake.bronze.manifest import Manifest
 from binlake.storage import LakeStorage
-from tests.streams.conftest import (
-    committed_offsets,
-    start_worker,
-    wait_for,
-    worker_env,
-)
+from tests.support.processes import wait_for
+from tests.support.worker import committed_offsets, start_worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,7 @@ from binlake.settings import load_settings
 from binlake.storage import LakeStorage
 from streams.app import BronzeApp, cdc_topic_pattern, create_app
 from streams.dead_letter import dead_letter_path
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.agent import FakeClock, in_memory_app, put_changes_until_acked, run, until
 
 
 @pytest.fixture
@@ -39,33 +31,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(tmp_path: Path, lake_dir: Path, clock: FakeClock, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(lake_dir),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 3, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=clock)
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-def run(app: BronzeApp, scenario: Callable[[Any], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with app.bronze.agent.test_context() as agent:
-            await scenario(agent)
-
-    asyncio.run(main())
+    return in_memory_app(tmp_path, clock, dbz.table().topic, flush_rows=3, lake_dir=lake_dir)
 
 
 def manifest(lake_dir: Path) -> Manifest:
@@ -148,13 +114,9 @@ def test_records_already_in_bronze_are_acked_without_rewriting(app, lake_dir, db
     # A second run sees offsets 0.. again (e.g. the commit was lost): they are acked, not written.
     app.bronze.worker.assigned([])
     app.bronze.worker.writers.clear()
-    events: list[Any] = []
 
     async def again(agent: Any) -> None:
-        for i in range(3):
-            key, value = orders.change("c", i)
-            events.append(await agent.put(value, key=key, partition=0))
-        await until(lambda: all(e.message.acked for e in events))
+        await put_changes_until_acked(agent, orders, range(3))
 
     run(app, again)
     assert len(manifest(lake_dir).entries()) == 1
@@ -212,13 +174,9 @@ def test_storage_outages_are_waited_out_without_skipping(app, lake_dir, dbz, mon
 
     monkeypatch.setattr(worker, "handle", flaky)
     orders = dbz.table()
-    events: list[Any] = []
 
     async def scenario(agent: Any) -> None:
-        for i in range(3):
-            key, value = orders.change("c", i)
-            events.append(await agent.put(value, key=key, partition=0))
-        await until(lambda: all(e.message.acked for e in events))
+        await put_changes_until_acked(agent, orders, range(3))
 
     run(app, scenario)
     assert failures == [0, 0, 0]

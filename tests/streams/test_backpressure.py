@@ -10,53 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from binlake.bronze.manifest import Manifest
 from binlake.errors import StorageUnavailableError
-from binlake.settings import load_settings
 from binlake.storage import LakeStorage
-from streams.app import BronzeApp, create_app
+from streams.app import BronzeApp
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.flush_policy import FlushPolicy
 from streams.outage import Outage
-from tests.streams.conftest import bronze_offsets, wait_for
+from tests.support.agent import FakeClock, in_memory_app, until
+from tests.support.lake_outage import bronze_replaced_by_a_file
+from tests.support.worker import bronze_offsets
 
-REPO = Path(__file__).resolve().parents[2]
 GROUP = "binlake-bronze"
 TS_MS = 1_795_255_200_500
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@contextmanager
-def bronze_replaced_by_a_file(lake_dir: Path) -> Iterator[Path]:
-    """Make `<lake>/bronze` unusable (a regular file) for the duration; yields the real dir."""
-    bronze, away = lake_dir / "bronze", lake_dir / "bronze.away"
-    bronze.rename(away)
-    bronze.write_bytes(b"not a directory\n")
-    try:
-        yield away
-    finally:
-        bronze.unlink()
-        away.rename(bronze)
 
 
 # -- Outage: what the log says -----------------------------------------------------------------
@@ -136,25 +107,7 @@ def test_an_unwritable_bronze_dir_is_retriable_and_nothing_is_lost(tmp_path, dbz
 
 @pytest.fixture
 def app(tmp_path: Path, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 1, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=FakeClock())
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+    return in_memory_app(tmp_path, FakeClock(), dbz.table().topic, flush_rows=1)
 
 
 def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, monkeypatch):
@@ -171,13 +124,13 @@ def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, m
 
     async def scenario(agent: Any) -> None:
         events.append(await put(agent, 0))
-        await until(lambda: events[0].message.acked)
+        await until(lambda: events[0].message.acked, timeout=10.0)
         with bronze_replaced_by_a_file(lake_dir):
             for id_ in (1, 2, 3):
                 events.append(await put(agent, id_))
-            await until(lambda: worker.outage.failures >= 5)  # retrying, not skipping
+            await until(lambda: worker.outage.failures >= 5, timeout=10.0)  # retrying, not skipping
             assert not any(e.message.acked for e in events[1:])
-        await until(lambda: all(e.message.acked for e in events))
+        await until(lambda: all(e.message.acked for e in events), timeout=10.0)
         assert not worker.outage.ongoing
 
     async def main() -> None:
@@ -187,127 +140,3 @@ def test_the_agent_acks_nothing_while_bronze_is_unwritable(app, tmp_path, dbz, m
     asyncio.run(main())
     lake = LakeStorage.from_url(str(lake_dir))
     assert bronze_offsets(lake) == Counter({(0, o): 1 for o in range(4)})
-
-
-# -- integration: the real worker against a real Kafka broker ----------------------------------
-
-
-def manifest_last_offsets(manifest_file: Path, topic: str) -> dict[int, int]:
-    last: dict[int, int] = {}
-    storage = LakeStorage.from_url(str(manifest_file.parent))
-    for entry in Manifest(storage, manifest_file.name).entries():
-        if entry.topic == topic:
-            last[entry.partition] = max(last.get(entry.partition, -1), entry.last_offset)
-    return last
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_the_worker_waits_out_an_unwritable_lake_and_loses_nothing(
-    tmp_path, kafka, dbz, processes, bronze_kit
-):
-    def committed_offsets(admin: Any, topic: str, partitions: int) -> dict[int, int]:
-        return bronze_kit.committed_offsets(admin, topic, partitions, kafka.group)
-
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    orders = kafka.table()
-    partitions = 2
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    admin.create_topics([NewTopic(orders.topic, partitions, 1)])[orders.topic].result(10)
-    lake_dir = tmp_path / "lake"
-    lake = LakeStorage.from_url(str(lake_dir))
-    log = tmp_path / "worker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
-    env.update(
-        kafka.env(),
-        BINLAKE_STORAGE_URL=str(lake_dir),
-        BINLAKE_STATE_DIR=str(tmp_path / "state"),
-        BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
-        BINLAKE_BRONZE__FLUSH_ROWS="10",
-    )
-    with open(log, "ab") as out:
-        worker = processes.add(
-            subprocess.Popen(
-                [sys.executable, "-c", "from streams.app import main; main()"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
-
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
-    produced: set[tuple[int, int]] = set()
-
-    def delivered(err: Any, msg: Any) -> None:
-        assert err is None, err
-        produced.add((msg.partition(), msg.offset()))
-
-    def produce(ids: range) -> None:
-        for id_ in ids:
-            key, value = orders.change("c", id_, ts_ms=dbz.BASE_TS_MS + id_ * 1000)
-            producer.produce(
-                orders.topic,
-                key=key,
-                value=value,
-                partition=id_ % partitions,
-                on_delivery=delivered,
-            )
-        assert producer.flush(30) == 0
-
-    def ends() -> dict[int, int]:
-        return {p: 1 + max(o for q, o in produced if q == p) for p in range(partitions)}
-
-    # Before: everything produced is in bronze and committed.
-    produce(range(40))
-    wait_for(lambda: set(bronze_offsets(lake)) == produced, 60, "first batch in bronze", log)
-    wait_for(
-        lambda: committed_offsets(admin, orders.topic, partitions) == ends(), 60, "commit", log
-    )
-    before = dict(ends())
-    outage_started = len(log.read_text(errors="replace"))
-
-    with bronze_replaced_by_a_file(lake_dir) as away:
-        produce(range(40, 80))
-        wait_for(
-            lambda: "bronze storage" in log.read_text(errors="replace")[outage_started:],
-            60,
-            "the outage in the log",
-            log,
-        )
-        # Keep producing; the committed offsets never pass what the manifest holds.
-        samples = 0
-        for batch in range(8):
-            produce(range(80 + batch * 10, 90 + batch * 10))
-            committed = committed_offsets(admin, orders.topic, partitions)
-            durable = manifest_last_offsets(away / "_manifest" / "manifest.jsonl", orders.topic)
-            for partition, offset in committed.items():
-                assert offset <= durable.get(partition, -1) + 1, (committed, durable)
-            assert committed == before, "nothing new is durable, so nothing new is committed"
-            samples += 1
-            time.sleep(0.5)
-        assert samples == 8 and worker.poll() is None, "the worker must keep running"
-        during = log.read_text(errors="replace")[outage_started:]
-
-    wait_for(lambda: set(bronze_offsets(lake)) == produced, 90, "every offset in bronze", log)
-    wait_for(
-        lambda: committed_offsets(admin, orders.topic, partitions) == ends(), 60, "commit", log
-    )
-
-    seen = bronze_offsets(lake)
-    assert set(seen) == produced and len(produced) == 160
-    assert all(count == 1 for count in seen.values()), [k for k, c in seen.items() if c > 1]
-    on_disk = {str(p.relative_to(lake_dir)) for p in (lake_dir / "bronze").rglob("*.parquet")}
-    assert on_disk == {entry.path for entry in Manifest(lake).entries()}
-
-    # The log: one error when it started, not one line per record; one line when it ended.
-    after = log.read_text(errors="replace")[outage_started:]
-    started = re.findall(r"\[ERROR\] bronze storage \S+ unavailable", after)
-    assert len(started) == 1, after[-4000:]
-    assert "available again" in after
-    outage_lines = [line for line in during.splitlines() if "unavailable" in line]
-    assert len(outage_lines) < 10, outage_lines  # 120 records waited meanwhile
-    assert processes.stop(worker) == 0, log.read_text(errors="replace")[-4000:]

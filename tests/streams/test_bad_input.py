@@ -3,7 +3,8 @@
 Unit tests drive `BronzeWorker` with each kind mixed between good records and check, per offset,
 that it went to bronze or to the dead letters, never both, never neither. The Faust runtime is
 driven through `agent.test_context()` to check that a dead letter is acked only once it is on the
-dead-letter topic. The integration test runs the real worker against a real Kafka broker.
+dead-letter topic. The real worker against a real Kafka broker:
+tests/integration/test_bad_input_worker.py.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import asyncio
 import base64
 import json
 import logging
-import os
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,9 +25,8 @@ import pytest
 
 from binlake.bronze import layout
 from binlake.bronze.manifest import Manifest
-from binlake.settings import load_settings
 from binlake.storage import LakeStorage
-from streams.app import BronzeApp, create_app
+from streams.app import BronzeApp
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import (
     HEADER_NULL,
@@ -45,92 +42,19 @@ from streams.dead_letter import (
 )
 from streams.flush_policy import FlushPolicy
 from streams.value_checks import compile_row_check, value_check
-from tests.streams.conftest import start_worker, wait_for
+from tests.support.agent import FakeClock, in_memory_app, run, until
+from tests.support.bad_input import (
+    BAD_KINDS,
+    MAX_MESSAGE_BYTES,
+    dead_letter_offsets,
+    topic_offsets_in_bronze,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TS_MS = 1_795_255_200_500
-MAX_MESSAGE_BYTES = 4096
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _envelope(
-    table: Any,
-    *,
-    op: str = "c",
-    id_: int = 1,
-    drop_schema: tuple[str, ...] = (),
-    drop_payload: tuple[str, ...] = (),
-    payload: dict[str, Any] | None = None,
-    **values: Any,
-) -> tuple[bytes, bytes]:
-    """A Debezium JSON change of `table`, then edited: schema fields or payload keys removed."""
-    key, value = table.change(op if op in ("c", "u", "d", "r") else "c", id_, **values)
-    document = json.loads(value)
-    fields = document["schema"]["fields"]
-    document["schema"]["fields"] = [f for f in fields if f["field"] not in drop_schema]
-    for name in drop_payload:
-        del document["payload"][name]
-    if op not in ("c", "u", "d", "r"):
-        document["payload"]["op"] = op
-    document["payload"].update(payload or {})
-    return key, json.dumps(document, separators=(",", ":")).encode()
-
-
-Kind = tuple[str, tuple[bytes | None, bytes | None], str]
-
-# kind -> builder of (topic, (key, value), part of the expected reason) for a table builder `t`.
-BAD_KINDS: dict[str, Callable[[Any], Kind]] = {
-    "not_json": lambda t: (t.topic, (b'{"id": 1}', b"\x00 not json"), "not valid JSON"),
-    "schema_without_op": lambda t: (t.topic, _envelope(t, drop_schema=("op",)), "no 'op' field"),
-    "payload_without_op": lambda t: (t.topic, _envelope(t, drop_payload=("op",)), "no 'op'"),
-    "schema_without_source": lambda t: (
-        t.topic,
-        _envelope(t, drop_schema=("source",)),
-        "no 'source' field",
-    ),
-    "payload_without_source": lambda t: (
-        t.topic,
-        _envelope(t, drop_payload=("source",)),
-        "no 'source'",
-    ),
-    "null_source": lambda t: (t.topic, _envelope(t, payload={"source": None}), "'source' is"),
-    "unknown_op": lambda t: (t.topic, _envelope(t, op="x"), "unknown op 'x'"),
-    "truncate_without_position": lambda t: (
-        t.topic,
-        _envelope(
-            t,
-            op="t",
-            payload={"after": None, "source": {"db": "shop", "table": "orders", "ts_ms": 1}},
-        ),
-        "has no binlog position",
-    ),
-    "text_in_int_column": lambda t: (t.topic, t.change("c", 1, qty="abc"), "column 'qty'"),
-    "int_out_of_range": lambda t: (t.topic, t.change("c", 1, qty=2**40), "column 'qty'"),
-    "bool_in_int_column": lambda t: (t.topic, t.change("c", 1, qty=True), "column 'qty'"),
-    "float_in_int_column": lambda t: (t.topic, t.change("c", 1, qty=1.5), "column 'qty'"),
-    "number_in_string_column": lambda t: (t.topic, t.change("c", 1, name=5), "column 'name'"),
-    "lone_surrogate": lambda t: (t.topic, t.change("c", 1, name="\ud800"), "column 'name'"),
-    "oversized": lambda t: (
-        t.topic,
-        t.change("c", 1, name="x" * MAX_MESSAGE_BYTES),
-        f"more than bronze.max_message_bytes={MAX_MESSAGE_BYTES}",
-    ),
-    "tombstone_without_key": lambda t: (t.topic, (None, None), "neither key nor value"),
-    "tombstone_undecodable_key": lambda t: (
-        t.topic,
-        (b"\xff\xfe junk", None),
-        "key is not valid JSON",
-    ),
-    "tombstone_key_of_wrong_type": lambda t: (t.topic, t.tombstone("abc"), "column 'id'"),
-    "topic_with_dotdot": lambda t: ("binlake.shop..orders", t.change("c", 1), "bronze path"),
-    "topic_parent_dir": lambda t: ("binlake...", t.change("c", 1), "bronze path"),
-    "topic_with_slash": lambda t: ("binlake.shop.x/../../../etc", t.change("c", 1), "bronze path"),
-    "topic_absolute_path": lambda t: ("/etc/passwd", t.change("c", 1), "bronze path"),
-    "topic_just_dotdot": lambda t: ("..", t.change("c", 1), "bronze path"),
-    "topic_of_another_prefix": lambda t: ("other.shop.orders", t.change("c", 1), "bronze path"),
-}
 
 
 def make_worker(lake: LakeStorage, **kwargs: Any) -> BronzeWorker:
@@ -146,25 +70,6 @@ def make_worker(lake: LakeStorage, **kwargs: Any) -> BronzeWorker:
         wall_clock=lambda: 99.0,
         **{**options, **kwargs},
     )
-
-
-def bronze_offsets(lake: LakeStorage) -> Counter:
-    """(topic, partition, offset) -> number of bronze rows (over all manifest files)."""
-    seen: Counter = Counter()
-    for entry in Manifest(lake).entries():
-        table = pq.read_table(
-            lake.full_path(entry.path), columns=["_topic", "_partition", "_offset"]
-        )
-        seen.update(zip(*(table.column(i).to_pylist() for i in range(3)), strict=True))
-    return seen
-
-
-def dead_letter_offsets(lake_dir: Path) -> Counter:
-    seen: Counter = Counter()
-    for path in (lake_dir / layout.DEAD_LETTER_DIR).glob("*.json"):
-        letter = json.loads(path.read_text())
-        seen[(letter["topic"], letter["partition"], letter["offset"])] += 1
-    return seen
 
 
 # -- BronzeWorker: each kind ------------------------------------------------------------------
@@ -190,7 +95,9 @@ def test_each_kind_of_bad_record_is_dead_lettered_between_good_ones(kind, tmp_pa
     assert sorted(tokens) == [0, 1, 2]  # every record released exactly once
 
     # Per offset: in bronze or dead-lettered, exactly once, never both.
-    assert bronze_offsets(lake) == Counter({(orders.topic, 0, 0): 1, (orders.topic, 0, 2): 1})
+    assert topic_offsets_in_bronze(lake) == Counter(
+        {(orders.topic, 0, 0): 1, (orders.topic, 0, 2): 1}
+    )
     assert dead_letter_offsets(lake_dir) == Counter({(topic, 0, 1): 1})
     assert worker.stats.dead_letters == 1 and not worker.failed
 
@@ -457,14 +364,6 @@ def test_other_publish_errors_propagate_for_the_caller_to_retry():
 # -- the Faust runtime: publish before ack -----------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class GatedSend:
     """A dead-letter `send` that fails `failures` times, then waits for `gate` before succeeding."""
 
@@ -491,33 +390,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(tmp_path: Path, clock: FakeClock, dbz) -> BronzeApp:
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        state_dir=tmp_path / "state",
-        bronze={"flush_rows": 3, "flush_seconds": 60.0},
-    )
-    app = create_app(settings, clock=clock)
-    app.bronze.directory.offer([dbz.table().topic])  # as discovery would have
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    return app
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-def run(app: BronzeApp, scenario: Callable[[Any], Any]) -> None:
-    async def main() -> None:
-        async with app.bronze.agent.test_context() as agent:
-            await scenario(agent)
-
-    asyncio.run(main())
+    return in_memory_app(tmp_path, clock, dbz.table().topic, flush_rows=3)
 
 
 def test_a_dead_letter_is_acked_only_once_it_is_on_the_topic(app, clock, dbz, tmp_path):
@@ -588,161 +461,3 @@ def test_a_dead_letter_revoked_while_publishing_is_not_acked(app, dbz, monkeypat
 
     run(app, scenario)
     assert not app.bronze.dead_letter_acks.unpublished and not app.bronze.dead_letter_acks.held
-
-
-# -- integration: the real worker against a real Kafka broker ----------------------------------
-
-
-def worker_env(tmp_path: Path, kafka: Any, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
-    env.update(
-        kafka.env(),
-        BINLAKE_STORAGE_URL=str(tmp_path / "lake"),
-        BINLAKE_STATE_DIR=str(tmp_path / "state"),
-        BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
-        **extra,
-    )
-    return env
-
-
-def read_topic(bootstrap: str, topic: str, count: int, log: Path) -> list[Any]:
-    """`count` messages of `topic` from its start, then as many more as arrive in 2 s of quiet."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    # Assigned, not subscribed: no group join to wait for. The dead-letter topic has one
-    # partition (see streams.dead_letter_topic.ensure_dead_letter_topic).
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    messages: list[Any] = []
-    try:
-        deadline = time.monotonic() + 60
-        while len(messages) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: {len(messages)} of {count} messages after 60s")
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
-        quiet_until = time.monotonic() + 2.0
-        while time.monotonic() < quiet_until:  # a duplicate would arrive here
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_the_worker_dead_letters_every_bad_record_and_keeps_every_good_one(
-    tmp_path, kafka, dbz, processes, bronze_kit
-):
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    orders = kafka.table()
-    partitions = 2
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})  # kept alive until the result is in
-    admin.create_topics([NewTopic(orders.topic, partitions, 1)])[orders.topic].result(10)
-    log = tmp_path / "worker.log"
-    env = worker_env(tmp_path, kafka, BINLAKE_BRONZE__MAX_MESSAGE_BYTES=str(MAX_MESSAGE_BYTES))
-    worker = processes.add(start_worker(env, log))
-    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
-
-    # Good records with every kind of bad one (that the subscription lets in) between them.
-    built = {kind: make(orders) for kind, make in BAD_KINDS.items()}
-    kinds = {kind: b for kind, b in built.items() if b[0] == orders.topic}
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
-    produced: dict[tuple[int, int], dict[str, Any]] = {}
-
-    def produce(partition: int, key, value, *, kind: str = "", headers=None) -> None:
-        def delivered(err, msg) -> None:
-            assert err is None, err
-            produced[(msg.partition(), msg.offset())] = {
-                "kind": kind,
-                "key": key,
-                "value": value,
-                "headers": headers or [],
-            }
-
-        producer.produce(
-            orders.topic,
-            key=key,
-            value=value,
-            partition=partition,
-            headers=headers,
-            on_delivery=delivered,
-        )
-
-    id_ = 0
-    for index, (kind, (_, (key, value), _)) in enumerate(sorted(kinds.items())):
-        partition = index % partitions
-        for _ in range(3):
-            id_ += 1
-            produce(partition, *orders.change("c", id_, ts_ms=dbz.BASE_TS_MS + id_))
-        produce(partition, key, value, kind=kind, headers=[("trace-id", kind.encode())])
-    for _ in range(5):
-        id_ += 1
-        produce(id_ % partitions, *orders.change("c", id_, ts_ms=dbz.BASE_TS_MS + id_))
-    assert producer.flush(30) == 0
-    bad = {where: p for where, p in produced.items() if p["kind"]}
-    good = {where for where, p in produced.items() if not p["kind"]}
-    assert len(bad) == len(kinds)
-    ends = {p: 1 + max(o for q, o in produced if q == p) for p in range(partitions)}
-
-    lake_dir = tmp_path / "lake"
-    lake = LakeStorage.from_url(str(lake_dir))
-
-    def bronze() -> Counter:
-        return Counter({(p, o): n for (_, p, o), n in bronze_offsets(lake).items()})
-
-    def dead() -> Counter:
-        return Counter({(p, o): n for (_, p, o), n in dead_letter_offsets(lake_dir).items()})
-
-    wait_for(lambda: set(bronze()) | set(dead()) == set(produced), 90, "every offset", log)
-    wait_for(
-        lambda: bronze_kit.committed_offsets(admin, orders.topic, partitions, kafka.group) == ends,
-        60,
-        "commits",
-        log,
-    )
-    assert worker.poll() is None, "the worker must keep running"
-
-    # Per offset: consumed = written to bronze + dead-lettered, each exactly once in one of them.
-    in_bronze, in_dead = bronze(), dead()
-    assert set(in_bronze) == good and set(in_dead) == set(bad)
-    assert all(n == 1 for n in in_bronze.values()) and all(n == 1 for n in in_dead.values())
-
-    # The dead-letter topic holds one message per bad record: original bytes, where and why.
-    messages = read_topic(kafka.bootstrap, kafka.dead_letter_topic, len(bad), log)
-    assert len(messages) == len(bad)
-    by_offset = {}
-    for message in messages:
-        headers = dict(message.headers())
-        where = (int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET]))
-        assert headers[HEADER_TOPIC] == orders.topic.encode()
-        by_offset[where] = (message.key(), message.value(), headers)
-    assert set(by_offset) == set(bad)
-    for where, sent in bad.items():
-        key, value, headers = by_offset[where]
-        if sent["value"] is None:
-            assert b"value" in headers[HEADER_NULL]
-            if sent["key"] is None:  # sent as b"" (a client needs a key or a value)
-                assert value == b""
-                value = None
-        assert (key, value) == (sent["key"], sent["value"]), sent["kind"]
-        assert headers["trace-id"] == sent["kind"].encode()
-        expected_reason = kinds[sent["kind"]][2]
-        assert expected_reason in headers[HEADER_REASON].decode(), (sent["kind"], headers)
-        letter = json.loads((lake_dir / dead_letter_path(orders.topic, *where)).read_text())
-        assert expected_reason in letter["reason"]
-
-    assert processes.stop(worker) == 0, log.read_text(errors="replace")[-4000:]

@@ -12,7 +12,9 @@ import pytest
 from binlake.bronze import layout
 from binlake.bronze.manifest import Manifest
 from binlake.errors import StorageUnavailableError
+from binlake.settings import load_settings
 from binlake.storage import LakeStorage
+from cdc.avro import ConfluentAvroDecoder
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.dead_letter import dead_letter_path
 from streams.flush_policy import FlushPolicy
@@ -325,3 +327,19 @@ def test_an_unexpected_failure_stops_its_partition_until_revoked(lake, dbz, monk
     assert released.tokens == [0] and released.files[0].last_offset == 0
     worker.assigned([(orders.topic, 0)])
     assert worker.handle(record(orders.topic, 1, orders.change("c", 1))).tokens == []
+
+
+# -- BronzeWorker with the Avro decoder (with a registry: tests/integration/test_avro_worker.py) --
+
+
+def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
+    registry_url = "http://127.0.0.1:1/apis/ccompat/v7"  # never asked: no record is decoded
+    settings = load_settings(
+        storage_url=str(tmp_path / "lake"),
+        kafka={"value_format": "avro", "schema_registry_url": registry_url},
+    )
+    worker = BronzeWorker.from_settings(settings)
+    decoder = worker.decode.__self__
+    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
+    json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
+    assert json_worker.decode.__module__ == "cdc.json_decoding"

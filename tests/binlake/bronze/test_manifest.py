@@ -3,21 +3,17 @@ from datetime import UTC, datetime
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
+from tests.support.manifest import manifest_entry
 
 
 def _entry(first: int, last: int, table: str = "shop.orders", partition: int = 0) -> ManifestEntry:
-    return ManifestEntry(
+    return manifest_entry(
+        first,
+        last,
         table=table,
-        topic=f"binlake.{table}",
         partition=partition,
-        first_offset=first,
-        last_offset=last,
-        rows=last - first + 1,
         path=f"bronze/{table}/x+{first}.parquet",
         partition_key="2026-11-21-08:00",
-        bytes=100,
-        written_at=1.0,
-        rotation_reason="rows",
         primary_key=["id"],
     )
 

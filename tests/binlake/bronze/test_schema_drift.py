@@ -30,39 +30,16 @@ from streams import partition_writer as pw
 from streams.bronze_worker import BronzeWorker, KafkaRecord
 from streams.flush_policy import FlushPolicy
 from streams.partition_writer import RotationReason
-from tests.streams.test_partition_writer import (
+from tests.support.partition_writer import (
     KEY_SCHEMA,
     ROW_SCHEMA,
     T10,
     TABLE,
-    FakeClock,
-    FlakyManifest,
-    FlakyStorage,
     change,
     make_writer,
     read_back,
     tombstone,
 )
-
-
-# The fixtures of test_partition_writer.py (a flaky local lake and a fake clock).
-@pytest.fixture
-def storage(tmp_path) -> FlakyStorage:
-    base = LakeStorage.from_url(str(tmp_path / "lake"))
-    store = FlakyStorage(base.filesystem, base.base)
-    object.__setattr__(store, "failing", False)
-    object.__setattr__(store, "writes", [])
-    return store
-
-
-@pytest.fixture
-def manifest(storage: FlakyStorage) -> FlakyManifest:
-    return FlakyManifest(storage)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def schema(*columns: tuple[str, pa.DataType] | pa.Field) -> pa.Schema:

@@ -3,13 +3,12 @@
 from datetime import datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.demo.latency import _as_datetime, commit_to_bronze_delays, p95
 from binlake.demo.workload import CommittedChange
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
+from tests.support.manifest import write_with_entry
 
 T = datetime(2026, 11, 21, 8, 0, 0, 123456)
 
@@ -17,24 +16,13 @@ T = datetime(2026, 11, 21, 8, 0, 0, 123456)
 def _write(
     storage: LakeStorage, name: str, table: pa.Table, written_at: float, lake_table="shop.orders"
 ):
-    path = f"bronze/{lake_table}/{name}.parquet"
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    storage.write_atomic(path, sink.getvalue().to_pybytes())
-    Manifest(storage).append(
-        ManifestEntry(
-            table=lake_table,
-            topic=f"binlake.{lake_table}",
-            partition=0,
-            first_offset=0,
-            last_offset=table.num_rows - 1,
-            rows=table.num_rows,
-            path=path,
-            partition_key="2026-11-21-08:00",
-            bytes=1,
-            written_at=written_at,
-            rotation_reason="age",
-        )
+    write_with_entry(
+        storage,
+        table,
+        name=name,
+        lake_table=lake_table,
+        partition_key="2026-11-21-08:00",
+        written_at=written_at,
     )
 
 

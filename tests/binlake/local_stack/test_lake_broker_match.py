@@ -10,6 +10,7 @@ from binlake.errors import ConfigurationError
 from binlake.local_stack import lake_broker_match
 from binlake.settings import load_settings
 from binlake.storage import LakeStorage
+from tests.support.manifest import manifest_entry
 
 
 class Broker:
@@ -24,18 +25,14 @@ class Broker:
 
 
 def entry(topic: str, partition: int, first: int, last: int) -> ManifestEntry:
-    return ManifestEntry(
-        table="shop.orders",
+    return manifest_entry(
+        first,
+        last,
         topic=topic,
         partition=partition,
-        first_offset=first,
-        last_offset=last,
-        rows=last - first + 1,
         path=f"bronze/{topic}+{partition}+{first}",
         partition_key="2026-12-07-10:00",
         bytes=1,
-        written_at=1.0,
-        rotation_reason="rows",
     )
 
 

@@ -1,4 +1,4 @@
-"""How Apicurio Registry is launched, and which Java runs it (tests/streams/test_avro_worker.py
+"""How Apicurio Registry is launched, and which Java runs it (tests/integration/test_avro_worker.py
 runs the real registry)."""
 
 from __future__ import annotations

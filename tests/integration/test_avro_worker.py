@@ -11,10 +11,9 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +29,7 @@ from binlake.jvm_artifacts import ensure_jvm_artifacts
 from binlake.local_stack.foreground import start_until_ready, stop_process
 from binlake.local_stack.network import free_port
 from binlake.local_stack.schema_registry import SchemaRegistry, find_registry_java
-from binlake.settings import LocalStackSettings, load_settings
+from binlake.settings import LocalStackSettings
 from binlake.storage import LakeStorage
 from cdc.avro import ConfluentAvroDecoder
 from streams.bronze_worker import BronzeWorker, KafkaRecord
@@ -42,8 +41,10 @@ from streams.dead_letter import (
     dead_letter_path,
 )
 from streams.flush_policy import FlushPolicy
+from tests.support.avro import envelope_record, key_record, logical, optional
+from tests.support.processes import wait_for
+from tests.support.worker import start_ready_worker
 
-REPO = Path(__file__).resolve().parents[2]
 TOPIC = "binlake.shop.orders"
 BASE_TS_MS = 1_795_255_200_000  # 2026-11-21 10:00:00 UTC
 
@@ -89,25 +90,17 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schema
 # -- Debezium AvroConverter-shaped schemas and records -----------------------------------------
 
 
-def _opt(avro_type: Any, name: str) -> dict[str, Any]:
-    return {"name": name, "type": ["null", avro_type], "default": None}
-
-
-def _logical(avro_type: str, connect_name: str, **extra: Any) -> dict[str, Any]:
-    return {"type": avro_type, "connect.version": 1, "connect.name": connect_name, **extra}
-
-
 VALUE_RECORD = {
     "type": "record",
     "name": "Value",
     "namespace": TOPIC,
     "fields": [
         {"name": "id", "type": "long"},
-        _opt("string", "name"),
+        optional("string", "name"),
         {"name": "qty", "type": {"type": "int", "connect.type": "int16"}},
         {
             "name": "price",
-            "type": _logical(
+            "type": logical(
                 "bytes",
                 "org.apache.kafka.connect.data.Decimal",
                 scale=2,
@@ -116,90 +109,19 @@ VALUE_RECORD = {
                 **{"connect.parameters": {"scale": "2", "connect.decimal.precision": "10"}},
             ),
         },
-        {"name": "created_at", "type": _logical("long", "io.debezium.time.MicroTimestamp")},
-        _opt(_logical("string", "io.debezium.time.ZonedTimestamp"), "updated_at"),
-        _opt(_logical("int", "io.debezium.time.Date"), "ship_date"),
-        _opt(_logical("long", "io.debezium.time.MicroTime"), "prep_time"),
+        {"name": "created_at", "type": logical("long", "io.debezium.time.MicroTimestamp")},
+        optional(logical("string", "io.debezium.time.ZonedTimestamp"), "updated_at"),
+        optional(logical("int", "io.debezium.time.Date"), "ship_date"),
+        optional(logical("long", "io.debezium.time.MicroTime"), "prep_time"),
         {"name": "active", "type": "boolean"},
-        _opt("double", "weight"),
-        _opt("bytes", "blob"),
+        optional("double", "weight"),
+        optional("bytes", "blob"),
     ],
     "connect.name": f"{TOPIC}.Value",
 }
 
-SOURCE_RECORD = {
-    "type": "record",
-    "name": "Source",
-    "namespace": "io.debezium.connector.mysql",
-    "fields": [
-        {"name": "version", "type": "string"},
-        {"name": "connector", "type": "string"},
-        {"name": "name", "type": "string"},
-        {"name": "ts_ms", "type": "long"},
-        {
-            "name": "snapshot",
-            "type": [
-                {
-                    "type": "string",
-                    "connect.version": 1,
-                    "connect.parameters": {"allowed": "true,first,last,false,incremental"},
-                    "connect.default": "false",
-                    "connect.name": "io.debezium.data.Enum",
-                },
-                "null",
-            ],
-            "default": "false",
-        },
-        {"name": "db", "type": "string"},
-        _opt("string", "sequence"),
-        _opt("string", "table"),
-        {"name": "server_id", "type": "long"},
-        _opt("string", "gtid"),
-        {"name": "file", "type": "string"},
-        {"name": "pos", "type": "long"},
-        {"name": "row", "type": "int"},
-        _opt("long", "thread"),
-        _opt("string", "query"),
-    ],
-    "connect.name": "io.debezium.connector.mysql.Source",
-}
-
-VALUE_SCHEMA = {
-    "type": "record",
-    "name": "Envelope",
-    "namespace": TOPIC,
-    "fields": [
-        _opt(VALUE_RECORD, "before"),
-        _opt("Value", "after"),
-        {"name": "source", "type": SOURCE_RECORD},
-        _opt(
-            {
-                "type": "record",
-                "name": "block",
-                "namespace": "event",
-                "fields": [
-                    {"name": "id", "type": "string"},
-                    {"name": "total_order", "type": "long"},
-                    {"name": "data_collection_order", "type": "long"},
-                ],
-                "connect.name": "event.block",
-            },
-            "transaction",
-        ),
-        {"name": "op", "type": "string"},
-        _opt("long", "ts_ms"),
-    ],
-    "connect.version": 2,
-    "connect.name": f"{TOPIC}.Envelope",
-}
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": TOPIC,
-    "fields": [{"name": "id", "type": "long"}],
-    "connect.name": f"{TOPIC}.Key",
-}
+VALUE_SCHEMA = envelope_record(VALUE_RECORD, TOPIC, sub_millisecond_times=False)
+KEY_SCHEMA = key_record(TOPIC)
 
 
 def row(id_: int) -> dict[str, Any]:
@@ -319,20 +241,19 @@ def bronze_rows(lake: LakeStorage) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["_partition"], r["_offset"]))
 
 
-# -- BronzeWorker with the Avro decoder --------------------------------------------------------
-
-
-def test_avro_settings_choose_the_avro_decoder_once(tmp_path):
-    registry_url = "http://127.0.0.1:1/apis/ccompat/v7"  # never asked: no record is decoded
-    settings = load_settings(
-        storage_url=str(tmp_path / "lake"),
-        kafka={"value_format": "avro", "schema_registry_url": registry_url},
+def avro_worker(
+    lake: LakeStorage, topic_prefix: str, decoder: ConfluentAvroDecoder, *, flush_rows: int
+) -> BronzeWorker:
+    """The Faust-free worker decoding with `decoder`, closing files by row count only."""
+    return BronzeWorker(
+        lake,
+        topic_prefix=topic_prefix,
+        flush_policy=FlushPolicy(rows=flush_rows, seconds=60.0),
+        decode=decoder.decode_change,
     )
-    worker = BronzeWorker.from_settings(settings)
-    decoder = worker.decode.__self__
-    assert isinstance(decoder, ConfluentAvroDecoder) and decoder.registry_url == registry_url
-    json_worker = BronzeWorker.from_settings(load_settings(storage_url=str(tmp_path / "lake")))
-    assert json_worker.decode.__module__ == "cdc.json_decoding"
+
+
+# -- BronzeWorker with the Avro decoder --------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -341,12 +262,7 @@ def test_avro_records_become_typed_bronze_rows(tmp_path, schema_registry):
     encoder = Encoder(schema_registry.url, topic)
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     decoder = ConfluentAvroDecoder(schema_registry.url)
-    worker = BronzeWorker(
-        lake,
-        topic_prefix=topic.split(".")[0],
-        flush_policy=FlushPolicy(rows=100, seconds=60.0),
-        decode=decoder.decode_change,
-    )
+    worker = avro_worker(lake, topic.split(".")[0], decoder, flush_rows=100)
     records = [encoder.change("c", i) for i in range(1, 8)]
     records += [encoder.change("u", 3), encoder.change("d", 4), encoder.tombstone(4)]
     records.append((b"k", b"\x01 not Confluent Avro"))
@@ -371,12 +287,7 @@ def test_a_schema_id_unknown_to_the_registry_is_dead_lettered(tmp_path, schema_r
     unknown_id = (2**31 - 1).to_bytes(4, "big")
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     with ConfluentAvroDecoder(schema_registry.url) as decoder:
-        worker = BronzeWorker(
-            lake,
-            topic_prefix=topic.split(".")[0],
-            flush_policy=FlushPolicy(rows=1, seconds=60.0),
-            decode=decoder.decode_change,
-        )
+        worker = avro_worker(lake, topic.split(".")[0], decoder, flush_rows=1)
         record = KafkaRecord(topic, 0, 0, key, value[:1] + unknown_id + value[5:], BASE_TS_MS, 0)
         worker.handle(record)
         [letter] = worker.take_dead_letters()
@@ -399,12 +310,7 @@ def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
         stop_process(process, timeout=30.0)
     lake = LakeStorage.from_url(str(tmp_path / "lake"))
     decoder = ConfluentAvroDecoder(registry.url)
-    worker = BronzeWorker(
-        lake,
-        topic_prefix="binlake",
-        flush_policy=FlushPolicy(rows=1, seconds=60.0),
-        decode=decoder.decode_change,
-    )
+    worker = avro_worker(lake, "binlake", decoder, flush_rows=1)
     record = KafkaRecord(TOPIC, 0, 0, key, value, BASE_TS_MS, token=0)
     with pytest.raises(RetriableError, match="unreachable"):
         worker.handle(record)
@@ -421,15 +327,6 @@ def test_an_unreachable_registry_is_waited_for_not_dead_lettered(tmp_path):
 
 
 # -- integration: the real worker, the session's Kafka broker and schema registry --------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
 
 
 @pytest.mark.integration
@@ -460,17 +357,7 @@ def test_the_worker_writes_avro_changes_with_their_types(
         BINLAKE_STATE_DIR=str(tmp_path / "state"),
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
     )
-    with open(log, "ab") as out:
-        worker = processes.add(
-            subprocess.Popen(
-                [sys.executable, "-c", "from streams.app import main; main()"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    wait_for(lambda: "Worker]: Ready" in log.read_text(errors="replace"), 60, "worker", log)
+    worker = start_ready_worker(processes, env, log)
 
     encoder = Encoder(schema_registry.url, topic)
     producer = Producer({"bootstrap.servers": kafka_broker, "linger.ms": 0})
