@@ -7,9 +7,9 @@
 Starts a local stack of its own (MariaDB, Kafka, Kafka Connect + Debezium, the bronze worker; no
 Dagster) in a temporary state directory on free ports, creates `shop.resync_bench` with `--rows`
 rows written behind the binlog's back (`sql_log_bin = 0`, as a table added to the capture later
-looks: the stream never saw them), then runs `binlake.silver.resync` (the code `binlake resync` runs)
-while a writer inserts, updates and deletes rows of the table at `--writes-per-s` transactions per
-second. Measures, from the signal:
+looks: the stream never saw them), then runs `binlake.silver.resync` (the code `binlake resync`
+runs) while a writer inserts, updates and deletes rows of the table at `--writes-per-s` transactions
+per second. Measures, from the signal:
 
 * until Debezium's COMPLETED notification (every chunk read),
 * until every re-read row is in Kafka (the fence `binlake.silver.resync.records_delivered` uses),

@@ -142,7 +142,8 @@ def test_dagster_processes_load_the_code_location(compose: dict) -> None:
     ["dagster_defs.maintenance.jobs", "dagster_defs.compaction.jobs", "dagster_defs.replay.jobs"],
 )
 def test_one_housekeeping_run_at_a_time(job_module: str) -> None:
-    """Maintenance, compaction and replay each run one at a time (their tag's limit in dagster.yaml)."""
+    """Maintenance, compaction and replay each run one at a time (their tag's limit in
+    dagster.yaml)."""
     import importlib
 
     import dagster as dg

@@ -20,16 +20,16 @@ _spec.loader.exec_module(bench)
 T1 = datetime(2026, 1, 2, 3, 4, 5, 1)
 T2 = datetime(2026, 1, 2, 3, 4, 6, 2)
 T3 = datetime(2026, 1, 2, 3, 4, 7, 3)
-O = "shop.orders"
+ORDERS = "shop.orders"
 
 
 def _changes():
     return [
-        bench.Change(O, 1, "c", T1, 100.0),
-        bench.Change(O, 1, "u", T2, 101.0),  # superseded by the next update
-        bench.Change(O, 1, "u", T3, 102.0),
-        bench.Change(O, 2, "c", T1, 100.0),
-        bench.Change(O, 2, "d", None, 103.0),
+        bench.Change(ORDERS, 1, "c", T1, 100.0),
+        bench.Change(ORDERS, 1, "u", T2, 101.0),  # superseded by the next update
+        bench.Change(ORDERS, 1, "u", T3, 102.0),
+        bench.Change(ORDERS, 2, "c", T1, 100.0),
+        bench.Change(ORDERS, 2, "d", None, 103.0),
     ]
 
 
@@ -39,7 +39,7 @@ def test_superseded_marks_changes_followed_by_a_change_to_the_same_row() -> None
 
 def test_watermark_like_capture_misses_intermediate_versions_and_deletes() -> None:
     # Runs ended at 110 (saw order 1 at T1 and order 2) and 120 (saw order 1 at T3).
-    versions = {(O, 1, T1): 110.0, (O, 2, T1): 110.0, (O, 1, T3): 120.0}
+    versions = {(ORDERS, 1, T1): 110.0, (ORDERS, 2, T1): 110.0, (ORDERS, 1, T3): 120.0}
     figures = bench.score(_changes(), versions, {})
     assert figures["deletes_captured"] == 0 and figures["deletes_total"] == 1
     assert figures["updates_captured"] == 1 and figures["updates_total"] == 2
@@ -51,8 +51,13 @@ def test_watermark_like_capture_misses_intermediate_versions_and_deletes() -> No
 
 
 def test_cdc_like_capture_holds_every_version_and_the_delete() -> None:
-    versions = {(O, 1, T1): 100.5, (O, 1, T2): 101.5, (O, 1, T3): 102.5, (O, 2, T1): 100.5}
-    figures = bench.score(_changes(), versions, {(O, 2): 104.0})
+    versions = {
+        (ORDERS, 1, T1): 100.5,
+        (ORDERS, 1, T2): 101.5,
+        (ORDERS, 1, T3): 102.5,
+        (ORDERS, 2, T1): 100.5,
+    }
+    figures = bench.score(_changes(), versions, {(ORDERS, 2): 104.0})
     assert figures["deletes_captured"] == 1
     assert figures["updates_captured"] == 2
     assert figures["superseded_updates_captured"] == 1
@@ -67,25 +72,25 @@ def test_score_of_nothing() -> None:
 
 def test_soft_deleted_rows_needs_a_set_marker() -> None:
     rows = [
-        (O, 1, {"deleted_at": None}, 10.0),
-        (O, 2, {"deleted_at": T1}, 11.0),
-        (O, 2, {"deleted_at": T1}, 12.0),
+        (ORDERS, 1, {"deleted_at": None}, 10.0),
+        (ORDERS, 2, {"deleted_at": T1}, 11.0),
+        (ORDERS, 2, {"deleted_at": T1}, 12.0),
     ]
-    assert bench.soft_deleted_rows(rows, ["deleted_at"]) == {(O, 2): 11.0}
+    assert bench.soft_deleted_rows(rows, ["deleted_at"]) == {(ORDERS, 2): 11.0}
     assert bench.soft_deleted_rows(rows, []) == {}
 
 
 def _write(storage: LakeStorage, name: str, table: pa.Table, written_at: float) -> None:
     hour = "2026-01-02-03:00"
     write_with_entry(
-        storage, table, name=name, lake_table=O, partition_key=hour, written_at=written_at
+        storage, table, name=name, lake_table=ORDERS, partition_key=hour, written_at=written_at
     )
 
 
 def test_bronze_index_reads_new_manifest_entries_only(tmp_path) -> None:
     settings = load_settings(state_dir=tmp_path)
     storage = LakeStorage.from_url(settings.lake_url)
-    index = bench.BronzeIndex(settings, [O])
+    index = bench.BronzeIndex(settings, [ORDERS])
     _write(
         storage,
         "a",
@@ -97,9 +102,16 @@ def test_bronze_index_reads_new_manifest_entries_only(tmp_path) -> None:
     _write(storage, "c", pa.table({"_op": ["t"], "id": [1]}), written_at=103.5)
     _write(storage, "d", pa.table({"_op": ["u"], "id": [1], "updated_at": [T2]}), written_at=109.0)
     index.refresh()
-    assert index.versions == {(O, 1, T1): 100.5, (O, 1, T2): 100.5, (O, 3, T1): 100.5}
-    assert index.deletes == {(O, 1): 103.0}
+    assert index.versions == {
+        (ORDERS, 1, T1): 100.5,
+        (ORDERS, 1, T2): 100.5,
+        (ORDERS, 3, T1): 100.5,
+    }
+    assert index.deletes == {(ORDERS, 1): 103.0}
     assert index.rows_by_op == {"c": 1, "u": 2, "r": 1, "d": 1, "t": 1}
     assert (
-        index.missing([bench.Change(O, 1, "d", None, 0.0), bench.Change(O, 2, "c", T1, 0.0)]) == 1
+        index.missing(
+            [bench.Change(ORDERS, 1, "d", None, 0.0), bench.Change(ORDERS, 2, "c", T1, 0.0)]
+        )
+        == 1
     )

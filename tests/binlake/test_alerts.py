@@ -1,4 +1,5 @@
-"""Alerter: one JSON POST per alert; delivery failures logged, never raised; the URL never logged."""
+"""Alerter: one JSON POST per alert; delivery failures logged, never raised; the URL never
+logged."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def test_an_archive_escaping_its_folder_is_refused(tmp_path: Path) -> None:
 
 def test_an_unknown_archive_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "archives" / "something-else.tar.gz", tar_gz({"a": b"a"}))
-    with pytest.raises(ConfigurationError, match="something-else.tar.gz: no place to unpack"):
+    with pytest.raises(ConfigurationError, match=r"something-else.tar.gz: no place to unpack"):
         jvm_artifacts.unpack_archives(tmp_path)
 
 

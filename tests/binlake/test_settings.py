@@ -48,7 +48,7 @@ def test_bad_settings_fail_at_load_naming_the_field(overrides, complaint) -> Non
 
 def test_missing_config_file_is_named(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(CONFIG_FILE_ENV, str(tmp_path / "nope.toml"))
-    with pytest.raises(FileNotFoundError, match="nope.toml"):
+    with pytest.raises(FileNotFoundError, match=r"nope.toml"):
         load_settings()
 
 

@@ -41,7 +41,7 @@ def test_wait_until_ready_times_out(fake: FakeConnect):
     fake.failures = [httpx.ConnectError("refused")] * 1000
     with (
         ConnectClient("http://connect:8083", transport=httpx.MockTransport(fake)) as c,
-        pytest.raises(ConnectError, match="not ready after 0.05s"),
+        pytest.raises(ConnectError, match=r"not ready after 0.05s"),
     ):
         c.wait_until_ready(timeout_s=0.05, poll_s=0.01)
 
@@ -112,7 +112,7 @@ def test_wait_until_running_fails_fast_with_trace(client, fake):
     trace = f"io.debezium.DebeziumException: Access denied (password {PASSWORD})\n\tat ..."
     fake.status("c1", "RUNNING", ["FAILED"], trace=trace)
 
-    with pytest.raises(ConnectError, match="connector 'c1' failed: .*Access denied") as info:
+    with pytest.raises(ConnectError, match=r"connector 'c1' failed: .*Access denied") as info:
         client.wait_until_running("c1", timeout_s=30, poll_s=0)
     assert PASSWORD not in str(info.value)
 
@@ -193,7 +193,7 @@ def test_unreachable_worker_reports_no_response(fake):
         ConnectClient(
             "http://connect:8083", retry_for_s=0, transport=httpx.MockTransport(fake)
         ) as c,
-        pytest.raises(ConnectHTTPError, match="no response.*connection refused") as info,
+        pytest.raises(ConnectHTTPError, match=r"no response.*connection refused") as info,
     ):
         c.list_connectors()
     assert info.value.status_code is None

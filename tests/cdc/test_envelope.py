@@ -587,7 +587,7 @@ def test_not_json():
 
 
 def test_schemaless_json_is_not_an_envelope():
-    with pytest.raises(DecodeError, match="schemas.enable=true"):
+    with pytest.raises(DecodeError, match=r"schemas.enable=true"):
         decode(key_bytes(), dumps({"before": None, "after": {"id": 1}, "op": "c"}))
 
 
@@ -661,7 +661,7 @@ def test_truncate_without_a_binlog_position_is_refused(missing):
     raw = _mutated_payload(
         lambda p: p.update(op="t", after=None) or p["source"].update({missing: None})
     )
-    with pytest.raises(DecodeError, match="TRUNCATE .* has no binlog position"):
+    with pytest.raises(DecodeError, match=r"TRUNCATE .* has no binlog position"):
         decode(None, raw)
 
 
@@ -728,7 +728,7 @@ def test_neither_key_nor_value_is_the_tombstone_of_a_keyless_table():
 
 
 def test_tombstone_on_a_topic_outside_the_prefix():
-    with pytest.raises(DecodeError, match="is not <binlake>.<db>.<table>"):
+    with pytest.raises(DecodeError, match=r"is not <binlake>.<db>.<table>"):
         decode(key_bytes(), None, topic="other.shop.orders")
 
 

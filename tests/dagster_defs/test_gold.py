@@ -181,7 +181,7 @@ def test_no_orders_gives_an_empty_table():
 
 
 def test_missing_columns_are_a_clear_error():
-    with pytest.raises(FinalError, match="shop.orders lacks column"):
+    with pytest.raises(FinalError, match=r"shop.orders lacks column"):
         orders_by_hour_status(pl.DataFrame({"id": [1]}), pl.DataFrame())
 
 

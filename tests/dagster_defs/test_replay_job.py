@@ -1,5 +1,6 @@
 """The ``consumer_group_replay`` job: dry run by default, a reset when asked, clear refusals.
-Kafka faked here; tests/integration/test_replay_real_broker.py runs the job against a real broker."""
+Kafka faked here; tests/integration/test_replay_real_broker.py runs the job against a real
+broker."""
 
 import dagster as dg
 import pytest

@@ -79,7 +79,8 @@ def _differences(settings: Settings, table: str) -> list[str]:
         for column, value in source[key].items():
             if silver[key].get(column, "<missing>") != value:
                 found.append(
-                    f"id {key} {column}: source {value!r}, silver {silver[key].get(column, '<missing>')!r}"
+                    f"id {key} {column}: source {value!r}, "
+                    f"silver {silver[key].get(column, '<missing>')!r}"
                 )
     return found
 

@@ -186,7 +186,7 @@ def test_status_reports_every_component_and_table(running_stack: LocalStack) -> 
     )
     status = json.loads(result.stdout)
     states = {c["name"]: c["state"] for c in status["components"]}
-    assert states == {name: "RUNNING" for name in states} and len(states) == 6
+    assert states == dict.fromkeys(states, "RUNNING") and len(states) == 6
     assert {t["table"] for t in status["tables"]} == set(running_stack.settings.tables)
 
 

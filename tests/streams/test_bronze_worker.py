@@ -1,4 +1,5 @@
-"""The Faust-free bronze worker: real Debezium JSON in, bronze files, dead letters and releases out."""
+"""The Faust-free bronze worker: real Debezium JSON in, bronze files, dead letters and releases
+out."""
 
 from __future__ import annotations
 

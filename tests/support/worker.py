@@ -357,7 +357,9 @@ def assert_exactly_once(
             table.column("_topic").to_pylist()
         ) != {topic}:
             problems.append(f"{entry.path}: rows of another topic-partition")
-        got = zip(offsets, table.column("_op").to_pylist(), table.column("id").to_pylist())
+        got = zip(
+            offsets, table.column("_op").to_pylist(), table.column("id").to_pylist(), strict=True
+        )
         for offset, op, id_ in got:
             if delivered.get((entry.partition, offset)) != (op, id_):
                 problems.append(

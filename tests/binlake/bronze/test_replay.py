@@ -111,13 +111,13 @@ def test_plan_by_offsets_touches_only_the_partitions_named(lake) -> None:
 def test_bad_plans_name_what_is_wrong(lake) -> None:
     settings, _ = lake
     kafka = FakeKafka()
-    with pytest.raises(ReplayError, match="unknown table 'shop.nope'"):
+    with pytest.raises(ReplayError, match=r"unknown table 'shop.nope'"):
         plan_replay(settings, "shop.nope", from_offsets={0: 1}, kafka=kafka)
     with pytest.raises(ReplayError, match=r"partition\(s\) \[5\] are not in topic"):
         plan_replay(settings, "shop.orders", from_offsets={5: 1}, kafka=kafka)
-    with pytest.raises(ReplayError, match="past the end of binlake.shop.orders\\[1\\]"):
+    with pytest.raises(ReplayError, match=r"past the end of binlake.shop.orders\[1\]"):
         plan_replay(settings, "shop.orders", from_offsets={1: 8}, group="dash", kafka=kafka)
-    with pytest.raises(ReplayError, match="would leave offsets 40..44 out of bronze"):
+    with pytest.raises(ReplayError, match=r"would leave offsets 40..44 out of bronze"):
         kafka.ends[0] = 50
         plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka)
     with pytest.raises(ReplayError, match="exactly one of"):
@@ -132,7 +132,7 @@ def test_moving_the_bronze_writer_past_only_markers_is_not_moving_it_forward(lak
     plan = plan_replay(settings, "shop.orders", from_offsets={0: 44}, kafka=kafka)
     assert plan.targets == {0: 44}
     kafka.not_records = {0: {40, 41}}  # 42 and 43 are records: moving there would skip them
-    with pytest.raises(ReplayError, match="would leave offsets 40..43 out of bronze"):
+    with pytest.raises(ReplayError, match=r"would leave offsets 40..43 out of bronze"):
         plan_replay(settings, "shop.orders", from_offsets={0: 44}, kafka=kafka)
 
 
@@ -178,7 +178,7 @@ def test_the_bronze_group_is_never_moved_past_the_end_of_bronze(lake) -> None:
     not needed."""
     settings, _ = lake
     kafka = FakeKafka(committed_={0: None, 1: None}, ends={0: 50, 1: 7})
-    with pytest.raises(ReplayError, match="would leave offsets 40..44 out of bronze"):
+    with pytest.raises(ReplayError, match=r"would leave offsets 40..44 out of bronze"):
         plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka)
     kafka.starts[0] = 45  # 40..44 were deleted by the topic's retention
     assert plan_replay(settings, "shop.orders", from_offsets={0: 45}, kafka=kafka).targets == {

@@ -245,7 +245,8 @@ def test_deletes_old_finished_runs_and_ticks_only(settings, instance, batch_size
 
 
 def test_run_loaded_from_the_code_location_keeps_each_checks_latest_run(settings, instance):
-    """As the daemon launches it: loaded from the module, so the code location's checks are known."""
+    """As the daemon launches it: loaded from the module, so the code location's checks are
+    known."""
     graph = build_definitions(settings).resolve_asset_graph()
     check = min(graph.asset_check_keys, key=lambda key: key.to_user_string())  # any of them
     superseded = add_run(instance, S.SUCCESS, OLD - timedelta(days=1))
