@@ -72,7 +72,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -203,13 +203,8 @@ class RecordedWorkload(ShopWorkload):
         super().__init__(connection, database, seed)
         self.recorded: list[Change] = []
 
-    def _transaction(self, action: Callable) -> None:  # touched rows carry their op here
-        with self.conn.cursor() as cur:
-            cur.execute("BEGIN")
-            touched = action(cur)
-            self.conn.commit()
-        committed_at = time.time()
-        self.counts.transactions += 1
+    def record_committed(self, touched: list, committed_at: float) -> None:
+        # touched rows carry their op here (the _new_* and other actions below tag them)
         self.recorded.extend(
             Change(f"{self.db}.{table}", key, op, updated_at, committed_at)
             for table, key, updated_at, op in touched
