@@ -95,7 +95,9 @@ class CommitTimes(Protocol):
 
 
 @dataclass(frozen=True)
-class TableLag:
+class LayerTableLag:
+    """One table's lag in one layer (bronze, silver or gold) behind its source."""
+
     table: str
     source_last_commit: float | None  # S, epoch seconds; None when the source does not know
     layer_newest_source_ts: float | None  # L, epoch seconds; None when the layer holds nothing
@@ -114,7 +116,7 @@ class Lag:
     caught_up: bool | None  # True: lag 0; None: unknown
     caught_up_at: float | None  # to carry into the next evaluation
     reference: str  # what `seconds` counts from: "", "layer", "caught_up_at", "source"
-    tables: tuple[TableLag, ...]
+    tables: tuple[LayerTableLag, ...]
 
     @property
     def source_last_commit(self) -> float | None:
@@ -143,15 +145,15 @@ def measure_lag(
     """
     if caught_up_at is not None and caught_up_at > now:
         caught_up_at = None  # from a clock that ran ahead; not evidence of anything
-    tables: list[TableLag] = []
+    tables: list[LayerTableLag] = []
     references: dict[str, str] = {}
     for table, s in source_last_commit.items():
         held = layer_newest_source_ts.get(table)
         if s is None:
-            tables.append(TableLag(table, None, held, None, None, None))
+            tables.append(LayerTableLag(table, None, held, None, None, None))
             continue
         if held is not None and math.floor(held) >= math.floor(s) - tolerance_seconds:
-            tables.append(TableLag(table, s, held, True, 0.0, 0.0))
+            tables.append(LayerTableLag(table, s, held, True, 0.0, 0.0))
             continue
         bound, reference = max(
             (
@@ -163,7 +165,9 @@ def measure_lag(
         )
         if bound >= s:
             bound, reference = s, "source"
-        tables.append(TableLag(table, s, held, False, max(0.0, now - bound), max(0.0, now - s)))
+        tables.append(
+            LayerTableLag(table, s, held, False, max(0.0, now - bound), max(0.0, now - s))
+        )
         references[table] = reference
     known = [t for t in tables if t.caught_up is not None]
     if not known:
