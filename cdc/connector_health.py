@@ -286,7 +286,7 @@ def decide(
             f"{iso(previous.last_restart_at)} not visible in the status yet",
             capture_stopped=True,
         )
-    return _on_stopped(previous, observed, now, policy, check.checked)
+    return _on_stopped(check)
 
 
 def _on_running(check: _Check) -> Decision:
@@ -330,18 +330,13 @@ def _on_running(check: _Check) -> Decision:
     )
 
 
-def _on_stopped(
-    previous: HealthState,
-    observed: Observation,
-    now: float,
-    policy: HealthPolicy,
-    checked: dict[str, Any],
-) -> Decision:
+def _on_stopped(check: _Check) -> Decision:
+    previous, observed, now, policy = check.previous, check.observed, check.now, check.policy
     state = replace(
         previous,
         failed_units=tuple(observed.failed_units),
         last_error=observed.error_summary() or previous.last_error,
-        **checked,
+        **check.checked,
     )
     if previous.phase == Phase.HEALTHY:
         state = replace(
