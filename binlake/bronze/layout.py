@@ -32,21 +32,20 @@ SOURCE_ROW = "_source_row"
 SOURCE_TS_MS = "_source_ts_ms"
 SOURCE_SNAPSHOT = "_source_snapshot"
 CAPTURED_TS_MS = "_captured_ts_ms"  # when Debezium processed the change (envelope ts_ms)
+SOURCE_POSITION = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW)  # where the change is in the binlog
 PROVENANCE_COLUMNS = (
     TOPIC,
     PARTITION,
     OFFSET,
     OP,
-    SOURCE_FILE,
-    SOURCE_POS,
-    SOURCE_ROW,
+    *SOURCE_POSITION,
     SOURCE_TS_MS,
     SOURCE_SNAPSHOT,
     CAPTURED_TS_MS,
 )
 # Order in which changes to one key happened: binlog position first (it survives Debezium
 # re-sending a change after a crash), then the Kafka offset (order within one transaction).
-CHANGE_ORDER = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW, OFFSET)
+CHANGE_ORDER = (*SOURCE_POSITION, OFFSET)
 
 # Parquet key-value metadata every bronze file carries.
 META_PRIMARY_KEY = b"binlake.primary_key"  # JSON list of key column names

@@ -17,10 +17,17 @@ from typing import Literal
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from binlake.bronze.layout import OFFSET, OP, PARTITION, SOURCE_FILE, SOURCE_POS, SOURCE_ROW
+from binlake.bronze.layout import (
+    OFFSET,
+    OP,
+    PARTITION,
+    SOURCE_FILE,
+    SOURCE_POS,
+    SOURCE_POSITION,
+    SOURCE_ROW,
+)
 
 Isolation = Literal["read_committed", "read_uncommitted"]
-SOURCE_POSITION = (SOURCE_FILE, SOURCE_POS, SOURCE_ROW)
 KEY = "_key"
 _TOPIC_SCHEMA = {
     PARTITION: pl.Int64,

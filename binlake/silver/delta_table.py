@@ -35,14 +35,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from binlake.bronze.layout import (
-    OFFSET,
-    OP,
-    SOURCE_FILE,
-    SOURCE_POS,
-    SOURCE_ROW,
-    SOURCE_TS_MS,
-)
+from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
 from binlake.bronze.schema_drift import common_type
 from binlake.errors import FinalError
 from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt

@@ -75,12 +75,7 @@ def check_schema_versions(
         )
     else:
         description = f"no bronze file of {table} has a tracked schema version yet"
-    return dg.AssetCheckResult(
-        passed=not breaking,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata=metadata,
-    )
+    return dg.AssetCheckResult(passed=not breaking, description=description, metadata=metadata)
 
 
 def _bullets(steps: list[VersionStep]) -> str:

@@ -73,12 +73,7 @@ def continuity_result(table: str, partitions: list[PartitionContinuity]) -> dg.A
         )
     else:
         description = f"no bronze file of {table} yet"
-    return dg.AssetCheckResult(
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata=metadata,
-    )
+    return dg.AssetCheckResult(passed=not failed, description=description, metadata=metadata)
 
 
 def check_offset_continuity(bronze_lake: BronzeLake, table: str) -> dg.AssetCheckResult:

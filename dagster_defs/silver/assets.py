@@ -7,11 +7,13 @@ a run costs what was new in bronze, and a re-run with nothing new changes nothin
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
 from binlake.settings import Settings
+from binlake.silver.consumed import ConsumedOffsets
 from binlake.silver.incremental import source_time_metadata, unconsumed_reads
 from binlake.silver.merge_changes import merge_changes
 from binlake.silver.pii import PiiPolicy
@@ -43,6 +45,24 @@ def silver_asset(
     )
 
 
+@dataclass
+class BronzeReadTally:
+    """What one run of a silver asset read from bronze, for its materialization's metadata."""
+
+    files_read: int = 0
+    masked_columns: list[str] = field(default_factory=list)  # of the last read written
+    primary_key: list[str] = field(default_factory=list)
+
+    def metadata(self, consumed: ConsumedOffsets) -> dict[str, Any]:
+        """The entries every silver table reports after its own (`consumed`: at the run's start)."""
+        return {
+            "bronze_files_read": self.files_read,
+            "manifest_cursor": consumed.manifest_cursor,
+            "masked_columns": ",".join(self.masked_columns) or "(none)",
+            "primary_key": ",".join(self.primary_key) or "(none: all columns)",
+        }
+
+
 def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
     key = silver_key(table)
     pii = PiiPolicy.from_settings(settings.silver)
@@ -60,15 +80,14 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         target = silver_lake.table(table)
         consumed = target.consumed()
-        merged_rows = files_read = 0
-        masked: list[str] = []
-        primary_key: list[str] = []
+        merged_rows = 0
+        tally = BronzeReadTally()
         merged_version = target.merged_schema_version()
         bronze = bronze_lake.reader()
         resyncs = completed_resyncs(bronze.storage, table)
         reads = unconsumed_reads(bronze, table, consumed, resyncs, merged_version)
         for read in heal_on_refusal(reads, settings, log=context.log):
-            files_read += read.entries_read
+            tally.files_read += read.entries_read
             if read.frame.height:
                 merged = merge_changes(
                     target,
@@ -83,7 +102,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                     replace_incompatible=bool(resyncs),
                     entries=read.entries,
                 )
-                stats, masked, primary_key = merged.stats, merged.masked_columns, read.primary_key
+                stats = merged.stats
+                tally.masked_columns, tally.primary_key = merged.masked_columns, read.primary_key
                 merged_rows += stats.source_rows
                 context.log.info(
                     f"{table}: merged {stats.source_rows} keys from {read.frame.height} bronze "
@@ -98,10 +118,7 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
             "row_count": target.count_live(),
             "delta_version": target.version(),
             "rows_merged": merged_rows,
-            "bronze_files_read": files_read,
-            "manifest_cursor": consumed.manifest_cursor,
-            "masked_columns": ",".join(masked) or "(none)",
-            "primary_key": ",".join(primary_key) or "(none: all columns)",
+            **tally.metadata(consumed),
         }
         if sweeps:
             metadata["resyncs_swept"] = ",".join(o.resync_id for o in sweeps if o.swept) or "(none)"

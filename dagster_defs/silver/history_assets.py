@@ -16,7 +16,7 @@ from binlake.silver.pii import PiiPolicy
 from binlake.silver.schema_guard import completed_resyncs
 from dagster_defs.keys import silver_history_key
 from dagster_defs.resources import BronzeLake, SilverLake
-from dagster_defs.silver.assets import silver_asset
+from dagster_defs.silver.assets import BronzeReadTally, silver_asset
 
 
 def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
@@ -35,20 +35,19 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         target = silver_lake.history(table)
         consumed = target.consumed()
-        inserted = updated = files_read = 0
-        masked: list[str] = []
-        primary_key: list[str] = []
+        inserted = updated = 0
+        tally = BronzeReadTally()
         bronze = bronze_lake.reader()
         for read in unconsumed_reads(
             bronze, table, consumed, completed_resyncs(bronze.storage, table)
         ):
-            files_read += read.entries_read
+            tally.files_read += read.entries_read
             if read.frame.height:
-                primary_key = read.primary_key
                 appended = append_history_changes(
-                    target, table, read.frame, primary_key, consumed, pii, read.entries
+                    target, table, read.frame, read.primary_key, consumed, pii, read.entries
                 )
-                stats, masked = appended.stats, appended.masked_columns
+                stats = appended.stats
+                tally.masked_columns, tally.primary_key = appended.masked_columns, read.primary_key
                 inserted += stats.inserted
                 updated += stats.updated
                 context.log.info(
@@ -66,10 +65,7 @@ def build_history_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
             "delta_version": target.version(),
             "versions_added": inserted,
             "versions_updated": updated,
-            "bronze_files_read": files_read,
-            "manifest_cursor": consumed.manifest_cursor,
-            "masked_columns": ",".join(masked) or "(none)",
-            "primary_key": ",".join(primary_key) or "(none: all columns)",
+            **tally.metadata(consumed),
         }
         metadata.update(source_time_metadata(target.newest_source_ts_ms()))
         return dg.MaterializeResult(metadata=metadata)
