@@ -8,6 +8,7 @@ share it keep apart by their own topic names and consumer group ids.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,23 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap_servers
     finally:
         stop_process(process)
+
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The folder says how slow a test is: `tests/integration/` holds every test marked
+    `integration` or using the real broker, and only those."""
+    misplaced = []
+    for item in items:
+        in_folder = INTEGRATION_DIR in item.path.parents
+        marked = item.get_closest_marker("integration") is not None
+        uses_broker = "kafka_broker" in getattr(item, "fixturenames", ())
+        if in_folder != marked or (uses_broker and not in_folder):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests/integration/ must hold exactly the tests marked integration or using the "
+            "real broker; misplaced:\n" + "\n".join(misplaced)
+        )
