@@ -22,7 +22,7 @@ from cdc.avro import (
     without_logical_types,
 )
 from cdc.envelope import SchemaChangeRecord
-from tests.support.avro import envelope_record, key_record, optional, source_record
+from tests.support.avro import envelope_record, key_record, optional, record, source_record
 from tests.support.debezium import source as debezium_source
 
 REGISTRY = "http://registry:8081"
@@ -30,11 +30,10 @@ KEY_ID, VALUE_ID, DDL_ID = 1, 2, 3
 
 
 # The shapes Debezium's AvroConverter registers (Connect schema kept in connect.* properties).
-VALUE_RECORD = {
-    "type": "record",
-    "name": "Value",
-    "namespace": "binlake.shop.orders",
-    "fields": [
+VALUE_RECORD = record(
+    "Value",
+    "binlake.shop.orders",
+    [
         {"name": "id", "type": "long"},
         {"name": "qty", "type": {"type": "int", "connect.type": "int16"}},
         {
@@ -93,25 +92,24 @@ VALUE_RECORD = {
             "flags",
         ),
     ],
-    "connect.name": "binlake.shop.orders.Value",
-}
+    "binlake.shop.orders.Value",
+)
 
 SOURCE_RECORD = source_record(sub_millisecond_times=True)
 VALUE_SCHEMA = envelope_record(VALUE_RECORD, "binlake.shop.orders", sub_millisecond_times=True)
 KEY_SCHEMA = key_record("binlake.shop.orders")
 
-DDL_SCHEMA = {
-    "type": "record",
-    "name": "SchemaChangeValue",
-    "namespace": "io.debezium.connector.mysql",
-    "fields": [
+DDL_SCHEMA = record(
+    "SchemaChangeValue",
+    "io.debezium.connector.mysql",
+    [
         {"name": "source", "type": SOURCE_RECORD},
         {"name": "ts_ms", "type": "long"},
         optional("string", "databaseName"),
         optional("string", "ddl"),
     ],
-    "connect.name": "io.debezium.connector.mysql.SchemaChangeValue",
-}
+    "io.debezium.connector.mysql.SchemaChangeValue",
+)
 
 SCHEMAS = {KEY_ID: KEY_SCHEMA, VALUE_ID: VALUE_SCHEMA, DDL_ID: DDL_SCHEMA}
 

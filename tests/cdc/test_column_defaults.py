@@ -37,16 +37,17 @@ from cdc.column_defaults import (
 )
 from cdc.connect_schema import StructPlan
 from cdc.json_decoding import decode_change
+from tests.support.avro import record
 
 RECORDS = json.loads(
     (Path(__file__).parents[1] / "fixtures/debezium_mysql_column_defaults.json").read_text()
 )
 
 
-def _decode(record: dict):
+def _decode(captured: dict):
     return decode_change(
-        record["key"].encode(),
-        record["value"].encode(),
+        captured["key"].encode(),
+        captured["value"].encode(),
         topic="binlake.shop.probe",
         topic_prefix="binlake",
     )
@@ -182,11 +183,10 @@ def test_with_default_takes_the_other_fields_default_or_removes_it():
 
 
 def test_avro_field_defaults_become_connect_defaults():
-    avro = {
-        "type": "record",
-        "name": "Value",
-        "namespace": "binlake.shop.probe",
-        "fields": [
+    avro = record(
+        "Value",
+        "binlake.shop.probe",
+        [
             {"name": "id", "type": "int"},
             {"name": "c", "type": {"type": "int", "connect.default": 7}, "default": 7},
             {"name": "n", "type": ["string", "null"], "default": "x"},
@@ -227,7 +227,7 @@ def test_avro_field_defaults_become_connect_defaults():
             # Not Avro's encoding of bytes (a code point above 255): not guessed.
             {"name": "odd", "type": ["bytes", "null"], "default": "\u0100"},
         ],
-    }
+    )
     connect = avro_to_connect(avro)
     plan = StructPlan(connect, base64_bytes=False, what="row")
     assert _defaults(plan.arrow_schema) == {

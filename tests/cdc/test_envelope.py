@@ -24,6 +24,7 @@ from cdc.envelope import (
 )
 from cdc.json_decoding import clear_schema_cache, decode_change
 from tests.support.debezium import (
+    DECODED_ORDER,
     ORDER_COLUMNS,
     PREFIX,
     SOURCE_SCHEMA,
@@ -51,24 +52,6 @@ def _fresh_cache():
 def decode(key: bytes | None, value: bytes | None, topic: str = TOPIC) -> ChangeEvent:
     return decode_change(key, value, topic=topic, topic_prefix=PREFIX)
 
-
-EXPECTED_ORDER = {
-    "id": 1001,
-    "customer_id": 7,
-    "status": "paid",
-    "total": Decimal("-123.45"),
-    "weight": 1.5,
-    "placed_at": datetime(2026, 11, 21, 8, 0, 0, 123456),
-    "updated_at": datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC),
-    "ship_date": date(2025, 11, 21),
-    "prep_time": -timedelta(hours=3, seconds=2),
-    "note": "leave at door",
-    "attrs": '{"gift":true}',
-    "small": -300,
-    "tiny": 5,
-    "ratio": 0.25,
-    "paid": True,
-}
 
 EXPECTED_ORDER_SCHEMA = pa.schema(
     [
@@ -104,8 +87,8 @@ def test_create_event_decodes_row_schema_key_and_source():
 
     assert event.table == "shop.orders"
     assert event.op == "c"
-    assert event.row == EXPECTED_ORDER
-    assert list(event.row) == list(EXPECTED_ORDER)
+    assert event.row == DECODED_ORDER
+    assert list(event.row) == list(DECODED_ORDER)
     assert event.row_schema.equals(EXPECTED_ORDER_SCHEMA)
     assert event.primary_key == ("id",)
     assert event.captured_ts_ms == 1795248000456
@@ -121,7 +104,7 @@ def test_create_event_decodes_row_schema_key_and_source():
         gtid=None,
     )
     assert not event.is_tombstone
-    assert roundtrip(event) == EXPECTED_ORDER
+    assert roundtrip(event) == DECODED_ORDER
 
 
 def test_update_event_keeps_the_after_image():
@@ -139,7 +122,7 @@ def test_delete_event_keeps_the_before_image():
     event = decode(key_bytes(), value_bytes("d", order_row(), None))
 
     assert event.op == "d"
-    assert event.row == EXPECTED_ORDER
+    assert event.row == DECODED_ORDER
     assert event.source is not None and event.source.pos == 4512
 
 
@@ -340,44 +323,22 @@ def test_time_is_a_duration_that_may_be_negative_or_beyond_a_day(name, raw, expe
 
 
 @pytest.mark.parametrize(
-    ("name", "raw", "arrow_type", "expected"),
+    ("logical_type", "raw", "unit", "expected"),
     [
-        (
-            "io.debezium.time.Timestamp",
-            1795248000123,
-            pa.timestamp("ms"),
-            datetime(2026, 11, 21, 8, 0, 0, 123000),
-        ),
-        (
-            "io.debezium.time.MicroTimestamp",
-            1795248000123456,
-            pa.timestamp("us"),
-            datetime(2026, 11, 21, 8, 0, 0, 123456),
-        ),
-        (
-            "io.debezium.time.MicroTimestamp",
-            -1,
-            pa.timestamp("us"),
-            datetime(1969, 12, 31, 23, 59, 59, 999999),
-        ),
-        (
-            "io.debezium.time.NanoTimestamp",
-            1795248000123456000,
-            pa.timestamp("ns"),
-            datetime(2026, 11, 21, 8, 0, 0, 123456),
-        ),
-        (
-            "io.debezium.time.MicroTimestamp",
-            253402300799999999,
-            pa.timestamp("us"),
-            datetime(9999, 12, 31, 23, 59, 59, 999999),
-        ),
+        ("Timestamp", 1795248000123, "ms", datetime(2026, 11, 21, 8, 0, 0, 123000)),
+        ("MicroTimestamp", 1795248000123456, "us", datetime(2026, 11, 21, 8, 0, 0, 123456)),
+        ("MicroTimestamp", -1, "us", datetime(1969, 12, 31, 23, 59, 59, 999999)),
+        ("NanoTimestamp", 1795248000123456000, "ns", datetime(2026, 11, 21, 8, 0, 0, 123456)),
+        ("MicroTimestamp", 253402300799999999, "us", datetime(9999, 12, 31, 23, 59, 59, 999999)),
     ],
 )
-def test_datetime_columns_are_naive_timestamps(name, raw, arrow_type, expected):
+def test_datetime_columns_are_naive_timestamps(logical_type, raw, unit, expected):
+    """`logical_type`: the Connect name io.debezium.time.<logical_type>; `unit`: the timestamp
+    unit of the column's Arrow type."""
+    name = f"io.debezium.time.{logical_type}"
     event = one_column(_f("at", "int64", True, name=name, version=1), raw)
 
-    assert column_type(event) == arrow_type
+    assert column_type(event) == pa.timestamp(unit)
     assert event.row["at"] == expected
     assert event.row["at"].tzinfo is None
     assert roundtrip(event)["at"] == expected
@@ -556,7 +517,7 @@ def test_pretty_printed_json_is_decoded_too():
     document = json.loads(value_bytes("c", None, order_row()))
     event = decode(key_bytes(), json.dumps(document, indent=2).encode())
 
-    assert event.row == EXPECTED_ORDER
+    assert event.row == DECODED_ORDER
 
 
 def test_payload_marker_inside_the_schema_does_not_confuse_the_decoder():

@@ -16,6 +16,7 @@ from binlake.settings import Settings
 from binlake.silver import schema_heal
 from binlake.silver.consumed import ConsumedOffsets
 from binlake.silver.incremental import unconsumed_reads
+from binlake.silver.rebuild import AsOf
 from binlake.silver.resync import (
     BinlogPosition,
     ResyncCompletion,
@@ -30,6 +31,7 @@ from dagster_defs.bronze.checks import check_schema_versions
 from dagster_defs.resources import BronzeLake, SilverLake
 from dagster_defs.silver.assets import build_silver_asset
 from tests.support.dagster_runs import materialize
+from tests.support.rebuild import rebuild
 from tests.support.worker_bronze import WorkerBronze
 
 TABLE = "shop.products"
@@ -72,6 +74,13 @@ def resyncs_requested(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 def run_silver(settings: Settings, resources) -> dg.ExecuteInProcessResult:
     return materialize([build_silver_asset(TABLE, settings)], resources(), raise_on_error=False)
+
+
+def refusal_message(result: dg.ExecuteInProcessResult) -> str:
+    """The text of the failed silver run's one step failure."""
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
 
 
 def silver(settings: Settings) -> dict[int, dict[str, Any]]:
@@ -139,10 +148,7 @@ def test_a_rename_is_refused_by_silver_and_the_check_until_a_resync_heals_it(
     bronze.flush()
     lake = BronzeLake(storage_url=settings.lake_url)
 
-    result = run_silver(settings, resources)
-    assert not result.success
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+    message = refusal_message(run_silver(settings, resources))
     assert "SchemaNeedsResync" in message
     assert "shop.products: schema version 2" in message
     assert "(a string) -> (a2 string)" in message and "suspected rename" in message
@@ -187,10 +193,7 @@ def test_a_not_null_column_of_unknown_implicit_default_is_refused(settings, reso
     unknown = pa.field("bin", pa.binary(), nullable=False, metadata={DEFAULT_UNKNOWN_KEY: b"true"})
     bronze.rows(V1.append(unknown), {"id": 2, "a": "two", "bin": b"\x00\x00"})
     bronze.flush()
-    result = run_silver(settings, resources)
-    assert not result.success
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+    message = refusal_message(run_silver(settings, resources))
     assert "column 'bin' changed from (absent) to binary NOT NULL" in message
     assert "implicit default" in message
 
@@ -226,28 +229,14 @@ def test_the_default_of_a_personal_data_column_is_masked_like_its_values(
 
 
 def test_a_rebuild_past_a_rename_is_refused_and_one_before_it_is_not(settings):
-    from binlake.bronze.reader import BronzeReader
-    from binlake.silver.pii import PiiPolicy
-    from binlake.silver.rebuild import AsOf, rebuild_silver
-    from binlake.silver.tables import SilverTables
-
     bronze = WorkerBronze(settings, TABLE)
     bronze.rows(V1, {"id": 1, "a": "one"}, {"id": 2, "a": "two"})  # offsets 0, 1
     bronze.rows(RENAMED, {"id": 2, "a2": "TWO"})  # offset 2
     bronze.flush()
 
-    def rebuild(offset: int):
-        return rebuild_silver(
-            BronzeReader.from_url(settings.lake_url),
-            SilverTables(settings.lake_url),
-            PiiPolicy.from_settings(settings.silver),
-            TABLE,
-            AsOf(offsets={0: offset}),
-        )
-
     with pytest.raises(SchemaNeedsResync, match=r"\(a string\) -> \(a2 string\)"):
-        rebuild(2)
-    rebuilt = rebuild(1)
+        rebuild(settings, TABLE, AsOf(offsets={0: 2}))
+    rebuilt = rebuild(settings, TABLE, AsOf(offsets={0: 1}))
     assert rebuilt.table.read_current().sort("id").select("id", "a").rows() == [
         (1, "one"),
         (2, "two"),
@@ -314,10 +303,8 @@ def test_a_refusal_while_a_resync_is_under_way(
         lambda settings, table: (log.pending(table) or [None])[-1],
     )
 
-    result = run_silver(settings, resources)
+    message = refusal_message(run_silver(settings, resources))
 
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
     assert "SchemaNeedsResync" in message
     if superseded:
         assert log.state(TABLE, running.request.id).completion.status == "SUPERSEDED"

@@ -15,26 +15,28 @@ from dagster_defs.gold.assets import build_orders_by_hour_status_asset
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions, silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset
+from tests.support.lake import change
 
 
 def at(hour: int, minute: int) -> datetime:
     return datetime(2024, 6, 1, hour, minute)
 
 
+def order(op, offset, id, customer, status, created, updated) -> dict:
+    """A bronze change of shop.orders."""
+    return change(
+        op,
+        offset,
+        id=id,
+        customer_id=customer,
+        status=status,
+        created_at=created,
+        updated_at=updated,
+    )
+
+
 def write_shop(bronze) -> None:
     c = bronze.change
-
-    def order(op, offset, id, customer, status, created, updated):
-        return c(
-            op,
-            offset,
-            id=id,
-            customer_id=customer,
-            status=status,
-            created_at=created,
-            updated_at=updated,
-        )
-
     bronze.write(
         "shop.orders",
         [
@@ -127,28 +129,11 @@ def test_a_partition_run_replaces_only_its_hour(settings, bronze, resources):
         materialize_silver(settings, resources, instance)
         materialize_gold(settings, resources, instance, "2024-06-01-10:00", "2024-06-01-11:00")
         # order 4 (11:10) moves to 10:00 and order 2 is cancelled; only 10:00 is recomputed
-        c = bronze.change
         bronze.write(
             "shop.orders",
             [
-                c(
-                    "u",
-                    7,
-                    id=2,
-                    customer_id=1,
-                    status="cancelled",
-                    created_at=at(10, 40),
-                    updated_at=at(12, 0),
-                ),
-                c(
-                    "u",
-                    8,
-                    id=4,
-                    customer_id=2,
-                    status="paid",
-                    created_at=at(10, 1),
-                    updated_at=at(12, 1),
-                ),
+                order("u", 7, 2, 1, "cancelled", at(10, 40), at(12, 0)),
+                order("u", 8, 4, 2, "paid", at(10, 1), at(12, 1)),
             ],
         )
         materialize_silver(settings, resources, instance)

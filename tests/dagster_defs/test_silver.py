@@ -16,6 +16,7 @@ from binlake.silver.pii import PiiPolicy
 from dagster_defs.keys import silver_key
 from dagster_defs.read import read_layer_table
 from dagster_defs.silver.assets import build_silver_asset
+from tests.support.lake import KEYLESS_TABLE
 
 
 @pytest.fixture
@@ -126,13 +127,10 @@ def test_redelivered_duplicates_give_one_row(bronze, materialize):
     assert metadata["bronze_files_read"] == 2
 
 
-def test_table_without_primary_key_uses_all_columns(tmp_path, monkeypatch, bronze, materialize):
-    monkeypatch.setenv("BINLAKE_TABLES", '["shop.orders", "shop.events"]')
-    settings = load_settings()
-    columns = [("kind", pa.string()), ("amount", pa.int64())]
+def test_table_without_primary_key_uses_all_columns(keyless_settings, bronze, materialize):
     c = bronze.change
     bronze.write(
-        "shop.events",
+        KEYLESS_TABLE,
         [
             c("c", 0, kind="a", amount=1),
             c("c", 1, kind="b", amount=2),
@@ -140,10 +138,8 @@ def test_table_without_primary_key_uses_all_columns(tmp_path, monkeypatch, bronz
             c("d", 3, kind="b", amount=2),
             c("c", 4, kind="c", amount=3),
         ],
-        columns=columns,
-        primary_key=[],
     )
-    stored, metadata = materialize("shop.events", settings)
+    stored, metadata = materialize(KEYLESS_TABLE, keyless_settings)
     assert rows(stored, "kind", "amount") == [("a", 1), ("c", 3)]
     assert metadata["primary_key"] == "(none: all columns)"
 

@@ -17,6 +17,7 @@ from dagster_defs.keys import bronze_key, silver_history_key, silver_key
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.history_assets import build_history_asset
 from tests.support.dagster_runs import materialize_ok
+from tests.support.lake import assert_no_file_holds
 
 ORDERS = "shop.orders"
 BASE_TS_MS = int(datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp() * 1000)  # the conftest's
@@ -193,10 +194,7 @@ def test_personal_data_is_masked_in_the_history(tmp_path, monkeypatch, bronze, r
         (1, policy.digest(secrets[0]), policy.digest(secrets[1]), False),
         (1, policy.digest(secrets[0]), policy.digest(secrets[2]), True),
     ]
-    for path in (tmp_path / "lake" / "silver").rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            assert not any(s.encode() in data for s in secrets), path
+    assert_no_file_holds(tmp_path / "lake" / "silver", secrets)
 
 
 def test_new_and_widened_columns_across_runs(settings, bronze, resources):

@@ -5,17 +5,16 @@ from datetime import UTC, datetime
 import pytest
 
 from binlake.bronze.manifest import Manifest
-from binlake.bronze.reader import BronzeReader
 from binlake.errors import FinalError
-from binlake.silver.pii import PiiPolicy
-from binlake.silver.rebuild import AsOf, rebuild_silver
-from binlake.silver.tables import SilverTables
+from binlake.silver.rebuild import AsOf
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
 from dagster_defs.resources import SilverLake
+from tests.support.rebuild import rebuild
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
+ORDERS = "shop.orders"
 
 
 def test_as_of_parses_times_and_offsets():
@@ -37,21 +36,11 @@ def test_as_of_parses_times_and_offsets():
 def shop_history(bronze):
     """Order 1 created, paid a minute later, order 2 created and deleted a minute after that."""
     c, t0 = bronze.change, bronze.base_ts_ms
-    bronze.write("shop.orders", [c("c", 0, ts_ms=t0, id=1, status="new")])
-    bronze.write("shop.orders", [c("u", 1, ts_ms=t0 + MINUTE_MS, id=1, status="paid")])
-    bronze.write("shop.orders", [c("c", 2, ts_ms=t0 + MINUTE_MS, id=2, status="new")])
-    bronze.write("shop.orders", [c("d", 3, ts_ms=t0 + 2 * MINUTE_MS, id=2, status="new")])
+    bronze.write(ORDERS, [c("c", 0, ts_ms=t0, id=1, status="new")])
+    bronze.write(ORDERS, [c("u", 1, ts_ms=t0 + MINUTE_MS, id=1, status="paid")])
+    bronze.write(ORDERS, [c("c", 2, ts_ms=t0 + MINUTE_MS, id=2, status="new")])
+    bronze.write(ORDERS, [c("d", 3, ts_ms=t0 + 2 * MINUTE_MS, id=2, status="new")])
     return t0
-
-
-def rebuild(settings, as_of: AsOf):
-    return rebuild_silver(
-        BronzeReader.from_url(settings.lake_url),
-        SilverTables(settings.lake_url),
-        PiiPolicy.from_settings(settings.silver),
-        "shop.orders",
-        as_of,
-    )
 
 
 def state(rebuilt) -> list[tuple]:
@@ -60,42 +49,42 @@ def state(rebuilt) -> list[tuple]:
 
 def test_rebuild_as_of_a_time_keeps_only_what_was_committed_by_then(settings, shop_history):
     t0 = shop_history
-    assert state(rebuild(settings, AsOf(source_ts_ms=t0))) == [(1, "new")]
-    one_minute = rebuild(settings, AsOf(source_ts_ms=t0 + MINUTE_MS))
+    assert state(rebuild(settings, ORDERS, AsOf(source_ts_ms=t0))) == [(1, "new")]
+    one_minute = rebuild(settings, ORDERS, AsOf(source_ts_ms=t0 + MINUTE_MS))
     assert state(one_minute) == [(1, "paid"), (2, "new")]
     assert (one_minute.changes_read, one_minute.rows) == (3, 2)
-    assert state(rebuild(settings, AsOf(source_ts_ms=t0 + 2 * MINUTE_MS))) == [(1, "paid")]
+    assert state(rebuild(settings, ORDERS, AsOf(source_ts_ms=t0 + 2 * MINUTE_MS))) == [(1, "paid")]
     assert "/rebuilds/silver/shop/orders/ts=" in one_minute.table.uri
 
 
 def test_rebuild_as_of_an_offset(settings, shop_history):
-    assert state(rebuild(settings, AsOf.parse("0:2"))) == [(1, "paid"), (2, "new")]
-    assert rebuild(settings, AsOf.parse("0:3")).table.consumed().ranges == {
+    assert state(rebuild(settings, ORDERS, AsOf.parse("0:2"))) == [(1, "paid"), (2, "new")]
+    assert rebuild(settings, ORDERS, AsOf.parse("0:3")).table.consumed().ranges == {
         ("binlake.shop.orders", 0): [(0, 3)]
     }
 
 
 def test_a_rebuild_is_never_overwritten_and_never_empty(settings, shop_history):
-    rebuild(settings, AsOf.parse("1"))
+    rebuild(settings, ORDERS, AsOf.parse("1"))
     with pytest.raises(FinalError, match="already exists"):
-        rebuild(settings, AsOf.parse("1"))
+        rebuild(settings, ORDERS, AsOf.parse("1"))
     with pytest.raises(FinalError, match="at or before"):
-        rebuild(settings, AsOf(source_ts_ms=shop_history - 1))
+        rebuild(settings, ORDERS, AsOf(source_ts_ms=shop_history - 1))
 
 
 def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, shop_history):
     t0 = shop_history
     later = bronze.write(
-        "shop.orders", [bronze.change("u", 4, ts_ms=t0 + 2 * HOUR_MS, id=1, status="sent")]
+        ORDERS, [bronze.change("u", 4, ts_ms=t0 + 2 * HOUR_MS, id=1, status="sent")]
     )
     lake = Manifest(LakeStorage.from_url(settings.lake_url))
-    expired = lake.entries_for("shop.orders")[:-1]
+    expired = lake.entries_for(ORDERS)[:-1]
     lake.append(
-        retention_entry(("shop.orders", later.topic, 0), expired, datetime(2024, 7, 1, tzinfo=UTC))
+        retention_entry((ORDERS, later.topic, 0), expired, datetime(2024, 7, 1, tzinfo=UTC))
     )
     for as_of in (AsOf(source_ts_ms=t0 + 3 * HOUR_MS), AsOf.parse("0:4")):
         with pytest.raises(FinalError) as refused:
-            rebuild(settings, as_of)
+            rebuild(settings, ORDERS, as_of)
         message = str(refused.value)
         assert "bronze of shop.orders was expired before 2024-06-01T11:00:00+00:00" in message
         assert "compactor.bronze_retention_days" in message and as_of.label in message
@@ -103,7 +92,7 @@ def test_a_rebuild_of_a_table_with_expired_bronze_is_refused(settings, bronze, s
         assert "Delta time travel" in message
     assert (
         not SilverLake(storage_url=settings.lake_url)
-        .rebuild("shop.orders", AsOf.parse("0:4").label)
+        .rebuild(ORDERS, AsOf.parse("0:4").label)
         .exists()
     )
 
@@ -112,9 +101,9 @@ def test_rebuild_as_of_a_binlog_position_keeps_what_the_binlog_had_before_it(set
     """Changes before the position, also in earlier binlog files, are in; the rest is not."""
     c, t0 = bronze.change, bronze.base_ts_ms
     old, new = "mariadb-bin.000001", "mariadb-bin.000002"
-    bronze.write("shop.orders", [c("c", 0, ts_ms=t0, file=old, pos=9000, id=1, status="new")])
-    bronze.write("shop.orders", [c("c", 1, ts_ms=t0, file=new, pos=400, id=2, status="new")])
-    bronze.write("shop.orders", [c("u", 2, ts_ms=t0, file=new, pos=800, id=1, status="paid")])
-    assert state(rebuild(settings, AsOf.parse(f"{new}:800"))) == [(1, "new"), (2, "new")]
-    assert state(rebuild(settings, AsOf.parse(f"{new}:801"))) == [(1, "paid"), (2, "new")]
-    assert state(rebuild(settings, AsOf.parse(f"{old}:9001"))) == [(1, "new")]
+    bronze.write(ORDERS, [c("c", 0, ts_ms=t0, file=old, pos=9000, id=1, status="new")])
+    bronze.write(ORDERS, [c("c", 1, ts_ms=t0, file=new, pos=400, id=2, status="new")])
+    bronze.write(ORDERS, [c("u", 2, ts_ms=t0, file=new, pos=800, id=1, status="paid")])
+    assert state(rebuild(settings, ORDERS, AsOf.parse(f"{new}:800"))) == [(1, "new"), (2, "new")]
+    assert state(rebuild(settings, ORDERS, AsOf.parse(f"{new}:801"))) == [(1, "paid"), (2, "new")]
+    assert state(rebuild(settings, ORDERS, AsOf.parse(f"{old}:9001"))) == [(1, "new")]

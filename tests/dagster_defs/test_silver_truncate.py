@@ -12,7 +12,6 @@ import pyarrow as pa
 import pytest
 
 from binlake.bronze.layout import OFFSET, OP, SOURCE_POS
-from binlake.bronze.reader import BronzeReader
 from binlake.gold.changed_hours import changed_order_hours
 from binlake.silver.consumed import ConsumedOffsets, TruncatedAt
 from binlake.silver.delta_table import DELETED
@@ -24,14 +23,13 @@ from binlake.silver.logic import (
     latest_changes,
     newest_truncate,
 )
-from binlake.silver.pii import PiiPolicy
-from binlake.silver.rebuild import AsOf, rebuild_silver
-from binlake.silver.tables import SilverTables
+from binlake.silver.rebuild import AsOf
 from dagster_defs.resources import SilverLake
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.checks import build_reconciliation_check
 from dagster_defs.silver.history_assets import build_history_asset
 from tests.support.dagster_runs import materialize_ok
+from tests.support.rebuild import rebuild
 
 ORDERS = "shop.orders"
 
@@ -176,21 +174,9 @@ def test_a_rebuild_honours_the_truncate(settings, bronze):
     c = bronze.change
     bronze.write(ORDERS, [c("c", 0, pos=100, id=1, status="new"), c("c", 1, pos=110, id=2)])
     bronze.write(ORDERS, [c("t", 2, pos=200), c("c", 3, pos=300, id=3, status="new")])
-    rebuilt = rebuild_silver(
-        BronzeReader.from_url(settings.lake_url),
-        SilverTables(settings.lake_url),
-        PiiPolicy.from_settings(settings.silver),
-        ORDERS,
-        AsOf(offsets={0: 3}),
-    )
+    rebuilt = rebuild(settings, ORDERS, AsOf(offsets={0: 3}))
     assert rebuilt.table.read_current().select("id", "status").rows() == [(3, "new")]
-    before = rebuild_silver(
-        BronzeReader.from_url(settings.lake_url),
-        SilverTables(settings.lake_url),
-        PiiPolicy.from_settings(settings.silver),
-        ORDERS,
-        AsOf(offsets={0: 1}),
-    )
+    before = rebuild(settings, ORDERS, AsOf(offsets={0: 1}))
     assert sorted(before.table.read_current()["id"].to_list()) == [1, 2]
 
 

@@ -18,18 +18,14 @@ def logical(avro_type: str, connect_name: str, **extra: Any) -> dict[str, Any]:
 
 
 def record(
-    name: str, namespace: str, fields: list[Any], connect_name: str, **connect: Any
+    name: str, namespace: str, fields: list[Any], connect_name: str | None = None, **connect: Any
 ) -> dict[str, Any]:
     """An Avro record as the AvroConverter writes it: the Connect schema's properties
-    (`connect`, e.g. `connect.version`) and its name last."""
-    return {
-        "type": "record",
-        "name": name,
-        "namespace": namespace,
-        "fields": fields,
-        **connect,
-        "connect.name": connect_name,
-    }
+    (`connect`, e.g. `connect.version`) and its name, where it has one, last."""
+    schema = {"type": "record", "name": name, "namespace": namespace, "fields": fields, **connect}
+    if connect_name is not None:
+        schema["connect.name"] = connect_name
+    return schema
 
 
 def _sub_millisecond(with_them: bool) -> list[dict[str, Any]]:

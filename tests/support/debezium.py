@@ -3,8 +3,9 @@ writes them: compact `{"schema": ..., "payload": ...}` JSON bytes.
 
 Two builders over the same Connect schema pieces: the module functions (`value_bytes`,
 `key_bytes`, `source`, `order_row`) build the full 3.0.7 envelope of one `shop.orders` table with
-every column type the decoder handles; `DebeziumTable` builds the small envelope the bronze
-worker tests stream by the thousand, for any table and topic prefix.
+every column type the decoder handles (`DECODED_ORDER`: the row `order_row()` decodes to);
+`DebeziumTable` builds the small envelope the bronze worker tests stream by the thousand, for any
+table and topic prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 PREFIX = "binlake"
@@ -225,26 +228,35 @@ def source(snapshot: str = "false", **overrides: Any) -> dict[str, Any]:
     return block
 
 
+# Each column of the demo order: its value in the record Debezium writes, and the value the
+# decoder gives for it.
+_ORDER_VALUES: dict[str, tuple[Any, Any]] = {
+    "id": (1001, 1001),
+    "customer_id": (7, 7),
+    "status": ("paid", "paid"),
+    "total": (unscaled(-12345), Decimal("-123.45")),
+    "weight": (1.5, 1.5),
+    "placed_at": (1795248000123456, datetime(2026, 11, 21, 8, 0, 0, 123456)),
+    "updated_at": (
+        "2026-11-21T08:00:00.123456Z",
+        datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC),
+    ),
+    "ship_date": (20413, date(2025, 11, 21)),
+    "prep_time": (-(3 * 3600 + 2) * 1_000_000, -timedelta(hours=3, seconds=2)),  # TIME '-03:00:02'
+    "note": ("leave at door", "leave at door"),
+    "attrs": ('{"gift":true}', '{"gift":true}'),
+    "small": (-300, -300),
+    "tiny": (5, 5),
+    "ratio": (0.25, 0.25),
+    "paid": (True, True),
+}
+# The row `order_row()` decodes to, in column order.
+DECODED_ORDER: dict[str, Any] = {name: decoded for name, (_, decoded) in _ORDER_VALUES.items()}
+
+
 def order_row(**overrides: Any) -> dict[str, Any]:
-    row = {
-        "id": 1001,
-        "customer_id": 7,
-        "status": "paid",
-        "total": unscaled(-12345),  # -123.45
-        "weight": 1.5,
-        "placed_at": 1795248000123456,  # 2026-11-21T08:00:00.123456
-        "updated_at": "2026-11-21T08:00:00.123456Z",
-        "ship_date": 20413,  # 2025-11-21
-        "prep_time": -(3 * 3600 + 2) * 1_000_000,  # TIME '-03:00:02'
-        "note": "leave at door",
-        "attrs": '{"gift":true}',
-        "small": -300,
-        "tiny": 5,
-        "ratio": 0.25,
-        "paid": True,
-    }
-    row.update(overrides)
-    return row
+    """The demo order's `after` image as Debezium writes it, with `overrides`."""
+    return {name: raw for name, (raw, _) in _ORDER_VALUES.items()} | overrides
 
 
 def value_bytes(

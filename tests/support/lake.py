@@ -1,5 +1,7 @@
 """A real lake in tmp_path (fixture `settings`: the lake and state dirs, no BINLAKE_* from the
-environment) and bronze files in it with their manifest entries (fixture `bronze`)."""
+environment) and bronze files in it with their manifest entries (fixture `bronze`); the same
+lake capturing a table without a primary key too (fixture `keyless_settings`); and a check
+that no file of the lake holds personal data (`assert_no_file_holds`)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ def _shop_table(*columns: tuple[str, pa.DataType]) -> list[tuple[str, pa.DataTyp
     return [("id", pa.int64()), *columns, ("updated_at", pa.timestamp("us"))]
 
 
+# A table without a primary key, captured by fixture `keyless_settings`.
+KEYLESS_TABLE = "shop.events"
 TABLE_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
     "shop.customers": _shop_table(("name", pa.string()), ("email", pa.string()), _CREATED_AT),
     "shop.products": _shop_table(("sku", pa.string()), ("name", pa.string()), ("price", _PRICE)),
@@ -38,8 +42,10 @@ TABLE_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("quantity", pa.int32()),
         ("unit_price", _PRICE),
     ),
+    # No primary key: silver keys it on all its columns.
+    KEYLESS_TABLE: [("kind", pa.string()), ("amount", pa.int64())],
 }
-PRIMARY_KEYS = {table: ["id"] for table in TABLE_SCHEMAS}
+PRIMARY_KEYS = {table: ["id"] for table in TABLE_SCHEMAS if table != KEYLESS_TABLE}
 
 PROVENANCE_SCHEMA: list[tuple[str, pa.DataType]] = [
     (bl.TOPIC, pa.string()),
@@ -157,6 +163,21 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture
 def bronze(settings: Settings) -> BronzeWriter:
     return BronzeWriter(settings)
+
+
+@pytest.fixture
+def keyless_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`settings` that capture the keyless table `KEYLESS_TABLE` besides shop.orders."""
+    monkeypatch.setenv("BINLAKE_TABLES", f'["shop.orders", "{KEYLESS_TABLE}"]')
+    return load_settings()
+
+
+def assert_no_file_holds(directory: Path, values: list[str]) -> None:
+    """No file below `directory` (a Delta table's data or its log) holds any of `values`."""
+    for path in directory.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(s.encode() in data for s in values), path
 
 
 def with_retention(base: Settings, days: float | None = 2.0, hours: float = 1.0) -> Settings:
