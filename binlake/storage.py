@@ -26,19 +26,23 @@ from binlake.errors import StorageUnavailableError
 
 @dataclass(frozen=True)
 class LakeStorage:
-    """The lake root: a pyarrow filesystem plus a base path inside it."""
+    """The lake root: a pyarrow filesystem plus a base path inside it, and the URL and options
+    (endpoint, region, credentials) that object-store clients other than pyarrow's (obstore,
+    deltalake) open the same root with."""
 
     filesystem: pafs.FileSystem
     base: str
+    url: str = ""
+    options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_url(cls, url: str) -> LakeStorage:
         parsed = urlparse(url)
         if parsed.scheme in ("", "file"):
             path = Path(parsed.path if parsed.scheme else url).expanduser().resolve()
-            return cls(pafs.LocalFileSystem(), str(path))
+            return cls(pafs.LocalFileSystem(), str(path), url=str(path))
         filesystem, base = pafs.FileSystem.from_uri(url)
-        return cls(filesystem, base.rstrip("/"))
+        return cls(filesystem, base.rstrip("/"), url=url)
 
     @property
     def is_local(self) -> bool:
