@@ -81,10 +81,8 @@ def _dagster_command(service: dict, command: list[str] | None = None) -> dict[st
     }
     command = command or service["command"]
     mounts = _mounts(service)
-    node, words = (
-        roots[command[0]],
-        [str(ROOT / mounts[word]) if word in mounts else word for word in command[1:]],
-    )
+    words = [str(ROOT / mounts[word]) if word in mounts else word for word in command[1:]]
+    node = roots[command[0]]
     while isinstance(node, click.Group):
         assert words and words[0] in node.commands, f"{command}: no subcommand {words[:1]}"
         node, words = node.commands[words[0]], words[1:]
@@ -259,7 +257,7 @@ def test_each_run_is_a_container_of_the_code_servers_image(
         assert services[name]["image"] == image and services[name]["build"] == ".", name
     assert image == f"binlake:{PYPROJECT['project']['version']}"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    # The image installs the launcher the instance names (the run's own process loads it too).
+    # The image installs the launcher the instance names (the daemon and the webserver load it).
     assert re.search(r"^RUN uv sync --frozen --extra production$", dockerfile, re.MULTILINE)
     assert any(
         dep.startswith("dagster-docker==")
