@@ -34,6 +34,7 @@ How it fits Faust:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -235,7 +236,9 @@ class BronzeRuntime:
             return
         consumer: Any = self.app.consumer
         try:
-            progress = await consumer.partition_progress()
+            progress = await asyncio.wait_for(
+                consumer.partition_progress(), timeout=STALL_CHECK_SECONDS
+            )
         except Exception as exc:  # noqa: BLE001 - the broker is away; the next check tries again
             log.debug("stall watch: cannot read partition progress: %r", exc)
             return
