@@ -14,7 +14,7 @@ import polars as pl
 
 from binlake.settings import Settings
 from dagster_defs.keys import SILVER
-from dagster_defs.resources import SilverLake, build_lake_io_manager
+from dagster_defs.resources import SilverLake, build_lake_io_manager, lake_access
 
 
 def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl.DataFrame:
@@ -25,7 +25,8 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     asset_key = key if isinstance(key, dg.AssetKey) else dg.AssetKey(list(key))
     if asset_key.path[0] == SILVER:
         *_, db, name = asset_key.path
-        return SilverLake(storage_url=settings.lake_url).table(f"{db}.{name}").read_current()
+        silver = SilverLake(storage_url=settings.lake_url, access=lake_access(settings))
+        return silver.table(f"{db}.{name}").read_current()
     io_manager = build_lake_io_manager(settings)
     io_manager.setup_for_execution(dg.build_init_resource_context())
     context = dg.build_input_context(

@@ -1,12 +1,14 @@
 """Resources: the lake (bronze reader and silver/gold IO manager) and the MySQL source.
 
 Every resource is built from ``Settings`` in ``build_resources``; the lake location is the one
-value ``settings.lake_url`` and no asset builds a path of its own.
+value ``settings.lake_url`` and no asset builds a path of its own. How an object-store lake is
+reached (``settings.storage``: endpoint, region, credentials) goes with it as ``access``
+(`LakeAccess`), its secrets as EnvVars when the environment holds them, so the UI shows names.
 
 Resource keys:
-    bronze_lake        BronzeLake(storage_url)            bronze files listed by the manifest
-    silver_lake        SilverLake(storage_url)            silver Delta tables (MERGE, time travel)
-    silver_io_manager  SilverIOManager(storage_url)       loads a silver table's current state
+    bronze_lake        BronzeLake(storage_url, access)     bronze files listed by the manifest
+    silver_lake        SilverLake(storage_url, access)     silver Delta tables (MERGE, time travel)
+    silver_io_manager  SilverIOManager(storage_url, access) loads a silver table's current state
     lake_io_manager    LakeParquetIOManager(base_dir)     gold Parquet
     mysql_source     MySQLSource(host, port, user, ...) row counts for reconciliation checks
     consumer_lag       ConsumerLagSource(bootstrap, group, ...) the bronze writer's lag per table
@@ -28,13 +30,13 @@ from binlake.bronze.consumer_lag import ConsumerLagProbe, TableLag
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.bronze.reader import AlreadyRead, BronzeRead, BronzeReader
 from binlake.errors import FinalError
-from binlake.settings import Settings
+from binlake.settings import STANDARD_STORAGE_ENV, Settings, StorageSettings
 from binlake.silver.delta_table import SilverDeltaTable
 from binlake.silver.history import SilverHistoryTable
 from binlake.silver.reconcile import ComparedColumn, source_content_digest
 from binlake.silver.tables import SilverTables
 from binlake.source_db import SourceDatabase
-from binlake.storage import LakeStorage
+from binlake.storage import LakeStorage, object_store_options
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -47,15 +49,54 @@ MYSQL_SOURCE = "mysql_source"
 CONSUMER_LAG = "consumer_lag"
 
 MYSQL_PASSWORD_ENV = "BINLAKE_MYSQL__PASSWORD"
+_SECRET_STORAGE_FIELDS = ("access_key_id", "secret_access_key", "session_token")
+
+
+class LakeAccess(dg.Config):
+    """`settings.storage` as resource config: how the lake's object store is reached. All empty
+    (the default) for a local lake, or to use only the standard AWS_* variables."""
+
+    endpoint_url: str = ""
+    region: str = ""
+    allow_http: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    session_token: str = ""
+    profile: str = ""
+
+    def open(self, storage_url: str) -> LakeStorage:
+        storage = StorageSettings(
+            **{name: value for name, value in self.model_dump().items() if value}
+        )
+        return LakeStorage.from_url(storage_url, object_store_options(storage_url, storage))
+
+
+def lake_access(settings: Settings) -> LakeAccess:
+    """`settings.storage` as `LakeAccess`; a secret the environment holds goes in as an EnvVar
+    of its variable (the UI shows the name), one from elsewhere (a TOML file) as its value."""
+    storage = settings.storage
+    values: dict[str, Any] = {
+        "endpoint_url": storage.endpoint_url,
+        "region": storage.region,
+        "allow_http": "" if storage.allow_http is None else str(storage.allow_http).lower(),
+        "profile": storage.profile,
+    }
+    for name in _SECRET_STORAGE_FIELDS:
+        secret = getattr(storage, name).get_secret_value()
+        variables = (f"BINLAKE_STORAGE__{name.upper()}", *STANDARD_STORAGE_ENV[name])
+        holder = next((v for v in variables if secret and os.environ.get(v) == secret), None)
+        values[name] = dg.EnvVar(holder) if holder else secret
+    return LakeAccess(**values)
 
 
 class BronzeLake(dg.ConfigurableResource):
     """Bronze as the manifest lists it (`binlake.bronze.reader.BronzeReader`), as a resource."""
 
     storage_url: str
+    access: LakeAccess = LakeAccess()
 
     def reader(self) -> BronzeReader:
-        return BronzeReader.from_url(self.storage_url)
+        return BronzeReader(self.access.open(self.storage_url))
 
     def manifest(self) -> Manifest:
         return self.reader().manifest()
@@ -76,9 +117,10 @@ class SilverLake(dg.ConfigurableResource):
     """The silver Delta tables under the lake root (`binlake.silver.tables.SilverTables`)."""
 
     storage_url: str
+    access: LakeAccess = LakeAccess()
 
     def tables(self) -> SilverTables:
-        return SilverTables(self.storage_url)
+        return SilverTables.of(self.access.open(self.storage_url))
 
     def table(self, table: str) -> SilverDeltaTable:
         return self.tables().table(table)
@@ -99,6 +141,7 @@ class SilverIOManager(dg.ConfigurableIOManager):
     """Loads a silver asset as its current state; the asset itself writes by MERGE."""
 
     storage_url: str
+    access: LakeAccess = LakeAccess()
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is not None:
@@ -108,7 +151,8 @@ class SilverIOManager(dg.ConfigurableIOManager):
             )
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
-        frame = SilverLake(storage_url=self.storage_url).table(_table_of(context.asset_key))
+        silver = SilverLake(storage_url=self.storage_url, access=self.access)
+        frame = silver.table(_table_of(context.asset_key))
         current = frame.read_current()
         typing_type = getattr(context.dagster_type, "typing_type", None)
         return current.lazy() if typing_type is pl.LazyFrame else current
@@ -183,7 +227,7 @@ class LakeParquetIOManager(PolarsParquetIOManager):
 
 def lake_base_dir(settings: Settings) -> str:
     """The lake root in the form the IO manager expects (a plain path when local)."""
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     return storage.base if storage.is_local else settings.lake_url
 
 
@@ -242,9 +286,11 @@ def build_consumer_lag(settings: Settings) -> ConsumerLagSource:
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     return {
-        BRONZE_LAKE: BronzeLake(storage_url=settings.lake_url),
-        SILVER_LAKE: SilverLake(storage_url=settings.lake_url),
-        SILVER_IO_MANAGER: SilverIOManager(storage_url=settings.lake_url),
+        BRONZE_LAKE: BronzeLake(storage_url=settings.lake_url, access=lake_access(settings)),
+        SILVER_LAKE: SilverLake(storage_url=settings.lake_url, access=lake_access(settings)),
+        SILVER_IO_MANAGER: SilverIOManager(
+            storage_url=settings.lake_url, access=lake_access(settings)
+        ),
         LAKE_IO_MANAGER: build_lake_io_manager(settings),
         MYSQL_SOURCE: build_mysql_source(settings),
         CONSUMER_LAG: build_consumer_lag(settings),
