@@ -321,6 +321,7 @@ def rebuild(
     from binlake.bronze.reader import BronzeReader
     from binlake.silver.rebuild import AsOf, rebuild_silver
     from binlake.silver.tables import SilverTables
+    from binlake.storage import LakeStorage
 
     settings = _settings()
     if table not in settings.tables:
@@ -329,9 +330,10 @@ def rebuild(
         )
         raise typer.Exit(2)
     try:
+        lake = LakeStorage.from_settings(settings)
         rebuilt = rebuild_silver(
-            BronzeReader.from_url(settings.lake_url),
-            SilverTables(settings.lake_url),
+            BronzeReader(lake),
+            SilverTables.of(lake),
             PiiPolicy.from_settings(settings.silver),
             table,
             AsOf.parse(as_of),
