@@ -82,7 +82,8 @@ def s3_server() -> Iterator[S3Server]:
         try:
             yield server
         finally:
-            stop_s3_server(server, process)
+            # Open client connections (delta-rs keeps a pool) can hold a graceful stop up.
+            stop_s3_server(server, process, timeout=3.0)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
