@@ -34,8 +34,8 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     )
     path = io_manager._get_path(context)  # the IO manager's own path logic
     # A partitioned asset is stored as <path without suffix>/<partition key><suffix>.
-    partitions = sorted(path.with_suffix("").glob(f"*{path.suffix}"))
-    if not partitions and not path.exists():
+    partitions = io_manager.stored_files(path)
+    if not partitions and not io_manager.path_exists(path):
         raise FileNotFoundError(f"{asset_key.to_user_string()} has not been stored yet ({path})")
     # load_from_path rather than load_input: the same reader without the run-log line per load
     # (outside a run it would be printed on the console).

@@ -9,13 +9,14 @@ Resource keys:
     bronze_lake        BronzeLake(storage_url, access)     bronze files listed by the manifest
     silver_lake        SilverLake(storage_url, access)     silver Delta tables (MERGE, time travel)
     silver_io_manager  SilverIOManager(storage_url, access) loads a silver table's current state
-    lake_io_manager    LakeParquetIOManager(base_dir)     gold Parquet
+    lake_io_manager    LakeParquetIOManager(base_dir, access) gold Parquet
     mysql_source     MySQLSource(host, port, user, ...) row counts for reconciliation checks
     consumer_lag       ConsumerLagSource(bootstrap, group, ...) the bronze writer's lag per table
 """
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from dagster_polars import PolarsParquetIOManager
+from pydantic import PrivateAttr
 
 from binlake.bronze.consumer_lag import ConsumerLagProbe, TableLag
 from binlake.bronze.manifest import Manifest, ManifestEntry
@@ -187,12 +191,23 @@ class MySQLSource(dg.ConfigurableResource):
 
 
 class LakeParquetIOManager(PolarsParquetIOManager):
-    """dagster-polars' Parquet IO manager, writing local files atomically.
+    """dagster-polars' Parquet IO manager, writing whole files only, on disk or object store.
 
     Paths are dagster-polars' own: ``<base_dir>/<asset key parts>.parquet``. On a local
     filesystem the file is written under a temporary name and renamed into place, so readers
-    (the CLI, the demo, the next asset) never see a half-written silver or gold table.
+    (the CLI, the demo, the next asset) never see a half-written gold table. On an object store
+    (`base_dir` s3://, gs://, az://) every file operation goes through the lake's pyarrow
+    filesystem, opened with `access` (fsspec's s3fs/gcsfs/adlfs are not needed); one PUT makes
+    a file whole.
     """
+
+    access: LakeAccess = LakeAccess()
+    _object_store: pafs.FileSystem | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        storage = self.access.open(self.base_dir) if self.base_dir else None
+        self._object_store = None if storage is None or storage.is_local else storage.filesystem
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """As dagster-polars, and for a run over several partitions (a single-run backfill
@@ -213,6 +228,12 @@ class LakeParquetIOManager(PolarsParquetIOManager):
         context.add_output_metadata({"partitions_written": len(paths)})
 
     def write_df_to_path(self, context: dg.OutputContext, df: pl.DataFrame, path: UPath) -> None:
+        if self._object_store is not None:
+            buffer = io.BytesIO()
+            df.write_parquet(buffer, compression="zstd")
+            with self._object_store.open_output_stream(_object_key(path)) as out:
+                out.write(buffer.getvalue())
+            return
         if getattr(path, "protocol", "") != "":
             super().write_df_to_path(context, df, path)
             return
@@ -224,6 +245,63 @@ class LakeParquetIOManager(PolarsParquetIOManager):
             if temp.exists():
                 temp.unlink()
 
+    def scan_df_from_path(self, path: UPath, context: dg.InputContext) -> pl.LazyFrame:
+        if self._object_store is None:
+            return super().scan_df_from_path(path, context)
+        arrow = pq.read_table(_object_key(path), filesystem=self._object_store)
+        return pl.from_arrow(arrow).lazy()  # type: ignore[union-attr]
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        if self._object_store is not None and not self.path_exists(path):
+            raise FileNotFoundError(f"{path} does not exist")
+        return super().load_from_path(context, path)
+
+    def path_exists(self, path: UPath) -> bool:
+        if self._object_store is None:
+            return super().path_exists(path)
+        return self._info(path).type != pafs.FileType.NotFound
+
+    def make_directory(self, path: UPath) -> None:
+        if self._object_store is None:  # an object store has no directories to make
+            super().make_directory(path)
+
+    def unlink(self, path: UPath) -> None:
+        if self._object_store is None:
+            super().unlink(path)
+        else:
+            self._object_store.delete_file(_object_key(path))
+
+    def _handle_transition_to_partitioned_asset(
+        self, context: dg.OutputContext, path: UPath
+    ) -> None:
+        if self._object_store is None:
+            super()._handle_transition_to_partitioned_asset(context, path)
+        elif self._info(path).type == pafs.FileType.File:
+            self.unlink(path)  # a file of the asset from before it was partitioned
+
+    def stored_files(self, path: UPath) -> list[UPath]:
+        """The partition files stored for the asset at `path` (``<path w/o suffix>/*<suffix>``),
+        sorted; empty if none."""
+        folder = path.with_suffix("")
+        if self._object_store is None:
+            return sorted(folder.glob(f"*{path.suffix}"))
+        selector = pafs.FileSelector(_object_key(folder), allow_not_found=True)
+        names = [
+            info.base_name
+            for info in self._object_store.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(path.suffix)
+        ]
+        return [folder / name for name in sorted(names)]
+
+    def _info(self, path: UPath) -> pafs.FileInfo:
+        assert self._object_store is not None
+        return self._object_store.get_file_info(_object_key(path))
+
+
+def _object_key(path: UPath) -> str:
+    """`path` (scheme://bucket/key) as a pyarrow filesystem path: bucket/key."""
+    return str(path).split("://", 1)[1]
+
 
 def lake_base_dir(settings: Settings) -> str:
     """The lake root in the form the IO manager expects (a plain path when local)."""
@@ -232,7 +310,7 @@ def lake_base_dir(settings: Settings) -> str:
 
 
 def build_lake_io_manager(settings: Settings) -> LakeParquetIOManager:
-    return LakeParquetIOManager(base_dir=lake_base_dir(settings))
+    return LakeParquetIOManager(base_dir=lake_base_dir(settings), access=lake_access(settings))
 
 
 def build_mysql_source(settings: Settings) -> MySQLSource:

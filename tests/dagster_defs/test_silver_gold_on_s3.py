@@ -1,14 +1,13 @@
-"""Silver (MERGE and SCD2 history), gold and a point-in-time rebuild with their Delta tables on a
+"""Silver (MERGE and SCD2 history Delta tables), gold (Parquet) and a point-in-time rebuild on a
 real S3 server, value for value as the same runs give on local disk.
 
 Bronze stays on local disk (its manifest is single-host until the object-store manifest lands);
-only the silver resources point at s3://<bucket>/<prefix>, as `build_resources` does for an S3
-`storage_url`.
+the silver and gold resources are `build_resources`' for settings whose lake is
+s3://<bucket>/<prefix>.
 """
 
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -16,21 +15,21 @@ import pytest
 
 from binlake.bronze.layout import OFFSET
 from binlake.bronze.reader import BronzeReader
-from binlake.settings import Settings
+from binlake.settings import Settings, StorageSettings
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.rebuild import AsOf, rebuild_silver
 from binlake.silver.tables import SilverTables
 from binlake.storage import LakeStorage
 from dagster_defs.gold.assets import build_orders_by_hour_status_asset
-from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions
+from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions, silver_key
+from dagster_defs.read import read_layer_table
 from dagster_defs.resources import (
     LAKE_IO_MANAGER,
     SILVER_IO_MANAGER,
     SILVER_LAKE,
-    LakeAccess,
-    LakeParquetIOManager,
-    SilverIOManager,
     SilverLake,
+    build_resources,
+    lake_access,
 )
 from dagster_defs.silver.assets import build_silver_asset
 from dagster_defs.silver.history_assets import build_history_asset
@@ -74,28 +73,29 @@ def write_shop(bronze) -> None:
     bronze.write(ITEMS, [item("u", 3, 10, 1, 5, "1.25", t0 + MINUTE_MS)])
 
 
-def s3_access(s3_lake: S3Lake) -> LakeAccess:
-    return LakeAccess(
+def settings_on_s3(settings: Settings, s3_lake: S3Lake) -> Settings:
+    """`settings` with the lake on `s3_lake`, reached with its endpoint and keys."""
+    storage = StorageSettings(
         endpoint_url=s3_lake.endpoint_url,
         region=s3_lake.region,
         access_key_id=s3_lake.access_key,
         secret_access_key=s3_lake.secret_key,
     )
+    return settings.model_copy(update={"storage_url": s3_lake.storage_url, "storage": storage})
 
 
-def silver_on_s3(resources, s3_lake: S3Lake, gold_dir: Path) -> dict:
-    """The code location's resources with silver on `s3_lake` and gold under `gold_dir`."""
-    access = s3_access(s3_lake)
+def silver_and_gold_of(resources: dict, settings: Settings) -> dict:
+    """`resources` (bronze and the rest) with silver and gold in the lake of `settings`."""
+    lake = build_resources(settings)
     return {
-        **resources(),
-        SILVER_LAKE: SilverLake(storage_url=s3_lake.storage_url, access=access),
-        SILVER_IO_MANAGER: SilverIOManager(storage_url=s3_lake.storage_url, access=access),
-        LAKE_IO_MANAGER: LakeParquetIOManager(base_dir=str(gold_dir)),
+        **resources,
+        **{key: lake[key] for key in (SILVER_LAKE, SILVER_IO_MANAGER, LAKE_IO_MANAGER)},
     }
 
 
 def run_all(settings: Settings, resources: dict) -> dict[str, pl.DataFrame]:
-    """Silver, history and gold over the shop, then every table each wrote, sorted."""
+    """Silver, history and gold over the shop, then every table each wrote (read back through
+    `settings`' lake), sorted."""
     partitions = hourly_partitions(settings)
     with dg.DagsterInstance.ephemeral() as instance:
         layers = [
@@ -114,27 +114,24 @@ def run_all(settings: Settings, resources: dict) -> dict[str, pl.DataFrame]:
             },
         )
         assert result.success
-    silver: SilverLake = resources[SILVER_LAKE]
-    io_manager: LakeParquetIOManager = resources[LAKE_IO_MANAGER]
-    gold_files = sorted(
-        Path(io_manager.base_dir).joinpath(*GOLD_ORDERS_BY_HOUR_STATUS.path).glob("*")
-    )
+    silver = SilverLake(storage_url=settings.lake_url, access=lake_access(settings))
     return {
         "orders": silver.table(ORDERS).read_all().sort("id"),
         "order_items": silver.table(ITEMS).read_all().sort("id"),
-        "orders_current": silver.table(ORDERS).read_current().sort("id"),
+        "orders_current": read_layer_table(settings, silver_key(ORDERS)).sort("id"),
         "history": silver.history(ORDERS).read_all().sort("id", OFFSET),
-        "gold": pl.concat([pl.read_parquet(f) for f in gold_files]).sort("hour", "status"),
+        "gold": read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS).sort("hour", "status"),
     }
 
 
-def test_silver_history_and_gold_on_s3_match_local_disk(
+def test_silver_history_and_gold_on_s3match_local_disk(
     settings, bronze, resources, s3_lake, tmp_path
 ) -> None:
     write_shop(bronze)
 
     on_disk = run_all(settings, resources())
-    on_s3 = run_all(settings, silver_on_s3(resources, s3_lake, tmp_path / "gold-s3"))
+    s3_settings = settings_on_s3(settings, s3_lake)
+    on_s3 = run_all(s3_settings, silver_and_gold_of(resources(), s3_settings))
 
     for name, frame in on_disk.items():
         assert frame.height > 0, name
@@ -148,9 +145,11 @@ def test_silver_history_and_gold_on_s3_match_local_disk(
     s3 = LakeStorage.from_url(s3_lake.storage_url, s3_lake.storage_options)
     for table in ("orders", "order_items", "orders__history"):
         assert s3.exists(f"silver/shop/{table}/_delta_log/00000000000000000000.json"), table
+    assert s3.exists("gold/shop/orders_by_hour_status/2024-06-01-10:00.parquet")
+    assert not (tmp_path / "lake" / "gold").exists() or on_disk["gold"].height
 
 
-def test_a_rebuild_on_s3_matches_the_one_on_local_disk(settings, bronze, s3_lake) -> None:
+def test_a_rebuild_on_s3matches_the_one_on_local_disk(settings, bronze, s3_lake) -> None:
     write_shop(bronze)
     as_of = AsOf(source_ts_ms=bronze.base_ts_ms + MINUTE_MS // 2)  # before the second files
     bronze_reader = BronzeReader(LakeStorage.from_settings(settings))
