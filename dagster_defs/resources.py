@@ -69,9 +69,14 @@ class LakeAccess(dg.Config):
     profile: str = ""
 
     def open(self, storage_url: str) -> LakeStorage:
-        storage = StorageSettings(
-            **{name: value for name, value in self.model_dump().items() if value}
-        )
+        """The lake at `storage_url` reached this way. Inside a run Dagster has resolved the
+        EnvVars already; outside one (the CLI, the demo) they are read here."""
+        values = {
+            name: value.get_value("") if isinstance(value, dg.EnvVar) else value
+            for name, value in self.__dict__.items()
+            if name in type(self).model_fields
+        }
+        storage = StorageSettings(**{name: value for name, value in values.items() if value})
         return LakeStorage.from_url(storage_url, object_store_options(storage_url, storage))
 
 
