@@ -44,6 +44,9 @@ GCS_ENV = (
     "GOOGLE_SERVICE_ACCOUNT_PATH",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
 )
+# object_store's own names that obstore takes apart from `config`, or not at all.
+_OBSTORE_CLIENT_OPTIONS = {"AWS_ALLOW_HTTP": "allow_http"}
+_OBSTORE_UNKNOWN = frozenset({"AWS_PROFILE"})
 
 
 def object_store_options(lake_url: str, storage: StorageSettings) -> dict[str, str]:
@@ -120,6 +123,19 @@ class LakeStorage:
     def storage_options(self) -> dict[str, str]:
         """`options` as the dict deltalake, polars and obstore take (`storage_options=`)."""
         return dict(self.options)
+
+    def obstore_options(self) -> tuple[dict[str, str], dict[str, str]]:
+        """`options` as obstore's `from_url(url, config=..., client_options=...)` takes them:
+        allow-HTTP is a client option there, and a profile is not understood (obstore finds
+        credentials through the standard variables instead)."""
+        config: dict[str, str] = {}
+        client: dict[str, str] = {}
+        for key, value in self.options:
+            if key in _OBSTORE_CLIENT_OPTIONS:
+                client[_OBSTORE_CLIENT_OPTIONS[key]] = value
+            elif key not in _OBSTORE_UNKNOWN:
+                config[key] = value
+        return config, client
 
     def uri(self, relative: str) -> str:
         """The URL (object store) or absolute path (local) of `relative` under the lake."""

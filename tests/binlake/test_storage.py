@@ -1,6 +1,9 @@
 import os
 import re
 
+import obstore
+import obstore.exceptions
+import obstore.store
 import pyarrow.fs as pafs
 import pytest
 
@@ -228,3 +231,17 @@ def test_the_standard_aws_variables_alone_reach_a_real_s3_server(
     storage.write_atomic("x.txt", b"hello")
     assert storage.read_bytes("x.txt") == b"hello"
     assert storage.storage_options["AWS_ALLOW_HTTP"] == "true"
+
+
+def test_obstore_reaches_the_same_lake_with_its_own_split_of_the_options(
+    s3_lake: S3Lake,
+) -> None:
+    storage = LakeStorage.from_settings(s3_settings(s3_lake))
+    config, client_options = storage.obstore_options()
+    assert client_options == {"allow_http": "true"} and "AWS_ALLOW_HTTP" not in config
+    store = obstore.store.from_url(storage.url, config=config, client_options=client_options)
+
+    obstore.put(store, "manifest/00000000000000000001.json", b"{}", mode="create")
+    with pytest.raises(obstore.exceptions.AlreadyExistsError):
+        obstore.put(store, "manifest/00000000000000000001.json", b"{}", mode="create")
+    assert storage.read_bytes("manifest/00000000000000000001.json") == b"{}"
