@@ -119,19 +119,6 @@ def test_write_atomic_fsyncs_the_parent_of_every_new_directory(tmp_path, monkeyp
 # --- object stores: options, filesystems, and a real S3 server -------------------------------
 
 
-def s3_settings(s3_lake: S3Lake) -> Settings:
-    """Settings whose lake is `s3_lake`, told through binlake's own storage settings."""
-    return load_settings(
-        storage_url=s3_lake.storage_url,
-        storage={
-            "endpoint_url": s3_lake.endpoint_url,
-            "region": s3_lake.region,
-            "access_key_id": s3_lake.access_key,
-            "secret_access_key": s3_lake.secret_key,
-        },
-    )
-
-
 def test_s3_options_are_the_object_store_names_and_never_unsafe_rename(monkeypatch) -> None:
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -199,8 +186,8 @@ def test_object_store_urls_that_cannot_be_opened_say_why(url, options, complaint
         LakeStorage.from_url(url, options)
 
 
-def test_write_read_exists_on_a_real_s3_server(s3_lake: S3Lake) -> None:
-    storage = LakeStorage.from_settings(s3_settings(s3_lake))
+def test_write_read_exists_on_a_real_s3_server(s3_settings: Settings, s3_lake: S3Lake) -> None:
+    storage = LakeStorage.from_settings(s3_settings)
     assert dict(storage.options) == s3_lake.storage_options
     assert not storage.exists("bronze/a/b.parquet")
 
@@ -234,9 +221,9 @@ def test_the_standard_aws_variables_alone_reach_a_real_s3_server(
 
 
 def test_obstore_reaches_the_same_lake_with_its_own_split_of_the_options(
-    s3_lake: S3Lake,
+    s3_settings: Settings,
 ) -> None:
-    storage = LakeStorage.from_settings(s3_settings(s3_lake))
+    storage = LakeStorage.from_settings(s3_settings)
     config, client_options = storage.obstore_options()
     assert client_options == {"allow_http": "true"} and "AWS_ALLOW_HTTP" not in config
     store = obstore.store.from_url(storage.url, config=config, client_options=client_options)

@@ -6,4 +6,4 @@
 from tests.support.lake import bronze, keyless_settings, settings  # noqa: F401 - fixtures
 from tests.support.replay import lake  # noqa: F401 - fixture
 from tests.support.resources import fake_mysql, resources  # noqa: F401 - fixtures
-from tests.support.s3_server import s3_lake, s3_server  # noqa: F401 - fixtures
+from tests.support.s3_server import s3_lake, s3_server, s3_settings  # noqa: F401 - fixtures

@@ -1,5 +1,7 @@
-"""A real S3 server for tests: one SeaweedFS `weed mini` per test session (fixture `s3_server`)
-and a fresh prefix of its bucket per test (fixture `s3_lake`).
+"""A real S3 server for tests: one SeaweedFS `weed mini` per test session (fixture `s3_server`),
+a fresh prefix of its bucket per test (fixture `s3_lake`), and the tests' settings with their
+lake there (fixture `s3_settings`: `storage_url` and `storage` from the environment, as a
+deployment would set them).
 
 The server runs on free ports with its data in a new temp dir; at the end of the session it is
 stopped by its PID and its data dir and /tmp sockets are removed. Tests keep apart by prefix.
@@ -18,6 +20,7 @@ import pytest
 
 from binlake.local_stack.foreground import start_s3_server, stop_s3_server
 from binlake.local_stack.s3_server import S3Server
+from binlake.settings import Settings, load_settings
 
 ACCESS_KEY = "binlake-test-access-key"
 SECRET_KEY = "binlake-test-secret-key"
@@ -92,3 +95,20 @@ def s3_server() -> Iterator[S3Server]:
 def s3_lake(s3_server: S3Server) -> S3Lake:
     """A fresh prefix of the session server's bucket for one test."""
     return lake_on(s3_server)
+
+
+STORAGE_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_lake: S3Lake, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`settings` (fixture of tests.support.lake) with the lake at `s3_lake`: BINLAKE_STORAGE_URL
+    and BINLAKE_STORAGE__* set, whatever AWS_* the machine has."""
+    for name in STORAGE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BINLAKE_STORAGE_URL", s3_lake.storage_url)
+    monkeypatch.setenv("BINLAKE_STORAGE__ENDPOINT_URL", s3_lake.endpoint_url)
+    monkeypatch.setenv("BINLAKE_STORAGE__REGION", s3_lake.region)
+    monkeypatch.setenv("BINLAKE_STORAGE__ACCESS_KEY_ID", s3_lake.access_key)
+    monkeypatch.setenv("BINLAKE_STORAGE__SECRET_ACCESS_KEY", s3_lake.secret_key)
+    return load_settings()
