@@ -1,5 +1,5 @@
-"""Silver (MERGE and SCD2 history Delta tables), gold (Parquet) and a point-in-time rebuild on a
-real S3 server, value for value as the same runs give on local disk.
+"""Silver (MERGE and SCD2 history Delta tables), gold (Parquet), a point-in-time rebuild and a
+resync's sweep on a real S3 server, value for value as the same runs give on local disk.
 
 Bronze stays on local disk (its manifest is single-host until the object-store manifest lands);
 the silver and gold resources are `build_resources`' for settings whose lake is
@@ -13,11 +13,19 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from binlake.bronze.layout import OFFSET
+from binlake.bronze.layout import OFFSET, OP, SOURCE_SNAPSHOT
 from binlake.bronze.reader import BronzeReader
 from binlake.settings import Settings, StorageSettings
+from binlake.silver.delta_table import DELETED
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.rebuild import AsOf, rebuild_silver
+from binlake.silver.resync import (
+    INCREMENTAL,
+    BinlogPosition,
+    ResyncCompletion,
+    ResyncLog,
+    ResyncRequest,
+)
 from binlake.silver.tables import SilverTables
 from binlake.storage import LakeStorage
 from dagster_defs.gold.assets import build_orders_by_hour_status_asset
@@ -124,7 +132,7 @@ def run_all(settings: Settings, resources: dict) -> dict[str, pl.DataFrame]:
     }
 
 
-def test_silver_history_and_gold_on_s3match_local_disk(
+def test_silver_history_and_gold_on_s3_match_local_disk(
     settings, bronze, resources, s3_lake, tmp_path
 ) -> None:
     write_shop(bronze)
@@ -175,3 +183,52 @@ def _no_aws_from_the_machine(monkeypatch) -> None:
     """The S3 runs use the test server's keys only, whatever the machine's AWS_* say."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_a_resync_sweep_on_s3_tombstones_the_rows_the_resync_did_not_see(
+    settings, bronze, resources, s3_lake
+) -> None:
+    """Rows 1..4 in silver on S3; a resync re-reads 1, 2 and 4 only: 3 becomes a tombstone.
+    (The resync records live with bronze, so one lake's sweep is recorded once: the same
+    scenario on disk is tests/dagster_defs/test_silver_resync_sweep.py.)"""
+    c = bronze.change
+    bronze.write(ORDERS, [c("c", i, id=i + 1, customer_id=10, status="new") for i in range(4)])
+    lake = silver_and_gold_of(resources(), settings_on_s3(settings, s3_lake))
+    asset = build_silver_asset(ORDERS, settings)
+    assert dg.materialize([asset], resources=lake).success
+    request = ResyncRequest(
+        id="20261207T100000Z-abcdef01",
+        table=ORDERS,
+        reason="test",
+        requested_at="2026-12-07T10:00:00+00:00",
+        signal_position=BinlogPosition("mariadb-bin.000001", 2000),
+        topic=settings.topic_for(ORDERS),
+        start_offsets={0: 4},
+    )
+    ResyncLog.of(settings).record_request(request)
+    reads = []
+    for offset, id in ((4, 1), (5, 2), (6, 4)):
+        row = c("r", offset, pos=2100, id=id, customer_id=10, status="new")
+        row[SOURCE_SNAPSHOT] = INCREMENTAL
+        reads.append(row)
+    bronze.write(ORDERS, reads)
+    ResyncLog.of(settings).record_completion(
+        ResyncCompletion(
+            id=request.id,
+            table=ORDERS,
+            completed_at="2026-12-07T10:01:00+00:00",
+            status="SUCCEEDED",
+            rows_scanned=3,
+            end_offsets={0: 7},
+        )
+    )
+
+    result = dg.materialize([asset], resources=lake)
+
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["resyncs_swept"].value == request.id
+    silver = lake[SILVER_LAKE].table(ORDERS).read_all().sort("id")
+    assert silver.filter(~pl.col(DELETED))["id"].to_list() == [1, 2, 4]
+    assert silver.filter(pl.col("id") == 3)[OP].to_list() == ["d"]
+    assert ResyncLog.of(settings).state(ORDERS, request.id).sweep.rows_tombstoned == 1
