@@ -378,8 +378,8 @@ class CompactorSettings(BaseModel):
     )
 
 
-# Where the lake may live: a local path (file:// too), or an object store object_store/delta-rs,
-# pyarrow and obstore all open: S3 (and S3-compatible servers), GCS, Azure Blob / ADLS Gen2.
+# Where the lake may live: a local path (file:// too), or an object store that pyarrow, delta-rs
+# and obstore all open: S3 (and S3-compatible servers), GCS, Azure Blob / ADLS Gen2.
 LOCAL_SCHEMES = ("", "file")
 OBJECT_STORE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss")
 
@@ -410,7 +410,7 @@ class StorageSettings(BaseModel):
         description="S3 endpoint of an S3-compatible server (http://127.0.0.1:8333); empty: "
         "AWS's own.",
     )
-    region: str = Field("", description="S3 region; empty: us-east-1.")
+    region: str = Field("", description="S3 region; empty: the clients' default (us-east-1).")
     allow_http: bool | None = Field(
         None,
         description="Allow plain-HTTP endpoints; None: true exactly when endpoint_url is http://.",
