@@ -96,10 +96,22 @@ def setup(
 @app.command()
 def up(
     no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
+    object_store: Annotated[
+        bool,
+        typer.Option(
+            "--object-store",
+            help="Keep the lake on a local S3 server (SeaweedFS) instead of the state directory "
+            "(as setting local.object_store).",
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack (MariaDB, Kafka, Connect + Debezium, bronze worker, Dagster)."""
 
-    stack = LocalStack(_settings())
+    settings = _settings()
+    if object_store:
+        local = settings.local.model_copy(update={"object_store": True})
+        settings = settings.model_copy(update={"local": local})
+    stack = LocalStack(settings)
     try:
         with console.status("starting") as status:
             started = stack.up(with_dagster=not no_dagster, progress=status.update)
@@ -118,6 +130,8 @@ def _print_addresses(settings: Settings) -> None:
     console.print(f"Kafka          {settings.kafka.bootstrap_servers}")
     console.print(f"Kafka Connect  {settings.connect.url}")
     console.print(f"Lake           {settings.lake_url}")
+    if settings.storage.endpoint_url:
+        console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
     console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
     console.print("Stop with      binlake down")

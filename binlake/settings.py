@@ -492,6 +492,20 @@ class LocalStackSettings(BaseModel):
         "mariadb-install-db", description="MariaDB datadir initialiser."
     )
     startup_timeout_seconds: float = Field(120.0, gt=0, description="Per-component start timeout.")
+    object_store: bool = Field(
+        False,
+        description="Keep the lake on a local S3 server (SeaweedFS `weed mini`, from the dev or "
+        "s3-server extra) under <state_dir>/s3 instead of <state_dir>/lake (`binlake up "
+        "--object-store`); storage_url must then be left unset.",
+    )
+    s3_port: int = Field(
+        0,
+        ge=0,
+        le=22767,
+        description="S3 port of the local S3 server (its gRPC port is 10000 above it); 0 picks "
+        "a free one at `binlake up`.",
+    )
+    weed: str = Field("weed", description="SeaweedFS executable for the local S3 server.")
 
 
 class Settings(BaseSettings):

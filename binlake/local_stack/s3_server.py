@@ -10,7 +10,9 @@ of its own ports, so start it in a fresh directory and clean up by its ports, ne
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import json
 import os
 import random
 import shutil
@@ -28,7 +30,14 @@ GRPC_PORT_OFFSET = 10000
 _LOWEST_PORT = 10000
 _HIGHEST_PORT = 32767 - GRPC_PORT_OFFSET
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
+PORTS_FILE = "binlake-ports.json"
 DEFAULT_REGION = "us-east-1"
+# The local stack's server (`binlake up --object-store`): a bucket of its own and keys that only
+# ever guard a server bound to 127.0.0.1 (so they may live in supervisord's config).
+LOCAL_S3_BUCKET = "binlake"
+LOCAL_S3_LAKE_URL = f"s3://{LOCAL_S3_BUCKET}/lake"
+LOCAL_S3_ACCESS_KEY = "binlake-local"
+LOCAL_S3_SECRET_KEY = "binlake-local-secret"
 
 
 @dataclass(frozen=True)
@@ -43,16 +52,22 @@ class S3ServerPorts:
         return (self.master, self.volume, self.filer, self.s3, self.admin)
 
 
-def free_server_ports(host: str = "127.0.0.1", attempts: int = 500) -> S3ServerPorts:
-    """Five distinct ports P below 32768 - 10000 with P and P+10000 both free on `host`."""
+def free_server_ports(
+    host: str = "127.0.0.1", attempts: int = 500, s3_port: int = 0
+) -> S3ServerPorts:
+    """Five distinct ports P below 32768 - 10000 with P and P+10000 both free on `host`; the S3
+    one is `s3_port` if given (and checked by the server when it binds)."""
     chosen: list[int] = []
     for _ in range(attempts):
         port = random.randint(_LOWEST_PORT, _HIGHEST_PORT)
-        if port in chosen or port + GRPC_PORT_OFFSET in chosen:
+        taken = {*chosen, s3_port}
+        if port in taken or port + GRPC_PORT_OFFSET in taken or port - GRPC_PORT_OFFSET in taken:
             continue
         if port_is_free(port, host) and port_is_free(port + GRPC_PORT_OFFSET, host):
             chosen.append(port)
-            if len(chosen) == len(_COMPONENTS):
+            if len(chosen) == len(_COMPONENTS) - (1 if s3_port else 0):
+                if s3_port:
+                    chosen.insert(_COMPONENTS.index("s3"), s3_port)
                 return S3ServerPorts(*chosen)
     raise ConfigurationError(
         f"no {len(_COMPONENTS)} free ports P in {_LOWEST_PORT}-{_HIGHEST_PORT} with P+"
@@ -60,9 +75,31 @@ def free_server_ports(host: str = "127.0.0.1", attempts: int = 500) -> S3ServerP
     )
 
 
-def find_weed() -> str:
-    """The `weed` binary: on PATH, or next to this Python (the virtualenv's bin)."""
-    found = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
+def kept_server_ports(data_dir: Path, s3_port: int) -> S3ServerPorts:
+    """The server ports of the server whose data is in `data_dir`: chosen free the first time
+    and kept there (as the Kafka broker keeps its controller port), so a repeated `binlake up`
+    writes the same program config and does not restart a running server. A new `s3_port`
+    (a setting) chooses the others afresh."""
+    record = data_dir / PORTS_FILE
+    if record.exists():
+        kept = S3ServerPorts(**json.loads(record.read_text()))
+        if kept.s3 == s3_port:
+            return kept
+    ports = free_server_ports(s3_port=s3_port)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(dataclasses.asdict(ports)))
+    return ports
+
+
+def free_s3_port(host: str = "127.0.0.1") -> int:
+    """One port P with P and P+10000 free, for a server's S3 API."""
+    return free_server_ports(host).s3
+
+
+def find_weed(name: str = "weed") -> str:
+    """The `weed` binary (`name`, or a path): on PATH, or next to this Python (the
+    virtualenv's bin)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
         raise ConfigurationError(
             "weed (SeaweedFS) not found on PATH or next to the Python interpreter "
