@@ -96,10 +96,22 @@ def setup(
 @app.command()
 def up(
     no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
+    object_store: Annotated[
+        bool,
+        typer.Option(
+            "--object-store",
+            help="Keep the lake on a local S3 server (SeaweedFS) instead of the state directory "
+            "(as setting local.object_store).",
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack (MariaDB, Kafka, Connect + Debezium, bronze worker, Dagster)."""
 
-    stack = LocalStack(_settings())
+    settings = _settings()
+    if object_store:
+        local = settings.local.model_copy(update={"object_store": True})
+        settings = settings.model_copy(update={"local": local})
+    stack = LocalStack(settings)
     try:
         with console.status("starting") as status:
             started = stack.up(with_dagster=not no_dagster, progress=status.update)
@@ -118,6 +130,8 @@ def _print_addresses(settings: Settings) -> None:
     console.print(f"Kafka          {settings.kafka.bootstrap_servers}")
     console.print(f"Kafka Connect  {settings.connect.url}")
     console.print(f"Lake           {settings.lake_url}")
+    if settings.storage.endpoint_url:
+        console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
     console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
     console.print("Stop with      binlake down")
@@ -321,6 +335,7 @@ def rebuild(
     from binlake.bronze.reader import BronzeReader
     from binlake.silver.rebuild import AsOf, rebuild_silver
     from binlake.silver.tables import SilverTables
+    from binlake.storage import LakeStorage
 
     settings = _settings()
     if table not in settings.tables:
@@ -329,9 +344,10 @@ def rebuild(
         )
         raise typer.Exit(2)
     try:
+        lake = LakeStorage.from_settings(settings)
         rebuilt = rebuild_silver(
-            BronzeReader.from_url(settings.lake_url),
-            SilverTables(settings.lake_url),
+            BronzeReader(lake),
+            SilverTables.of(lake),
             PiiPolicy.from_settings(settings.silver),
             table,
             AsOf.parse(as_of),

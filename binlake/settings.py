@@ -385,6 +385,98 @@ class CompactorSettings(BaseModel):
     )
 
 
+# Where the lake may live: a local path (file:// too), or an object store that pyarrow, delta-rs
+# and obstore all open: S3 (and S3-compatible servers), GCS, Azure Blob / ADLS Gen2.
+LOCAL_SCHEMES = ("", "file")
+OBJECT_STORE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss")
+
+# Each StorageSettings field left unset is taken from the first of these variables that is set,
+# the names every AWS SDK and object_store read, so an existing AWS setup needs no BINLAKE_*.
+STANDARD_STORAGE_ENV = {
+    "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "allow_http": ("AWS_ALLOW_HTTP",),
+    "access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "session_token": ("AWS_SESSION_TOKEN",),
+    "profile": ("AWS_PROFILE",),
+}
+
+
+class StorageSettings(BaseModel):
+    """How to reach an object-store lake (`storage_url` says where it is): the S3 endpoint,
+    region and credentials. Every field left unset comes from the standard AWS variables
+    (AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION, AWS_ALLOW_HTTP, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE); with no keys at all the clients use
+    their own default chain (profile files, instance or pod roles). Azure (AZURE_STORAGE_*,
+    AZURE_CLIENT_*) and GCS (GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_SERVICE_ACCOUNT*) variables
+    are passed through to the clients as they are (binlake.storage). Secrets never print."""
+
+    endpoint_url: str = Field(
+        "",
+        description="S3 endpoint of an S3-compatible server (http://127.0.0.1:8333); empty: "
+        "AWS's own.",
+    )
+    region: str = Field("", description="S3 region; empty: the clients' default (us-east-1).")
+    allow_http: bool | None = Field(
+        None,
+        description="Allow plain-HTTP endpoints; None: true exactly when endpoint_url is http://.",
+    )
+    access_key_id: SecretStr = Field(SecretStr(""), description="S3 access key id.")
+    secret_access_key: SecretStr = Field(SecretStr(""), description="S3 secret access key.")
+    session_token: SecretStr = Field(SecretStr(""), description="S3 session token (STS).")
+    profile: str = Field("", description="AWS profile in ~/.aws/config to take credentials from.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_from_standard_environment(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, variables in STANDARD_STORAGE_ENV.items():
+            if _none_from_text(data.get(name)) is not None:
+                continue
+            value = next((os.environ[v] for v in variables if os.environ.get(v)), None)
+            if value is not None:
+                data[name] = value
+        return data
+
+    _unset_allow_http = field_validator("allow_http", mode="before")(_none_from_text)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, value: str) -> str:
+        if not value:
+            return value
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(
+                f"storage.endpoint_url {value!r} must be http(s)://host[:port] "
+                "(e.g. http://127.0.0.1:8333)"
+            )
+        if parsed.username or parsed.password:
+            raise ValueError(
+                "storage.endpoint_url must not carry credentials; set storage.access_key_id and "
+                "storage.secret_access_key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _http_only_when_allowed(self) -> StorageSettings:
+        if self.allow_http is False and self.endpoint_url.startswith("http://"):
+            raise ValueError(
+                f"storage.endpoint_url {self.endpoint_url} is plain HTTP but "
+                "storage.allow_http is false"
+            )
+        return self
+
+    @property
+    def http_allowed(self) -> bool:
+        if self.allow_http is not None:
+            return self.allow_http
+        return self.endpoint_url.startswith("http://")
+
+
 class LocalStackSettings(BaseModel):
     """Binaries and caches used only by `binlake up` (the local stand-in for production)."""
 
@@ -407,6 +499,20 @@ class LocalStackSettings(BaseModel):
         "mariadb-install-db", description="MariaDB datadir initialiser."
     )
     startup_timeout_seconds: float = Field(120.0, gt=0, description="Per-component start timeout.")
+    object_store: bool = Field(
+        False,
+        description="Keep the lake on a local S3 server (SeaweedFS `weed mini`, from the dev or "
+        "s3-server extra) under <state_dir>/s3 instead of <state_dir>/lake (`binlake up "
+        "--object-store`); storage_url must then be left unset.",
+    )
+    s3_port: int = Field(
+        0,
+        ge=0,
+        le=22767,
+        description="S3 port of the local S3 server (its gRPC port is 10000 above it); 0 picks "
+        "a free one at `binlake up`.",
+    )
+    weed: str = Field("weed", description="SeaweedFS executable for the local S3 server.")
 
 
 class Settings(BaseSettings):
@@ -416,6 +522,9 @@ class Settings(BaseSettings):
         env_prefix="BINLAKE_",
         env_nested_delimiter="__",
         extra="forbid",
+        # A rejected value may be a secret (a password, a URL with a key in it): errors name the
+        # field and what is wrong, never echo the input.
+        hide_input_in_errors=True,
     )
 
     environment: Literal["local", "prod"] = Field(
@@ -426,9 +535,12 @@ class Settings(BaseSettings):
     )
     storage_url: str = Field(
         "",
-        description="Root of the lake (bronze, manifest, silver, gold): a path, file:// or s3:// "
-        "URL. Empty means <state_dir>/lake.",
+        description="Root of the lake (bronze, manifest, silver, gold): a path, file://, or an "
+        "object-store URL s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or "
+        "abfss://container@account.dfs.core.windows.net/prefix (how to reach it: `storage`). "
+        "Empty means <state_dir>/lake.",
     )
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     tables: list[str] = Field(
         ["shop.customers", "shop.products", "shop.orders", "shop.order_items"],
         description="Captured tables as <db>.<table>; each gets bronze, silver and a check.",
@@ -461,6 +573,33 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} names no file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _supported_storage_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parsed = urlparse(value)
+        scheme = parsed.scheme.lower()
+        shown = _without_credentials(value)
+        # A one-letter "scheme" is a Windows drive (C:/lake), a path.
+        if len(scheme) == 1 or scheme in LOCAL_SCHEMES:
+            return value
+        if scheme not in OBJECT_STORE_SCHEMES:
+            raise ValueError(
+                f"storage_url {shown!r}: unsupported scheme {parsed.scheme!r}; use a local path, "
+                "file://, s3://, gs://, az:// or abfss://"
+            )
+        if not parsed.hostname:
+            raise ValueError(f"storage_url {shown!r} names no bucket or container")
+        if parsed.password or (parsed.username and scheme not in ("abfs", "abfss")):
+            raise ValueError(
+                f"storage_url for {parsed.hostname} must not carry credentials; use the "
+                "`storage` settings or the standard AWS_* / AZURE_* / GOOGLE_* variables"
+            )
+        if parsed.query or parsed.fragment:
+            raise ValueError(f"storage_url {shown!r}: no query or fragment allowed")
+        return value.rstrip("/")
 
     @field_validator("tables")
     @classmethod
@@ -554,6 +693,7 @@ class Settings(BaseSettings):
             "alerts",
             "resync",
             "local",
+            "storage",
         ):
             model: BaseModel = getattr(self, group)
             for name, value in model.model_dump().items():
@@ -565,6 +705,14 @@ class Settings(BaseSettings):
                 else:
                     env[key] = str(value)
         return env
+
+
+def _without_credentials(url: str) -> str:
+    """`url` with any user:password@ part replaced by ***@, for messages."""
+    parsed = urlparse(url)
+    if "@" not in parsed.netloc:
+        return url
+    return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _json_list(values: list[str]) -> str:

@@ -57,7 +57,7 @@ def collect_table_status(settings: Settings) -> list[TableStatus]:
     newest: dict[str, ManifestEntry] = {}
     files: dict[str, int] = {}
     # The files bronze holds: not those compacted away or expired, nor a retention line.
-    for entry in live_entries(Manifest(LakeStorage.from_url(settings.lake_url)).entries()):
+    for entry in live_entries(Manifest(LakeStorage.from_settings(settings)).entries()):
         files[entry.table] = files.get(entry.table, 0) + 1
         if entry.table not in newest or entry.written_at > newest[entry.table].written_at:
             newest[entry.table] = entry
@@ -210,7 +210,7 @@ def _newest_change_commit(settings: Settings) -> float | None:
     newest = max(
         (
             e.max_source_ts_ms
-            for e in Manifest(LakeStorage.from_url(settings.lake_url)).entries()
+            for e in Manifest(LakeStorage.from_settings(settings)).entries()
             if e.table in captured and e.max_source_ts_ms is not None
         ),
         default=None,

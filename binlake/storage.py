@@ -13,15 +13,61 @@ import contextlib
 import fcntl
 import os
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import pyarrow.fs as pafs
 
 from binlake import failpoints
-from binlake.errors import StorageUnavailableError
+from binlake.errors import ConfigurationError, StorageUnavailableError
+from binlake.settings import Settings, StorageSettings
+
+# Credentials of Azure and GCS are taken from the environment as they are: object_store
+# (delta-rs, obstore) reads these names, pyarrow's Azure/GCS filesystems the same sources.
+AZURE_ENV = (
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_ID",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_STORAGE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+)
+GCS_ENV = (
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+)
+# object_store's own names that obstore takes apart from `config`, or not at all.
+_OBSTORE_CLIENT_OPTIONS = {"AWS_ALLOW_HTTP": "allow_http"}
+_OBSTORE_UNKNOWN = frozenset({"AWS_PROFILE"})
+
+
+def object_store_options(lake_url: str, storage: StorageSettings) -> dict[str, str]:
+    """The options object_store clients (delta-rs, obstore, polars' Delta and Parquet readers)
+    open `lake_url` with: S3's from `storage`, Azure's and GCS's from the environment; empty
+    for a local lake. Never AWS_S3_ALLOW_UNSAFE_RENAME: delta-rs 1.x commits to S3 with
+    conditional puts."""
+    scheme = urlparse(lake_url).scheme.lower()
+    if scheme == "s3":
+        options = {
+            "AWS_ENDPOINT_URL": storage.endpoint_url,
+            "AWS_REGION": storage.region,
+            "AWS_ACCESS_KEY_ID": storage.access_key_id.get_secret_value(),
+            "AWS_SECRET_ACCESS_KEY": storage.secret_access_key.get_secret_value(),
+            "AWS_SESSION_TOKEN": storage.session_token.get_secret_value(),
+            "AWS_PROFILE": storage.profile,
+            "AWS_ALLOW_HTTP": "true" if storage.http_allowed else "",
+        }
+        return {key: value for key, value in options.items() if value}
+    names = {"gs": GCS_ENV, "az": AZURE_ENV, "abfs": AZURE_ENV, "abfss": AZURE_ENV}.get(scheme, ())
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
 @dataclass(frozen=True)
@@ -33,16 +79,67 @@ class LakeStorage:
     filesystem: pafs.FileSystem
     base: str
     url: str = ""
-    options: tuple[tuple[str, str], ...] = ()
+    # Credentials among them: kept out of the repr.
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_url(cls, url: str) -> LakeStorage:
+    def from_settings(cls, settings: Settings) -> LakeStorage:
+        """The lake of `settings`: `lake_url` opened with `storage`'s endpoint, region and
+        credentials (`object_store_options`)."""
+        return cls.from_url(
+            settings.lake_url, object_store_options(settings.lake_url, settings.storage)
+        )
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, str] | None = None) -> LakeStorage:
+        """The lake at `url` (a path, file://, s3://, gs://, az://, abfs(s)://), opened with
+        object_store `options` (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, keys...)."""
         parsed = urlparse(url)
-        if parsed.scheme in ("", "file"):
-            path = Path(parsed.path if parsed.scheme else url).expanduser().resolve()
+        scheme = parsed.scheme.lower()
+        if scheme in ("", "file") or len(scheme) == 1:
+            path = Path(parsed.path if scheme == "file" else url).expanduser().resolve()
             return cls(pafs.LocalFileSystem(), str(path), url=str(path))
-        filesystem, base = pafs.FileSystem.from_uri(url)
-        return cls(filesystem, base.rstrip("/"), url=url)
+        options = {key.upper(): value for key, value in (options or {}).items()}
+        if scheme == "s3":
+            filesystem: pafs.FileSystem = _s3_filesystem(options)
+            base = f"{parsed.netloc}{parsed.path}"
+        elif scheme == "gs":
+            filesystem, base = pafs.GcsFileSystem(), f"{parsed.netloc}{parsed.path}"
+        elif scheme in ("az", "abfs", "abfss"):
+            filesystem, base = _azure_filesystem(parsed, options)
+        else:
+            raise ConfigurationError(
+                f"lake URL scheme {parsed.scheme!r} is not supported; use a local path, file://, "
+                "s3://, gs://, az:// or abfss://"
+            )
+        return cls(
+            filesystem,
+            base.rstrip("/"),
+            url=url.rstrip("/"),
+            options=tuple(sorted(options.items())),
+        )
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """`options` as the dict deltalake, polars and obstore take (`storage_options=`)."""
+        return dict(self.options)
+
+    def obstore_options(self) -> tuple[dict[str, str], dict[str, str]]:
+        """`options` as obstore's `from_url(url, config=..., client_options=...)` takes them:
+        allow-HTTP is a client option there, and a profile is not understood (obstore finds
+        credentials through the standard variables instead)."""
+        config: dict[str, str] = {}
+        client: dict[str, str] = {}
+        for key, value in self.options:
+            if key in _OBSTORE_CLIENT_OPTIONS:
+                client[_OBSTORE_CLIENT_OPTIONS[key]] = value
+            elif key not in _OBSTORE_UNKNOWN:
+                config[key] = value
+        return config, client
+
+    def uri(self, relative: str) -> str:
+        """The URL (object store) or absolute path (local) of `relative` under the lake."""
+        return f"{self.url}/{relative}" if relative else self.url
 
     @property
     def is_local(self) -> bool:
@@ -163,6 +260,60 @@ class LakeStorage:
                 return stream.read()
         except FileNotFoundError:
             return b""
+
+
+def _s3_filesystem(options: Mapping[str, str]) -> pafs.S3FileSystem:
+    """pyarrow's S3 client with the same endpoint, region and keys as the object_store
+    options. Without keys it uses the AWS SDK's default chain (AWS_PROFILE, profile files,
+    instance roles); a profile given only as a binlake setting reaches object_store alone."""
+    endpoint = options.get("AWS_ENDPOINT_URL", "")
+    kwargs: dict[str, object] = {}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme == "http" and options.get("AWS_ALLOW_HTTP", "").lower() != "true":
+            raise ConfigurationError(
+                f"S3 endpoint {endpoint} is plain HTTP; set AWS_ALLOW_HTTP=true "
+                "(storage.allow_http) to use it"
+            )
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme
+    if options.get("AWS_REGION"):
+        kwargs["region"] = options["AWS_REGION"]
+    if options.get("AWS_ACCESS_KEY_ID"):
+        kwargs["access_key"] = options["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = options.get("AWS_SECRET_ACCESS_KEY", "")
+        if options.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = options["AWS_SESSION_TOKEN"]
+    return pafs.S3FileSystem(**kwargs)
+
+
+def _azure_filesystem(
+    parsed: ParseResult, options: Mapping[str, str]
+) -> tuple[pafs.AzureFileSystem, str]:
+    """az://container/prefix (account from AZURE_STORAGE_ACCOUNT_NAME) or
+    abfs[s]://container@account.dfs.core.windows.net/prefix; base is container/prefix."""
+    if "@" in parsed.netloc:
+        container, host = parsed.netloc.split("@", 1)
+        account = host.split(".", 1)[0]
+    else:
+        container, account = parsed.netloc, options.get("AZURE_STORAGE_ACCOUNT_NAME", "")
+    if not account:
+        raise ConfigurationError(
+            f"{parsed.scheme}://{container}: no storage account; set AZURE_STORAGE_ACCOUNT_NAME "
+            "or use abfss://<container>@<account>.dfs.core.windows.net/<prefix>"
+        )
+    kwargs = {
+        "account_key": options.get("AZURE_STORAGE_ACCOUNT_KEY"),
+        "sas_token": options.get("AZURE_STORAGE_SAS_TOKEN"),
+        "client_id": options.get("AZURE_STORAGE_CLIENT_ID") or options.get("AZURE_CLIENT_ID"),
+        "client_secret": options.get("AZURE_STORAGE_CLIENT_SECRET")
+        or options.get("AZURE_CLIENT_SECRET"),
+        "tenant_id": options.get("AZURE_STORAGE_TENANT_ID") or options.get("AZURE_TENANT_ID"),
+    }
+    filesystem = pafs.AzureFileSystem(
+        account, **{key: value for key, value in kwargs.items() if value}
+    )
+    return filesystem, f"{container}{parsed.path}"
 
 
 def _write_all(fd: int, data: bytes, target: str) -> None:

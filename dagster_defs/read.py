@@ -14,7 +14,7 @@ import polars as pl
 
 from binlake.settings import Settings
 from dagster_defs.keys import SILVER
-from dagster_defs.resources import SilverLake, build_lake_io_manager
+from dagster_defs.resources import SilverLake, build_lake_io_manager, lake_access
 
 
 def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl.DataFrame:
@@ -25,7 +25,8 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     asset_key = key if isinstance(key, dg.AssetKey) else dg.AssetKey(list(key))
     if asset_key.path[0] == SILVER:
         *_, db, name = asset_key.path
-        return SilverLake(storage_url=settings.lake_url).table(f"{db}.{name}").read_current()
+        silver = SilverLake(storage_url=settings.lake_url, access=lake_access(settings))
+        return silver.table(f"{db}.{name}").read_current()
     io_manager = build_lake_io_manager(settings)
     io_manager.setup_for_execution(dg.build_init_resource_context())
     context = dg.build_input_context(
@@ -33,8 +34,8 @@ def read_layer_table(settings: Settings, key: Sequence[str] | dg.AssetKey) -> pl
     )
     path = io_manager._get_path(context)  # the IO manager's own path logic
     # A partitioned asset is stored as <path without suffix>/<partition key><suffix>.
-    partitions = sorted(path.with_suffix("").glob(f"*{path.suffix}"))
-    if not partitions and not path.exists():
+    partitions = io_manager.stored_files(path)
+    if not partitions and not io_manager.path_exists(path):
         raise FileNotFoundError(f"{asset_key.to_user_string()} has not been stored yet ({path})")
     # load_from_path rather than load_input: the same reader without the run-log line per load
     # (outside a run it would be printed on the console).

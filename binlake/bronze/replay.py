@@ -156,7 +156,7 @@ def plan_replay(
         requested = {p: kafka.offset_for_time(topic, p, from_time_ms) for p in partitions}
     current = kafka.committed(group, topic, requested)
     bronze_writer = group == settings.bronze.app_id
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     manifest = Manifest(storage)
     in_bronze = manifest.last_offsets() if bronze_writer else {}
     resets = []

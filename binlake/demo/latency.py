@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import polars as pl
+import pyarrow.parquet as pq
 from dagster import DagsterInstance
 
 from binlake.bronze.layout import OP
@@ -39,15 +40,17 @@ def p95(values: list[float]) -> float | None:
 def commit_to_bronze_delays(settings: Settings, changes: Iterable[CommittedChange]) -> list[float]:
     changes = list(changes)
     tables = {change.table for change in changes}
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     written: dict[tuple[str, int, datetime], float] = {}
     for entry in Manifest(storage).entries():
         if entry.table not in tables or not entry.is_file:
             continue
         path = storage.full_path(entry.path)
-        if not {"id", "updated_at"} <= set(pl.read_parquet_schema(path)):
+        columns = pq.read_schema(path, filesystem=storage.filesystem).names
+        if not {"id", "updated_at"} <= set(columns):
             continue  # a file of tombstones only: key columns, no changes to time
-        frame = pl.read_parquet(path, columns=["id", "updated_at", OP])
+        arrow = pq.read_table(path, columns=["id", "updated_at", OP], filesystem=storage.filesystem)
+        frame = pl.from_arrow(arrow)
         for key, updated_at, op in frame.iter_rows():
             if op in ("c", "u", "r") and updated_at is not None:
                 marker = (entry.table, key, updated_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
@@ -12,17 +13,19 @@ from binlake.jvm_artifacts import JvmArtifacts
 from binlake.local_stack.executables import find_executable
 from binlake.local_stack.kafka_broker import LOG4J2_CONFIG, KafkaBroker
 from binlake.local_stack.mariadb import MariaDBInstance
+from binlake.local_stack.s3_server import DEFAULT_REGION, S3Server, find_weed, kept_server_ports
 from binlake.local_stack.supervisor import Program
 from binlake.settings import Settings
 from cdc.connector_config import request_limit_bytes
 
+S3 = "s3"
 MARIADB = "mariadb"
 BROKER = "broker"
 CONNECT = "connect"
 BRONZE_WORKER = "bronze-worker"
 DAGSTER_WEBSERVER = "dagster-webserver"
 DAGSTER_DAEMON = "dagster-daemon"
-START_ORDER = (MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGSTER_DAEMON)
+START_ORDER = (S3, MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGSTER_DAEMON)
 DAGSTER_MODULE = "dagster_defs.definitions"
 
 
@@ -37,6 +40,23 @@ def kafka_broker(settings: Settings, artifacts: JvmArtifacts) -> KafkaBroker:
         java=find_executable(settings.local.java),
         heap=settings.local.broker_heap,
         message_max_bytes=request_limit_bytes(settings),
+    )
+
+
+def s3_server(settings: Settings) -> S3Server:
+    """The local S3 server the lake lives on with `local.object_store`; its data stays under
+    the state directory across `down` and `up`. Only its S3 port is a setting: the others
+    (master, volume, filer, admin) are chosen free once and kept with its data."""
+    bucket = urlparse(settings.lake_url).netloc
+    data_dir = settings.state_dir.resolve() / "s3"
+    return S3Server(
+        data_dir=data_dir,
+        ports=kept_server_ports(data_dir, settings.local.s3_port),
+        access_key=settings.storage.access_key_id.get_secret_value(),
+        secret_key=settings.storage.secret_access_key.get_secret_value(),
+        bucket=bucket,
+        region=settings.storage.region or DEFAULT_REGION,
+        executable=find_weed(settings.local.weed),
     )
 
 
@@ -129,13 +149,21 @@ def write_dagster_instance_config(settings: Settings) -> Path:
 
 
 def programs(
-    settings: Settings, mariadb: MariaDBInstance, broker: KafkaBroker, artifacts: JvmArtifacts
+    settings: Settings,
+    mariadb: MariaDBInstance,
+    broker: KafkaBroker,
+    artifacts: JvmArtifacts,
+    s3: S3Server | None = None,
 ) -> list[Program]:
-    """Every component, each given a priority from START_ORDER so `down` stops them in reverse
-    (Kafka Connect flushes to the broker before the broker goes)."""
+    """Every component (the S3 server when there is one), each given a priority from
+    START_ORDER so `down` stops them in reverse (Kafka Connect flushes to the broker before the
+    broker goes, writers stop before the lake's server)."""
+    listed = _programs(settings, mariadb, broker, artifacts)
+    if s3 is not None:
+        listed.insert(0, Program(S3, s3.command(), environment=s3.environment({})))
     return [
         dataclasses.replace(program, priority=100 + 10 * START_ORDER.index(program.name))
-        for program in _programs(settings, mariadb, broker, artifacts)
+        for program in listed
     ]
 
 

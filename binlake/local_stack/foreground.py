@@ -10,6 +10,7 @@ from pathlib import Path
 from binlake.jvm_artifacts import ensure_jvm_artifacts
 from binlake.local_stack.kafka_broker import KafkaBroker
 from binlake.local_stack.network import free_port, port_is_open, wait_until
+from binlake.local_stack.s3_server import S3Server, find_weed, free_server_ports
 from binlake.settings import LocalStackSettings
 
 # As the local stack's default (kafka.max_record_bytes + framing), so large records pass.
@@ -17,12 +18,18 @@ DEFAULT_MESSAGE_MAX_BYTES = 32 * 1024 * 1024 + 64 * 1024
 
 
 def start_until_ready(
-    command: list[str], log: Path, ready: Callable[[], bool], what: str, timeout_s: float = 60
+    command: list[str],
+    log: Path,
+    ready: Callable[[], bool],
+    what: str,
+    timeout_s: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Start `command` with its output appended to `log`, and wait until `ready`; a process
-    that exits or does not get ready in time is stopped and the error names its log."""
+    """Start `command` (in `env`, default this process's environment) with its output appended
+    to `log`, and wait until `ready`; a process that exits or does not get ready in time is
+    stopped and the error names its log."""
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until(
             ready,
@@ -70,3 +77,40 @@ def start_kafka_broker(
         "Kafka broker",
     )
     return broker, process
+
+
+def start_s3_server(
+    data_dir: Path, *, access_key: str, secret_key: str, bucket: str = "lake"
+) -> tuple[S3Server, subprocess.Popen]:
+    """A SeaweedFS `weed mini` with its data in `data_dir` (which should be new), on free ports,
+    whose `bucket` answers signed requests. Stop it with `stop_s3_server`."""
+    server = S3Server(
+        data_dir=data_dir,
+        ports=free_server_ports(),
+        access_key=access_key,
+        secret_key=secret_key,
+        bucket=bucket,
+        executable=find_weed(),
+    )
+    command = server.prepare()
+    try:
+        process = start_until_ready(
+            command,
+            server.log_dir / "weed.out",
+            server.is_ready,
+            "S3 server (SeaweedFS weed mini)",
+            env=server.environment(),
+        )
+    except BaseException:
+        server.remove_sockets()
+        raise
+    return server, process
+
+
+def stop_s3_server(server: S3Server, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop the server by its PID and delete the sockets it left under /tmp (its data dir is
+    the caller's)."""
+    try:
+        stop_process(process, timeout)
+    finally:
+        server.remove_sockets()

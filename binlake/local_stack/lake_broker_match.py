@@ -18,7 +18,7 @@ from binlake.storage import LakeStorage
 
 def lake_behind_broker_problems(settings: Settings, broker: GroupOffsetsClient) -> list[str]:
     """What the broker lacks of what the lake holds: one line per topic-partition."""
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     if not storage.exists(MANIFEST_PATH):
         return []
     problems = []

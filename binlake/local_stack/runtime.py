@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from binlake.errors import ConfigurationError
 from binlake.local_stack.network import free_port, port_is_free
+from binlake.local_stack.s3_server import (
+    DEFAULT_REGION,
+    GRPC_PORT_OFFSET,
+    LOCAL_S3_ACCESS_KEY,
+    LOCAL_S3_LAKE_URL,
+    LOCAL_S3_SECRET_KEY,
+    free_s3_port,
+)
 from binlake.settings import Settings
 
 RUNTIME_FILE = "runtime-settings.json"
@@ -49,7 +58,35 @@ def resolve_free_ports(settings: Settings) -> Settings:
     if settings.connect.port == 0:
         data["connect"]["url"] = f"http://127.0.0.1:{port_for(0, previous.connect.port)}"
     data["dagster"]["port"] = port_for(settings.dagster.port, previous.dagster.port)
+    if settings.local.object_store:
+        _lake_on_the_local_s3_server(settings, previous, data)
     return Settings(**_revealed(data))
+
+
+def _lake_on_the_local_s3_server(settings: Settings, previous: Settings, data: dict) -> None:
+    """Point `data` (a settings dump) at the local S3 server: its port (kept across `down` and
+    `up` while free, like the others), bucket and local keys."""
+    if settings.storage_url:
+        raise ConfigurationError(
+            f"local.object_store runs its own S3 server for the lake; leave storage_url "
+            f"({settings.storage_url}) unset"
+        )
+    port = settings.local.s3_port
+    if not port:
+        before = previous.local.s3_port
+        free = before and port_is_free(before) and port_is_free(before + GRPC_PORT_OFFSET)
+        port = before if free else free_s3_port()
+    data["local"]["s3_port"] = port
+    data["storage_url"] = LOCAL_S3_LAKE_URL
+    data["storage"] = {
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "region": DEFAULT_REGION,
+        "allow_http": True,
+        "access_key_id": LOCAL_S3_ACCESS_KEY,
+        "secret_access_key": LOCAL_S3_SECRET_KEY,
+        "session_token": "",
+        "profile": "",
+    }
 
 
 def save_runtime_settings(settings: Settings) -> Path:

@@ -67,7 +67,10 @@ class LocalStack:
         broker.prepare()
         c.write_connect_worker_properties(settings, artifacts)
         c.write_dagster_instance_config(settings)
-        self.supervisor.write_config(c.programs(settings, mariadb, broker, artifacts))
+        s3 = c.s3_server(settings) if settings.local.object_store else None
+        if s3 is not None:
+            s3.prepare()
+        self.supervisor.write_config(c.programs(settings, mariadb, broker, artifacts, s3))
         self.supervisor.start_daemon(settings.env())
 
         started: list[StartedComponent] = []
@@ -85,6 +88,8 @@ class LocalStack:
             )
             started.append(StartedComponent(name, time.monotonic() - began))
 
+        if s3 is not None:
+            start(c.S3, s3.is_ready)
         start(c.MARIADB, lambda: port_is_open(settings.mysql.host, settings.mysql.port))
         mariadb.bootstrap()
         host, port = settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)

@@ -233,7 +233,7 @@ class ResyncLog:
 
     @classmethod
     def of(cls, settings: Settings) -> ResyncLog:
-        return cls(LakeStorage.from_url(settings.lake_url))
+        return cls(LakeStorage.from_settings(settings))
 
     def _write_once(self, relative: str, data: bytes) -> bool:
         """Write an immutable record; False (and nothing written) if it exists already."""

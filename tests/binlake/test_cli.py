@@ -104,3 +104,24 @@ def test_status_prints_connector_tasks_error_and_stopped_for():
     assert "first seen stopped by the connector_health sensor 90 s ago" in text
     assert "newest change in bronze committed 140 s ago" in text
     assert "(3 restart(s) by the health sensor)" in text
+
+
+def test_invalid_settings_are_named_without_echoing_a_secret(settings, monkeypatch):
+    monkeypatch.setenv("BINLAKE_STORAGE_URL", "s3://AKIAEXAMPLE:wJalrXUtnFEMI@lake/prefix")
+    result = runner.invoke(
+        app, ["rebuild", "--table", "shop.orders", "--as-of", "2024-06-01T10:00:00Z"]
+    )
+    assert result.exit_code == 2
+    assert "storage_url" in result.output and "must not carry credentials" in result.output
+    assert "wJalrXUtnFEMI" not in result.output
+
+
+def test_rebuild_output_never_shows_the_storage_secrets(settings, bronze, monkeypatch):
+    write_history(bronze)
+    monkeypatch.setenv("BINLAKE_STORAGE__SECRET_ACCESS_KEY", "wJalrXUtnFEMI")
+    monkeypatch.setenv("BINLAKE_STORAGE__ACCESS_KEY_ID", "AKIAEXAMPLE")
+    result = runner.invoke(
+        app, ["rebuild", "--table", "shop.orders", "--as-of", "2024-06-01T10:00:30Z"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wJalrXUtnFEMI" not in result.output and "AKIAEXAMPLE" not in result.output

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -71,3 +73,104 @@ def test_prod_refuses_the_local_pii_key_and_bad_patterns() -> None:
     assert load_settings(environment="prod", silver={"pii_key": "s3cret"}).environment == "prod"
     with pytest.raises(ValidationError, match="not a regular expression"):
         load_settings(silver={"pii_patterns": ["(unclosed"]})
+
+
+STORAGE_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ALLOW_HTTP",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch) -> None:
+    for name in STORAGE_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://lake/prefix",
+        "gs://lake/prefix",
+        "az://container/prefix",
+        "abfss://container@account.dfs.core.windows.net/prefix",
+        "file:///srv/lake",
+        "/srv/lake",
+        "relative/lake",
+    ],
+)
+def test_supported_storage_urls_load(url) -> None:
+    assert load_settings(storage_url=url).storage_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("hdfs://namenode/lake", "unsupported scheme 'hdfs'; use a local path, file://, s3://"),
+        ("s3:///prefix", "names no bucket or container"),
+        ("s3://lake/prefix?versionId=1", "no query or fragment"),
+    ],
+)
+def test_unsupported_storage_urls_fail_naming_what_is_wrong(url, complaint) -> None:
+    with pytest.raises(ValidationError, match=re.escape(complaint)) as error:
+        load_settings(storage_url=url)
+    assert "storage_url" in str(error.value)
+
+
+def test_credentials_in_a_storage_url_are_refused_and_never_echoed() -> None:
+    for url in ("s3://AKIAEXAMPLE:wJalrXUtnFEMI@lake/prefix", "hdfs://user:wJalrXUtnFEMI@nn/x"):
+        with pytest.raises(ValidationError) as error:
+            load_settings(storage_url=url)
+        assert "wJalrXUtnFEMI" not in str(error.value)
+
+
+def test_storage_falls_back_to_the_standard_aws_variables(monkeypatch, no_aws_environment) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333/")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI")
+    monkeypatch.setenv("BINLAKE_STORAGE__REGION", "eu-central-1")  # binlake's own wins
+
+    storage = load_settings(storage_url="s3://lake/p").storage
+
+    assert (storage.endpoint_url, storage.region) == ("http://127.0.0.1:8333", "eu-central-1")
+    assert storage.access_key_id.get_secret_value() == "AKIAEXAMPLE"
+    assert storage.secret_access_key.get_secret_value() == "wJalrXUtnFEMI"
+    assert storage.http_allowed, "an http:// endpoint allows plain HTTP unless told otherwise"
+
+
+def test_storage_secrets_stay_hidden_and_round_trip_to_children(
+    monkeypatch, no_aws_environment
+) -> None:
+    settings = load_settings(
+        storage_url="s3://lake/p",
+        storage={"endpoint_url": "https://s3.example", "secret_access_key": "wJalrXUtnFEMI"},
+    )
+    assert "wJalrXUtnFEMI" not in repr(settings) + str(settings)
+    assert "wJalrXUtnFEMI" not in str(settings.model_dump())
+    for key, value in settings.env().items():
+        monkeypatch.setenv(key, value)
+    again = load_settings()
+    assert again.storage.secret_access_key.get_secret_value() == "wJalrXUtnFEMI"
+    assert again.storage == settings.storage
+    assert again.storage.allow_http is None and not again.storage.http_allowed
+
+
+@pytest.mark.parametrize(
+    ("storage", "complaint"),
+    [
+        ({"endpoint_url": "127.0.0.1:8333"}, "must be http(s)://host[:port]"),
+        ({"endpoint_url": "http://k:s@127.0.0.1:8333"}, "must not carry credentials"),
+        ({"endpoint_url": "http://127.0.0.1:8333", "allow_http": False}, "allow_http is false"),
+    ],
+)
+def test_bad_storage_settings_fail_at_load(storage, complaint, no_aws_environment) -> None:
+    with pytest.raises(ValidationError, match=re.escape(complaint)):
+        load_settings(storage=storage)
