@@ -52,12 +52,28 @@ console = Console(soft_wrap=True)  # paths and names are never split across line
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def _settings() -> Settings:
+def _settings(*, object_store: bool = False) -> Settings:
+    """The settings from the environment; `object_store` sets local.object_store (the
+    commands' `--object-store`)."""
     try:
-        return load_settings()
+        settings = load_settings()
     except ValidationError as exc:
         err_console.print(f"[red]invalid settings[/red]:\n{exc}")
         raise typer.Exit(2) from exc
+    if object_store:
+        local = settings.local.model_copy(update={"object_store": True})
+        settings = settings.model_copy(update={"local": local})
+    return settings
+
+
+ObjectStoreOption = Annotated[
+    bool,
+    typer.Option(
+        "--object-store",
+        help="Keep the lake on a local S3 server (SeaweedFS) instead of the state directory "
+        "(as setting local.object_store).",
+    ),
+]
 
 
 def _stack_settings() -> Settings:
@@ -96,22 +112,11 @@ def setup(
 @app.command()
 def up(
     no_dagster: Annotated[bool, typer.Option("--no-dagster", help="Skip Dagster.")] = False,
-    object_store: Annotated[
-        bool,
-        typer.Option(
-            "--object-store",
-            help="Keep the lake on a local S3 server (SeaweedFS) instead of the state directory "
-            "(as setting local.object_store).",
-        ),
-    ] = False,
+    object_store: ObjectStoreOption = False,
 ) -> None:
     """Start the local stack (MariaDB, Kafka, Connect + Debezium, bronze worker, Dagster)."""
 
-    settings = _settings()
-    if object_store:
-        local = settings.local.model_copy(update={"object_store": True})
-        settings = settings.model_copy(update={"local": local})
-    stack = LocalStack(settings)
+    stack = LocalStack(_settings(object_store=object_store))
     try:
         with console.status("starting") as status:
             started = stack.up(with_dagster=not no_dagster, progress=status.update)
@@ -486,12 +491,14 @@ def demo(
         float, typer.Option(help="Max seconds to wait for the lake.")
     ] = 300.0,
     seed: Annotated[int, typer.Option(help="Workload random seed.")] = 7,
+    object_store: ObjectStoreOption = False,
 ) -> None:
     """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""
     from binlake.demo.runner import run_demo
 
+    settings = _settings(object_store=object_store)
     summary = run_demo(
-        _settings(),
+        settings,
         duration_s=duration,
         rate_per_s=rate,
         catch_up_timeout_s=catch_up_timeout,
@@ -502,7 +509,7 @@ def demo(
         summary_json.write_text(json.dumps(summary.as_json(), indent=2, default=str))
         console.print(f"summary written to {summary_json}")
     if stop:
-        LocalStack(_settings()).down()
+        LocalStack(settings).down()
         console.print("stack stopped")
     if not summary.lake_equals_source:
         raise typer.Exit(1)
