@@ -15,10 +15,9 @@ from typing import Any, Protocol
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from binlake.bronze.layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
+from binlake.bronze.layout import META_PRIMARY_KEY, OP
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.bronze.schema_drift import common_type
 from binlake.errors import FinalError, RetriableError
@@ -95,14 +94,15 @@ class BronzeReader:
         return Manifest(self.storage)
 
     def manifest_size(self) -> int:
-        """Current size in bytes of the manifest (0 if it does not exist yet)."""
-        info = self.storage.filesystem.get_file_info(self.storage.full_path(MANIFEST_PATH))
-        return 0 if info.type == pafs.FileType.NotFound else int(info.size or 0)
+        """The cursor after the manifest's last commit (0 if there is none yet): a cursor larger
+        than this one belongs to another lake."""
+        return self.manifest().end()
 
     def read_manifest_since(
         self, cursor: int, limit: int | None = None
     ) -> tuple[list[ManifestEntry], int]:
-        """Entries appended after byte `cursor` (at most `limit`) and the cursor to use next."""
+        """Entries committed from cursor `cursor` on (at most `limit`, see `Manifest.read_since`)
+        and the cursor to use next."""
         return self.manifest().read_since(cursor, limit=limit)
 
     def read_table(self, table: str, consumed: AlreadyRead | None = None) -> BronzeRead:
@@ -123,7 +123,7 @@ class BronzeReader:
         cursor = 0 if consumed is None else consumed.manifest_cursor
         if cursor and self.manifest_size() < cursor:
             raise FinalError(
-                f"the bronze manifest is shorter than byte {cursor} that silver {table} has "
+                f"the bronze manifest ends before commit {cursor} that silver {table} has "
                 "read up to: bronze was replaced under silver; rebuild silver from bronze"
             )
         entries, manifest_bytes = Manifest(storage).read_since(cursor)
