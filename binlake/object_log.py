@@ -113,10 +113,11 @@ class LocalObjectLog:
 
     def names_after(self, directory: str, after: str = "") -> list[str]:
         try:
-            names = os.listdir(self._path(directory))
+            with os.scandir(self._path(directory)) as found:
+                names = [e.name for e in found if e.is_file() and e.name > after]
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if n > after and not n.startswith("."))
+        return sorted(n for n in names if not n.startswith("."))
 
     def link(self, source: str, target: str) -> bool:
         try:

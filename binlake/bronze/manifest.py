@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +36,7 @@ from binlake.storage import LakeStorage
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 100  # commits between checkpoints
+RETENTION_LINES_KEPT_SECONDS = 7 * 24 * 3600
 SEQUENCE_DIGITS = 20
 
 PartitionKey = tuple[str, int]  # (topic, partition)
@@ -129,10 +131,16 @@ class ManifestState:
     next_seq: int = 0
     high_water: dict[PartitionKey, int] = field(default_factory=dict)
     by_path: dict[str, ManifestEntry] = field(default_factory=dict)
+    # Retention lines of the last `RETENTION_LINES_KEPT_SECONDS`: the compactor deletes the
+    # files they expired once readers are done with them (`compactor.retention`), so a
+    # checkpoint keeps them; files of older ones are unlisted, left to the orphan collector.
+    retention_lines: list[ManifestEntry] = field(default_factory=list)
 
     def apply(self, commit: Commit) -> None:
         for entry in commit.entries:
             follow_entry(self.by_path, entry)
+            if not entry.is_file:
+                self.retention_lines.append(entry)
             key = (entry.topic, entry.partition)
             self.high_water[key] = max(self.high_water.get(key, -1), entry.last_offset)
         for key, offset in commit.high_water.items():
@@ -142,11 +150,18 @@ class ManifestState:
     def live(self) -> list[ManifestEntry]:
         return list(self.by_path.values())
 
+    def entries(self) -> list[ManifestEntry]:
+        """What a checkpoint lists: the recent retention lines, then the live files (in this
+        order, so following them as a log gives this state back)."""
+        return [*self.retention_lines, *self.by_path.values()]
+
     def to_json(self) -> bytes:
+        recent = time.time() - RETENTION_LINES_KEPT_SECONDS
+        self.retention_lines = [e for e in self.retention_lines if e.written_at >= recent]
         return _dumps(
             {
                 "seq": self.next_seq - 1,
-                "entries": [asdict(e) for e in self.by_path.values()],
+                "entries": [asdict(e) for e in self.entries()],
                 "high_water": _high_water_json(self.high_water),
             }
         )
@@ -157,7 +172,10 @@ class ManifestState:
         state = cls(next_seq=int(raw["seq"]) + 1, high_water=_high_water_of(raw["high_water"]))
         for item in raw["entries"]:
             entry = ManifestEntry(**item)
-            state.by_path[entry.path] = entry
+            if entry.is_file:
+                state.by_path[entry.path] = entry
+            else:
+                state.retention_lines.append(entry)
         return state
 
 
@@ -313,7 +331,7 @@ class Manifest:
         position = cursor
         commits: Iterable[Commit]
         if cursor == 0 and limit is None and (checkpoint := self._checkpoint()) is not None:
-            entries.extend(checkpoint.live())
+            entries.extend(checkpoint.entries())
             position = checkpoint.next_seq
         commits = self._commits_from(position)
         for commit in commits:
@@ -342,8 +360,8 @@ class Manifest:
         return position
 
     def entries(self) -> list[ManifestEntry]:
-        """The live files of the last checkpoint, then every entry committed after it (all
-        entries, retention lines included, if there is no checkpoint yet)."""
+        """The last checkpoint's entries (its recent retention lines and live files), then
+        every entry committed after it; every entry if there is no checkpoint yet."""
         return self.read_since(0)[0]
 
     def entries_for(self, table: str) -> list[ManifestEntry]:
