@@ -105,7 +105,7 @@ def build_manifest_sensor(
             # The manifest only grows; a shorter one is a new lake. Start over rather than wait
             # forever for commits that will never come.
             context.log.warning(
-                f"bronze manifest ends at {size}, before the cursor {cursor}: the lake was "
+                f"bronze manifest ends at {size}, less than the cursor {cursor}: the lake was "
                 "replaced; reading it again from the start"
             )
             cursor = 0
@@ -161,7 +161,7 @@ def build_manifest_sensor(
                 cursor=str(cursor),
             )
         context.log.info(
-            f"manifest bytes {cursor}..{next_cursor}: {len(entries)} entries, "
+            f"manifest positions {cursor}..{next_cursor}: {len(entries)} entries, "
             f"{len(events)} reported, {compactions} compacted file(s) and {expiries} retention "
             "line(s) not reported"
         )
