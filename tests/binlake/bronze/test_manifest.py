@@ -1,11 +1,16 @@
 import json
 from datetime import UTC, datetime
 
+from obstore.store import MemoryStore
+
 from binlake.bronze.layout import MANIFEST_PATH
 from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState, live_entries
+from binlake.object_log import StoreObjectLog
 from binlake.storage import LakeStorage
 from compactor.expiry import retention_entry
 from tests.support.manifest import manifest_entry
+
+TOPIC_PARTITION = ("binlake.shop.orders", 0)
 
 
 def _entry(first: int, last: int, table: str = "shop.orders", partition: int = 0) -> ManifestEntry:
@@ -226,3 +231,26 @@ def test_a_retention_line_drops_the_files_it_supersedes_and_is_no_file_itself(tm
     assert manifest.entries_for("shop.orders") == [kept]
     assert live_entries(manifest.entries()) == [kept]
     assert all(e.is_file for e in [*expired, kept])
+
+
+def test_the_log_works_the_same_on_an_object_store(tmp_path) -> None:
+    store = StoreObjectLog(MemoryStore())
+
+    def on_store() -> Manifest:
+        manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+        manifest._objects = store  # what `object_log` gives for an s3:// lake
+        manifest.checkpoint_interval = 2
+        return manifest
+
+    writer, other = on_store(), on_store()
+    writer.append(_entry(0, 9))
+    other.append(_entry(10, 19))  # takes number 1 from `other`'s own read
+    assert writer.commit(lambda state: [_entry(state.high_water[TOPIC_PARTITION] + 1, 29)]) == [
+        _entry(20, 29)
+    ]
+    assert store.names_after("bronze/_manifest/log") == [f"{n:020d}.json" for n in range(3)]
+    assert store.names_after("bronze/_manifest/checkpoints") == [f"{1:020d}.json"]
+    assert on_store().read_since(0) == ([_entry(0, 9), _entry(10, 19), _entry(20, 29)], 3)
+    assert on_store().read_since(2) == ([_entry(20, 29)], 3)
+    assert on_store().last_offsets() == {TOPIC_PARTITION: 29}
+    assert not list(tmp_path.rglob("*.json")), "nothing went to the local disk"
