@@ -352,12 +352,15 @@ class Manifest:
         return entries, position
 
     def end(self) -> int:
-        """The cursor after the last commit: 0 for an empty manifest."""
-        checkpoint = self._checkpoint()
-        position = 0 if checkpoint is None else checkpoint.next_seq
-        for commit in self._commits_from(position):
-            position = commit.seq + 1
-        return position
+        """The cursor after the last commit: 0 for an empty manifest. One listing of the
+        commits after the newest checkpoint; no commit or checkpoint is read."""
+        names = self._checkpoint_names()
+        after = _before(names[-1]) if names else ""
+        commits = self.objects.names_after(self.log_dir, after)
+        if commits:
+            return int(commits[-1].split(".")[0]) + 1
+        legacy = self._legacy_commit()  # no commit yet
+        return 0 if legacy is None else legacy.seq + 1
 
     def entries(self) -> list[ManifestEntry]:
         """The last checkpoint's entries (its recent retention lines and live files), then
@@ -381,7 +384,18 @@ class Manifest:
         return os.path.join(self.log_dir, f"{seq:0{SEQUENCE_DIGITS}d}.json")
 
     def _checkpoint(self) -> ManifestState | None:
-        """The newest checkpoint: the hint's, or a newer one listed after it."""
+        """The newest checkpoint (see `_checkpoint_names`)."""
+        for name in reversed(self._checkpoint_names()):
+            data = self.objects.read(os.path.join(self.checkpoint_dir, name))
+            if data is not None:
+                state = ManifestState.from_json(data)
+                self._saw_commit(state.next_seq - 1)
+                return state
+        return None
+
+    def _checkpoint_names(self) -> list[str]:
+        """The hint's checkpoint and any newer one (the hint may be stale or missing), oldest
+        first."""
         hint = self.objects.read(self.hint_path)
         after = ""
         if hint is not None:
@@ -391,14 +405,7 @@ class Manifest:
                 log.warning(
                     "ignoring unreadable manifest checkpoint hint %s: %s", self.hint_path, exc
                 )
-        names = self.objects.names_after(self.checkpoint_dir, _before(after))
-        for name in reversed(names):
-            data = self.objects.read(os.path.join(self.checkpoint_dir, name))
-            if data is not None:
-                state = ManifestState.from_json(data)
-                self._saw_commit(state.next_seq - 1)
-                return state
-        return None
+        return self.objects.names_after(self.checkpoint_dir, _before(after))
 
     def _commits_from(self, seq: int) -> Iterator[Commit]:
         """The commits numbered `seq` and after, in order, as they are now."""
