@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from binlake import failpoints
 from binlake.bronze.layout import MANIFEST_PATH
+from binlake.errors import StorageUnavailableError
 from binlake.object_log import ObjectLog, object_log
 from binlake.storage import LakeStorage
 
@@ -310,10 +311,17 @@ class Manifest:
         return self._state
 
     def _write_checkpoint(self, state: ManifestState) -> None:
+        """Write the checkpoint of `state` and point the hint at it. Derived data: if it
+        cannot be written, readers read more commits, and the commit stands."""
         seq = state.next_seq - 1
         name = os.path.join(self.checkpoint_dir, f"{seq:0{SEQUENCE_DIGITS}d}.json")
-        self.objects.put(name, state.to_json())
-        self.objects.put(self.hint_path, _dumps({"seq": seq}))
+        try:
+            self.objects.put(name, state.to_json())
+            self.objects.put(self.hint_path, _dumps({"seq": seq}))
+        except StorageUnavailableError as exc:
+            log.warning(
+                "could not write manifest checkpoint %s (commit %d stands): %s", name, seq, exc
+            )
 
     # -- reading ------------------------------------------------------------------------------
 
