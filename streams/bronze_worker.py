@@ -311,7 +311,7 @@ class BronzeWorker:
         return self._count(released)
 
     def _read_manifest(self) -> None:
-        """Catch up with the manifest (other workers may have appended since the last read)."""
+        """Catch up with the manifest (other workers may have committed since the last read)."""
         try:
             entries, self._manifest_cursor = self.manifest.read_since(self._manifest_cursor)
         except OSError as exc:  # e.g. a file where the bronze directory should be

@@ -45,7 +45,8 @@ class AlreadyRead(Protocol):
 
     @property
     def manifest_cursor(self) -> int:
-        """Every manifest entry before this byte was considered."""
+        """Every manifest entry before this manifest position (`Manifest.read_since` cursor) was
+        considered."""
         ...
 
     def covers_entry(self, entry: ManifestEntry) -> bool:
@@ -64,7 +65,7 @@ class BronzeRead:
     table: str
     frame: pl.DataFrame
     primary_key: list[str]  # empty when the table has none
-    manifest_bytes: int  # manifest size consumed: everything before this byte was considered
+    manifest_bytes: int  # manifest position consumed (a `Manifest.read_since` cursor)
     entries_read: int  # manifest entries of this table (duplicates of a path counted once)
     paths: list[str] = field(default_factory=list)
     # Per column, the value rows that existed before the column was added hold in the source
