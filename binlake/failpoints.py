@@ -19,6 +19,11 @@ The failpoints, in the order a bronze file goes through them:
 * `bronze.before_rename`: the temporary file is complete and fsynced, not yet renamed;
 * `bronze.after_rename`: the file is durable under its final name, not yet in the manifest;
 * `manifest.after_append`: the file's manifest entry is durable, its offsets not yet committed.
+
+One is a fault, not a death: `consumer.lose_fetched` makes the bronze consumer drop the records
+of the first fetched batch that holds any, without delivering them and without seeking back,
+once per process (`fault(name)` says when), as Faust's consumer was seen to do during a
+rebalance; the stall watch (streams/stall_watch.py) must get them delivered.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ MID_WRITE = "bronze.mid_write"
 BEFORE_RENAME = "bronze.before_rename"
 AFTER_RENAME = "bronze.after_rename"
 AFTER_MANIFEST_APPEND = "manifest.after_append"
-KNOWN = (MID_WRITE, BEFORE_RENAME, AFTER_RENAME, AFTER_MANIFEST_APPEND)
+LOSE_FETCHED = "consumer.lose_fetched"
+KILLS = (MID_WRITE, BEFORE_RENAME, AFTER_RENAME, AFTER_MANIFEST_APPEND)
+FAULTS = (LOSE_FETCHED,)
+KNOWN = KILLS + FAULTS
 
 FIRED_MESSAGE = "binlake failpoint {name} fired: SIGKILL pid {pid}\n"
 
@@ -79,6 +87,16 @@ def active() -> dict[str, float]:
 def armed(name: str) -> bool:
     """True if `name` may fire in this process (for code that must prepare, like a split write)."""
     return name in _ACTIVE
+
+
+def fault(name: str) -> bool:
+    """True the first time the process passes `name` while it is switched on (then never again):
+    the caller injects the fault itself instead of dying."""
+    if _ACTIVE.pop(name, 0.0) > 0.0:
+        with contextlib.suppress(OSError):
+            os.write(2, f"binlake fault {name} injected in pid {os.getpid()}\n".encode())
+        return True
+    return False
 
 
 def failpoint(name: str) -> None:

@@ -192,6 +192,13 @@ class BronzeSettings(BaseModel):
     web_port: int = Field(
         0, ge=0, le=65535, description="Faust web port; 0 disables the web server."
     )
+    stall_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="A partition whose records wait on the broker with none delivered for this "
+        "long is stalled: the worker seeks back to the committed offsets, and restarts if that "
+        "does not move the fetcher (streams/stall_watch.py).",
+    )
     dead_letter_topic: str = Field(
         "", description="Topic bad records are copied to; empty means <topic prefix>.dead-letter."
     )

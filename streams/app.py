@@ -34,6 +34,7 @@ How it fits Faust:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -53,6 +54,7 @@ from streams.dead_letter_topic import DEAD_LETTER_HEADROOM_BYTES, ensure_dead_le
 from streams.faust_transport import BronzeTransport
 from streams.outage import Outage
 from streams.partition_writer import Released
+from streams.stall_watch import PartitionStalledError, Remedy, StallWatch
 from streams.topic_discovery import (
     DISCOVERY_INTERVAL_SECONDS,
     RESUBSCRIBE_DELAY_SECONDS,
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 # skipped).
 RETRY_MIN_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
+# How often the stall watch compares what was delivered with what the broker holds.
+STALL_CHECK_SECONDS = 5.0
 
 
 class BronzeRuntime:
@@ -107,6 +111,7 @@ class BronzeRuntime:
             consequence="Records wait (nothing skipped or dead-lettered); retrying with backoff.",
         )
         self.dead_letter_acks = DeadLetterAcks()
+        self.stall_watch = StallWatch(clock, stall_seconds=settings.bronze.stall_seconds)
 
     @property
     def worker(self) -> BronzeWorker:
@@ -221,6 +226,47 @@ class BronzeRuntime:
 
     async def discover(self) -> None:
         await self.discovery.refresh()
+
+    async def watch_stalls(self) -> None:
+        """Seek back, or restart, when records wait on the broker and are never delivered
+        (`streams.stall_watch`). Not while retrying through an outage: records wait then on
+        purpose."""
+        outages = (self.worker.outage, self.decoder_outage, self.dead_letter_outage)
+        if any(outage.ongoing for outage in outages):
+            return
+        consumer: Any = self.app.consumer
+        try:
+            progress = await asyncio.wait_for(
+                consumer.partition_progress(), timeout=STALL_CHECK_SECONDS
+            )
+        except Exception as exc:  # noqa: BLE001 - the broker is away; the next check tries again
+            log.debug("stall watch: cannot read partition progress: %r", exc)
+            return
+        remedy, stalled = self.stall_watch.check(progress)
+        if remedy is Remedy.NONE:
+            return
+        described = ", ".join(
+            f"{tp.topic}[{tp.partition}] (delivered up to {progress[tp].delivered}, committed "
+            f"{progress[tp].committed}, position {progress[tp].position}, broker up to "
+            f"{progress[tp].last_stable})"
+            for tp in stalled
+        )
+        if remedy is Remedy.RESTART:
+            log.error(
+                "partitions stalled, the fetcher did not move after a seek: %s; restarting "
+                "the worker (it resumes from the committed offsets)",
+                described,
+            )
+            await self.app.crash(PartitionStalledError(described))
+            return
+        log.warning(
+            "records wait on the broker but none was delivered for %.0f s: %s; seeking "
+            "back to the committed offsets",
+            self.stall_watch.stall_seconds,
+            described,
+        )
+        await consumer.seek_back(stalled)
+        self.stall_watch.seeked(await consumer.partition_progress())
 
     async def on_partitions_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
         self.worker.assigned((tp.topic, tp.partition) for tp in assigned)
@@ -389,6 +435,7 @@ def create_app(
     tick_seconds = min(0.1, bronze.flush_seconds / 4)
     app.timer(tick_seconds, name="bronze_age_rotation")(runtime.on_tick)
     app.timer(DISCOVERY_INTERVAL_SECONDS, name="bronze_topic_discovery")(runtime.discover)
+    app.timer(STALL_CHECK_SECONDS, name="bronze_stall_watch")(runtime.watch_stalls)
     app.on_partitions_assigned.connect(runtime.on_partitions_assigned)
     app.on_partitions_revoked.connect(runtime.on_partitions_revoked)
     app.on_before_shutdown.connect(runtime.on_before_shutdown)

@@ -23,6 +23,9 @@ CDC topics found so far, and `BronzeApp.on_start` waits for the first one.
 `_drain_messages` also records the offsets between two deliveries as a gap that counts as acked
 (see the comment there): with transactions, every commit marker is such an offset.
 
+`BronzeConsumer.partition_progress` reports, per assigned partition, what was delivered and what
+the broker holds, for `streams.stall_watch` to notice records that wait and are never delivered.
+
 `ReadCommittedConsumerThread` reads with `isolation.level=read_committed`: Kafka Connect writes
 Debezium's records in transactions (exactly-once source, KIP-618), and a record of a transaction
 aborted by a crashed worker must never reach bronze. Faust ties that isolation level to its own
@@ -39,6 +42,10 @@ from typing import Any, ClassVar
 import aiokafka.consumer.consumer as aiokafka_consumer
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from binlake import failpoints
+from streams.stall_watch import PartitionProgress
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,9 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class BronzeConsumer(faust_aiokafka.Consumer):
+    # Set by `getmany` when it fetched a record it did not hand out (see there).
+    fetched_undelivered = False
+
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -65,6 +75,72 @@ class BronzeConsumer(faust_aiokafka.Consumer):
             log.info("no topic to subscribe to yet; waiting for the first CDC topic")
             return
         await super().subscribe(names)
+
+    async def partition_progress(self) -> dict[TP, PartitionProgress]:  # pragma: no cover
+        """Delivered, committed, position and last stable offset of each assigned partition;
+        empty while a rebalance holds the flow (its seek moves them all)."""
+        assigned = self.assignment()
+        if not assigned or not self.flow_active:
+            return {}
+        # read_committed: the end offsets are the last stable offsets.
+        last_stable = await self.highwaters(*assigned)
+        return {
+            tp: PartitionProgress(
+                delivered=self._read_offset.get(tp),
+                committed=self._committed_offset.get(tp),
+                position=await self.position(tp),
+                last_stable=last_stable[tp],
+            )
+            for tp in assigned
+            if tp in last_stable
+        }
+
+    async def seek_back(self, tps: Iterable[TP]) -> None:  # pragma: no cover - needs a broker
+        """Seek `tps` back to their committed offsets, or to their first offset if the group has
+        committed none (Faust's `perform_seek` leaves those where they are)."""
+        tps = list(tps)
+        uncommitted = [tp for tp in tps if self._committed_offset.get(tp) is None]
+        earliest = await self.earliest_offsets(*uncommitted) if uncommitted else {}
+        for tp in tps:
+            committed = self._committed_offset.get(tp)
+            await self.seek(tp, committed if committed is not None else earliest[tp])
+
+    async def getmany(self, timeout: float) -> Any:  # pragma: no cover - needs a broker
+        """Faust 0.15's `Consumer.getmany`, except that a record it does not yield is noted.
+
+        Faust drops, without a word, a fetched record of a partition that is not active while
+        the batch is handed out (Recovery pauses every partition during a rebalance, and the
+        active set is changed in place under the running loop), and stops at a new generation
+        or a suspended flow. The consumer's position is past those records: `fetched_undelivered`
+        tells `_drain_messages` to seek back, or the partition stalls until the next rebalance
+        (seen in CI: a new topic's third record waited seven minutes).
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            self.fetched_undelivered = True  # Faust seeks back here too
+            return
+        to_message = self._to_message
+        # A partition with a record held back yields none after it in this batch: the drain
+        # loop would take the offsets between as a gap (transaction markers) and commit them.
+        held_back: set[TP] = set()
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                self.fetched_undelivered = True
+                break
+            active = (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            )
+            if active and tp not in held_back:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+            else:
+                held_back.add(tp)
+                self.fetched_undelivered = True
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         callback = self.callback
@@ -80,13 +156,21 @@ class BronzeConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         sleep = asyncio.sleep
         since_yield = 0
+        lose_a_batch = failpoints.armed(failpoints.LOSE_FETCHED)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
                 generation = self.app.consumer_generation_id
                 undelivered = False
+                self.fetched_undelivered = False
                 batch = getmany(timeout=1.0)
                 await self.sleep(0)
+                if lose_a_batch and not self.should_stop:
+                    lost = [message async for _, message in batch]
+                    if lost and failpoints.fault(failpoints.LOSE_FETCHED):
+                        lose_a_batch = False
+                        continue
+                    batch = _replay(lost)
                 if not self.should_stop:
                     async for tp, message in batch:
                         since_yield += 1
@@ -120,6 +204,7 @@ class BronzeConsumer(faust_aiokafka.Consumer):
                     # partition stalls (seen: a new topic's rebalance left five of its first
                     # six records undelivered for good). Back to the committed offsets; what
                     # is delivered twice, the bronze writers release as already handled.
+                    undelivered = undelivered or self.fetched_undelivered
                     if undelivered or generation != self.app.consumer_generation_id:
                         try:
                             await self.perform_seek()
@@ -141,6 +226,12 @@ class BronzeConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+async def _replay(messages: list[Any]) -> Any:
+    """The (tp, message) pairs of a batch already read, for the fault injection above."""
+    for message in messages:
+        yield message.tp, message
 
 
 class BronzeTransport(faust_aiokafka.Transport):

