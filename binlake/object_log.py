@@ -71,7 +71,7 @@ class LocalObjectLog:
         directory = os.path.dirname(target)
         temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
         try:
-            os.makedirs(directory, exist_ok=True)
+            _makedirs_durable(directory)
             with open(temp, "wb") as out:
                 out.write(data)
                 out.flush()
@@ -173,6 +173,17 @@ class StoreObjectLog:
     def link(self, source: str, target: str) -> bool:
         # S3 has no portable copy-if-absent: the caller keeps the object under `source`.
         return False
+
+
+def _makedirs_durable(directory: str) -> None:
+    """Create `directory` and its missing parents, fsyncing the parent of each one created, so
+    a created object's directory survives a power loss too."""
+    if os.path.isdir(directory):
+        return
+    _makedirs_durable(os.path.dirname(directory))
+    with contextlib.suppress(FileExistsError):  # created concurrently by another writer
+        os.mkdir(directory)
+    _fsync_directory(os.path.dirname(directory))
 
 
 def _fsync_directory(directory: str) -> None:

@@ -224,10 +224,6 @@ class Commit:
         return cls(seq, entries, high_water)
 
 
-class ManifestConflictError(RuntimeError):
-    """A plan gave up: what it was about to list is no longer true of bronze."""
-
-
 Plan = Callable[[ManifestState], list[ManifestEntry]]
 
 
@@ -269,8 +265,8 @@ class Manifest:
         `plan` gets the manifest as of its last commit and must decide from it alone: if
         another writer commits first, the log is read again and `plan` is called again with the
         winner's commit applied (so it must not mutate the state, and may run more than once).
-        Once this returns, the entries are part of bronze. `ManifestConflictError` from `plan`
-        propagates.
+        Once this returns, the entries are part of bronze. An exception from `plan` propagates
+        and nothing is committed.
         """
         with self._lock:
             state = self._catch_up()
