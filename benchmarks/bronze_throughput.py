@@ -52,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from binlake.bronze.manifest import Manifest
 from binlake.local_stack.foreground import start_kafka_broker, stop_process
+from binlake.storage import LakeStorage
 from tests.support.debezium import connect_field as _f
 from tests.support.debezium import decimal_field as _decimal
 from tests.support.debezium import envelope_schema, key_schema, unscaled
@@ -474,32 +476,24 @@ def raw_aiokafka(bootstrap: str, filled: Filled, timeout: float) -> Rate:
 
 
 class ManifestReader:
-    """Follows `bronze/_manifest/manifest.jsonl` from a byte cursor."""
+    """Follows the lake's bronze manifest from a commit cursor (`Manifest.read_since`)."""
 
     def __init__(self, lake: Path):
-        self.path = lake / "bronze" / "_manifest" / "manifest.jsonl"
+        self.manifest = Manifest(LakeStorage.from_url(str(lake)))
         self.cursor = 0
         self.entries: list[dict[str, Any]] = []
         self.covered: dict[int, int] = {}  # partition -> highest last_offset
         self.rows = 0
 
     def poll(self) -> int:
-        try:
-            with open(self.path, "rb") as manifest:
-                manifest.seek(self.cursor)
-                data = manifest.read()
-        except FileNotFoundError:
-            return 0
-        end = data.rfind(b"\n") + 1
-        self.cursor += end
-        new = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        new, self.cursor = self.manifest.read_since(self.cursor)
         for entry in new:
-            if entry["topic"] != TOPIC:
+            if entry.topic != TOPIC:
                 continue
-            self.entries.append(entry)
-            self.rows += entry["rows"]
-            p = entry["partition"]
-            self.covered[p] = max(self.covered.get(p, -1), entry["last_offset"])
+            self.entries.append(asdict(entry))
+            self.rows += entry.rows
+            p = entry.partition
+            self.covered[p] = max(self.covered.get(p, -1), entry.last_offset)
         return len(new)
 
 

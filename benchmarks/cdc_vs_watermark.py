@@ -374,7 +374,7 @@ class BronzeIndex:
     """When each row version and delete first became durable in bronze."""
 
     def __init__(self, settings: Settings, tables: list[str]):
-        self.storage = LakeStorage.from_url(settings.lake_url)
+        self.storage = LakeStorage.from_settings(settings)
         self.manifest = Manifest(self.storage)
         self.tables = set(tables)
         self.cursor = 0

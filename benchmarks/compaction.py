@@ -101,7 +101,7 @@ def bronze_file(first_offset: int, rows: int, hour_start: datetime, step_ms: int
 
 
 def write_day(settings: Settings, files_per_hour: int, rows_per_file: int) -> int:
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     manifest = Manifest(storage)
     offset = 0
     step_ms = 3_600_000 // (files_per_hour * rows_per_file)
@@ -149,7 +149,7 @@ def best_read(settings: Settings, repeat: int) -> tuple[float, int]:
 
 
 def live_files(settings: Settings) -> tuple[int, int]:
-    entries = Manifest(LakeStorage.from_url(settings.lake_url)).entries_for(TABLE)
+    entries = Manifest(LakeStorage.from_settings(settings)).entries_for(TABLE)
     return len(entries), sum(e.bytes for e in entries)
 
 

@@ -56,7 +56,7 @@ MODES = {"exactly-once": True, "at-least-once": False}
 
 
 def bronze_rows(settings: Settings) -> pl.DataFrame:
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     frames = [
         pl.read_parquet(storage.full_path(entry.path))
         for entry in Manifest(storage).entries_for(TABLE)

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.up()
         settings = stack.settings
-        manifest = Manifest(LakeStorage.from_url(settings.lake_url))
+        manifest = Manifest(LakeStorage.from_settings(settings))
         connect = ConnectClient(settings.connect.url)
         with connect_source(settings, admin=True, database="shop") as conn, conn.cursor() as cur:
             cur.execute("CREATE TABLE big_rows (id INT PRIMARY KEY, body LONGTEXT NOT NULL)")

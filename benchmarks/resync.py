@@ -125,7 +125,7 @@ def main() -> None:
             settings, request, timeout_s=7200, poll_s=5, on_progress=show
         )
         in_kafka_s = time.monotonic() - began
-        storage = LakeStorage.from_url(settings.lake_url)
+        storage = LakeStorage.from_settings(settings)
 
         def bronze_holds_end() -> bool:
             entries = live_entries(Manifest(storage).entries_for(TABLE))

@@ -108,7 +108,7 @@ class Lake:
         return cls(
             root=root,
             settings=settings,
-            storage=LakeStorage.from_url(settings.lake_url),
+            storage=LakeStorage.from_settings(settings),
             sensor=build_manifest_sensor(settings, hourly_partitions(settings)),
         )
 

@@ -9,11 +9,9 @@ their own.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import ParseResult, urlparse
@@ -191,63 +189,6 @@ class LakeStorage:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot write {target}: {exc}") from exc
 
-    def append_line(self, relative: str, line: str) -> None:
-        """Append one newline-terminated line durably (local filesystem, single host).
-
-        A single write() of a short line to a file opened with O_APPEND is not interleaved with
-        other appenders on the same host, so concurrent writers never corrupt each other's lines.
-        O_APPEND is not atomic across NFS clients: the file must not be appended to from several
-        hosts. A short write is continued until the whole line is written. If the file does not
-        end with a newline (an earlier append cut short by a crash or a full disk), a newline is
-        written first so the new line is never glued onto that fragment; readers skip fragments.
-        """
-        if not self.is_local:
-            raise NotImplementedError("append-only manifest logs need a local filesystem")
-        target = self.full_path(relative)
-        data = (line.rstrip("\n") + "\n").encode()
-        try:
-            _makedirs_durable(os.path.dirname(target))
-            flags = os.O_RDWR | os.O_APPEND
-            try:
-                fd = os.open(target, flags | os.O_CREAT | os.O_EXCL, 0o644)
-                created = True
-            except FileExistsError:
-                fd = os.open(target, flags)
-                created = False
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    data = b"\n" + data
-                _write_all(fd, data, target)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created:
-                _fsync_directory(os.path.dirname(target))
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot append to {target}: {exc}") from exc
-
-    @contextlib.contextmanager
-    def exclusive_lock(self, relative: str) -> Iterator[None]:
-        """Hold an exclusive lock (flock) on the file `relative`, created if missing.
-
-        Local filesystem, one host (like `append_line`). The lock goes when the block ends or
-        the process dies, so a crashed holder never blocks the others.
-        """
-        if not self.is_local:
-            raise NotImplementedError("lake-wide locks need a local filesystem")
-        target = self.full_path(relative)
-        try:
-            _makedirs_durable(os.path.dirname(target))
-            fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot lock {target}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
     def read_from(self, relative: str, byte_offset: int) -> bytes:
         """Bytes of `relative` from `byte_offset` to its current end (b'' if it does not exist)."""
         target = self.full_path(relative)
@@ -314,19 +255,6 @@ def _azure_filesystem(
         account, **{key: value for key, value in kwargs.items() if value}
     )
     return filesystem, f"{container}{parsed.path}"
-
-
-def _write_all(fd: int, data: bytes, target: str) -> None:
-    """os.write until every byte of `data` is written; a write that makes no progress fails."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written == 0:
-            raise StorageUnavailableError(
-                f"cannot append to {target}: write made no progress "
-                f"({len(data) - len(view)} of {len(data)} bytes written)"
-            )
-        view = view[written:]
 
 
 def _makedirs_durable(path: str) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from binlake.bronze.layout import hour_end
-from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
+from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState, live_entries
 from compactor.rewrite import offset_runs
 
 RETENTION_REASON = "retention"
@@ -88,14 +88,18 @@ def retention_entry(
 
 def expire_bronze(manifest: Manifest, now: datetime, retention_days: float) -> list[Expiry]:
     """Drop the files due from bronze, one manifest line per topic-partition."""
-    # Decided under the lock: a compaction swapped in between would otherwise leave its
-    # compacted file live while the retention line supersedes the small files it replaced.
-    with manifest.exclusive():
-        expiring = expiring_files(manifest.entries(), now, retention_days)
-        expiries = [
+    # Decided in the commit's plan, from the manifest as of its last commit: a compaction
+    # swapped in meanwhile would otherwise leave its compacted file live while the retention
+    # line supersedes the small files it replaced.
+    expiries: list[Expiry] = []
+
+    def plan(state: ManifestState) -> list[ManifestEntry]:
+        expiring = expiring_files(state.live(), now, retention_days)
+        expiries[:] = [
             Expiry(retention_entry(partition, files, now), tuple(files))
             for partition, files in expiring.items()
         ]
-        for expiry in expiries:
-            manifest.append(expiry.entry)
+        return [expiry.entry for expiry in expiries]
+
+    manifest.commit(plan)
     return expiries

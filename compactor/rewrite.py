@@ -22,7 +22,7 @@ from binlake.bronze.layout import (
     SOURCE_TS_MS,
     compacted_file_path,
 )
-from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState, live_entries
 from binlake.bronze.parquet_format import to_parquet_bytes
 from binlake.errors import FinalError, RetriableError
 from binlake.storage import LakeStorage
@@ -115,13 +115,20 @@ def compact_group(storage: LakeStorage, manifest: Manifest, group: CompactionGro
         offset_ranges=runs if len(runs) > 1 else [],
         supersedes=[f.path for f in group.files],
     )
-    with manifest.exclusive():
-        live = {e.path for e in manifest.entries_for(group.table)}
-        replaced = [f.path for f in group.files if f.path not in live]
+
+    def plan(state: ManifestState) -> list[ManifestEntry]:
+        replaced = [f.path for f in group.files if f.path not in state.by_path]
         if replaced:
-            storage.filesystem.delete_file(storage.full_path(path))
             raise CompactionConflictError(
                 f"compacting {group}: {replaced} no longer live (compacted meanwhile)"
             )
-        manifest.append(entry)
+        return [entry]
+
+    try:
+        manifest.commit(plan)
+    except CompactionConflictError:
+        # Another compactor may have listed this very file (same group, same name): keep it then.
+        if path not in {e.path for e in live_entries(manifest.entries())}:
+            storage.filesystem.delete_file(storage.full_path(path))
+        raise
     return Compacted(entry, len(group.files), group.input_bytes, time.monotonic() - started)

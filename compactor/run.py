@@ -1,5 +1,6 @@
 """One compaction pass over a lake: expire old bronze (when a retention is set), compact every
-closed hour, then delete replaced and expired files past their retention.
+closed hour, then delete replaced and expired files past their retention, and bronze files no
+entry lists (orphans of lost commit races and crashes) once they are old.
 
 What the Dagster job and ``binlake compact`` call. A group that fails is reported and left as it
 was; the other groups go on.
@@ -11,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from binlake.bronze.data_files import delete_orphans, orphans
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.errors import BinlakeError
 from binlake.settings import Settings
@@ -22,6 +24,8 @@ from compactor.rewrite import Compacted, compact_group
 
 log = logging.getLogger(__name__)
 
+ORPHAN_MIN_AGE_HOURS = 24.0
+
 
 @dataclass
 class CompactionReport:
@@ -30,6 +34,7 @@ class CompactionReport:
     expired: list[Expiry] = field(default_factory=list)
     deleted_files: int = 0
     deleted_bytes: int = 0
+    orphans_deleted: int = 0
 
     def summary(self) -> dict[str, object]:
         expired_files = [f for e in self.expired for f in e.files]
@@ -47,6 +52,7 @@ class CompactionReport:
             "bytes_expired": sum(f.bytes for f in expired_files),
             "replaced_files_deleted": self.deleted_files,
             "replaced_bytes_deleted": self.deleted_bytes,
+            "orphans_deleted": self.orphans_deleted,
         }
 
 
@@ -61,7 +67,7 @@ class CompactionPlan:
 def plan_pass(settings: Settings, now: datetime | None = None) -> CompactionPlan:
     """What `run_compaction` would do now, from one read of the manifest; changes nothing."""
     now = now or datetime.now(UTC)
-    entries = Manifest(LakeStorage.from_url(settings.lake_url)).entries()
+    entries = Manifest(LakeStorage.from_settings(settings)).entries()
     days = settings.compactor.bronze_retention_days
     expiring = {} if days is None else expiring_files(entries, now, days)
     return CompactionPlan(
@@ -77,7 +83,7 @@ def plan_expiry(settings: Settings, now: datetime | None = None) -> list[Manifes
 
 def run_compaction(settings: Settings, now: datetime | None = None) -> CompactionReport:
     now = now or datetime.now(UTC)
-    storage = LakeStorage.from_url(settings.lake_url)
+    storage = LakeStorage.from_settings(settings)
     manifest = Manifest(storage)
     report = CompactionReport()
     days = settings.compactor.bronze_retention_days
@@ -94,4 +100,24 @@ def run_compaction(settings: Settings, now: datetime | None = None) -> Compactio
     )
     deleted = delete_replaced_files(storage, due)
     report.deleted_files, report.deleted_bytes = deleted.files, deleted.bytes
+    report.orphans_deleted = collect_orphans(
+        storage, manifest, now, settings.compactor.superseded_retention_hours
+    )
     return report
+
+
+def collect_orphans(
+    storage: LakeStorage, manifest: Manifest, now: datetime, retention_hours: float
+) -> int:
+    """Delete bronze files no manifest entry names (neither listed nor superseded by an entry
+    the manifest still holds) and older than `ORPHAN_MIN_AGE_HOURS` (or the superseded
+    retention, if longer): files of writers that lost a commit race or crashed before their
+    commit, and files expired long ago whose retention line checkpoints no longer keep. The age
+    leaves any writer still about to commit its file ample time."""
+    entries = manifest.entries()
+    named = {e.path for e in entries} | {path for e in entries for path in e.supersedes}
+    age_hours = max(ORPHAN_MIN_AGE_HOURS, retention_hours)
+    found = orphans(storage, named, older_than=now.timestamp() - age_hours * 3600)
+    for orphan in found:
+        log.info("deleting unlisted bronze file %s (%d bytes)", orphan.path, orphan.bytes)
+    return delete_orphans(storage, found)

@@ -133,7 +133,7 @@ class BronzeWorker:
                 settings.kafka.schema_registry_url
             ).decode_change
         return cls(
-            LakeStorage.from_url(settings.lake_url),
+            LakeStorage.from_settings(settings),
             topic_prefix=settings.kafka.topic_prefix,
             flush_policy=FlushPolicy.from_settings(settings.bronze),
             max_message_bytes=settings.bronze_max_message_bytes,
@@ -311,7 +311,7 @@ class BronzeWorker:
         return self._count(released)
 
     def _read_manifest(self) -> None:
-        """Catch up with the manifest (other workers may have appended since the last read)."""
+        """Catch up with the manifest (other workers may have committed since the last read)."""
         try:
             entries, self._manifest_cursor = self.manifest.read_since(self._manifest_cursor)
         except OSError as exc:  # e.g. a file where the bronze directory should be

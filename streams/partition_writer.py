@@ -46,9 +46,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from binlake.bronze.data_files import write_unlisted
 from binlake.bronze.layout import HourBucket, bronze_file_path, is_safe_table_name
 from binlake.bronze.lost_files import ListedFiles
-from binlake.bronze.manifest import Manifest, ManifestEntry
+from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState
 from binlake.bronze.parquet_format import bronze_schema, build_table, to_parquet_bytes
 from binlake.bronze.partitioner import TOMBSTONE, PreviousDelete, event_time_ms, key_of
 from binlake.bronze.schema_drift import fingerprint, fits_within
@@ -499,43 +500,58 @@ class PartitionWriter:
         return released
 
     def _write_file(self, reason: RotationReason) -> tuple[list[ManifestEntry], int]:
-        """Write the open file and append its entry, both under the manifest's writer lock.
+        """Write the open file and commit its entry to the manifest.
 
         Returns the entries of the files written (none if nothing was left to write) and the
-        partition's highest offset in bronze before them. Buffered rows held by an intact listed
-        file were put in bronze by another writer meanwhile: this partition's new owner while
-        this worker had lost it without knowing (a stall longer than the session timeout), or
-        such a stalled worker before the new owner flushed. They are dropped, not written twice;
-        the rows left are written as one file per run between such files, each named after its
-        first offset. An append that raised but landed is seen here by the retry, which then
-        writes nothing. Rows of a lost file (listed, not intact) are not dropped: that is a
-        replay writing them again.
+        partition's highest offset in bronze before them. The decision is the commit's plan
+        (`Manifest.commit`): made from the manifest as of its last commit, and made again if
+        another writer commits first. Buffered rows held by an intact listed file were put in
+        bronze by another writer meanwhile: this partition's new owner while this worker had
+        lost it without knowing (a stall longer than the session timeout), or such a stalled
+        worker before the new owner flushed. They are dropped, not written twice; the rows left
+        are written as one file per run between such files, each named after its first offset.
+        A commit that raised but landed is seen by the retry, which then writes nothing. Rows of
+        a lost file (listed, not intact) are not dropped: that is a replay writing them again.
         """
-        with self.manifest.exclusive() as last_offsets:
-            in_bronze = last_offsets.get((self.topic, self.partition), -1)
+        outcome: list[tuple[ManifestEntry, bool]] = []
+        in_bronze = -1
+
+        def plan(state: ManifestState) -> list[ManifestEntry]:
+            nonlocal in_bronze
+            in_bronze = state.high_water.get((self.topic, self.partition), -1)
             if self._rows[0][0] > in_bronze:  # the usual case: nothing listed to compare with
-                return [self._write_run(self._rows, reason)], in_bronze
-            runs = self._listed.runs_not_in_bronze(self._rows)
-            kept = sum(len(run) for run in runs)
-            if kept < len(self._rows):
-                log.warning(
-                    "%s[%d]: %d of the buffered offsets %d..%d are in bronze already (another "
-                    "worker wrote them); writing only the %d others",
-                    self.topic,
-                    self.partition,
-                    len(self._rows) - kept,
-                    self._rows[0][0],
-                    self._rows[-1][0],
-                    kept,
-                )
-            entries = [self._write_run(run, reason) for run in runs]
-        return entries, in_bronze
+                runs = [self._rows]
+            else:
+                runs = self._listed.runs_not_in_bronze(self._rows)
+                kept = sum(len(run) for run in runs)
+                if kept < len(self._rows):
+                    log.warning(
+                        "%s[%d]: %d of the buffered offsets %d..%d are in bronze already "
+                        "(another worker wrote them); writing only the %d others",
+                        self.topic,
+                        self.partition,
+                        len(self._rows) - kept,
+                        self._rows[0][0],
+                        self._rows[-1][0],
+                        kept,
+                    )
+            outcome.clear()
+            for run in runs:
+                outcome.append(self._write_run(run, reason, [e for e, new in outcome if new]))
+            return [entry for entry, new in outcome if new]
+
+        self.manifest.commit(plan)
+        return [entry for entry, _ in outcome], in_bronze
 
     def _write_run(
-        self, rows: list[tuple[int, ChangeEvent]], reason: RotationReason
-    ) -> ManifestEntry:
-        """Write `rows` (of the open file) as one file and record it (`ListedFiles.record`: a
-        lost file restored exactly is not listed twice), under the manifest's lock."""
+        self,
+        rows: list[tuple[int, ChangeEvent]],
+        reason: RotationReason,
+        planned: list[ManifestEntry],
+    ) -> tuple[ManifestEntry, bool]:
+        """Write `rows` (of the open file) as one file; returns the entry that lists it and
+        whether that entry is new (`ListedFiles.record`: a lost file restored exactly is not
+        listed twice). `planned`: the new entries of this flush's earlier runs."""
         assert self._table is not None and self._bucket is not None and self._schema is not None
         first, last = rows[0][0], rows[-1][0]
         path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
@@ -549,7 +565,8 @@ class PartitionWriter:
         )
         data = to_parquet_bytes(file_table)
         source_ts = [event.source.ts_ms for _, event in rows if event.source is not None]
-        self.storage.write_atomic(path, data)
+        restoring = self._rewriting is not None and self._rewriting.path == path
+        path = write_unlisted(self.storage, path, data, restoring=restoring)
         entry = ManifestEntry(
             table=self._table,
             topic=self.topic,
@@ -569,7 +586,7 @@ class PartitionWriter:
             schema_version=self._version,
             accounted_from=self._accounted_from if first == self._rows[0][0] else None,
         )
-        return self._listed.record(entry, self._rewriting)
+        return self._listed.record(entry, self._rewriting, planned)
 
 
 def _path_of(entry: ManifestEntry | None) -> str | None:

@@ -28,7 +28,7 @@ def is_intact(storage: LakeStorage, entry: ManifestEntry) -> bool:
 class PartitionFiles:
     """The live bronze files of one topic-partition whose offsets reach `from_offset` or beyond.
 
-    Built from the manifest and kept current with `catch_up`, which reads only what was appended
+    Built from the manifest and kept current with `catch_up`, which reads only what was committed
     since; files wholly below `from_offset` are left out, so a replay of recent offsets does not
     hold the whole history in memory.
     """
@@ -37,7 +37,7 @@ class PartitionFiles:
         self.topic = topic
         self.partition = partition
         self.from_offset = from_offset
-        self.cursor = 0  # manifest byte read up to
+        self.cursor = 0  # the next manifest commit to read
         self.by_path: dict[str, ManifestEntry] = {}
         self._runs: list[tuple[int, int, ManifestEntry]] | None = []  # by first offset
         self._run_firsts: list[int] = []
@@ -51,7 +51,7 @@ class PartitionFiles:
         return files
 
     def catch_up(self, manifest: Manifest) -> None:
-        """Add the entries appended to `manifest` since the last read (raises OSError)."""
+        """Add the entries committed to `manifest` since the last read (raises OSError)."""
         entries, self.cursor = manifest.read_since(self.cursor)
         self.add(entries)
 

@@ -7,7 +7,7 @@ partition's listed files (`binlake.bronze.coverage`): an offset an intact file h
 written again. An offset no intact file holds (its file was deleted or lost, or never written)
 is; while it belongs to a lost file's range, the writer ends its new file where the lost one
 did, so the new file has the lost file's name and bounds, and if it comes out identical to the
-lost file's entry (same offsets, rows, bytes, schema) `record()` appends no second manifest
+lost file's entry (same offsets, rows, bytes, schema) `record()` asks for no second manifest
 entry: the file is restored in place.
 """
 
@@ -78,8 +78,9 @@ class ListedFiles:
         """The `(offset, row)` pairs no intact listed file holds, split where such a file lies
         between.
 
-        Files are checked afresh (not from the cache): the caller holds the manifest's lock,
-        where what this finds stays true until the entries are appended. Raises OSError.
+        Files are checked afresh (not from the cache), from the manifest read to its end: the
+        caller is planning a commit, which fails (and is planned again) if anything was
+        committed after what this read. Raises OSError.
         """
         first, last = rows[0][0], rows[-1][0]
         if self._files is None or first < self._files.from_offset:
@@ -108,25 +109,32 @@ class ListedFiles:
             runs.append(run)
         return runs
 
-    def record(self, entry: ManifestEntry, rewriting: ManifestEntry | None) -> ManifestEntry:
-        """Append the entry of a file just written, under the manifest's lock; returns the entry
-        that lists the file.
+    def record(
+        self,
+        entry: ManifestEntry,
+        rewriting: ManifestEntry | None,
+        planned: Sequence[ManifestEntry] = (),
+    ) -> tuple[ManifestEntry, bool]:
+        """The entry that lists a file just written, and whether it is new (to be committed).
 
-        `rewriting` is the lost file whose offsets the file writes again, if any. A file that
-        restores a lost one exactly (same name, offsets, rows, bytes and schema as the path's
-        listed entry) is not listed again: readers already count it once.
+        `rewriting` is the lost file whose offsets the file writes again, if any; `planned` the
+        new entries of the same commit so far. A file that restores a lost one exactly (same
+        name, offsets, rows, bytes and schema as the path's listed entry) is not listed again:
+        readers already count it once.
         """
         path = entry.path
         listed = self._files.by_path.get(path) if self._files is not None else None
+        superseded = {p for e in planned for p in e.supersedes}
         if (
             rewriting is not None
             and rewriting.path != path
+            and rewriting.path not in superseded
             and self._files is not None
             and self._files.by_path.get(rewriting.path) == rewriting
         ):
             # The lost file's offsets come back under another name (a compacted file's name
             # carries its last offset too; a record of it may now go to another hour or to the
-            # dead letters): its entry must stop listing a file that is gone.
+            # dead letters; the name was taken): its entry must stop listing a file that is gone.
             entry = dataclasses.replace(entry, supersedes=[rewriting.path])
             log.info(
                 "%s[%d]: lost bronze file %s (offsets %d..%d) is written again from %s on; the "
@@ -148,7 +156,7 @@ class ListedFiles:
                 entry.first_offset,
                 entry.last_offset,
             )
-            return listed
+            return listed, False
         if listed is not None:
             log.info(
                 "%s[%d]: rewrote lost bronze file %s as offsets %d..%d; its new entry supersedes "
@@ -161,10 +169,7 @@ class ListedFiles:
                 listed.first_offset,
                 listed.last_offset,
             )
-        self.manifest.append(entry)
-        if self._files is not None:  # later runs of this flush see it, before any catch-up
-            self._files.add([entry])
-        return entry
+        return entry, True
 
 
 def _same_file(listed: ManifestEntry, written: ManifestEntry) -> bool:

@@ -15,13 +15,13 @@ from typing import Any, Protocol
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from binlake.bronze.layout import MANIFEST_PATH, META_PRIMARY_KEY, OP
+from binlake.bronze.layout import META_PRIMARY_KEY, OP
 from binlake.bronze.manifest import Manifest, ManifestEntry, live_entries
 from binlake.bronze.schema_drift import common_type
 from binlake.errors import FinalError, RetriableError
+from binlake.settings import Settings
 from binlake.storage import LakeStorage
 from cdc.column_defaults import column_default
 from cdc.envelope import TOMBSTONE, TRUNCATE
@@ -46,7 +46,8 @@ class AlreadyRead(Protocol):
 
     @property
     def manifest_cursor(self) -> int:
-        """Every manifest entry before this byte was considered."""
+        """Every manifest entry before this manifest position (`Manifest.read_since` cursor) was
+        considered."""
         ...
 
     def covers_entry(self, entry: ManifestEntry) -> bool:
@@ -65,7 +66,7 @@ class BronzeRead:
     table: str
     frame: pl.DataFrame
     primary_key: list[str]  # empty when the table has none
-    manifest_bytes: int  # manifest size consumed: everything before this byte was considered
+    manifest_bytes: int  # manifest position consumed (a `Manifest.read_since` cursor)
     entries_read: int  # manifest entries of this table (duplicates of a path counted once)
     paths: list[str] = field(default_factory=list)
     # Per column, the value rows that existed before the column was added hold in the source
@@ -88,21 +89,22 @@ class BronzeReader:
         self.storage = storage
 
     @classmethod
-    def from_url(cls, lake_url: str) -> BronzeReader:
-        return cls(LakeStorage.from_url(lake_url))
+    def from_settings(cls, settings: Settings) -> BronzeReader:
+        return cls(LakeStorage.from_settings(settings))
 
     def manifest(self) -> Manifest:
         return Manifest(self.storage)
 
     def manifest_size(self) -> int:
-        """Current size in bytes of the manifest (0 if it does not exist yet)."""
-        info = self.storage.filesystem.get_file_info(self.storage.full_path(MANIFEST_PATH))
-        return 0 if info.type == pafs.FileType.NotFound else int(info.size or 0)
+        """The cursor after the manifest's last commit (0 if there is none yet): a cursor larger
+        than this one belongs to another lake."""
+        return self.manifest().end()
 
     def read_manifest_since(
         self, cursor: int, limit: int | None = None
     ) -> tuple[list[ManifestEntry], int]:
-        """Entries appended after byte `cursor` (at most `limit`) and the cursor to use next."""
+        """Entries committed from cursor `cursor` on (at most `limit`, see `Manifest.read_since`)
+        and the cursor to use next."""
         return self.manifest().read_since(cursor, limit=limit)
 
     def read_table(self, table: str, consumed: AlreadyRead | None = None) -> BronzeRead:
@@ -123,7 +125,7 @@ class BronzeReader:
         cursor = 0 if consumed is None else consumed.manifest_cursor
         if cursor and self.manifest_size() < cursor:
             raise FinalError(
-                f"the bronze manifest is shorter than byte {cursor} that silver {table} has "
+                f"the bronze manifest ends before commit {cursor} that silver {table} has "
                 "read up to: bronze was replaced under silver; rebuild silver from bronze"
             )
         entries, manifest_bytes = Manifest(storage).read_since(cursor)

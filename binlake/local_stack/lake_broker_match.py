@@ -8,7 +8,6 @@ would skip every new record as already written. `binlake up` refuses that, namin
 
 from __future__ import annotations
 
-from binlake.bronze.layout import MANIFEST_PATH
 from binlake.bronze.manifest import Manifest
 from binlake.consumer_groups import GroupOffsetsClient
 from binlake.errors import ConfigurationError
@@ -19,8 +18,6 @@ from binlake.storage import LakeStorage
 def lake_behind_broker_problems(settings: Settings, broker: GroupOffsetsClient) -> list[str]:
     """What the broker lacks of what the lake holds: one line per topic-partition."""
     storage = LakeStorage.from_settings(settings)
-    if not storage.exists(MANIFEST_PATH):
-        return []
     problems = []
     for (topic, partition), last_offset in sorted(Manifest(storage).last_offsets().items()):
         if partition not in broker.partitions(topic):

@@ -1,7 +1,10 @@
 """The manifest sensor: reports each new bronze file as a materialization of its hour.
 
-The cursor is a byte offset into the append-only manifest, so a tick reads only what was
-appended since the previous one, however many files bronze already holds.
+The cursor is the manifest's next commit number (`Manifest.read_since`), so a tick reads only
+what was committed since the previous one, however many files bronze already holds. A cursor
+stored before the manifest became a log of commits is a byte offset into the former single-file
+manifest; the log numbers its commits after that file's length, so such a cursor keeps meaning
+"what came after it".
 
 Each reported file also carries the bronze writer's consumer lag on its table when the tick
 ran (``lag_records``, ``lag_seconds``; see `binlake.bronze.consumer_lag`): how far bronze is behind
@@ -33,7 +36,7 @@ def parse_cursor(cursor: str | None) -> int:
     try:
         value = int(cursor)
     except ValueError:
-        raise ValueError(f"manifest sensor cursor {cursor!r} is not a byte offset") from None
+        raise ValueError(f"manifest sensor cursor {cursor!r} is not a manifest position") from None
     if value < 0:
         raise ValueError(f"manifest sensor cursor {cursor!r} is negative")
     return value
@@ -88,7 +91,7 @@ def build_manifest_sensor(
     @running_sensor(
         name=MANIFEST_SENSOR_NAME,
         interval_seconds=settings.dagster.sensor_interval_seconds,
-        description="Reads the bronze manifest from its byte-offset cursor and reports each new "
+        description="Reads the bronze manifest from its commit-number cursor and reports each new "
         "bronze file as a materialization of its table's hourly partition.",
     )
     def bronze_manifest_sensor(
@@ -100,9 +103,9 @@ def build_manifest_sensor(
         size = bronze_lake.manifest_size()
         if size < cursor:
             # The manifest only grows; a shorter one is a new lake. Start over rather than wait
-            # forever for bytes that will never come.
+            # forever for commits that will never come.
             context.log.warning(
-                f"bronze manifest is {size} bytes, less than the cursor {cursor}: the lake was "
+                f"bronze manifest ends at {size}, less than the cursor {cursor}: the lake was "
                 "replaced; reading it again from the start"
             )
             cursor = 0
@@ -158,7 +161,7 @@ def build_manifest_sensor(
                 cursor=str(cursor),
             )
         context.log.info(
-            f"manifest bytes {cursor}..{next_cursor}: {len(entries)} entries, "
+            f"manifest positions {cursor}..{next_cursor}: {len(entries)} entries, "
             f"{len(events)} reported, {compactions} compacted file(s) and {expiries} retention "
             "line(s) not reported"
         )

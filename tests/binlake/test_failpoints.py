@@ -108,6 +108,9 @@ print("survived")
 """
 
 
+FIRST_COMMIT = f"bronze/_manifest/log/{0:020d}.json"
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -118,7 +121,8 @@ def test_unset_the_process_runs_through_every_failpoint(tmp_path) -> None:
     assert result.stdout.strip() == "survived"
     files = _files(tmp_path)
     assert files["bronze/t.x/f.parquet"] == b"0123456789"
-    assert json.loads(files["bronze/_manifest/manifest.jsonl"])["path"] == "bronze/t.x/f.parquet"
+    [entry] = json.loads(files[FIRST_COMMIT])["entries"]
+    assert entry["path"] == "bronze/t.x/f.parquet"
     assert len(files) == 2
 
 
@@ -131,7 +135,7 @@ def test_each_failpoint_kills_the_process_where_it_is_wired(tmp_path, name: str)
     files = _files(tmp_path)
     final = files.get("bronze/t.x/f.parquet")
     temps = {path: data for path, data in files.items() if path.endswith(".tmp")}
-    manifest = files.get("bronze/_manifest/manifest.jsonl")
+    manifest = files.get(FIRST_COMMIT)
     if name == "bronze.mid_write":
         assert final is None and list(temps.values()) == [b"01234"] and manifest is None
     elif name == "bronze.before_rename":
@@ -140,7 +144,7 @@ def test_each_failpoint_kills_the_process_where_it_is_wired(tmp_path, name: str)
         assert final == b"0123456789" and not temps and manifest is None
     else:
         assert final == b"0123456789" and not temps and manifest is not None
-        assert json.loads(manifest)["last_offset"] == 0
+        assert json.loads(manifest)["entries"][0]["last_offset"] == 0
 
 
 def test_a_bad_spec_stops_the_process_at_import(tmp_path) -> None:

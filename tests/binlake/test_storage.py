@@ -51,49 +51,6 @@ def _record_directory_fsyncs(monkeypatch) -> list[str]:
     return synced
 
 
-def test_append_line_completes_short_writes(tmp_path, monkeypatch) -> None:
-    storage = LakeStorage.from_url(str(tmp_path))
-    real_write = os.write
-
-    def short_write(fd: int, data) -> int:
-        return real_write(fd, bytes(data[:3]))
-
-    monkeypatch.setattr(os, "write", short_write)
-    storage.append_line("m/log.jsonl", '{"a":1234567890}')
-    storage.append_line("m/log.jsonl", '{"b":2}')
-    monkeypatch.undo()
-    assert storage.read_bytes("m/log.jsonl") == b'{"a":1234567890}\n{"b":2}\n'
-
-
-def test_append_line_raises_when_a_write_makes_no_progress(tmp_path, monkeypatch) -> None:
-    storage = LakeStorage.from_url(str(tmp_path))
-    monkeypatch.setattr(os, "write", lambda fd, data: 0)
-    with pytest.raises(StorageUnavailableError, match="cannot append"):
-        storage.append_line("m/log.jsonl", '{"a":1}')
-
-
-def test_append_line_starts_a_new_line_after_a_fragment(tmp_path) -> None:
-    storage = LakeStorage.from_url(str(tmp_path))
-    storage.append_line("m/log.jsonl", '{"a":1}')
-    with open(storage.full_path("m/log.jsonl"), "ab") as out:
-        out.write(b'{"table":"shop.ord')  # an append cut short by a crash
-    storage.append_line("m/log.jsonl", '{"b":2}')
-    storage.append_line("m/log.jsonl", '{"c":3}')
-    assert storage.read_bytes("m/log.jsonl") == (b'{"a":1}\n{"table":"shop.ord\n{"b":2}\n{"c":3}\n')
-
-
-def test_append_line_fsyncs_new_directories_and_the_new_file_entry(tmp_path, monkeypatch) -> None:
-    storage = LakeStorage.from_url(str(tmp_path))
-    synced = _record_directory_fsyncs(monkeypatch)
-    storage.append_line("bronze/_manifest/manifest.jsonl", '{"a":1}')
-    # the new file's entry, the new _manifest entry in bronze, the new bronze entry in the base
-    for directory in ("bronze/_manifest", "bronze", ""):
-        assert os.path.normpath(storage.full_path(directory)) in synced
-    synced.clear()
-    storage.append_line("bronze/_manifest/manifest.jsonl", '{"b":2}')
-    assert synced == []  # nothing created: the file's own fsync is enough
-
-
 def test_write_atomic_fsyncs_the_parent_of_every_new_directory(tmp_path, monkeypatch) -> None:
     storage = LakeStorage.from_url(str(tmp_path / "lake"))
     synced = _record_directory_fsyncs(monkeypatch)

@@ -1,5 +1,7 @@
 """The manifest sensor against a real manifest: partitions, metadata, cursor."""
 
+import shutil
+
 import dagster as dg
 import pytest
 
@@ -217,3 +219,27 @@ def test_compactions_and_retention_lines_are_not_reported_a_rewritten_lost_file_
     result = tick(cursor)
 
     assert [e.metadata["path"].value for e in result.asset_events] == [rewritten.path]
+
+
+def test_a_byte_cursor_into_a_single_file_manifest_keeps_its_place(bronze, tick):
+    ten = bronze.base_ts_ms
+    written = [
+        bronze.write("shop.orders", [bronze.change("c", offset, ts_ms=ten, id=offset)])
+        for offset in range(3)
+    ]
+    # The lake as a version with a single-file manifest left it: the same entries, one a line.
+    manifest_dir = bronze.storage.full_path("bronze/_manifest")
+    shutil.rmtree(f"{manifest_dir}/log")
+    lines = [(entry.to_json() + "\n").encode() for entry in written]
+    bronze.storage.write_atomic("bronze/_manifest/manifest.jsonl", b"".join(lines))
+    after_first = len(lines[0])  # what an old tick stored as its cursor
+
+    result = tick(str(after_first))
+    assert [e.metadata["path"].value for e in result.asset_events] == [
+        written[1].path,
+        written[2].path,
+    ]
+    assert result.cursor == str(sum(map(len, lines)))
+    newer = bronze.write("shop.orders", [bronze.change("c", 3, ts_ms=ten, id=3)])  # migrates
+    later = tick(result.cursor)
+    assert [e.metadata["path"].value for e in later.asset_events] == [newer.path]

@@ -46,7 +46,7 @@ FIRED = re.compile(r"binlake failpoint (\S+) fired: SIGKILL pid (\d+)")
 
 
 def _plan(rng: random.Random) -> list[str]:
-    lives = [name for name in failpoints.KNOWN for _ in range(KILLS_PER_FAILPOINT)]
+    lives = [name for name in failpoints.KILLS for _ in range(KILLS_PER_FAILPOINT)]
     lives += ["kill:writing"] * KILLS_WHILE_WRITING + ["kill:starting"] * KILLS_WHILE_STARTING
     rng.shuffle(lives)
     return lives
@@ -83,7 +83,7 @@ def test_sigkilled_worker_keeps_every_offset_exactly_once(
             log = tmp_path / f"worker-{life:02d}-{kind.replace(':', '-')}.log"
             logs.append(log)
             life_env = dict(env)
-            if kind in failpoints.KNOWN:
+            if kind in failpoints.KILLS:
                 life_env[failpoints.ENV_VAR] = f"{kind}={FAILPOINT_PROBABILITY}"
             worker = processes.add(kit.start_worker(life_env, log))
             killed_by_test = False
@@ -149,6 +149,6 @@ def test_sigkilled_worker_keeps_every_offset_exactly_once(
         f"{killed_at - began:.0f}s; total {time.monotonic() - began:.0f}s"
     )
     assert sum(kills.values()) >= 20
-    for name in failpoints.KNOWN:
+    for name in failpoints.KILLS:
         assert kills[name] >= 1, f"failpoint {name} never fired: {dict(kills)}"
     assert kills["kill:writing"] >= 1

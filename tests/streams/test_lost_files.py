@@ -58,8 +58,7 @@ def test_a_file_written_exactly_as_the_lost_one_is_not_listed_twice(storage):
     files = listed(storage)
     assert files.file_at(0) == (lost, False)
     again = ManifestEntry(**{**vars(lost), "written_at": 2.0, "rotation_reason": "shutdown"})
-    assert files.record(again, lost) == lost
-    assert manifest.entries() == [lost]
+    assert files.record(again, lost) == (lost, False)  # nothing new to commit
 
 
 def test_a_lost_file_written_again_under_another_name_is_superseded(storage):
@@ -68,9 +67,8 @@ def test_a_lost_file_written_again_under_another_name_is_superseded(storage):
     manifest.append(lost)
     files = listed(storage)
     files.file_at(0)
-    recorded = files.record(entry(0, 4), lost)
-    assert recorded.supersedes == [lost.path]
-    assert manifest.entries()[-1] == recorded
+    recorded, new = files.record(entry(0, 4), lost)
+    assert new and recorded.supersedes == [lost.path]
 
 
 def test_an_unreadable_manifest_is_a_storage_outage(storage):

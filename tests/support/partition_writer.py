@@ -92,18 +92,19 @@ def tombstone(id_: int) -> ChangeEvent:
 
 
 class FlakyManifest(Manifest):
-    """A manifest whose appends fail while `failing` is set."""
+    """A manifest whose commits fail (after their plan ran: the files are written) while
+    `failing` is set."""
 
     def __init__(self, storage: LakeStorage):
         super().__init__(storage)
         self.failing = False
         self.calls = 0
 
-    def append(self, entry: ManifestEntry) -> None:
+    def _publish(self, seq: int, data: bytes) -> bool:
         self.calls += 1
         if self.failing:
             raise StorageUnavailableError("manifest volume is away")
-        super().append(entry)
+        return super()._publish(seq, data)
 
 
 class FlakyStorage(LakeStorage):

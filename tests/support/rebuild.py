@@ -13,7 +13,7 @@ from binlake.silver.tables import SilverTables
 def rebuild(settings: Settings, table: str, as_of: AsOf) -> Rebuilt:
     """Rebuild silver `table` as of `as_of` from the bronze of `settings`' lake."""
     return rebuild_silver(
-        BronzeReader.from_url(settings.lake_url),
+        BronzeReader.from_settings(settings),
         SilverTables(settings.lake_url),
         PiiPolicy.from_settings(settings.silver),
         table,
