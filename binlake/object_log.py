@@ -23,7 +23,7 @@ from obstore.exceptions import AlreadyExistsError
 from obstore.store import from_url
 
 from binlake.errors import StorageUnavailableError
-from binlake.storage import LakeStorage
+from binlake.storage import LakeStorage, fsync_directory, makedirs_durable
 
 
 class ObjectLog(Protocol):
@@ -100,7 +100,7 @@ class LocalObjectLog:
         directory = os.path.dirname(target)
         temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
         try:
-            _makedirs_durable(directory)
+            makedirs_durable(directory)
             with open(temp, "wb") as out:
                 out.write(data)
                 out.flush()
@@ -109,7 +109,7 @@ class LocalObjectLog:
                 os.link(temp, target)
             except FileExistsError:
                 return False
-            _fsync_directory(directory)
+            fsync_directory(directory)
             return True
         except OSError as exc:
             raise StorageUnavailableError(f"cannot create {target}: {exc}") from exc
@@ -155,7 +155,7 @@ class LocalObjectLog:
             return False
         except OSError as exc:
             raise StorageUnavailableError(f"cannot link {source} to {target}: {exc}") from exc
-        _fsync_directory(os.path.dirname(self._path(target)))
+        fsync_directory(os.path.dirname(self._path(target)))
         return True
 
 
@@ -202,22 +202,3 @@ class StoreObjectLog:
     def link(self, source: str, target: str) -> bool:
         # S3 has no portable copy-if-absent: the caller keeps the object under `source`.
         return False
-
-
-def _makedirs_durable(directory: str) -> None:
-    """Create `directory` and its missing parents, fsyncing the parent of each one created, so
-    a created object's directory survives a power loss too."""
-    if os.path.isdir(directory):
-        return
-    _makedirs_durable(os.path.dirname(directory))
-    with contextlib.suppress(FileExistsError):  # created concurrently by another writer
-        os.mkdir(directory)
-    _fsync_directory(os.path.dirname(directory))
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -169,7 +169,7 @@ class LakeStorage:
                 failpoints.failpoint(failpoints.AFTER_RENAME)
                 return
             directory = os.path.dirname(target)
-            _makedirs_durable(directory)
+            makedirs_durable(directory)
             temp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
             with open(temp, "wb") as out:
                 if failpoints.armed(failpoints.MID_WRITE):
@@ -184,7 +184,7 @@ class LakeStorage:
                 os.fsync(out.fileno())
             failpoints.failpoint(failpoints.BEFORE_RENAME)
             os.replace(temp, target)
-            _fsync_directory(directory)
+            fsync_directory(directory)
             failpoints.failpoint(failpoints.AFTER_RENAME)
         except OSError as exc:
             raise StorageUnavailableError(f"cannot write {target}: {exc}") from exc
@@ -257,7 +257,7 @@ def _azure_filesystem(
     return filesystem, f"{container}{parsed.path}"
 
 
-def _makedirs_durable(path: str) -> None:
+def makedirs_durable(path: str) -> None:
     """Create `path` and its missing parents one by one, fsyncing each new directory's parent.
 
     Only directories that do not exist yet are created, so the walk stops at the first existing
@@ -278,10 +278,10 @@ def _makedirs_durable(path: str) -> None:
             if not os.path.isdir(directory):
                 raise
             # created concurrently by another writer: fsync its entry anyway, it is cheap
-        _fsync_directory(os.path.dirname(directory))
+        fsync_directory(os.path.dirname(directory))
 
 
-def _fsync_directory(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -41,13 +41,13 @@ def _record_directory_fsyncs(monkeypatch) -> list[str]:
     import binlake.storage as storage_module
 
     synced: list[str] = []
-    original = storage_module._fsync_directory
+    original = storage_module.fsync_directory
 
     def record(directory: str) -> None:
         synced.append(os.path.normpath(directory))
         original(directory)
 
-    monkeypatch.setattr(storage_module, "_fsync_directory", record)
+    monkeypatch.setattr(storage_module, "fsync_directory", record)
     return synced
 
 
