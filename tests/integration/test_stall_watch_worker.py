@@ -5,7 +5,6 @@ exactly once."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import pytest
@@ -15,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from binlake import failpoints
 from binlake.storage import LakeStorage
 from tests.support.processes import wait_for
-from tests.support.worker import bronze_offsets, start_worker
+from tests.support.worker import bronze_offsets, start_worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -34,11 +33,10 @@ def test_records_dropped_by_the_consumer_reach_bronze_through_the_stall_watch(
         producer.produce(orders.topic, key=key, value=value, partition=0)
     assert producer.flush(30) == 0
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BINLAKE_")}
-    env.update(
-        kafka.env(),
-        BINLAKE_STORAGE_URL=str(tmp_path / "lake"),
-        BINLAKE_STATE_DIR=str(tmp_path / "state"),
+    env = worker_env(
+        kafka,
+        tmp_path / "lake",
+        tmp_path / "state",
         BINLAKE_BRONZE__FLUSH_SECONDS="0.3",
         BINLAKE_BRONZE__STALL_SECONDS="3",
         BINLAKE_FAILPOINTS=failpoints.LOSE_FETCHED,

@@ -6,16 +6,9 @@ from __future__ import annotations
 from itertools import pairwise
 
 from streams.stall_watch import STALL_SECONDS, PartitionProgress, Remedy, StallWatch
+from tests.support.partition_writer import FakeClock as Clock
 
 TP = ("binlake.shop.orders", 0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _progress(
