@@ -106,10 +106,16 @@ def build_manifest(
     def create(item: tuple[int, bytes]) -> None:
         seq, data = item
         name = os.path.join(manifest.log_dir, f"{seq:0{SEQUENCE_DIGITS}d}.json")
-        if not objects.create(name, data):
+        if storage.is_local:
+            # Exclusive create without the fsyncs: the same bytes, 100k of them in seconds.
+            with open(storage.full_path(name), "xb") as out:
+                out.write(data)
+        elif not objects.create(name, data):
             raise SystemExit(f"commit {name} existed already in a new lake")
 
-    with ThreadPoolExecutor(1 if storage.is_local else 8) as pool:
+    if storage.is_local:
+        os.makedirs(storage.full_path(manifest.log_dir), exist_ok=True)
+    with ThreadPoolExecutor(1 if storage.is_local else 16) as pool:
         list(pool.map(create, blobs))
     name = os.path.join(manifest.checkpoint_dir, f"{checkpoint_seq:0{SEQUENCE_DIGITS}d}.json")
     objects.put(name, checkpoint)

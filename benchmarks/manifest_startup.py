@@ -154,8 +154,8 @@ def main() -> None:
                 run = measure(Path(tmp), where, count, shape, args)
                 runs.append(run)
                 print(
-                    f"{run['storage']:>5} {shape:>9} {run['entries']:>9,} entries, {run['listed']:,} "
-                    "listed (checkpoint "
+                    f"{run['storage']:>5} {shape:>9} {run['entries']:>9,} entries, "
+                    f"{run['listed']:,} listed (checkpoint "
                     f"{run['checkpoint_bytes'] / 1e6:.1f} MB): "
                     + ", ".join(
                         f"{name} {run[f'{name}_s'] * 1000:.1f} ms"
