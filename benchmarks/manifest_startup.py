@@ -9,7 +9,9 @@ For each size (``--entries``, default 1 000 and 100 000) a manifest is built in 
 local disk and in a prefix of a real S3 server (SeaweedFS `weed mini`, started here in a temp
 dir on free ports, stopped by its PID; ``--no-s3`` skips it), the way ``sensor_tick.py`` builds
 it (`benchmarks/manifest_lakes.py`: history commits of ``--per-commit`` entries, a checkpoint,
-50 one-entry commits after it; 4 tables, every file live: the largest checkpoint). Then, each
+50 one-entry commits after it; 4 tables; ``--shape live``, the default: every file live, the
+largest checkpoint; ``--shape compacted``: each hour's files superseded by the compactor's entries
+after it, `benchmarks.manifest_lakes.with_compactions`). Then, each
 with a new `Manifest` (nothing cached), the reads a starting worker makes:
 
 - ``last_offsets``: `Manifest.last_offsets()`, where a writer resumes (the replay's and the
@@ -25,8 +27,9 @@ with a new `Manifest` (nothing cached), the reads a starting worker makes:
 - ``worker_start``: what a worker of one partition of each of the 4 tables reads before its
   first file is listed: ``read_since_0`` + 4 x ``entries_for`` + ``first_commit``.
 Each figure is the median of ``--repeat`` (default 3). The last line printed is one JSON object:
-``{"runs": [{"storage", "entries", "commits", "checkpoint_bytes", <figure>_s...}, ...],
-"ratios": {"local": {<figure>: big / small}, "s3": {...}}}``.
+``{"runs": [{"storage", "shape", "entries", "files_written", "listed", "commits",
+"checkpoint_bytes", <figure>_s...}, ...], "ratios": {"<storage> <shape>": {<figure>: big /
+small}, ...}}``.
 """
 
 from __future__ import annotations
