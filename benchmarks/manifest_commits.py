@@ -32,10 +32,6 @@ import argparse
 import contextlib
 import json
 import multiprocessing
-import os
-import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +40,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import obstore
 import pyarrow.fs as pafs
-from obstore.store import from_url
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.manifest_lakes import s3_server
 from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState
-from binlake.object_log import store_options
 from binlake.storage import LakeStorage
 
 TOPIC = "binlake.shop.orders"
@@ -158,92 +156,17 @@ def _check(manifest: Manifest, writers: int, commits: int) -> None:
 
 @contextlib.contextmanager
 def seaweedfs() -> Iterator[tuple[tuple[str, str], ...]]:
-    """A SeaweedFS S3 server with a bucket `lake`, for as long as the block runs; yields the
-    obstore options that reach it."""
-    with tempfile.TemporaryDirectory(prefix="binlake-weed-") as data:
-        ports = _free_ports(6)
-        master, volume, filer, s3, admin = ports[:5]
-        keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
-        command = [
-            str(Path(sys.executable).parent / "weed"),
-            f"-logdir={data}",
-            "mini",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={master}",
-            f"-volume.port={volume}",
-            f"-filer.port={filer}",
-            f"-s3.port={s3}",
-            f"-admin.port={admin}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-volume.preStopSeconds=0",
-            "-bucket=lake",
-        ]
-        process = subprocess.Popen(
-            command,
-            env={**os.environ, **keys},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    """A SeaweedFS S3 server with a bucket `lake` (`benchmarks.manifest_lakes.s3_server`: temp
+    dir, free ports, stopped by its PID), for as long as the block runs; yields the obstore
+    options that reach it."""
+    with s3_server() as server:
+        yield (
+            ("aws_access_key_id", server.access_key),
+            ("aws_secret_access_key", server.secret_key),
+            ("aws_endpoint", server.endpoint_url),
+            ("aws_region", server.region),
+            ("aws_allow_http", "true"),
         )
-        try:
-            options = (
-                ("aws_access_key_id", keys["AWS_ACCESS_KEY_ID"]),
-                ("aws_secret_access_key", keys["AWS_SECRET_ACCESS_KEY"]),
-                ("aws_endpoint", f"http://127.0.0.1:{s3}"),
-                ("aws_region", "us-east-1"),
-                ("aws_allow_http", "true"),
-            )
-            _wait_for_bucket(options)
-            yield options
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            for sock in Path(tempfile.gettempdir()).glob("seaweedfs-*"):
-                if any(sock.name.endswith(f"-{port}.sock") for port in ports):
-                    sock.unlink(missing_ok=True)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports P < 32768 with P and P + 10000 (SeaweedFS's gRPC port) both free."""
-    found: list[int] = []
-    for port in range(random.randrange(12000, 20000), 22000):
-        if all(_is_free(p) for p in (port, port + 10000)):
-            found.append(port)
-            if len(found) == count:
-                return found
-    raise SystemExit("no free ports for SeaweedFS")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _wait_for_bucket(options: tuple[tuple[str, str], ...]) -> None:
-    config, client = store_options(options)
-    store = from_url("s3://lake", config=config, client_options=client)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            obstore.put(store, "_ready", b"1")
-            return
-        except Exception:  # not up yet; the deadline bounds the wait
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 def main() -> None:
