@@ -151,6 +151,12 @@ class ManifestState:
     def live(self) -> list[ManifestEntry]:
         return list(self.by_path.values())
 
+    def copy(self) -> ManifestState:
+        """A state that `apply` can change without changing this one (entries are frozen)."""
+        return ManifestState(
+            self.next_seq, dict(self.high_water), dict(self.by_path), list(self.retention_lines)
+        )
+
     def entries(self) -> list[ManifestEntry]:
         """What a checkpoint lists: the recent retention lines, then the live files (in this
         order, so following them as a log gives this state back)."""
@@ -250,6 +256,9 @@ class Manifest:
         self._state: ManifestState | None = None
         self._migration: Commit | None = None  # the legacy file as a commit, not created yet
         self._known_start: int | None = None  # a sequence number at or after the first commit
+        # The newest checkpoint read, by name: checkpoints are immutable, and a starting worker
+        # asks for it once per table (parsing 100k entries takes seconds).
+        self._parsed_checkpoint: tuple[str, ManifestState] | None = None
 
     @property
     def objects(self) -> ObjectLog:
@@ -310,10 +319,12 @@ class Manifest:
         """Write the checkpoint of `state` and point the hint at it. Derived data: if it
         cannot be written, readers read more commits, and the commit stands."""
         seq = state.next_seq - 1
-        name = os.path.join(self.checkpoint_dir, f"{seq:0{SEQUENCE_DIGITS}d}.json")
+        name = os.path.join(self.checkpoint_dir, _checkpoint_name(seq))
         try:
             self.objects.put(name, state.to_json())
-            self.objects.put(self.hint_path, _dumps({"seq": seq}))
+            # The marks in the hint too: where writers resume, without parsing the checkpoint.
+            hint = {"seq": seq, "high_water": _high_water_json(state.high_water)}
+            self.objects.put(self.hint_path, _dumps(hint))
         except StorageUnavailableError as exc:
             log.warning(
                 "could not write manifest checkpoint %s (commit %d stands): %s", name, seq, exc
@@ -359,6 +370,13 @@ class Manifest:
         """The cursor after the last commit: 0 for an empty manifest. One listing of the
         commits after the newest checkpoint; no commit or checkpoint is read."""
         names = self._checkpoint_names()
+        if names and self.storage.is_local:
+            # Commits after a checkpoint have no gaps: look them up by number (a listing reads
+            # the whole directory, every commit ever made).
+            seq = int(names[-1].split(".")[0])
+            while self.objects.read(self._commit_name(seq + 1)) is not None:
+                seq += 1
+            return seq + 1
         after = _before(names[-1]) if names else ""
         commits = self.objects.names_after(self.log_dir, after)
         if commits:
@@ -376,8 +394,17 @@ class Manifest:
         return live_entries(entry for entry in self.entries() if entry.table == table)
 
     def last_offsets(self) -> dict[PartitionKey, int]:
-        """Highest offset recorded per (topic, partition): where a writer resumes."""
-        state = self._checkpoint() or ManifestState()
+        """Highest offset recorded per (topic, partition): where a writer resumes. The hint's
+        marks plus the commits after its checkpoint; the checkpoint itself only if the hint is
+        behind the newest one or carries no marks."""
+        hint = self._hint()
+        names = self._checkpoint_names(hint)
+        if hint is not None and "high_water" in hint and names == [_checkpoint_name(hint["seq"])]:
+            seq = int(hint["seq"])
+            self._saw_commit(seq)
+            state = ManifestState(next_seq=seq + 1, high_water=_high_water_of(hint["high_water"]))
+        else:
+            state = self._checkpoint() or ManifestState()
         for commit in self._commits_from(state.next_seq):
             state.apply(commit)
         return dict(state.high_water)
@@ -388,27 +415,36 @@ class Manifest:
         return os.path.join(self.log_dir, f"{seq:0{SEQUENCE_DIGITS}d}.json")
 
     def _checkpoint(self) -> ManifestState | None:
-        """The newest checkpoint (see `_checkpoint_names`)."""
+        """The newest checkpoint (see `_checkpoint_names`), a copy of its state to change."""
         for name in reversed(self._checkpoint_names()):
+            if self._parsed_checkpoint is not None and self._parsed_checkpoint[0] == name:
+                return self._parsed_checkpoint[1].copy()
             data = self.objects.read(os.path.join(self.checkpoint_dir, name))
             if data is not None:
                 state = ManifestState.from_json(data)
                 self._saw_commit(state.next_seq - 1)
-                return state
+                self._parsed_checkpoint = (name, state)
+                return state.copy()
         return None
 
-    def _checkpoint_names(self) -> list[str]:
+    def _hint(self) -> dict | None:
+        """The `_last_checkpoint` hint: the checkpoint's `seq` and its `high_water` marks."""
+        hint = self.objects.read(self.hint_path)
+        if hint is None:
+            return None
+        try:
+            raw = json.loads(hint)
+            int(raw["seq"])
+            return raw
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable manifest checkpoint hint %s: %s", self.hint_path, exc)
+            return None
+
+    def _checkpoint_names(self, hint: dict | None = None) -> list[str]:
         """The hint's checkpoint and any newer one (the hint may be stale or missing), oldest
         first."""
-        hint = self.objects.read(self.hint_path)
-        after = ""
-        if hint is not None:
-            try:
-                after = f"{int(json.loads(hint)['seq']):0{SEQUENCE_DIGITS}d}.json"
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning(
-                    "ignoring unreadable manifest checkpoint hint %s: %s", self.hint_path, exc
-                )
+        hint = self._hint() if hint is None else hint
+        after = "" if hint is None else _checkpoint_name(int(hint["seq"]))
         return self.objects.names_after(self.checkpoint_dir, _before(after))
 
     def _commits_from(self, seq: int) -> Iterator[Commit]:
@@ -423,13 +459,13 @@ class Manifest:
                 continue
             if self._known_start is not None and seq > self._known_start:
                 return  # commits are numbered without gaps after the first: the end
+            if seq > 0 and self.objects.read(self._commit_name(seq - 1)) is not None:
+                self._saw_commit(seq - 1)
+                return  # the commit before exists, so none comes after a gap
             later = self.objects.names_after(self.log_dir, os.path.basename(self._commit_name(seq)))
             if later:
                 seq = int(later[0].split(".")[0])
                 continue
-            if seq > 0 and self.objects.read(self._commit_name(seq - 1)) is not None:
-                self._saw_commit(seq - 1)
-                return
             if self.objects.names_after(self.log_dir):
                 return  # every commit is before `seq`
             legacy = self._legacy_commit()  # no commit yet: the legacy file is the log
@@ -473,6 +509,10 @@ class Manifest:
 
     def _is_virtual(self, commit: Commit) -> bool:
         return self.objects.read(self._commit_name(commit.seq)) is None
+
+
+def _checkpoint_name(seq: int) -> str:
+    return f"{seq:0{SEQUENCE_DIGITS}d}.json"
 
 
 def _before(name: str) -> str:

@@ -111,7 +111,10 @@ def test_checkpoints_hold_the_live_files_and_a_hint_points_to_the_newest(tmp_pat
         f"{2:020d}.json",
         f"{5:020d}.json",
     ]
-    assert json.loads((root / "_last_checkpoint").read_bytes()) == {"seq": 5}
+    assert json.loads((root / "_last_checkpoint").read_bytes()) == {
+        "seq": 5,
+        "high_water": [["binlake.shop.orders", 0, 59]],
+    }
     # Commits before the checkpoint are not read any more: removing them changes nothing.
     for seq in range(5):
         (root / "log" / f"{seq:020d}.json").unlink()
@@ -254,3 +257,34 @@ def test_the_log_works_the_same_on_an_object_store(tmp_path) -> None:
     assert on_store().read_since(2) == ([_entry(20, 29)], 3)
     assert on_store().last_offsets() == {TOPIC_PARTITION: 29}
     assert not list(tmp_path.rglob("*.json")), "nothing went to the local disk"
+
+
+def test_a_starting_writer_parses_the_checkpoint_once_and_resumes_from_the_hint(
+    tmp_path, monkeypatch
+) -> None:
+    from binlake.bronze import manifest as manifest_module
+
+    manifest = Manifest(LakeStorage.from_url(str(tmp_path)))
+    manifest.checkpoint_interval = 5
+    for first in range(0, 100, 10):
+        manifest.append(_entry(first, first + 9))
+    parsed = []
+    original = manifest_module.ManifestState.from_json
+
+    def counting(data: bytes) -> manifest_module.ManifestState:
+        parsed.append(len(data))
+        return original(data)
+
+    monkeypatch.setattr(manifest_module.ManifestState, "from_json", counting)
+    starting = Manifest(LakeStorage.from_url(str(tmp_path)))
+    assert starting.last_offsets() == {("binlake.shop.orders", 0): 99}
+    assert parsed == []  # the hint's marks, no checkpoint parsed
+    first = starting.entries_for("shop.orders")
+    assert [(e.first_offset, e.last_offset) for e in first] == [
+        (f, f + 9) for f in range(0, 100, 10)
+    ]
+    for _ in range(3):
+        assert starting.entries_for("shop.orders") == first
+    starting.append(_entry(100, 109))
+    assert len(parsed) == 1  # one parse for every read and the commit
+    assert starting.end() == 11 and Manifest(LakeStorage.from_url(str(tmp_path))).end() == 11
