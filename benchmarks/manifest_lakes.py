@@ -97,7 +97,8 @@ def build_manifest(
         state.apply(commit)
         blobs.append((commit.seq, commit.to_json()))
     checkpoint_seq = state.next_seq - 1
-    checkpoint = state.to_json()
+    checkpointed = state.copy()
+    checkpoint_bytes = len(checkpointed.to_json())
     for entry in recent:
         commit = Commit.of(state.next_seq, [entry], state)
         state.apply(commit)
@@ -117,13 +118,12 @@ def build_manifest(
         os.makedirs(storage.full_path(manifest.log_dir), exist_ok=True)
     with ThreadPoolExecutor(1 if storage.is_local else 16) as pool:
         list(pool.map(create, blobs))
-    name = os.path.join(manifest.checkpoint_dir, f"{checkpoint_seq:0{SEQUENCE_DIGITS}d}.json")
-    objects.put(name, checkpoint)
-    objects.put(manifest.hint_path, f'{{"seq":{checkpoint_seq}}}'.encode())
+    # The checkpoint and its hint exactly as a committing writer writes them.
+    manifest._write_checkpoint(checkpointed)
     return BuiltManifest(
         commits=len(blobs),
         checkpoint_seq=checkpoint_seq,
-        checkpoint_bytes=len(checkpoint),
+        checkpoint_bytes=checkpoint_bytes,
         log_bytes=sum(len(data) for _, data in blobs),
     )
 
