@@ -330,6 +330,14 @@ def bronze_files(storage: LakeStorage) -> list[tuple[str, int]]:
     return sorted(found)
 
 
+def held_runs(entry: Any) -> list[tuple[int, int]]:
+    """The inclusive offset runs a manifest entry's file holds rows of (a compacted file's
+    `offset_ranges`, or first..last; the producers here leave no offset without a record)."""
+    if entry.offset_ranges:
+        return [(first, last) for first, last in entry.offset_ranges]
+    return [(entry.first_offset, entry.last_offset)]
+
+
 def _read_offsets(storage: LakeStorage, path: str, columns: list[str]) -> Any:
     import pyarrow.parquet as pq
 
@@ -362,19 +370,24 @@ def assert_exactly_once(
     entries = [entry for entry in live_entries(Manifest(storage).entries()) if entry.topic == topic]
     problems: list[str] = []
     for partition, n in sorted(counts.items()):
-        chain = sorted(
-            (e for e in entries if e.partition == partition), key=lambda e: e.first_offset
+        # a compacted file may hold several runs of a partition (its other hours' offsets are
+        # in other files): the runs of every file, in offset order, must tile 0..n-1
+        runs = sorted(
+            (first, last, e.path)
+            for e in entries
+            if e.partition == partition
+            for first, last in held_runs(e)
         )
         expected_first = 0
-        for entry in chain:
-            if entry.first_offset > expected_first:
-                problems.append(f"[{partition}] gap {expected_first}..{entry.first_offset - 1}")
-            elif entry.first_offset < expected_first:
+        for first, last, path in runs:
+            if first > expected_first:
+                problems.append(f"[{partition}] gap {expected_first}..{first - 1}")
+            elif first < expected_first:
                 problems.append(
-                    f"[{partition}] overlap: {entry.path} starts at {entry.first_offset}, "
+                    f"[{partition}] overlap: {path} starts a run at {first}, "
                     f"offsets before {expected_first} are already covered"
                 )
-            expected_first = max(expected_first, entry.last_offset + 1)
+            expected_first = max(expected_first, last + 1)
         if expected_first != n:
             problems.append(f"[{partition}] covered up to {expected_first - 1}, produced {n}")
     unknown = {e.partition for e in entries} - set(counts)
@@ -391,10 +404,11 @@ def assert_exactly_once(
         table = _read_offsets(storage, entry.path, columns)
         offsets = table.column("_offset").to_pylist()
         seen.update((entry.partition, offset) for offset in offsets)
-        if offsets != list(range(entry.first_offset, entry.last_offset + 1)):
+        expected = [o for first, last in held_runs(entry) for o in range(first, last + 1)]
+        if sorted(offsets) != expected:
             problems.append(
-                f"{entry.path}: offsets {offsets[:3]}..{offsets[-3:]} != entry "
-                f"{entry.first_offset}..{entry.last_offset}"
+                f"{entry.path}: offsets {offsets[:3]}..{offsets[-3:]} != entry's runs "
+                f"{held_runs(entry)}"
             )
         if entry.rows != table.num_rows or entry.bytes != sizes[entry.path]:
             problems.append(f"{entry.path}: rows/bytes differ from its entry")
