@@ -307,7 +307,7 @@ class BronzeSummary:
     rows: int
     temp_files: list[str]
     files_per_partition: dict[int, int]
-    # Unlisted data files of writers that lost a commit race, their offsets all listed elsewhere.
+    # Unlisted data files (lost commit races, replaced by compaction), offsets listed elsewhere.
     orphans: list[str] = field(default_factory=list)
 
 
@@ -354,8 +354,9 @@ def assert_exactly_once(
     no gap and no overlap; every file exists and holds exactly the offsets its entry names (with
     the op and id that were produced there). A bronze data file outside the manifest is allowed
     only as an orphan of a lost commit race (`binlake.bronze.data_files`: two writers of the
-    same offsets, only one listed; the compactor deletes it once old): every offset it holds is
-    listed in another file, with the same op and id. A crash may also leave temporary or staged
+    same offsets, only one listed; the compactor deletes it once old) or a file a compacted one
+    replaced (deleted after its retention): every offset it holds is listed in another file,
+    with the same op and id. A crash may also leave temporary or staged
     files, hidden, which readers never list. `lake`: a local lake directory or any LakeStorage.
     """
     from binlake.bronze.data_files import STAGED_SUFFIX
