@@ -17,6 +17,11 @@ while it is writing them (a revocation of live partitions, flushed before they m
 third, b's rejoining does the same. At the end bronze must hold every produced offset exactly
 once, and the committed offsets must be the produced ones.
 
+The same runs (SIGKILL, SIGSTOP) with the lake on a real S3 server and a state dir per worker:
+nothing shared but the broker and the bucket. There a worker that lost a commit race leaves its
+file unlisted (`binlake.bronze.data_files`); such orphans are allowed when every offset they hold
+is listed elsewhere.
+
 The stalled worker's race is pinned down without a broker in tests/streams/test_rebalance.py.
 """
 
@@ -32,9 +37,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from binlake.storage import LakeStorage
+
 PARTITIONS = 4
 ALL = set(range(PARTITIONS))
 FLUSH_SECONDS = 5
+WORKER_SETTINGS = {
+    "BINLAKE_BRONZE__FLUSH_ROWS": "1000",
+    # long enough that a worker stopped between two flushes has rows buffered
+    "BINLAKE_BRONZE__FLUSH_SECONDS": str(FLUSH_SECONDS),
+}
 
 
 @pytest.mark.integration
@@ -47,21 +59,56 @@ FLUSH_SECONDS = 5
 def test_survivor_takes_over_and_bronze_stays_exactly_once(
     tmp_path: Path, kafka, processes, bronze_kit, stop_signal: signal.Signals
 ) -> None:
-    kit = bronze_kit
+    lake_dir = tmp_path / "lake"
+    env = bronze_kit.worker_env(kafka, lake_dir, tmp_path / "state", **WORKER_SETTINGS)
+    run_rebalance(
+        tmp_path, kafka, processes, bronze_kit, stop_signal, lake_dir, dict.fromkeys("abc", env)
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGKILL, signal.SIGSTOP], ids=["sigkill", "sigstop"]
+)
+def test_workers_sharing_only_broker_and_bucket_stay_exactly_once(
+    tmp_path: Path, kafka, processes, bronze_kit, s3_lake, stop_signal: signal.Signals
+) -> None:
+    """The same on an S3 lake (the test session's SeaweedFS), each worker with a state dir of
+    its own: no disk shared, so the manifest's create-once commits are all that keep two
+    writers of one partition apart."""
+    envs = {
+        name: bronze_kit.worker_env(
+            kafka,
+            s3_lake.storage_url,
+            tmp_path / f"state-{name}",
+            **s3_lake.env(),
+            **WORKER_SETTINGS,
+        )
+        for name in "abc"
+    }
+    lake = LakeStorage.from_url(s3_lake.storage_url, s3_lake.storage_options)
+    summary = run_rebalance(tmp_path, kafka, processes, bronze_kit, stop_signal, lake, envs)
+    assert not (tmp_path / "lake").exists()
+    print(f"unlisted files of lost commit races: {summary.orphans}")
+
+
+def run_rebalance(
+    tmp_path: Path,
+    kafka,
+    processes,
+    kit,
+    stop_signal: signal.Signals,
+    lake: Path | LakeStorage,
+    envs: dict[str, dict[str, str]],
+):
+    """Workers a and b (then c) with `envs[name]` writing `lake`; b stopped by `stop_signal`;
+    bronze checked exactly-once at the end. Returns the bronze summary."""
     began = time.monotonic()
     orders = kafka.table()
     topic = orders.topic
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
-    lake_dir = tmp_path / "lake"
-    env = kit.worker_env(
-        kafka,
-        lake_dir,
-        tmp_path / "state",
-        BINLAKE_BRONZE__FLUSH_ROWS="1000",
-        # long enough that a worker stopped between two flushes has rows buffered
-        BINLAKE_BRONZE__FLUSH_SECONDS=str(FLUSH_SECONDS),
-    )
     logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b", "c")}
     all_logs = list(logs.values())
 
@@ -69,7 +116,7 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
         return kit.assigned_partitions(logs[name], topic) or set()
 
     def coverage() -> dict[int, int]:
-        return kit.manifest_coverage(lake_dir, topic)
+        return kit.manifest_coverage(lake, topic)
 
     def advanced(since: dict[int, int], partitions: set[int], by: int = 1) -> bool:
         now = coverage()
@@ -80,12 +127,12 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
     workers = []
     b = None
     try:
-        a = processes.add(kit.start_worker(env, logs["a"]))
+        a = processes.add(kit.start_worker(envs["a"], logs["a"]))
         workers.append(("a", a))
         kit.wait_for(
             lambda: assignment("a") == ALL, 90, "worker a to own every partition", all_logs
         )
-        b = processes.add(kit.start_worker(env, logs["b"]))
+        b = processes.add(kit.start_worker(envs["b"], logs["b"]))
         kit.wait_for(
             lambda: len(assignment("a")) == 2 and len(assignment("b")) == 2,
             90,
@@ -139,7 +186,7 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
             workers.append(("b", b))
             rejoined = "b"
         else:
-            c = processes.add(kit.start_worker(env, logs["c"]))
+            c = processes.add(kit.start_worker(envs["c"], logs["c"]))
             workers.append(("c", c))
             rejoined = "c"
         # a gives up two partitions while it is writing them
@@ -165,7 +212,7 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
 
     counts = producer.offsets_per_partition()
     caught_up = kit.wait_for(
-        lambda: kit.manifest_covers(lake_dir, topic, counts),
+        lambda: kit.manifest_covers(lake, topic, counts),
         120,
         f"the manifest to cover {counts}",
         all_logs,
@@ -173,10 +220,12 @@ def test_survivor_takes_over_and_bronze_stays_exactly_once(
     for name, worker in workers:
         assert processes.stop(worker) == 0, kit.log_text(logs[name])[-4000:]
 
-    summary = kit.assert_exactly_once(lake_dir, topic, producer.delivered)
+    summary = kit.assert_exactly_once(lake, topic, producer.delivered)
     assert kit.committed_offsets(admin, topic, PARTITIONS, kafka.group) == counts
     print(
         f"{summary.rows} records in {summary.files} files (per partition "
-        f"{summary.files_per_partition}), {len(summary.temp_files)} temp files; final catch-up "
-        f"{caught_up:.1f}s; total {time.monotonic() - began:.0f}s"
+        f"{summary.files_per_partition}), {len(summary.temp_files)} temp files, "
+        f"{len(summary.orphans)} unlisted; final catch-up {caught_up:.1f}s; "
+        f"total {time.monotonic() - began:.0f}s"
     )
+    return summary

@@ -12,13 +12,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from binlake.storage import LakeStorage
 from tests.support.debezium import BASE_TS_MS, DebeziumTable
 from tests.support.processes import REPO, log_text, wait_for
 
@@ -61,10 +62,13 @@ def kafka(kafka_broker: str) -> KafkaNames:
 WORKER_READY = "Worker]: Ready"
 
 
-def worker_env(kafka: KafkaNames, lake_dir: Path, state_dir: Path, **extra: str) -> dict[str, str]:
+def worker_env(
+    kafka: KafkaNames, lake_dir: Path | str, state_dir: Path, **extra: str
+) -> dict[str, str]:
     """The environment of a `binlake worker` process: ours without any BINLAKE_* setting (and
     without failpoints or a static group member id unless `extra` sets them), pointed at the
-    test's own names on the broker."""
+    test's own names on the broker. `lake_dir`: a directory or a lake URL (an object store's
+    endpoint and keys then come in `extra`, as `S3Lake.env()` gives them)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -116,7 +120,11 @@ def bronze_offsets(lake: Any) -> Counter:
 
     seen: Counter = Counter()
     for entry in Manifest(lake).entries():
-        table = pq.read_table(lake.full_path(entry.path), columns=["_partition", "_offset"])
+        table = pq.read_table(
+            lake.full_path(entry.path),
+            columns=["_partition", "_offset"],
+            filesystem=lake.filesystem,
+        )
         seen.update(
             zip(
                 table.column("_partition").to_pylist(),
@@ -268,21 +276,28 @@ def committed_offsets(admin: Any, topic: str, partitions: int, group: str) -> di
         return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
-def manifest_coverage(lake_dir: Path, topic: str) -> dict[int, int]:
+LakeLike = Path | LakeStorage  # a local lake directory, or any lake (local or object store)
+
+
+def lake_storage(lake: LakeLike) -> LakeStorage:
+    """`lake` as a LakeStorage (a directory is opened as the local lake it is)."""
+    return lake if isinstance(lake, LakeStorage) else LakeStorage.from_url(str(lake))
+
+
+def manifest_coverage(lake: LakeLike, topic: str) -> dict[int, int]:
     """Per partition of `topic`: the manifest's highest offset + 1 (0 if it has none)."""
     from binlake.bronze.manifest import Manifest
-    from binlake.storage import LakeStorage
 
     covered: dict[int, int] = {}
-    for entry in Manifest(LakeStorage.from_url(str(lake_dir))).entries():
+    for entry in Manifest(lake_storage(lake)).entries():
         if entry.topic == topic:
             covered[entry.partition] = max(covered.get(entry.partition, 0), entry.last_offset + 1)
     return covered
 
 
-def manifest_covers(lake_dir: Path, topic: str, counts: dict[int, int]) -> bool:
+def manifest_covers(lake: LakeLike, topic: str, counts: dict[int, int]) -> bool:
     """True once the manifest reaches offset `counts[p] - 1` of each partition `p`."""
-    covered = manifest_coverage(lake_dir, topic)
+    covered = manifest_coverage(lake, topic)
     return all(covered.get(p, 0) >= n for p, n in counts.items())
 
 
@@ -292,66 +307,111 @@ class BronzeSummary:
     rows: int
     temp_files: list[str]
     files_per_partition: dict[int, int]
+    # Unlisted data files (lost commit races, replaced by compaction), offsets listed elsewhere.
+    orphans: list[str] = field(default_factory=list)
+
+
+def bronze_files(storage: LakeStorage) -> list[tuple[str, int]]:
+    """(path relative to the lake, bytes) of every file under bronze/ but the manifest's and the
+    dead letters' (bronze/_*), listed through the lake's filesystem."""
+    import pyarrow.fs as pafs
+
+    from binlake.bronze.layout import BRONZE_DIR
+
+    selector = pafs.FileSelector(
+        storage.full_path(BRONZE_DIR), recursive=True, allow_not_found=True
+    )
+    prefix = storage.full_path("")
+    found = []
+    for info in storage.filesystem.get_file_info(selector):
+        relative = info.path[len(prefix) :].lstrip("/")
+        if info.type == pafs.FileType.File and not relative.startswith(f"{BRONZE_DIR}/_"):
+            found.append((relative, int(info.size or 0)))
+    return sorted(found)
+
+
+def held_runs(entry: Any) -> list[tuple[int, int]]:
+    """The inclusive offset runs a manifest entry's file holds rows of (a compacted file's
+    `offset_ranges`, or first..last; the producers here leave no offset without a record)."""
+    if entry.offset_ranges:
+        return [(first, last) for first, last in entry.offset_ranges]
+    return [(entry.first_offset, entry.last_offset)]
+
+
+def _read_offsets(storage: LakeStorage, path: str, columns: list[str]) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(storage.full_path(path), columns=columns, filesystem=storage.filesystem)
 
 
 def assert_exactly_once(
-    lake_dir: Path, topic: str, delivered: dict[tuple[int, int], tuple[str, int]]
+    lake: LakeLike, topic: str, delivered: dict[tuple[int, int], tuple[str, int]]
 ) -> BronzeSummary:
     """Bronze, as readers see it through the manifest, holds each delivered offset exactly once.
 
     Readers take the live entries (`live_entries`: the last entry of a path; a replay may write a
     lost file again with other bounds). For each partition those files cover offsets 0..N-1 with
     no gap and no overlap; every file exists and holds exactly the offsets its entry names (with
-    the op and id that were produced there); no bronze Parquet file is on disk outside the
-    manifest (a crash may leave only temporary files, which readers never list).
+    the op and id that were produced there). A bronze data file outside the manifest is allowed
+    only as an orphan of a lost commit race (`binlake.bronze.data_files`: two writers of the
+    same offsets, only one listed; the compactor deletes it once old) or a file a compacted one
+    replaced (deleted after its retention): every offset it holds is listed in another file,
+    with the same op and id. A crash may also leave temporary or staged
+    files, hidden, which readers never list. `lake`: a local lake directory or any LakeStorage.
     """
-    import polars as pl
-    import pyarrow.parquet as pq
-
+    from binlake.bronze.data_files import STAGED_SUFFIX
     from binlake.bronze.manifest import Manifest, live_entries
-    from binlake.storage import LakeStorage
 
-    lake = LakeStorage.from_url(str(lake_dir))
+    storage = lake_storage(lake)
     counts: dict[int, int] = {}
     for partition, offset in delivered:
         counts[partition] = max(counts.get(partition, 0), offset + 1)
     assert len(delivered) == sum(counts.values()), "broker offsets are not dense"
 
-    entries = [entry for entry in live_entries(Manifest(lake).entries()) if entry.topic == topic]
+    entries = [entry for entry in live_entries(Manifest(storage).entries()) if entry.topic == topic]
     problems: list[str] = []
     for partition, n in sorted(counts.items()):
-        chain = sorted(
-            (e for e in entries if e.partition == partition), key=lambda e: e.first_offset
+        # a compacted file may hold several runs of a partition (its other hours' offsets are
+        # in other files): the runs of every file, in offset order, must tile 0..n-1
+        runs = sorted(
+            (first, last, e.path)
+            for e in entries
+            if e.partition == partition
+            for first, last in held_runs(e)
         )
         expected_first = 0
-        for entry in chain:
-            if entry.first_offset > expected_first:
-                problems.append(f"[{partition}] gap {expected_first}..{entry.first_offset - 1}")
-            elif entry.first_offset < expected_first:
+        for first, last, path in runs:
+            if first > expected_first:
+                problems.append(f"[{partition}] gap {expected_first}..{first - 1}")
+            elif first < expected_first:
                 problems.append(
-                    f"[{partition}] overlap: {entry.path} starts at {entry.first_offset}, "
+                    f"[{partition}] overlap: {path} starts a run at {first}, "
                     f"offsets before {expected_first} are already covered"
                 )
-            expected_first = max(expected_first, entry.last_offset + 1)
+            expected_first = max(expected_first, last + 1)
         if expected_first != n:
             problems.append(f"[{partition}] covered up to {expected_first - 1}, produced {n}")
     unknown = {e.partition for e in entries} - set(counts)
     if unknown:
         problems.append(f"entries for partitions never produced to: {unknown}")
 
+    sizes = dict(bronze_files(storage))
+    columns = ["_topic", "_partition", "_offset", "_op", "id"]
+    seen: Counter = Counter()  # what a reader sees: every file the manifest lists, read together
     for entry in entries:
-        path = lake_dir / entry.path
-        if not path.is_file():
-            problems.append(f"{entry.path}: in the manifest, not on disk")
+        if entry.path not in sizes:
+            problems.append(f"{entry.path}: in the manifest, not in the lake")
             continue
-        table = pq.read_table(path, columns=["_topic", "_partition", "_offset", "_op", "id"])
+        table = _read_offsets(storage, entry.path, columns)
         offsets = table.column("_offset").to_pylist()
-        if offsets != list(range(entry.first_offset, entry.last_offset + 1)):
+        seen.update((entry.partition, offset) for offset in offsets)
+        expected = [o for first, last in held_runs(entry) for o in range(first, last + 1)]
+        if sorted(offsets) != expected:
             problems.append(
-                f"{entry.path}: offsets {offsets[:3]}..{offsets[-3:]} != entry "
-                f"{entry.first_offset}..{entry.last_offset}"
+                f"{entry.path}: offsets {offsets[:3]}..{offsets[-3:]} != entry's runs "
+                f"{held_runs(entry)}"
             )
-        if entry.rows != table.num_rows or entry.bytes != path.stat().st_size:
+        if entry.rows != table.num_rows or entry.bytes != sizes[entry.path]:
             problems.append(f"{entry.path}: rows/bytes differ from its entry")
         if set(table.column("_partition").to_pylist()) != {entry.partition} or set(
             table.column("_topic").to_pylist()
@@ -368,26 +428,45 @@ def assert_exactly_once(
                 )
                 break
     assert not problems, "bronze is not exactly-once:\n" + "\n".join(problems[:40])
+    assert sum(seen.values()) == len(delivered)
+    assert set(seen) == set(delivered)
 
-    # What a reader sees: every file the manifest lists, read together.
-    paths = [str(lake_dir / e.path) for e in entries]
-    seen = pl.concat(
-        [pl.read_parquet(p, columns=["_partition", "_offset"]) for p in paths], how="vertical"
+    listed = {e.path for e in entries}
+    unlisted = [path for path in sizes if path.endswith(".parquet") and path not in listed]
+    orphan_problems = []
+    for path in unlisted:
+        table = _read_offsets(storage, path, columns)
+        rows = zip(
+            table.column("_topic").to_pylist(),
+            table.column("_partition").to_pylist(),
+            table.column("_offset").to_pylist(),
+            table.column("_op").to_pylist(),
+            table.column("id").to_pylist(),
+            strict=True,
+        )
+        for topic_, partition, offset, op, id_ in rows:
+            if topic_ != topic or (partition, offset) not in seen:
+                orphan_problems.append(f"{path}: offset {partition}:{offset} is listed nowhere")
+                break
+            if delivered[(partition, offset)] != (op, id_):
+                orphan_problems.append(f"{path}: offset {partition}:{offset} holds other data")
+                break
+    assert not orphan_problems, (
+        "bronze files outside the manifest that are not orphans of a lost commit race (an "
+        "unlisted file is allowed only if every offset it holds is listed in another file): "
+        + "; ".join(orphan_problems[:10])
     )
-    assert seen.height == len(delivered)
-    assert seen.unique().height == len(delivered)
-
-    bronze = lake_dir / "bronze"
-    on_disk = {str(p.relative_to(lake_dir)) for p in bronze.rglob("*.parquet") if p.is_file()}
-    outside = on_disk - {e.path for e in entries}
-    assert not outside, f"bronze files outside the manifest: {sorted(outside)[:10]}"
-    temp_files = sorted(str(p.relative_to(lake_dir)) for p in bronze.rglob("*.tmp"))
+    temp_files = sorted(
+        path for path in sizes if path.endswith(".tmp") or path.endswith(STAGED_SUFFIX)
+    )
     for temp in temp_files:
         assert Path(temp).name.startswith("."), f"temporary file not hidden: {temp}"
     files_per_partition: dict[int, int] = {}
     for entry in entries:
         files_per_partition[entry.partition] = files_per_partition.get(entry.partition, 0) + 1
-    return BronzeSummary(len(entries), seen.height, temp_files, files_per_partition)
+    return BronzeSummary(
+        len(entries), sum(seen.values()), temp_files, files_per_partition, sorted(unlisted)
+    )
 
 
 @pytest.fixture
