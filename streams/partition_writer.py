@@ -515,6 +515,10 @@ class PartitionWriter:
         """
         outcome: list[tuple[ManifestEntry, bool]] = []
         in_bronze = -1
+        # Files written by an earlier attempt of this plan, by offsets: a commit lost to any
+        # other writer's (of any partition) plans again, and the same run is not written again
+        # (on an object store every write is a new object: an orphan per lost race).
+        written: dict[tuple[int, int], ManifestEntry] = {}
 
         def plan(state: ManifestState) -> list[ManifestEntry]:
             nonlocal in_bronze
@@ -537,7 +541,8 @@ class PartitionWriter:
                     )
             outcome.clear()
             for run in runs:
-                outcome.append(self._write_run(run, reason, [e for e, new in outcome if new]))
+                planned = [e for e, new in outcome if new]
+                outcome.append(self._write_run(run, reason, planned, written))
             return [entry for entry, new in outcome if new]
 
         self.manifest.commit(plan)
@@ -548,10 +553,22 @@ class PartitionWriter:
         rows: list[tuple[int, ChangeEvent]],
         reason: RotationReason,
         planned: list[ManifestEntry],
+        written: dict[tuple[int, int], ManifestEntry],
     ) -> tuple[ManifestEntry, bool]:
         """Write `rows` (of the open file) as one file; returns the entry that lists it and
         whether that entry is new (`ListedFiles.record`: a lost file restored exactly is not
-        listed twice). `planned`: the new entries of this flush's earlier runs."""
+        listed twice). `planned`: the new entries of this flush's earlier runs; `written`: the
+        files this flush wrote already, by first and last offset (reused, not written again)."""
+        assert self._table is not None and self._bucket is not None and self._schema is not None
+        first, last = rows[0][0], rows[-1][0]
+        if (first, last) not in written:
+            written[(first, last)] = self._write_rows(rows, reason)
+        return self._listed.record(written[(first, last)], self._rewriting, planned)
+
+    def _write_rows(
+        self, rows: list[tuple[int, ChangeEvent]], reason: RotationReason
+    ) -> ManifestEntry:
+        """Write `rows` as one bronze file, not listed yet; the entry that would list it."""
         assert self._table is not None and self._bucket is not None and self._schema is not None
         first, last = rows[0][0], rows[-1][0]
         path = bronze_file_path(self._table, self._bucket, self.topic, self.partition, first)
@@ -586,7 +603,7 @@ class PartitionWriter:
             schema_version=self._version,
             accounted_from=self._accounted_from if first == self._rows[0][0] else None,
         )
-        return self._listed.record(entry, self._rewriting, planned)
+        return entry
 
 
 def _path_of(entry: ManifestEntry | None) -> str | None:

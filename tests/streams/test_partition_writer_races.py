@@ -46,3 +46,35 @@ def _race(lake: Path) -> None:
 def test_racing_writers_list_each_offset_once_and_never_replace_a_listed_file(tmp_path) -> None:
     for round_ in range(ROUNDS):
         _race(tmp_path / f"lake{round_}")
+
+
+class _LosesOnce(Manifest):
+    """A manifest whose first commit attempt loses to another partition's writer: `rival`
+    commits just before it."""
+
+    def __init__(self, storage: LakeStorage, rival) -> None:
+        super().__init__(storage)
+        self.rival = rival
+
+    def _publish(self, seq: int, data: bytes) -> bool:
+        if self.rival is not None:
+            rival, self.rival = self.rival, None
+            rival.close(RotationReason.SHUTDOWN)  # takes number `seq` first
+        return super()._publish(seq, data)
+
+
+def test_a_commit_lost_to_another_partition_does_not_write_its_file_again(storage) -> None:
+    rival = make_writer(storage, Manifest(storage), FakeClock(), partition=1)
+    for offset in range(5):
+        rival.add(offset, change(id_=offset))
+    writer = make_writer(storage, _LosesOnce(storage, rival), FakeClock())
+    for offset in range(8):
+        writer.add(offset, change(id_=100 + offset))
+    writer.close(RotationReason.SHUTDOWN)
+    entries = Manifest(storage).entries()
+    assert sorted((e.partition, e.first_offset, e.last_offset) for e in entries) == [
+        (0, 0, 7),
+        (1, 0, 4),
+    ]
+    # Each partition's file written once, though partition 0 planned its commit twice.
+    assert len(storage.writes) == 2, storage.writes
