@@ -1,8 +1,8 @@
 """Silver (MERGE and SCD2 history Delta tables), gold (Parquet), a point-in-time rebuild and a
 resync's sweep on a real S3 server, value for value as the same runs give on local disk.
 
-Bronze stays on local disk (its manifest is single-host until the object-store manifest lands);
-the silver and gold resources are `build_resources`' for settings whose lake is
+Bronze is built on local disk here (bronze on S3, through the real broker and worker, is
+tests/integration/test_bronze_on_s3_real_broker.py); the silver and gold resources are `build_resources`' for settings whose lake is
 s3://<bucket>/<prefix>.
 """
 
