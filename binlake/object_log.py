@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterable
 from typing import Protocol
 
 import obstore
@@ -55,35 +54,8 @@ def object_log(storage: LakeStorage) -> ObjectLog:
     """The object log of `storage`'s lake root: local files, or obstore for an object store."""
     if storage.is_local:
         return LocalObjectLog(storage.base)
-    config, client = store_options(storage.options)
+    config, client = storage.obstore_options()
     return StoreObjectLog(from_url(storage.url, config=config, client_options=client))
-
-
-# obstore takes HTTP client settings apart from the store's config (which must be prefixed
-# aws_/google_/azure_); delta-rs style options mix them, e.g. AWS_ALLOW_HTTP.
-_CLIENT_OPTIONS = {
-    "allow_http": "allow_http",
-    "aws_allow_http": "allow_http",
-    "allow_invalid_certificates": "allow_invalid_certificates",
-    "aws_allow_invalid_certificates": "allow_invalid_certificates",
-    "timeout": "timeout",
-    "connect_timeout": "connect_timeout",
-}
-_FLAGS = {"allow_http", "allow_invalid_certificates"}
-
-
-def store_options(options: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, object]]:
-    """Split object-store options into obstore's store config and its client options."""
-    config: dict[str, str] = {}
-    client: dict[str, object] = {}
-    for key, value in options:
-        name = key.lower()
-        if name in _CLIENT_OPTIONS:
-            option = _CLIENT_OPTIONS[name]
-            client[option] = value.lower() in ("1", "true", "yes") if option in _FLAGS else value
-        else:
-            config[name] = value
-    return config, client
 
 
 class LocalObjectLog:

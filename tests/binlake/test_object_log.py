@@ -11,7 +11,6 @@ from binlake.object_log import (
     ObjectLog,
     StoreObjectLog,
     object_log,
-    store_options,
 )
 from binlake.storage import LakeStorage
 
@@ -70,11 +69,3 @@ def test_the_lake_picks_its_implementation(tmp_path: Path) -> None:
     remote = LakeStorage(storage.filesystem, storage.base, url=f"file://{tmp_path}")
     object.__setattr__(remote, "filesystem", None)  # not a local pyarrow filesystem
     assert isinstance(object_log(remote), StoreObjectLog)
-
-
-def test_client_settings_are_told_apart_from_the_store_config() -> None:
-    config, client = store_options(
-        [("AWS_ENDPOINT", "http://127.0.0.1:9000"), ("AWS_ALLOW_HTTP", "true"), ("aws_region", "x")]
-    )
-    assert config == {"aws_endpoint": "http://127.0.0.1:9000", "aws_region": "x"}
-    assert client == {"allow_http": True}

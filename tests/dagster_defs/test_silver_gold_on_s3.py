@@ -2,8 +2,8 @@
 resync's sweep on a real S3 server, value for value as the same runs give on local disk.
 
 Bronze is built on local disk here (bronze on S3, through the real broker and worker, is
-tests/integration/test_bronze_on_s3_real_broker.py); the silver and gold resources are `build_resources`' for settings whose lake is
-s3://<bucket>/<prefix>.
+tests/integration/test_bronze_on_s3_real_broker.py); the silver and gold resources are
+`build_resources`' for settings whose lake is s3://<bucket>/<prefix>.
 """
 
 from datetime import datetime
