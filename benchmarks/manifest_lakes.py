@@ -163,3 +163,13 @@ def with_compactions(files: Sequence[ManifestEntry]) -> list[ManifestEntry]:
         out.append(entry)
         hour.append(entry)
     return out
+
+
+@contextmanager
+def maybe_s3(enabled: bool) -> Iterator[S3Server | None]:
+    """`s3_server()` if `enabled`, else None (local disk only)."""
+    if not enabled:
+        yield None
+        return
+    with s3_server() as server:
+        yield server

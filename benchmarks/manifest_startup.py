@@ -43,15 +43,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.manifest_lakes import build_manifest, lake_settings, s3_server, with_compactions
+from benchmarks.manifest_lakes import build_manifest, lake_settings, maybe_s3, with_compactions
 from benchmarks.sensor_tick import TAIL, make_entry
 from binlake.bronze.manifest import Manifest, ManifestEntry, ManifestState
 from binlake.local_stack.s3_server import S3Server
@@ -130,15 +129,6 @@ def measure(
         "checkpoint_bytes": built.checkpoint_bytes,
         **{f"{name}_s": round(value, 6) for name, value in figures.items()},
     }
-
-
-@contextmanager
-def maybe_s3(enabled: bool) -> Iterator[S3Server | None]:
-    if not enabled:
-        yield None
-        return
-    with s3_server() as server:
-        yield server
 
 
 def main() -> None:

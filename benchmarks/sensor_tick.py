@@ -50,8 +50,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +59,7 @@ if str(REPO) not in sys.path:
 
 import dagster as dg
 
-from benchmarks.manifest_lakes import build_manifest, lake_settings, s3_server
+from benchmarks.manifest_lakes import build_manifest, lake_settings, maybe_s3
 from binlake.bronze.layout import HourBucket, bronze_file_path
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.local_stack.s3_server import S3Server
@@ -237,15 +235,6 @@ def measure(
         idle_ticks_s=idle,
         new_ticks_s=new,
     )
-
-
-@contextmanager
-def maybe_s3(enabled: bool) -> Iterator[S3Server | None]:
-    if not enabled:
-        yield None
-        return
-    with s3_server() as server:
-        yield server
 
 
 def main() -> None:

@@ -34,17 +34,6 @@ ROWS = 300
 ORDERS = "shop.orders"
 
 
-def run_worker_until_committed(kit, processes, env, admin, topic, group, counts, log: Path):
-    worker = processes.add(kit.start_worker(env, log))
-    kit.wait_for(
-        lambda: kit.committed_offsets(admin, topic, PARTITIONS, group) == counts,
-        120,
-        f"committed offsets {counts}",
-        [log],
-    )
-    assert processes.stop(worker) == 0, kit.log_text(log)[-4000:]
-
-
 def copy_bronze(lake: LakeStorage, to: Path) -> LakeStorage:
     """Every bronze object of `lake` (data files and manifest) copied to the directory `to`;
     the copy opened as a local lake."""
@@ -78,8 +67,8 @@ def test_worker_compactor_replay_and_silver_on_s3(
     )
     lake = LakeStorage.from_url(s3_lake.storage_url, s3_lake.storage_options)
     began = time.monotonic()
-    run_worker_until_committed(
-        kit, processes, env, admin, topic, kafka.group, counts, tmp_path / "worker-fill.log"
+    kit.run_worker_until_committed(
+        processes, env, admin, topic, PARTITIONS, kafka.group, counts, tmp_path / "worker-fill.log"
     )
     filled = kit.assert_exactly_once(lake, topic, producer.delivered)
     print(
@@ -109,8 +98,15 @@ def test_worker_compactor_replay_and_silver_on_s3(
     )
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert kit.committed_offsets(admin, topic, PARTITIONS, kafka.group) == {0: 0, 1: 0}
-    run_worker_until_committed(
-        kit, processes, env, admin, topic, kafka.group, counts, tmp_path / "worker-replay.log"
+    kit.run_worker_until_committed(
+        processes,
+        env,
+        admin,
+        topic,
+        PARTITIONS,
+        kafka.group,
+        counts,
+        tmp_path / "worker-replay.log",
     )
     replayed = kit.assert_exactly_once(lake, topic, producer.delivered)
     assert replayed.files == compacted.files

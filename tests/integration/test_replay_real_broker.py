@@ -32,25 +32,6 @@ def run_replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def run_worker_until_committed(
-    kit, processes, env, admin, topic, group, counts, log: Path, while_running=None
-) -> float:
-    """Start the worker, wait until it committed `counts`, call `while_running`, stop it
-    cleanly; seconds it ran."""
-    began = time.monotonic()
-    worker = processes.add(kit.start_worker(env, log))
-    kit.wait_for(
-        lambda: kit.committed_offsets(admin, topic, PARTITIONS, group) == counts,
-        120,
-        f"committed offsets {counts}",
-        [log],
-    )
-    if while_running is not None:
-        while_running(env)
-    assert processes.stop(worker) == 0, kit.log_text(log)[-4000:]
-    return time.monotonic() - began
-
-
 def fill_bronze(tmp_path: Path, kafka, processes, kit, while_running=None):
     """Rows 0..59 produced, then (a moment later, after `middle_ms`) rows 60..119; all in bronze."""
     orders = kafka.table()
@@ -75,12 +56,12 @@ def fill_bronze(tmp_path: Path, kafka, processes, kit, while_running=None):
         BINLAKE_BRONZE__FLUSH_ROWS="15",
         BINLAKE_BRONZE__FLUSH_SECONDS="5",
     )
-    seconds = run_worker_until_committed(
-        kit,
+    seconds = kit.run_worker_until_committed(
         processes,
         env,
         admin,
         orders.topic,
+        PARTITIONS,
         kafka.group,
         counts,
         tmp_path / "worker-fill.log",
@@ -115,12 +96,12 @@ def replay_and_catch_up(lake, kit, processes, tmp_path, moved_to, *replay_args: 
     reset = run_replay(lake.env, *replay_args)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == moved_to
-    return run_worker_until_committed(
-        kit,
+    return kit.run_worker_until_committed(
         processes,
         lake.env,
         lake.admin,
         topic,
+        PARTITIONS,
         lake.group,
         lake.counts,
         tmp_path / "worker-replay.log",

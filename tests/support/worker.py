@@ -112,6 +112,33 @@ def start_ready_worker(processes: Any, env: dict[str, str], log: Path) -> subpro
     return worker
 
 
+def run_worker_until_committed(
+    processes: Any,
+    env: dict[str, str],
+    admin: Any,
+    topic: str,
+    partitions: int,
+    group: str,
+    counts: dict[int, int],
+    log: Path,
+    while_running: Any = None,
+) -> float:
+    """Start the worker, wait until it committed `counts` (offset per partition of `topic`),
+    call `while_running(env)`, stop it cleanly; the seconds it ran."""
+    began = time.monotonic()
+    worker = processes.add(start_worker(env, log))
+    wait_for(
+        lambda: committed_offsets(admin, topic, partitions, group) == counts,
+        120,
+        f"committed offsets {counts}",
+        [log],
+    )
+    if while_running is not None:
+        while_running(env)
+    assert processes.stop(worker) == 0, log_text(log)[-4000:]
+    return time.monotonic() - began
+
+
 def bronze_offsets(lake: Any) -> Counter:
     """(partition, offset) -> how many bronze rows (over all manifest files) hold it."""
     import pyarrow.parquet as pq
