@@ -21,8 +21,6 @@ checkpoint lists few live files, each naming the paths it replaced.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +29,7 @@ from pathlib import Path
 
 from binlake.bronze.layout import COMPACTION_ROTATION_REASON, compacted_file_path
 from binlake.bronze.manifest import SEQUENCE_DIGITS, Commit, Manifest, ManifestEntry, ManifestState
-from binlake.local_stack.foreground import start_s3_server, stop_s3_server
+from binlake.local_stack.foreground import temporary_s3_server
 from binlake.local_stack.s3_server import S3Server
 from binlake.settings import Settings
 from binlake.storage import LakeStorage
@@ -43,17 +41,14 @@ SECRET_KEY = "bench-secret-key"  # guards a server bound to 127.0.0.1 for one ru
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
     """A SeaweedFS S3 server with a bucket `lake`, its data in a new temp dir removed after."""
-    data_dir = Path(tempfile.mkdtemp(prefix="binlake-bench-s3-"))
-    try:
-        server, process = start_s3_server(
-            data_dir, access_key=ACCESS_KEY, secret_key=SECRET_KEY, bucket="lake"
-        )
-        try:
-            yield server
-        finally:
-            stop_s3_server(server, process, timeout=5.0)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with temporary_s3_server(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        bucket="lake",
+        prefix="binlake-bench-s3-",
+        stop_timeout=5.0,
+    ) as server:
+        yield server
 
 
 def lake_settings(root: Path, prefix: str, server: S3Server | None) -> Settings:

@@ -3,8 +3,11 @@ started until ready, and stopped by its handle (its PID), never by name."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from binlake.jvm_artifacts import ensure_jvm_artifacts
@@ -114,3 +117,22 @@ def stop_s3_server(server: S3Server, process: subprocess.Popen, timeout: float =
         stop_process(process, timeout)
     finally:
         server.remove_sockets()
+
+
+@contextmanager
+def temporary_s3_server(
+    *, access_key: str, secret_key: str, bucket: str, prefix: str, stop_timeout: float
+) -> Iterator[S3Server]:
+    """An S3 server (`start_s3_server`) with its data in a new temp dir named from `prefix`;
+    stopped by its PID (`stop_s3_server`, waiting `stop_timeout` s) and the dir removed after."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        server, process = start_s3_server(
+            data_dir, access_key=access_key, secret_key=secret_key, bucket=bucket
+        )
+        try:
+            yield server
+        finally:
+            stop_s3_server(server, process, timeout=stop_timeout)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -9,16 +9,13 @@ stopped by its PID and its data dir and /tmp sockets are removed. Tests keep apa
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from binlake.local_stack.foreground import start_s3_server, stop_s3_server
+from binlake.local_stack.foreground import temporary_s3_server
 from binlake.local_stack.s3_server import S3Server
 from binlake.settings import Settings, load_settings
 
@@ -77,18 +74,15 @@ def lake_on(server: S3Server, prefix: str | None = None) -> S3Lake:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """The session's S3 server (`.endpoint_url`, `.bucket`, `.access_key`, `.secret_key`)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="binlake-s3-"))
-    try:
-        server, process = start_s3_server(
-            data_dir, access_key=ACCESS_KEY, secret_key=SECRET_KEY, bucket=BUCKET
-        )
-        try:
-            yield server
-        finally:
-            # Open client connections (delta-rs keeps a pool) can hold a graceful stop up.
-            stop_s3_server(server, process, timeout=3.0)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with temporary_s3_server(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        bucket=BUCKET,
+        prefix="binlake-s3-",
+        # Open client connections (delta-rs keeps a pool) can hold a graceful stop up.
+        stop_timeout=3.0,
+    ) as server:
+        yield server
 
 
 @pytest.fixture
