@@ -35,6 +35,7 @@ exactly-once mode, which would also make the dead-letter producer transactional.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -84,16 +85,22 @@ class BronzeConsumer(faust_aiokafka.Consumer):
             return {}
         # read_committed: the end offsets are the last stable offsets.
         last_stable = await self.highwaters(*assigned)
-        return {
-            tp: PartitionProgress(
+        progress: dict[TP, PartitionProgress] = {}
+        for tp in assigned:
+            if tp not in last_stable:
+                continue
+            seen = PartitionProgress(
                 delivered=self._read_offset.get(tp),
                 committed=self._committed_offset.get(tp),
-                position=await self.position(tp),
+                position=None,
                 last_stable=last_stable[tp],
             )
-            for tp in assigned
-            if tp in last_stable
-        }
+            # The fetch position (a call into the consumer's thread) matters only where records
+            # wait: idle partitions, often most of them, are not asked.
+            if seen.waiting():
+                seen = dataclasses.replace(seen, position=await self.position(tp))
+            progress[tp] = seen
+        return progress
 
     async def seek_back(self, tps: Iterable[TP]) -> None:  # pragma: no cover - needs a broker
         """Seek `tps` back to their committed offsets, or to their first offset if the group has

@@ -45,8 +45,8 @@ class Remedy(Enum):
 class PartitionProgress:
     """What the consumer knows of one partition: the last offset delivered (None: nothing since
     the last seek), the committed offset (the next one to read; None: none yet), the fetch
-    position and the broker's last stable offset (the next offset a read_committed reader can
-    get)."""
+    position (None: not asked, as nothing waits) and the broker's last stable offset (the next
+    offset a read_committed reader can get)."""
 
     delivered: int | None
     committed: int | None
