@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -23,7 +24,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-CONFIG_FILE_ENV = "BINLAKE_CONFIG"
+from binlake.settings_errors import (
+    CONFIG_FILE_ENV,
+    InvalidSettings,
+    environment_problems,
+    without_credentials,
+)
+
 LOCAL_PII_KEY = "binlake-local-pii-key"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]+$")
@@ -569,9 +576,7 @@ class Settings(BaseSettings):
         config_file = os.environ.get(CONFIG_FILE_ENV)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config_file:
-            if not Path(config_file).is_file():
-                raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} names no file")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            sources.append(_toml_source(settings_cls, config_file))
         return tuple(sources)
 
     @field_validator("storage_url")
@@ -581,7 +586,7 @@ class Settings(BaseSettings):
             return value
         parsed = urlparse(value)
         scheme = parsed.scheme.lower()
-        shown = _without_credentials(value)
+        shown = without_credentials(value)
         # A one-letter "scheme" is a Windows drive (C:/lake), a path.
         if len(scheme) == 1 or scheme in LOCAL_SCHEMES:
             return value
@@ -707,18 +712,30 @@ class Settings(BaseSettings):
         return env
 
 
-def _without_credentials(url: str) -> str:
-    """`url` with any user:password@ part replaced by ***@, for messages."""
-    parsed = urlparse(url)
-    if "@" not in parsed.netloc:
-        return url
-    return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
-
-
 def _json_list(values: list[str]) -> str:
     return json.dumps(values)
 
 
+def _toml_source(settings_cls: type[BaseSettings], config_file: str) -> TomlConfigSettingsSource:
+    """The settings file `BINLAKE_CONFIG` names; InvalidSettings, one line, if it cannot be read."""
+    if not Path(config_file).is_file():
+        raise InvalidSettings([f"{CONFIG_FILE_ENV}={config_file}: no such file"])
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidSettings(
+            [f"{CONFIG_FILE_ENV}={config_file}: cannot be read as TOML: {exc}"]
+        ) from exc
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Load and validate settings; raises pydantic.ValidationError naming each bad field."""
+    """Load and validate settings.
+
+    InvalidSettings (one line per problem) for a `BINLAKE_*` variable that is no setting, a JSON
+    setting that is not JSON, or a settings file that cannot be read; pydantic.ValidationError
+    naming each bad value (`binlake.settings_errors.validation_problems` says it in one line each).
+    """
+    problems = environment_problems(Settings, os.environ)
+    if problems:
+        raise InvalidSettings(problems)
     return Settings(**overrides)  # type: ignore[arg-type]
