@@ -17,6 +17,7 @@ may be a commit marker: one below the high watermark, and still caught up.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ from binlake.errors import GroupInUseError, ReplayError
 from binlake.retry import Backoff, retry_with_backoff
 
 TIMEOUT_SECONDS = 15.0
+# librdkafka's own log (a broker it cannot reach: a line every few milliseconds) goes to this
+# logger instead of stderr: the worker and Dagster log it like any other, the CLI says in one line
+# what is down.
+LIBRDKAFKA_LOG = logging.getLogger("binlake.librdkafka")
 # A read gives up when neither a record nor the end of the partition came for this long.
 IDLE_READ_SECONDS = 10.0
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset
@@ -98,7 +103,7 @@ class GroupOffsetsClient:
     def __init__(self, bootstrap_servers: str, *, timeout: float = TIMEOUT_SECONDS):
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOG})
 
     def partitions(self, topic: str) -> list[int]:
         """The topic's partitions; ReplayError if the broker has no such topic."""
@@ -211,6 +216,7 @@ class GroupOffsetsClient:
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 100,  # the end of the partition is seen within 100 ms
+                "logger": LIBRDKAFKA_LOG,
             }
         )
         count, first, last = 0, None, None

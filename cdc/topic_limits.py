@@ -18,6 +18,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from binlake.consumer_groups import LIBRDKAFKA_LOG
 from binlake.errors import RetriableError
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
@@ -26,7 +27,7 @@ MAX_MESSAGE_BYTES = "max.message.bytes"
 def raise_topic_limits(bootstrap_servers: str, prefix: str, limit: int) -> dict[str, int]:
     """Raise `max.message.bytes` of every topic named `<prefix>.*` that is below `limit`;
     returns the raised topics with their previous limits."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOG})
     try:
         topics = [
             name for name in admin.list_topics(timeout=15).topics if name.startswith(f"{prefix}.")

@@ -26,6 +26,19 @@ BRONZE_WORKER = "bronze-worker"
 DAGSTER_WEBSERVER = "dagster-webserver"
 DAGSTER_DAEMON = "dagster-daemon"
 START_ORDER = (S3, MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGSTER_DAEMON)
+# `binlake down`: each stage once the one before has exited, a stage's programs at once. The
+# bronze worker first (it commits its offsets while the broker is there), then Dagster (its runs
+# read the broker), Kafka Connect (it flushes to the broker), the broker, the source database,
+# and the lake's S3 server once nothing writes to it. A program in no stage (one added later)
+# stops with the first.
+STOP_STAGES = (
+    (BRONZE_WORKER,),
+    (DAGSTER_DAEMON, DAGSTER_WEBSERVER),
+    (CONNECT,),
+    (BROKER,),
+    (MARIADB,),
+    (S3,),
+)
 DAGSTER_MODULE = "dagster_defs.definitions"
 
 
@@ -110,13 +123,16 @@ def write_connect_worker_properties(settings: Settings, artifacts: JvmArtifacts)
 
 
 def write_dagster_instance_config(settings: Settings) -> Path:
-    """DAGSTER_HOME/dagster.yaml: SQLite storage locally (PostgreSQL in production), a queued
-    run coordinator with one maintenance, compaction and replay run at a time and one resync run
-    per table, one writer per silver table (concurrency pools), threaded sensor evaluation."""
+    """DAGSTER_HOME/dagster.yaml: no telemetry and no pop-up, SQLite storage locally
+    (PostgreSQL in production), a queued run coordinator with one maintenance, compaction and
+    replay run at a time and one resync run per table, one writer per silver table (concurrency
+    pools), threaded sensor evaluation."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = {
+        # A local stack phones nothing home and shows no community pop-up (the "nux" dialog).
         "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
         "run_coordinator": {
             "module": "dagster._core.run_coordinator",
             "class": "QueuedRunCoordinator",

@@ -141,6 +141,20 @@ class LocalStack:
     def components(self) -> list[ProgramState]:
         return self.supervisor.states()
 
-    def down(self) -> bool:
-        """Stop everything this state directory's supervisord started; False if none was up."""
-        return self.supervisor.shutdown()
+    def down(
+        self, on_stopped: Callable[[list[str], float], None] = lambda names, seconds: None
+    ) -> bool:
+        """Stop everything this state directory's supervisord started, in the stages of
+        `components.STOP_STAGES` (`on_stopped(names, seconds)` after each); False if none was
+        up."""
+        return self.supervisor.shutdown(
+            [list(stage) for stage in c.STOP_STAGES], on_stopped=on_stopped
+        )
+
+    def stop(self, name: str) -> bool:
+        """Stop one component (and wait until it exited); False if it was not running."""
+        return bool(self.supervisor.stop([name]))
+
+    def start(self, name: str) -> None:
+        """Start one stopped component again, as `up` configured it."""
+        self.supervisor.start(name)

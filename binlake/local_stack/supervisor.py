@@ -1,8 +1,12 @@
 """Process supervision by supervisord: one program per component, one log file each.
 
 supervisord owns every component process and stops each by its PID (and its process group, so
-Dagster's code servers and run workers go too). `binlake down` asks supervisord to shut down and
-then waits for supervisord's own PID to exit; nothing is ever killed by name.
+Dagster's code servers and run workers go too). `binlake down` stops the programs in stages (each
+stage's programs at once, a stage only once the one before has exited), then asks supervisord to
+shut down and waits for its own PID to exit; nothing is ever killed by name. supervisord's own
+ordered shutdown would do the same one program at a time, about a second per program apart.
+
+Each start of supervisord begins fresh logs: the previous run's are moved to logs/previous/.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +42,11 @@ class Program:
     # supervisord stops programs by descending priority, each stopped before the next: later
     # components (which depend on earlier ones) get higher numbers and stop first.
     priority: int = 999
+
+
+# supervisord's states of a program that has a process, or is about to.
+_ALIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
+PREVIOUS_LOGS = "previous"
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class Supervisor:
             self._rpc().supervisor.reloadConfig()
             self._add_new_programs()
             return
+        self.set_previous_logs_aside()
         env = {**os.environ, **environment}
         subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_file)],
@@ -152,6 +164,19 @@ class Supervisor:
                     f"supervisord did not start; see {self.log_file('supervisord')}"
                 )
             time.sleep(0.1)
+
+    def set_previous_logs_aside(self) -> Path | None:
+        """Move the logs of the previous run to logs/previous/ (replacing the run before it),
+        so that a run's logs start empty; the folder they went to, or None if there were none."""
+        logs = [path for path in self.log_dir.glob("*.log*") if path.is_file()]
+        if not logs:
+            return None
+        previous = self.log_dir / PREVIOUS_LOGS
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(parents=True)
+        for path in logs:
+            path.rename(previous / path.name)
+        return previous
 
     def _add_new_programs(self) -> None:
         added, changed, removed = self._rpc().supervisor.reloadConfig()[0]
@@ -177,6 +202,26 @@ class Supervisor:
         info = self._rpc().supervisor.getProcessInfo(name)
         return info["statename"] in ("RUNNING", "STARTING")
 
+    def stop(self, names: list[str], timeout_s: float = 90) -> list[str]:
+        """Stop the named programs at once and wait until each has exited (supervisord sends
+        SIGKILL to the process group of one still alive after its stopwaitsecs); returns the
+        ones that were running. Programs not configured are skipped."""
+        rpc = self._rpc().supervisor
+        configured = {info["name"]: info["statename"] for info in rpc.getAllProcessInfo()}
+        stopping = [name for name in names if configured.get(name) in _ALIVE]
+        for name in stopping:
+            with contextlib.suppress(xmlrpc.client.Fault):  # exited meanwhile: NOT_RUNNING
+                rpc.stopProcess(name, False)
+        deadline = time.monotonic() + timeout_s
+        while any(rpc.getProcessInfo(name)["statename"] in _ALIVE for name in stopping):
+            if time.monotonic() > deadline:
+                raise RetriableError(
+                    f"{', '.join(stopping)} did not stop within {timeout_s:.0f} s; see "
+                    f"{self.log_file('supervisord')}"
+                )
+            time.sleep(0.05)
+        return stopping
+
     def states(self) -> list[ProgramState]:
         if not self.is_running():
             return []
@@ -191,19 +236,39 @@ class Supervisor:
             for info in self._rpc().supervisor.getAllProcessInfo()
         ]
 
-    def shutdown(self, timeout_s: float = 90) -> bool:
-        """Stop every program, then supervisord; returns False if nothing was running."""
+    def shutdown(
+        self,
+        stages: list[list[str]] | None = None,
+        timeout_s: float = 90,
+        on_stopped: Callable[[list[str], float], None] = lambda names, seconds: None,
+    ) -> bool:
+        """Stop the programs stage by stage (`stages`: names, first stage first; programs in no
+        stage go with the first), then supervisord; returns False if nothing was running.
+        `on_stopped(names, seconds)` after each stage that stopped something.
+
+        Without stages supervisord's own shutdown stops one program at a time by descending
+        priority. If supervisord does not exit within `timeout_s`, it and each child's process
+        group are killed.
+        """
         pid = self.pid()
         if pid is None:
             return False
         children = [state.pid for state in self.states() if state.pid]
-        try:
-            # supervisord's own shutdown stops one program at a time, by descending priority
-            # (stopAllProcesses would signal them all at once).
-            self._rpc().supervisor.shutdown()
-        except (OSError, xmlrpc.client.Fault):
-            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
+        try:
+            if stages:
+                listed = {name for stage in stages for name in stage}
+                unlisted = [s.name for s in self.states() if s.name not in listed]
+                for number, stage in enumerate(stages):
+                    names = [*unlisted, *stage] if number == 0 else list(stage)
+                    began = time.monotonic()
+                    stopped = self.stop(names, timeout_s=max(1.0, deadline - time.monotonic()))
+                    if stopped:
+                        on_stopped(stopped, time.monotonic() - began)
+            self._rpc().supervisor.shutdown()
+        except (OSError, xmlrpc.client.Fault, RetriableError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = max(deadline, time.monotonic() + 30)  # its own shutdown, then kills
         while self.pid() is not None:
             if time.monotonic() > deadline:
                 # supervisord is stuck: stop it and each child's process group ourselves
@@ -213,7 +278,7 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(child, signal.SIGKILL)
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         return True
 
     def _rpc(self) -> xmlrpc.client.ServerProxy:

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 import pyarrow.fs as pafs
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from binlake.consumer_groups import GroupOffsetsClient
+from binlake.consumer_groups import LIBRDKAFKA_LOG, GroupOffsetsClient
 from binlake.errors import BinlakeError, FinalError, RetriableError
 from binlake.settings import Settings
 from binlake.source_db import connect_source
@@ -488,6 +488,7 @@ def _reader_config(bootstrap_servers: str) -> dict[str, object]:
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "fetch.wait.max.ms": 100,  # a read here waits on a quiet topic: answer quickly
+        "logger": LIBRDKAFKA_LOG,
     }
 
 
