@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
+import httpx
+import pymysql
 import typer
 from confluent_kafka import KafkaException
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from binlake import jvm_artifacts
-from binlake.bronze.replay import ReplayPlan, apply_replay, plan_replay_request
-from binlake.errors import BinlakeError
+from binlake.bronze.replay import (
+    ReplayPlan,
+    RereadPreview,
+    apply_replay,
+    plan_replay_request,
+    preview_reread,
+)
+from binlake.consumer_groups import LIBRDKAFKA_LOG
+from binlake.errors import BinlakeError, ReplayError
+from binlake.local_stack.components import BRONZE_WORKER
+from binlake.local_stack.reachability import Service, advice, unreachable
 from binlake.local_stack.stack import LocalStack
+from binlake.local_stack.supervisor import PREVIOUS_LOGS
+from binlake.local_stack.worker_pause import bronze_worker_stopped
 from binlake.settings import Settings, load_settings
+from binlake.settings_errors import CONFIG_FILE_ENV, InvalidSettings, validation_problems
 from binlake.silver.pii import PiiPolicy
 from binlake.silver.resync import (
     ResyncProgress,
@@ -28,7 +48,7 @@ from binlake.silver.resync import (
     resync_in_progress,
     wait_for_completion,
 )
-from cdc.connect_client import ConnectClient
+from cdc.connect_client import ConnectClient, ConnectHTTPError
 from cdc.connector_config import build_connector_config, request_limit_bytes
 from cdc.topic_limits import raise_topic_limits
 from compactor.run import plan_pass, run_compaction
@@ -39,7 +59,30 @@ from compactor.run import plan_pass, run_compaction
 if TYPE_CHECKING:
     from binlake.status import CaptureStatus
 
+# What a client raises when the service it talks to is not there (or went away mid-command).
+_SERVICE_GONE = (
+    KafkaException,
+    ConnectHTTPError,
+    pymysql.err.OperationalError,
+    httpx.TransportError,
+)
+
+
+class _AdvisingGroup(TyperGroup):
+    """Runs a command with librdkafka's log silenced and, if a service it needs is not there,
+    says in one line what is down and what to run instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        LIBRDKAFKA_LOG.setLevel(logging.CRITICAL + 1)  # the CLI says what is down, once
+        try:
+            return super().invoke(ctx)
+        except _SERVICE_GONE as exc:
+            _explain_failure(ctx, exc)
+            raise typer.Exit(1) from exc
+
+
 app = typer.Typer(
+    cls=_AdvisingGroup,
     help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -54,11 +97,18 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def _settings(*, object_store: bool = False) -> Settings:
     """The settings from the environment; `object_store` sets local.object_store (the
-    commands' `--object-store`)."""
+    commands' `--object-store`). Invalid ones: one line per problem, exit status 2."""
     try:
         settings = load_settings()
+    except InvalidSettings as exc:
+        _print_setting_problems(exc.problems)
+        raise typer.Exit(2) from exc
     except ValidationError as exc:
-        err_console.print(f"[red]invalid settings[/red]:\n{exc}")
+        _print_setting_problems(
+            validation_problems(
+                exc, Settings, os.environ, config_file=os.environ.get(CONFIG_FILE_ENV)
+            )
+        )
         raise typer.Exit(2) from exc
     if object_store:
         local = settings.local.model_copy(update={"object_store": True})
@@ -76,10 +126,36 @@ ObjectStoreOption = Annotated[
 ]
 
 
-def _stack_settings() -> Settings:
-    """Settings of the running local stack (its resolved ports), else the configured ones."""
+def _print_setting_problems(problems: list[str]) -> None:
+    for problem in problems:
+        err_console.print(f"[red]invalid setting[/red] {escape(problem)}")
 
-    return LocalStack(_settings()).settings
+
+def _stack_settings(*needs: Service) -> Settings:
+    """Settings of the running local stack (its resolved ports), else the configured ones; if a
+    service in `needs` does not answer, one line saying which and what to run, exit status 1."""
+
+    stack = LocalStack(_settings())
+    down = unreachable(stack.settings, needs)
+    if down:
+        err_console.print(
+            f"[red]{escape(advice(stack.settings, down, stack_running=stack.is_running()))}[/red]"
+        )
+        raise typer.Exit(1)
+    return stack.settings
+
+
+def _explain_failure(ctx: click.Context, exc: Exception) -> None:
+    """One line for a command that failed on a service: which services are down and what to
+    run, or, if all answer, the error itself."""
+    command = ctx.invoked_subcommand or ""
+    stack = LocalStack(load_settings())
+    down = unreachable(stack.settings, tuple(Service))
+    if down:
+        message = advice(stack.settings, down, stack_running=stack.is_running())
+    else:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    err_console.print(f"[red]binlake {escape(command)} failed[/red]: {escape(message)}")
 
 
 @app.command()
@@ -138,7 +214,8 @@ def _print_addresses(settings: Settings) -> None:
     if settings.storage.endpoint_url:
         console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
-    console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
+    logs = settings.state_dir.resolve() / "logs"
+    console.print(f"Logs           {logs} (the previous run's in {logs / PREVIOUS_LOGS})")
     console.print("Stop with      binlake down")
 
 
@@ -147,8 +224,13 @@ def down() -> None:
     """Stop everything `binlake up` started under this state directory."""
 
     stack = LocalStack(_settings())
-    if stack.down():
-        console.print("stopped")
+    began = time.monotonic()
+
+    def stopped(names: list[str], seconds: float) -> None:
+        console.print(f"  {', '.join(names):<36} stopped in {seconds:4.1f} s")
+
+    if stack.down(on_stopped=stopped):
+        console.print(f"stopped in {time.monotonic() - began:.1f} s")
     else:
         console.print(f"nothing running under {stack.settings.state_dir}")
 
@@ -278,43 +360,159 @@ def replay(
         typer.Option("--group", help="Consumer group to reset; default the bronze writer's."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print current and target offsets; change nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print, per partition, the current and target offsets, the records that would "
+            "be read again and their source commit times; change nothing.",
+        ),
+    ] = False,
+    stop_worker: Annotated[
+        bool,
+        typer.Option(
+            "--stop-worker",
+            help="Stop the local stack's bronze worker for the reset and start it again after "
+            "(also when the reset fails).",
+        ),
     ] = False,
 ) -> None:
     """Reset a consumer group of one table's topic to a time or to offsets (a replay).
 
-    Stop the group's consumers first. For the bronze writer's group, offsets bronze holds are
-    skipped when read again and lost bronze files are written again: never a duplicate.
+    The group's consumers must be stopped: for the bronze writer of `binlake up`, add
+    --stop-worker (or `binlake stop worker` ... `binlake start worker`). For the bronze writer's
+    group, offsets bronze holds are skipped when read again and lost bronze files are written
+    again: never a duplicate.
     """
 
-    settings = _stack_settings()
-    try:
-        plan = plan_replay_request(
+    settings = _stack_settings(Service.KAFKA)
+
+    def plan_now() -> ReplayPlan:
+        return plan_replay_request(
             settings, table, from_time=from_time, from_offset=from_offset, group=group
         )
-        _print_replay_plan(plan)
+
+    try:
+        plan = plan_now()  # bad input fails here, before the worker is touched
+        if stop_worker and not plan.bronze_writer:
+            raise ReplayError(
+                f"--stop-worker stops the bronze worker (group {settings.bronze.app_id!r}); "
+                f"stop the consumers of {plan.group!r} yourself"
+            )
         if dry_run:
-            if plan.members.active:
-                err_console.print(f"[yellow]not applicable now[/yellow]: {plan.members.refusal()}")
+            _print_replay_plan(plan, preview_reread(plan, settings))
+            if stop_worker:
+                console.print("the bronze worker would be stopped for the reset, then started")
+            elif plan.members.active:
+                err_console.print(
+                    f"[yellow]not applicable now[/yellow]: {escape(plan.members.refusal())}"
+                    + (" Or add --stop-worker." if plan.bronze_writer else "")
+                )
             console.print("dry run: nothing changed")
             return
-        apply_replay(plan, settings)
+        if not stop_worker:
+            _print_replay_plan(plan)
+            apply_replay(plan, settings)
+        else:
+            with bronze_worker_stopped(LocalStack(settings), progress=console.print):
+                plan = plan_now()  # the worker committed more before it stopped
+                _print_replay_plan(plan)
+                apply_replay(plan, settings)
     except (BinlakeError, KafkaException) as exc:
-        err_console.print(f"[red]binlake replay failed[/red]: {exc}")
+        err_console.print(f"[red]binlake replay failed[/red]: {escape(str(exc))}")
         raise typer.Exit(1) from exc
     console.print(f"consumer group {plan.group} reset on {plan.topic}")
 
 
-def _print_replay_plan(plan: ReplayPlan) -> None:
-    grid = Table("partition", "current", "target", "note", title=f"{plan.group} on {plan.topic}")
+def _print_replay_plan(plan: ReplayPlan, previews: tuple[RereadPreview, ...] = ()) -> None:
+    columns = ["partition", "current", "target"]
+    if previews:
+        columns += ["records", "source commits (UTC)"]
+    grid = Table(*columns, title=f"{plan.group} on {plan.topic}")
+    by_partition = {p.partition: p for p in previews}
     for p in plan.partitions:
-        grid.add_row(str(p.partition), _or_dash(p.current), str(p.target), p.note)
+        row = [str(p.partition), _or_dash(p.current), str(p.target)]
+        preview = by_partition.get(p.partition)
+        if preview is not None:
+            row += [preview.records_text, _commit_span(preview)]
+        grid.add_row(*row)
     console.print(grid)
+    for p in plan.partitions:
+        if p.note:
+            console.print(f"  partition {p.partition}: {p.note}")
     rewritten = [path for p in plan.partitions for path in p.rewritten_files]
     for path in rewritten[:10]:
         console.print(f"  to write again: {path}")
     if len(rewritten) > 10:
         console.print(f"  ... and {len(rewritten) - 10} more")
+    if previews:
+        records = sum(p.records for p in previews)
+        exact = all(p.exact for p in previews)
+        console.print(
+            f"{'' if exact else 'at least '}{records} record(s) would be read again "
+            "(bronze skips the offsets it holds)"
+        )
+
+
+def _commit_span(preview: RereadPreview) -> str:
+    """The first and last source commit, the day written once if it is the same."""
+    if preview.first_commit_ms is None or preview.last_commit_ms is None:
+        return "-"
+    first = datetime.fromtimestamp(preview.first_commit_ms / 1000, UTC)
+    last = datetime.fromtimestamp(preview.last_commit_ms / 1000, UTC)
+    end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
+    return f"{first:%Y-%m-%d %H:%M:%S} to {end}"
+
+
+@app.command()
+def stop(
+    component: Annotated[
+        str, typer.Argument(help="A component `binlake status` lists; `worker`: bronze-worker.")
+    ],
+) -> None:
+    """Stop one component of the local stack (e.g. the bronze worker before a replay); `binlake
+    start COMPONENT` or `binlake up` starts it again."""
+    stack, name = _component(component)
+    if stack.stop(name):
+        console.print(f"{name} stopped")
+    else:
+        console.print(f"{name} was not running")
+
+
+@app.command()
+def start(
+    component: Annotated[
+        str, typer.Argument(help="A component `binlake status` lists; `worker`: bronze-worker.")
+    ],
+) -> None:
+    """Start one stopped component of the running local stack again."""
+    stack, name = _component(component)
+    try:
+        stack.start(name)
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake start failed[/red]: {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    console.print(f"{name} running")
+
+
+def _component(given: str) -> tuple[LocalStack, str]:
+    """The running stack and the supervised program `given` names (`worker`: the bronze
+    worker); one line and exit status 1 if there is no stack or no such component."""
+    stack = LocalStack(_settings())
+    if not stack.is_running():
+        err_console.print(
+            f"[red]the local stack under {stack.settings.state_dir} is not running[/red]: "
+            "start it with `binlake up`"
+        )
+        raise typer.Exit(1)
+    name = BRONZE_WORKER if given == "worker" else given
+    names = [c.name for c in stack.components()]
+    if name not in names:
+        err_console.print(
+            f"[red]no component {given!r}[/red]; the stack has: {', '.join(names)} (and "
+            "`worker` for bronze-worker)"
+        )
+        raise typer.Exit(2)
+    return stack, name
 
 
 @app.command()
@@ -401,7 +599,7 @@ def resync(
     sweep removes the rows the source no longer has, and silver equals the source.
     """
 
-    settings = _stack_settings()
+    settings = _stack_settings(Service.KAFKA, Service.CONNECT, Service.MYSQL)
     if table not in settings.tables:
         err_console.print(
             f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}"
@@ -519,7 +717,7 @@ def demo(
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
 
-    settings = _stack_settings()
+    settings = _stack_settings(Service.CONNECT, Service.KAFKA)
     client = ConnectClient(settings.connect.url)
     client.wait_until_ready(settings.local.startup_timeout_seconds)
     previous = client.get_config(settings.connect.connector_name)
@@ -539,13 +737,13 @@ def connector_register() -> None:
 def connector_status() -> None:
     """Connector and task states."""
 
-    settings = _stack_settings()
+    settings = _stack_settings(Service.CONNECT)
     console.print(ConnectClient(settings.connect.url).get_status(settings.connect.connector_name))
 
 
 def _connector_action(action: str) -> None:
 
-    settings = _stack_settings()
+    settings = _stack_settings(Service.CONNECT)
     getattr(ConnectClient(settings.connect.url), action)(settings.connect.connector_name)
     console.print(f"{settings.connect.connector_name}: {action} requested")
 

@@ -231,7 +231,12 @@ class LagReader:
         return found
 
     def facts(self, group: str, topic: str, partitions: list[int]) -> list[PartitionFacts]:
-        committed = self.client.committed(group, topic, partitions)
+        return self.facts_from(topic, self.client.committed(group, topic, partitions))
+
+    def facts_from(self, topic: str, starts: Mapping[int, int | None]) -> list[PartitionFacts]:
+        """`facts` of a reader starting at `starts` ({partition: offset, None: no commit}),
+        a group's committed offsets or a replay's targets."""
+        partitions = sorted(starts)
         log_start = self.client.list_offsets(topic, partitions, OffsetSpec.earliest())
         stable_end = self.client.list_offsets(topic, partitions, OffsetSpec.latest())
         high = self.client.list_offsets(
@@ -239,7 +244,7 @@ class LagReader:
         )
         facts = []
         for p in partitions:
-            c = committed.get(p)
+            c = starts[p]
             base = PartitionFacts(p, c, log_start[p], stable_end[p], high[p])
             start = None if c is None else max(c, log_start[p])
             if start is None or start >= stable_end[p]:

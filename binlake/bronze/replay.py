@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from binlake.bronze.consumer_lag import LagReader, commit_time_for, partition_lag
 from binlake.bronze.coverage import PartitionFiles, is_intact
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.consumer_groups import GroupMembers, GroupOffsetsClient
@@ -63,6 +64,29 @@ class ReplayPlan:
     @property
     def targets(self) -> dict[int, int]:
         return {p.partition: p.target for p in self.partitions}
+
+
+# Records counted per partition by a dry run before it says "at least": a count reads them all.
+PREVIEW_READ_CAP = 100_000
+
+
+@dataclass(frozen=True)
+class RereadPreview:
+    """What the group would read again on one partition, from its target to the last stable
+    offset: data records (transaction markers and aborted records are none; a lower bound when
+    not `exact`) and the source commit times (Debezium's source.ts_ms) of the first and last."""
+
+    partition: int
+    target: int
+    stable_end: int
+    records: int
+    exact: bool
+    first_commit_ms: int | None
+    last_commit_ms: int | None
+
+    @property
+    def records_text(self) -> str:
+        return str(self.records) if self.exact else f">= {self.records}"
 
 
 def parse_partition_offsets(text: str) -> dict[int, int]:
@@ -203,6 +227,22 @@ def plan_replay(
     return ReplayPlan(group, table, topic, bronze_writer, kafka.members(group), tuple(resets))
 
 
+def wait_for_idle_group(
+    kafka: GroupOffsetsClient, group: str, *, timeout_s: float, interval_s: float = 0.5
+) -> GroupMembers:
+    """The group's members once it has none active (a stopped consumer leaves at once; a killed
+    one is dropped after its session timeout); GroupInUseError if it still has after
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        members = kafka.members(group)
+        if not members.active:
+            return members
+        if time.monotonic() > deadline:
+            raise GroupInUseError(members.refusal())
+        time.sleep(interval_s)
+
+
 def apply_replay(
     plan: ReplayPlan, settings: Settings, *, kafka: GroupOffsetsClient | None = None
 ) -> dict[int, int | None]:
@@ -231,6 +271,38 @@ def apply_replay(
             f"reset, not {plan.targets}"
         )
     return after
+
+
+def preview_reread(
+    plan: ReplayPlan,
+    settings: Settings,
+    *,
+    kafka: GroupOffsetsClient | None = None,
+    read_cap: int = PREVIEW_READ_CAP,
+) -> tuple[RereadPreview, ...]:
+    """Per partition of `plan`, what a reader starting at its target reads again (records are
+    read, two values decoded); changes nothing."""
+    kafka = kafka or GroupOffsetsClient(settings.kafka.bootstrap_servers)
+    commit_time = commit_time_for(
+        settings.kafka.value_format, settings.kafka.schema_registry_url, settings.kafka.topic_prefix
+    )
+    reader = LagReader(kafka, commit_time, read_cap=read_cap)
+    previews = []
+    for facts in reader.facts_from(plan.topic, dict(plan.targets)):
+        lag = partition_lag(facts)
+        reads = bool(lag.records)
+        previews.append(
+            RereadPreview(
+                facts.partition,
+                plan.targets[facts.partition],
+                facts.stable_end,
+                lag.records or 0,
+                lag.exact,
+                facts.oldest_pending_ms if reads else None,
+                facts.newest_ms if reads else None,
+            )
+        )
+    return tuple(previews)
 
 
 def plan_replay_request(
