@@ -683,7 +683,13 @@ def compact(
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds of workload.")] = 30.0,
     rate: Annotated[float, typer.Option(help="Target source transactions per second.")] = 20.0,
-    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary here.")] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the summary (also when the demo fails or is interrupted); "
+            "default <state_dir>/demo-summary.json."
+        ),
+    ] = None,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the stack afterwards.")] = False,
     catch_up_timeout: Annotated[
         float, typer.Option(help="Max seconds to wait for the lake.")
@@ -692,23 +698,26 @@ def demo(
     object_store: ObjectStoreOption = False,
 ) -> None:
     """Start the stack, run a shop workload, wait for the lake to catch up, print a summary."""
-    from binlake.demo.runner import run_demo
+    from binlake.demo.runner import SUMMARY_FILE, run_demo
 
     settings = _settings(object_store=object_store)
-    summary = run_demo(
-        settings,
-        duration_s=duration,
-        rate_per_s=rate,
-        catch_up_timeout_s=catch_up_timeout,
-        seed=seed,
-        console=console,
-    )
-    if summary_json:
-        summary_json.write_text(json.dumps(summary.as_json(), indent=2, default=str))
-        console.print(f"summary written to {summary_json}")
-    if stop:
-        LocalStack(settings).down()
-        console.print("stack stopped")
+    try:
+        summary = run_demo(
+            settings,
+            duration_s=duration,
+            rate_per_s=rate,
+            catch_up_timeout_s=catch_up_timeout,
+            seed=seed,
+            console=console,
+            summary_path=summary_json or settings.state_dir / SUMMARY_FILE,
+        )
+    except BinlakeError as exc:
+        err_console.print(f"[red]binlake demo failed[/red]: {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    finally:
+        if stop:
+            LocalStack(settings).down()
+            console.print("stack stopped")
     if not summary.lake_equals_source:
         raise typer.Exit(1)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from binlake.bronze.manifest import Manifest
 from binlake.demo import lake_checks
 from binlake.demo.latency import (
     commit_to_bronze_delays,
@@ -17,14 +20,25 @@ from binlake.demo.latency import (
     percentile,
 )
 from binlake.demo.shop_schema import SHOP_DDL
-from binlake.demo.workload import ShopWorkload
+from binlake.demo.workload import ShopWorkload, WorkloadCounts
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings
 from binlake.source_db import connect_source, count_rows
+from binlake.storage import LakeStorage
+
+SUMMARY_FILE = "demo-summary.json"  # under the state directory unless --summary-json says
 
 
 @dataclass
 class DemoSummary:
+    """What the demo found; written as JSON also when it failed or was interrupted (`error`,
+    `phase`: where; the figures it had by then)."""
+
+    phase: str = "starting the stack"
+    error: str | None = None
+    lake_url: str = ""
+    lake_continued: bool = False  # the lake held bronze of an earlier run
+    workload: WorkloadCounts = field(default_factory=WorkloadCounts)
     tables: dict[str, dict[str, int | None]] = field(default_factory=dict)
     gold_matches_source: bool = False
     gold_rows: int = 0
@@ -47,6 +61,13 @@ class DemoSummary:
 
     def as_json(self) -> dict:
         return {
+            "completed": self.error is None and self.phase == "done",
+            "phase": self.phase,
+            "error": self.error,
+            "lake_url": self.lake_url,
+            "lake_continued": self.lake_continued,
+            "workload": asdict(self.workload),
+            "lake_equals_source": self.lake_equals_source,
             "tables": self.tables,
             "gold_matches_source": self.gold_matches_source,
             "gold": {
@@ -73,11 +94,58 @@ def run_demo(
     catch_up_timeout_s: float,
     seed: int,
     console: Console,
+    summary_path: Path,
 ) -> DemoSummary:
+    """Run the demo; its summary is written to `summary_path` however it ends (an error or an
+    interrupt is recorded in it, then raised again)."""
+    summary = DemoSummary()
+    try:
+        _run_demo(
+            settings,
+            summary,
+            duration_s=duration_s,
+            rate_per_s=rate_per_s,
+            catch_up_timeout_s=catch_up_timeout_s,
+            seed=seed,
+            console=console,
+        )
+        summary.phase = "done"
+    except KeyboardInterrupt:
+        summary.error = "interrupted"
+        raise
+    except Exception as exc:
+        summary.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        write_summary(summary, summary_path)
+        console.print(f"summary written to {summary_path}")
+    return summary
+
+
+def write_summary(summary: DemoSummary, path: Path) -> None:
+    """The summary as JSON at `path`, replaced whole (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(summary.as_json(), indent=2, default=str))
+    partial.replace(path)
+
+
+def _run_demo(
+    settings: Settings,
+    summary: DemoSummary,
+    *,
+    duration_s: float,
+    rate_per_s: float,
+    catch_up_timeout_s: float,
+    seed: int,
+    console: Console,
+) -> None:
     stack = LocalStack(settings)
     with console.status("starting the stack") as status:
         stack.up(progress=status.update)
     settings = stack.settings
+    _say_which_lake(settings, summary, console)
+    summary.dagster_url = stack.dagster_url
     shop_tables = [t for t in settings.tables if t.startswith("shop.")]
 
     with connect_source(settings, admin=True, database="shop") as conn:
@@ -85,11 +153,16 @@ def run_demo(
             for ddl in SHOP_DDL:
                 cur.execute(ddl)
         workload = ShopWorkload(conn, seed=seed)
+        summary.workload = workload.counts  # counted as it goes: a partial summary has them
         # Warm-up: the first change of a table creates its topic, which the bronze worker must
         # discover and join (a consumer-group rebalance). Timing starts after.
+        summary.phase = "warm-up"
         workload.seed_catalogue()
-        warm_up_s = _wait_for_lake(settings, shop_tables, catch_up_timeout_s, console, "warm-up")
+        summary.warm_up_s = _wait_for_lake(
+            settings, shop_tables, catch_up_timeout_s, console, "warm-up"
+        )
         workload.changes.clear()
+        summary.phase = "workload"
         with Progress(
             TextColumn("workload"),
             BarColumn(),
@@ -110,11 +183,12 @@ def run_demo(
         f" {workload.counts.updates} updates, {workload.counts.deletes} deletes"
     )
 
-    summary = DemoSummary(dagster_url=stack.dagster_url, warm_up_s=warm_up_s)
+    summary.phase = "catch-up"
     summary.catch_up_s = _wait_for_lake(
         settings, shop_tables, catch_up_timeout_s, console, "catch-up"
     )
 
+    summary.phase = "checks"
     for table in shop_tables:
         try:
             silver_rows = lake_checks.silver_without_provenance(settings, table).height
@@ -140,7 +214,22 @@ def run_demo(
     summary.commit_to_gold_p50_s = _rounded(percentile(gold_delays, 0.5))
     summary.gold_samples = len(gold_delays)
     _print_summary(console, summary)
-    return summary
+
+
+def _say_which_lake(settings: Settings, summary: DemoSummary, console: Console) -> None:
+    """Whether the demo starts a new lake or continues the one an earlier run left (the local
+    broker keeps its topics across `down` and `up`, so the lake goes on; nothing is archived)."""
+    summary.lake_url = settings.lake_url
+    held = Manifest(LakeStorage.from_settings(settings)).last_offsets()
+    summary.lake_continued = bool(held)
+    if held:
+        console.print(
+            f"continuing the lake at {settings.lake_url} (bronze of {len(held)} topic-partition(s)"
+            f" from an earlier run); for a new one: `binlake down`, then remove "
+            f"{settings.state_dir}"
+        )
+    else:
+        console.print(f"new lake at {settings.lake_url}")
 
 
 def _wait_for_lake(

@@ -1,9 +1,17 @@
+import os
 import re
 
 import pytest
 from pydantic import ValidationError
 
-from binlake.settings import CONFIG_FILE_ENV, load_settings
+from binlake import failpoints
+from binlake.settings import CONFIG_FILE_ENV, Settings, load_settings
+from binlake.settings_errors import (
+    OTHER_VARIABLES,
+    InvalidSettings,
+    environment_problems,
+    validation_problems,
+)
 
 
 def test_defaults_validate_and_locate_the_lake_under_the_state_dir(tmp_path) -> None:
@@ -48,10 +56,127 @@ def test_bad_settings_fail_at_load_naming_the_field(overrides, complaint) -> Non
         load_settings(**overrides)
 
 
-def test_missing_config_file_is_named(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv(CONFIG_FILE_ENV, str(tmp_path / "nope.toml"))
-    with pytest.raises(FileNotFoundError, match=r"nope.toml"):
+def test_a_missing_or_unreadable_config_file_is_one_line(monkeypatch, tmp_path) -> None:
+    missing = tmp_path / "nope.toml"
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(missing))
+    with pytest.raises(InvalidSettings) as raised:
         load_settings()
+    assert raised.value.problems == [f"BINLAKE_CONFIG={missing}: no such file"]
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mysql\n")
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(broken))
+    with pytest.raises(InvalidSettings) as raised:
+        load_settings()
+    [problem] = raised.value.problems
+    assert problem.startswith(f"BINLAKE_CONFIG={broken}: cannot be read as TOML: ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("BINLAKE_MYSQL__PASWORD", "BINLAKE_MYSQL__PASSWORD"),
+        ("BINLAKE_STORAG_URL", "BINLAKE_STORAGE_URL"),
+        ("BINLAKE_MYSQL_PORT", "BINLAKE_MYSQL__PORT"),  # one underscore where two nest
+        ("binlake_kafka__bootstrap_server", "BINLAKE_KAFKA__BOOTSTRAP_SERVERS"),
+    ],
+)
+def test_a_mistyped_variable_is_an_error_naming_the_setting_meant(
+    monkeypatch, variable, meant
+) -> None:
+    monkeypatch.setenv(variable, "x")
+    with pytest.raises(InvalidSettings) as raised:
+        load_settings()
+    assert raised.value.problems == [f"{variable} is not a binlake setting; did you mean {meant}?"]
+
+
+def test_a_variable_like_no_setting_is_named_alone(monkeypatch) -> None:
+    monkeypatch.setenv("BINLAKE_ZZZZZZ", "1")
+    with pytest.raises(InvalidSettings, match=r"^BINLAKE_ZZZZZZ is not a binlake setting$"):
+        load_settings()
+
+
+def test_every_variable_binlake_sets_or_reads_is_known(monkeypatch) -> None:
+    settings = load_settings(mysql={"password": "s3cret"})
+    assert environment_problems(Settings, settings.env()) == []  # what children get
+    assert failpoints.ENV_VAR in OTHER_VARIABLES
+    monkeypatch.setenv("binlake_mysql__port", "3399")  # names match whatever their case
+    monkeypatch.setenv("BINLAKE_CONNECT__COLUMN_EXCLUDE_LIST", '["shop.orders.note"]')
+    assert load_settings().mysql.port == 3399
+
+
+def test_a_json_setting_that_is_not_json_names_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("BINLAKE_TABLES", "shop.orders")
+    monkeypatch.setenv("BINLAKE_MYSQL", '{"password": "hunter2"')  # a group, holding a secret
+    with pytest.raises(InvalidSettings) as raised:
+        load_settings()
+    assert raised.value.problems == [
+        "BINLAKE_MYSQL='***': not JSON (a JSON list or object)",
+        'BINLAKE_TABLES=\'shop.orders\': not JSON (a JSON list, e.g. ["a", "b"])',
+    ]
+
+
+def problems_of(environ: dict[str, str], monkeypatch, **overrides) -> list[str]:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        load_settings(**overrides)
+    return validation_problems(
+        raised.value,
+        Settings,
+        os.environ,
+        config_file=os.environ.get(CONFIG_FILE_ENV),
+        overrides=overrides,
+    )
+
+
+def test_a_bad_value_names_the_variable_and_the_value(monkeypatch) -> None:
+    problems = problems_of(
+        {
+            "BINLAKE_MYSQL__PORT": "abc",
+            "BINLAKE_BRONZE__FLUSH_ROWS": "0",
+            "BINLAKE_MYSQL__FLAVOR": "postgres",
+            "BINLAKE_CONNECT__EXACTLY_ONCE": "maybe",
+            "BINLAKE_TABLES": '["shop.orders", 3]',
+        },
+        monkeypatch,
+    )
+    assert sorted(problems) == [
+        "BINLAKE_BRONZE__FLUSH_ROWS='0': must be >= 1",
+        "BINLAKE_CONNECT__EXACTLY_ONCE='maybe': not a boolean (true or false)",
+        "BINLAKE_MYSQL__FLAVOR='postgres': must be 'mysql' or 'mariadb'",
+        "BINLAKE_MYSQL__PORT='abc': not an integer",
+        "BINLAKE_TABLES='[\"shop.orders\", 3]' (item 1): not a string",
+    ]
+
+
+def test_a_bad_value_never_shows_a_secret(monkeypatch) -> None:
+    problems = problems_of(
+        {
+            "BINLAKE_STORAGE_URL": "ftp://AKIAEXAMPLE:wJalrXUtnFEMI@lake/prefix",
+            "BINLAKE_STORAGE": '{"secret_access_key": "hunter2", "allow_http": "perhaps"}',
+        },
+        monkeypatch,
+    )
+    text = "\n".join(problems)
+    assert "BINLAKE_STORAGE_URL='ftp://***@lake/prefix': " in text
+    assert "BINLAKE_STORAGE='***' (allow_http): not a boolean (true or false)" in text
+    assert "wJalrXUtnFEMI" not in text and "hunter2" not in text and "AKIAEXAMPLE" not in text
+
+
+def test_a_bad_value_from_the_config_file_or_an_argument_says_so(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "binlake.toml"
+    config.write_text('[mysql]\nport = "q"\n')
+    assert problems_of({CONFIG_FILE_ENV: str(config)}, monkeypatch) == [
+        f"mysql.port='q' in {config}: not an integer"
+    ]
+    monkeypatch.delenv(CONFIG_FILE_ENV)
+    assert problems_of({}, monkeypatch, bronze={"flush_seconds": -1}) == [
+        "bronze.flush_seconds=-1: must be > 0.0"
+    ]
+    # A rule across fields names them itself.
+    assert problems_of({"BINLAKE_ENVIRONMENT": "prod"}, monkeypatch)[0].startswith(
+        "silver.pii_key is the local default"
+    )
 
 
 def test_child_environment_round_trips_and_secrets_stay_hidden_in_repr(monkeypatch) -> None:
