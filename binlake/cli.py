@@ -59,13 +59,14 @@ from compactor.run import plan_pass, run_compaction
 if TYPE_CHECKING:
     from binlake.status import CaptureStatus
 
-# What a client raises when the service it talks to is not there (or went away mid-command).
-_SERVICE_GONE = (
-    KafkaException,
-    ConnectHTTPError,
-    pymysql.err.OperationalError,
-    httpx.TransportError,
-)
+# What a client raises when the service it talks to is not there (or went away mid-command),
+# and which service that is (None: any).
+_SERVICE_ERRORS: dict[type[Exception], Service | None] = {
+    KafkaException: Service.KAFKA,
+    ConnectHTTPError: Service.CONNECT,
+    pymysql.err.OperationalError: Service.MYSQL,
+    httpx.TransportError: None,
+}
 
 
 class _AdvisingGroup(TyperGroup):
@@ -76,7 +77,7 @@ class _AdvisingGroup(TyperGroup):
         LIBRDKAFKA_LOG.setLevel(logging.CRITICAL + 1)  # the CLI says what is down, once
         try:
             return super().invoke(ctx)
-        except _SERVICE_GONE as exc:
+        except tuple(_SERVICE_ERRORS) as exc:
             _explain_failure(ctx, exc)
             raise typer.Exit(1) from exc
 
@@ -146,16 +147,19 @@ def _stack_settings(*needs: Service) -> Settings:
 
 
 def _explain_failure(ctx: click.Context, exc: Exception) -> None:
-    """One line for a command that failed on a service: which services are down and what to
-    run, or, if all answer, the error itself."""
-    command = ctx.invoked_subcommand or ""
+    """One line for a command that failed on a service: if the service does not answer, which
+    and what to run; else the error itself."""
+    service = next(
+        (service for kind, service in _SERVICE_ERRORS.items() if isinstance(exc, kind)), None
+    )
     stack = LocalStack(load_settings())
-    down = unreachable(stack.settings, tuple(Service))
+    down = unreachable(stack.settings, tuple(Service) if service is None else (service,))
     if down:
         message = advice(stack.settings, down, stack_running=stack.is_running())
     else:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    err_console.print(f"[red]binlake {escape(command)} failed[/red]: {escape(message)}")
+    command = f"binlake {ctx.invoked_subcommand or ''}".strip()
+    err_console.print(f"[red]{escape(command)} failed[/red]: {escape(message)}")
 
 
 @app.command()
