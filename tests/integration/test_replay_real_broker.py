@@ -9,7 +9,9 @@ file read again comes out with its old bounds.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,8 +19,11 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from binlake.bronze.manifest import Manifest, live_entries
+from binlake.local_stack.components import BRONZE_WORKER
+from binlake.local_stack.supervisor import Program, Supervisor
 from binlake.storage import LakeStorage
-from tests.support.processes import run_python_module
+from tests.support.debezium import BASE_TS_MS
+from tests.support.processes import REPO, run_python_module, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -80,6 +85,32 @@ def fill_bronze(tmp_path: Path, kafka, processes, kit, while_running=None):
     )
 
 
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """The rows of the table the command printed: first cell -> the other cells."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("│"):
+            first, *rest = (cell.strip() for cell in line.split("│")[1:-1])
+            rows[first] = rest
+    return rows
+
+
+def commit_span(lake, partition: int, start: int) -> str:
+    """The dry run's source commits of `partition` read from `start`: the first record's and the
+    last's (`ChangeProducer`: row i committed at BASE_TS_MS + 2 s * i, its delete 1 ms later; a
+    tombstone carries no commit time, the Kafka timestamp stands in)."""
+
+    def committed_at(offset: int) -> datetime | None:
+        op, row = lake.producer.delivered[(partition, offset)]
+        if op == "x":
+            return None
+        return datetime.fromtimestamp((BASE_TS_MS + row * 2000 + (op == "d")) / 1000, UTC)
+
+    first, last = committed_at(start), committed_at(lake.counts[partition] - 1)
+    assert first is not None and last is not None, "a tombstone at an end: pick other offsets"
+    return f"{first:%Y-%m-%d %H:%M:%S} to {last:%H:%M:%S}"
+
+
 def snapshot(lake_dir: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under bronze/: its bytes and modification time (ns)."""
     return {
@@ -131,9 +162,17 @@ def test_replay_writes_lost_bronze_files_again_and_nothing_twice(
 
     dry = run_replay(lake.env, "--from-offset", f"0:{start[0]},1:{start[1]}", "--dry-run")
     assert dry.returncode == 0, dry.stderr
+    rows = table_rows(dry.stdout)
     for partition in range(PARTITIONS):
-        assert f"│ {partition}  " in dry.stdout  # one row per partition...
-        assert str(lake.counts[partition]) in dry.stdout  # ...with the current offset
+        # current, target, records read again, source commits of the first and last of them
+        assert rows[str(partition)] == [
+            str(lake.counts[partition]),
+            str(start[partition]),
+            str(lake.counts[partition] - start[partition]),  # no markers: all are records
+            commit_span(lake, partition, start[partition]),
+        ]
+    total = sum(lake.counts[p] - start[p] for p in range(PARTITIONS))
+    assert f"{total} record(s) would be read again" in dry.stdout
     for entry in lost:
         assert entry.path in dry.stdout.replace("\n", "")  # listed to be written again
     assert (
@@ -237,3 +276,54 @@ def test_the_dagster_job_resets_a_dashboard_group_and_leaves_bronze_alone(
         kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts
     )  # bronze writer's
     assert snapshot(lake.lake_dir) == before
+
+
+def test_replay_with_stop_worker_stops_the_supervised_worker_and_starts_it_again(
+    tmp_path, kafka, processes, bronze_kit
+) -> None:
+    """The worker as `binlake up` runs it (a supervisord program under the state dir):
+    `replay --stop-worker` stops it, resets its group, starts it again; it reads the range again
+    and bronze stays as it was."""
+    kit = bronze_kit
+    lake = fill_bronze(tmp_path, kafka, processes, kit)
+    topic = lake.orders.topic
+    before = snapshot(lake.lake_dir)
+    supervisor = Supervisor(Path(lake.env["BINLAKE_STATE_DIR"]))
+    supervisor.write_config(
+        [Program(BRONZE_WORKER, [sys.executable, "-m", "binlake", "worker"], directory=REPO)]
+    )
+    log = supervisor.log_file(BRONZE_WORKER)
+    expected = {
+        p: min(o for (q, o), (_, row) in lake.producer.delivered.items() if q == p and row >= 60)
+        for p in range(PARTITIONS)
+    }
+    try:
+        supervisor.start_daemon(lake.env)
+        supervisor.start(BRONZE_WORKER)
+        wait_for(lambda: kit.WORKER_READY in log.read_text(errors="replace"), 120, "worker", log)
+        [first_pid] = [s.pid for s in supervisor.states()]
+
+        replay = run_replay(lake.env, "--from-time", str(lake.middle_ms), "--stop-worker")
+
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        lines = replay.stdout.splitlines()
+        assert lines[0] == "stopping the bronze worker"
+        assert lines[-2:] == [
+            "bronze worker started again",
+            f"consumer group {lake.group} reset on {topic}",
+        ]
+        rows = table_rows(replay.stdout)
+        for partition, target in expected.items():
+            assert rows[str(partition)] == [str(lake.counts[partition]), str(target)]
+        [state] = supervisor.states()
+        assert state.state == "RUNNING" and state.pid != first_pid
+        # The worker, started again from the targets, commits up to the end once more.
+        wait_for(
+            lambda: kit.committed_offsets(lake.admin, topic, PARTITIONS, lake.group) == lake.counts,
+            120,
+            "the restarted worker back at the end",
+            log,
+        )
+    finally:
+        supervisor.shutdown()
+    assert snapshot(lake.lake_dir) == before  # read again, skipped: never written twice
