@@ -225,7 +225,8 @@ def _print_addresses(settings: Settings) -> None:
 
 @app.command()
 def down() -> None:
-    """Stop everything `binlake up` started under this state directory."""
+    """Stop everything `binlake up` started under this state directory: the bronze worker,
+    then Dagster, Kafka Connect, the broker and MariaDB, each once the one before has exited."""
 
     stack = LocalStack(_settings())
     began = time.monotonic()
@@ -339,6 +340,7 @@ def worker() -> None:
     """Run the Faust bronze worker in the foreground (what `binlake up` supervises)."""
     from streams.app import main as run_worker
 
+    LIBRDKAFKA_LOG.setLevel(logging.NOTSET)  # a service logs librdkafka like anything else
     run_worker()
 
 
