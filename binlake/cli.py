@@ -605,7 +605,9 @@ def resync(
     sweep removes the rows the source no longer has, and silver equals the source.
     """
 
-    settings = _stack_settings(Service.KAFKA, Service.CONNECT, Service.MYSQL)
+    # No probe first: refusals that need only the lake come before any service is asked, and
+    # a service that does not answer is named by the app's error handling.
+    settings = _stack_settings()
     if table not in settings.tables:
         err_console.print(
             f"[red]unknown table[/red] {table!r}; the captured tables are {settings.tables}"

@@ -55,7 +55,7 @@ def closed_ports_env(tmp_path) -> dict[str, str]:
             ],
             "Kafka broker",
         ),
-        (["resync", "--table", "shop.orders", "--no-wait"], "Kafka broker, Kafka Connect"),
+        (["resync", "--table", "shop.orders", "--no-wait"], "Kafka broker"),
         (["connector", "status"], "Kafka Connect"),
         (["connector", "register"], "Kafka Connect, Kafka broker"),
     ],
@@ -65,7 +65,7 @@ def test_a_command_run_while_the_stack_is_down_says_so_in_one_line(tmp_path, arg
     assert result.returncode == 1
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"the local stack under {tmp_path / 'state'} is not running ({down}")
+    assert f"the local stack under {tmp_path / 'state'} is not running ({down}" in line
     assert line.endswith("start it with `binlake up`")
 
 
