@@ -1,21 +1,26 @@
-"""Dagster's freshness policy of an asset: a hint the UI shows, not the SLO.
+"""What freshness means on binlake's assets: lag behind the source, not time since a run.
 
-Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time of the asset's last
-materialization only: it means "new data arrived within the window", so on a quiet source it turns
-FAIL although nothing is late. The SLO is the freshness check (`dagster_defs.freshness.check`).
+Dagster 1.13's ``FreshnessPolicy`` cannot say that. Its freshness daemon re-evaluates every
+policy every 30 s from the asset's last materialization only (``TimeWindowFreshnessPolicy``: FAIL
+when the newest materialization is older than the window; ``CronFreshnessPolicy``: none since a
+cron tick) and writes a ``FreshnessStateChange`` whenever its verdict differs from the stored
+state, so a state reported by a sensor (``instance.report_runless_asset_event``) is overwritten on
+the daemon's next pass; the evaluators are a closed internal table and the UI shows an asset
+without a policy as "not applicable". On a quiet source nothing materializes, so a time window
+turns red although nothing is late. binlake's assets therefore carry no Dagster freshness policy:
+their freshness is the lag-based freshness check (`dagster_defs.freshness.check`, evaluated by
+the freshness sensor), which the UI shows as the asset's check health, and which the freshness
+alerts follow. The asset descriptions say so (`freshness_note`).
 """
 
-from datetime import timedelta
-
-import dagster as dg
+from binlake.freshness import Layer
 
 
-def freshness_policy(minutes: float) -> dg.FreshnessPolicy:
-    """Dagster's time-window policy: FAIL when the asset has not materialized for `minutes`.
-
-    Dagster refuses windows under a minute, so shorter SLOs get one minute. WARN at half the
-    window when that is at least a minute (silver 1 min, gold 2.5 min; none for bronze).
-    """
-    fail = timedelta(minutes=max(minutes, 1.0))
-    warn = fail / 2 if fail / 2 >= timedelta(minutes=1) else None
-    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+def freshness_note(layer: Layer, slo_minutes: float) -> str:
+    """The sentence an asset's description ends with, saying what its freshness means."""
+    return (
+        f"Freshness is {layer}'s lag behind the newest source commit (the freshness checks, "
+        f"SLO {slo_minutes:g} min): an idle source stays fresh, a stalled pipeline turns red. "
+        "No Dagster freshness policy: its time window counts time since the last "
+        "materialization."
+    )

@@ -11,7 +11,7 @@ from binlake.gold.logic import orders_by_hour_status
 from binlake.settings import Settings
 from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.automation import GOLD_CONDITION
-from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.policy import freshness_note
 from dagster_defs.gold.sensors import partition_key
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
@@ -57,10 +57,9 @@ def build_orders_by_hour_status_asset(
         group_name=GOLD,
         tags={TAG_LAYER: GOLD},
         kinds={"polars", "parquet"},
-        freshness_policy=freshness_policy(settings.freshness.gold_minutes),
         description="Orders, revenue (Decimal(18,2)) and items per hour of created_at and "
         "status; one partition per hour, recomputed whole when any of its orders or items "
-        "changes in silver.",
+        "changes in silver. " + freshness_note(GOLD, settings.freshness.gold_minutes),
     )
     def orders_by_hour_status_asset(
         context: dg.AssetExecutionContext, silver_lake: SilverLake

@@ -21,7 +21,7 @@ from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.silver.schema_guard import completed_resyncs
 from binlake.silver.schema_heal import heal_on_refusal
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.policy import freshness_note
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 
@@ -30,7 +30,7 @@ def silver_asset(
     key: dg.AssetKey, table: str, settings: Settings, *, description: str, **options: Any
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """``dg.asset`` for a silver Delta table `key` of `table` built from its bronze: silver's
-    automation, group, tags, writer pool and freshness policy (`options`: more arguments)."""
+    automation, group, tags, writer pool and freshness note (`options`: more arguments)."""
     return dg.asset(
         key=key,
         deps=[bronze_key(table)],
@@ -39,8 +39,7 @@ def silver_asset(
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
         pool=writer_pool(key),
         kinds={"polars", "deltalake"},
-        freshness_policy=freshness_policy(settings.freshness.silver_minutes),
-        description=description,
+        description=f"{description} {freshness_note(SILVER, settings.freshness.silver_minutes)}",
         **options,
     )
 

@@ -22,7 +22,7 @@ from dagster_defs.freshness.check import (
     build_freshness_check,
     judge_freshness,
 )
-from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.policy import freshness_note
 from dagster_defs.freshness.sensor import (
     build_freshness_sensor,
     freshness_alerts,
@@ -193,22 +193,27 @@ def test_a_bronze_writer_behind_by_more_than_the_slo_fails_though_files_keep_arr
     assert judge_freshness(target, caught_up, {TABLE: "unknown: broker down"}).passed
 
 
-# -- Dagster's freshness policy -------------------------------------------------------------------
+# -- no time-window policy: freshness is the lag ---------------------------------------------------
 
 
-def test_the_policy_window_is_the_slo_with_dagsters_one_minute_floor():
-    bronze, silver, short = freshness_policy(1), freshness_policy(2), freshness_policy(0.25)
-    assert bronze.fail_window.to_timedelta() == timedelta(minutes=1)
-    assert bronze.warn_window is None and short.fail_window.to_timedelta() == timedelta(minutes=1)
-    assert silver.warn_window.to_timedelta() == timedelta(minutes=1)
-    assert freshness_policy(5).warn_window.to_timedelta() == timedelta(minutes=2.5)
-
-
-def test_bronze_specs_carry_the_bronze_policy(settings: Settings):
+def test_no_asset_carries_a_dagster_freshness_policy_and_each_says_what_freshness_means(
+    settings: Settings,
+):
+    # Dagster's daemon would judge a policy by time since the last materialization, which turns
+    # red on a quiet source; the lag-based check is the asset's freshness.
     for spec in build_bronze_specs(settings, hourly_partitions(settings)):
-        assert spec.freshness_policy == freshness_policy(settings.freshness.bronze_minutes)
+        assert spec.freshness_policy is None
     graph = build_definitions(settings).resolve_asset_graph()
-    assert graph.get(bronze_key(TABLE)).freshness_policy == freshness_policy(1.0)
+    keys = [bronze_key(TABLE), silver_key(TABLE), GOLD_ORDERS_BY_HOUR_STATUS]
+    for key in keys:
+        node = graph.get(key)
+        assert node.freshness_policy is None
+        assert "lag behind the newest source commit" in (node.description or "")
+        assert "idle source stays fresh" in (node.description or "")
+    assert all(graph.get(key).freshness_policy is None for key in graph.get_all_asset_keys())
+    assert freshness_note("gold", 5).startswith("Freshness is gold's lag") and "SLO 5 min" in (
+        freshness_note("gold", 5)
+    )
 
 
 # -- the check on a real lake ---------------------------------------------------------------------
