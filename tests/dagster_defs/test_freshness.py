@@ -4,7 +4,7 @@ and the sensor that evaluates every freshness check without a run."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
