@@ -1,14 +1,14 @@
 """Freshness lag math: how far a layer is behind the newest source commit (Dagster-free).
 
 The SLOs are ``settings.freshness``: bronze 1 min, silver 2 min, gold 5 min behind the newest
-commit of the source table(s). Two things implement them.
+commit of the source table(s). Freshness means lag behind the source everywhere: an idle source
+stays fresh, a stalled pipeline turns red. The assets carry no Dagster freshness policy (it judges
+time since the last materialization, so a quiet source would turn red; see
+``dagster_defs.freshness.policy``); the check below is the asset's freshness, the freshness sensor's
+alerts follow it, and each tick's results are written to the freshness table
+(``binlake.freshness_table``).
 
-**Dagster's freshness policy** (``dagster_defs.freshness.policy``), attached to the asset so the UI
-shows a freshness state. Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time
-of the asset's last materialization only: it means "new data arrived within the window", so on a
-quiet source it turns FAIL although nothing is late. It is a hint; the check below is the SLO.
-
-**The freshness check** (``dagster_defs.freshness.check``, one per asset), measuring lag against
+**The freshness check** (``dagster_defs.freshness.check``, one per asset) measures lag against
 the source. Inputs, all in epoch seconds:
 
 * ``S``: the source table's last commit, ``information_schema.TABLES.UPDATE_TIME``
