@@ -29,6 +29,7 @@ from binlake.freshness import (
     source_commit_times,
     worst_consumer_lag,
 )
+from binlake.freshness_table import FreshnessRow
 from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"
@@ -138,6 +139,25 @@ class FreshnessOutcome:
             severity=target.severity,
             description=self.description,
             metadata=self.metadata,
+        )
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """The figure compared to the SLO (the consumer lag when it decided)."""
+        value = getattr(self.metadata.get("lag_seconds"), "value", None)
+        return float(value) if isinstance(value, int | float) else None
+
+    def row(self, target: FreshnessTarget) -> FreshnessRow:
+        """This result as a row of the freshness table."""
+        return FreshnessRow(
+            layer=target.layer,
+            asset=target.asset_key.to_user_string(),
+            source_tables=target.source_tables,
+            newest_source_commit=self.lag.layer_newest_source_ts,
+            lag_seconds=self.lag_seconds,
+            slo_seconds=target.slo_seconds,
+            passed=self.passed,
+            checked_at=self.lag.now,
         )
 
     def evaluation(self, target: FreshnessTarget) -> dg.AssetCheckEvaluation:

@@ -20,7 +20,7 @@ from binlake.storage import LakeStorage
 
 T0 = 1_717_236_000.0  # 2024-06-01 10:00:00 UTC
 
-BRONZE = FreshnessRow("bronze", "bronze/shop.orders", ("shop.orders",), T0, 0.0, 60.0, True, T0 + 5)
+BRONZE = FreshnessRow("bronze", "bronze/shop/orders", ("shop.orders",), T0, 0.0, 60.0, True, T0 + 5)
 GOLD = FreshnessRow(
     "gold",
     "gold/shop/orders_by_hour_status",
@@ -59,7 +59,7 @@ def test_each_write_replaces_the_table_value_for_value(tmp_path: Path):
     assert rows == [
         {
             "layer": "bronze",
-            "asset": "bronze/shop.orders",
+            "asset": "bronze/shop/orders",
             "source_tables": "shop.orders",
             "newest_source_commit": utc(T0),
             "lag_seconds": 0.0,
@@ -101,7 +101,7 @@ def test_the_log_and_the_data_files_stay_small(tmp_path: Path):
     versions = []
     for tick in range(25):
         row = FreshnessRow(
-            "bronze", "bronze/shop.orders", ("shop.orders",), T0, 0.0, 60.0, True, T0 + tick
+            "bronze", "bronze/shop/orders", ("shop.orders",), T0, 0.0, 60.0, True, T0 + tick
         )
         versions.append(
             write_freshness_table(

@@ -12,7 +12,9 @@ import pytest
 
 from binlake.alerts import Alerter
 from binlake.freshness import measure_lag
+from binlake.freshness_table import FreshnessRow, read_freshness_rows
 from binlake.settings import Settings
+from binlake.storage import LakeStorage
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.definitions import build_definitions
 from dagster_defs.freshness.check import (
@@ -406,6 +408,27 @@ def test_the_sensor_evaluates_every_layer_without_a_run(settings, bronze):
         assert silver_eval.passed
         assert meta(silver_eval.metadata)["lag_seconds"] == pytest.approx(100)
 
+        # The tick replaced the freshness table with its results, one row per check.
+        rows = {r.asset: r for r in read_freshness_rows(LakeStorage.from_settings(settings))}
+        assert set(rows) == {e.asset_key.to_user_string() for e in second.asset_events}
+        assert rows["silver/shop/orders"] == FreshnessRow(
+            layer="silver",
+            asset="silver/shop/orders",
+            source_tables=(TABLE,),
+            newest_source_commit=T0,
+            lag_seconds=pytest.approx(100),
+            slo_seconds=120.0,
+            passed=True,
+            checked_at=T0 + 200,
+        )
+        assert rows["bronze/shop/orders"].newest_source_commit == T0 + 150
+        assert rows["bronze/shop/orders"].lag_seconds == 0.0
+        gold_row = rows[GOLD_ORDERS_BY_HOUR_STATUS.to_user_string()]
+        assert (gold_row.layer, gold_row.source_tables) == ("gold", (TABLE, ITEMS))
+        assert (gold_row.slo_seconds, gold_row.passed) == (300.0, True)
+        customers = rows["bronze/shop/customers"]  # UPDATE_TIME NULL: lag unknown, passing
+        assert (customers.lag_seconds, customers.newest_source_commit) == (None, None)
+
 
 def test_the_sensor_starts_over_on_a_new_lake(settings, bronze):
     bronze.write(TABLE, [bronze.change("c", 0, ts_ms=int(T0 * 1000), id=1, customer_id=1)])
@@ -464,6 +487,45 @@ def test_a_miss_is_alerted_once_repeated_late_and_its_end_said(settings, bronze)
         assert about_bronze_orders()[2].startswith(
             f"binlake: {CHECK_KEY.to_user_string()} is within its SLO again."
         )
+
+
+def test_an_idle_source_stays_green_and_a_stalled_pipeline_turns_red_and_alerts(settings, bronze):
+    """Freshness is lag, not time since the last file: an hour without commits and without new
+    files passes; a commit the pipeline does not take fails its SLO and alerts."""
+    bronze.write(TABLE, [bronze.change("c", 0, ts_ms=int(T0 * 1000), id=1, customer_id=1)])
+    defs = build_definitions(settings)
+    alerts = AlertsDouble()
+    idle = source(shop__orders=T0)  # the last commit is what bronze holds
+
+    def bronze_orders(result: dg.SensorResult) -> dg.AssetCheckEvaluation:
+        return next(e for e in result.asset_events if e.asset_key == bronze_key(TABLE))
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor = None
+        for now in (T0 + 60, T0 + 1800, T0 + 3600):  # an hour of quiet: no new file at all
+            result = tick(defs, instance, idle, settings, now, cursor, alerts)
+            cursor = result.cursor
+            assert bronze_orders(result).passed
+            assert meta(bronze_orders(result).metadata)["lag_seconds"] == 0
+        rows = read_freshness_rows(LakeStorage.from_settings(settings))
+        assert rows is not None and all(r.passed for r in rows if r.layer == "bronze")
+        assert not [t for t in alerts.texts if "bronze/shop/orders" in t.split(" ")[1]]
+
+        # A commit at T0 + 3610 that never reaches bronze (the worker stalled).
+        stalled = source(shop__orders=T0 + 3610)
+        result = tick(defs, instance, stalled, settings, T0 + 3630, cursor, alerts)
+        assert bronze_orders(result).passed  # 30 s behind, SLO 60 s
+        result = tick(defs, instance, stalled, settings, T0 + 3700, result.cursor, alerts)
+        assert not bronze_orders(result).passed  # counted from when last caught up: 100 s
+        assert meta(bronze_orders(result).metadata)["lag_seconds"] == pytest.approx(100)
+        row = next(
+            r
+            for r in read_freshness_rows(LakeStorage.from_settings(settings)) or []
+            if r.asset == "bronze/shop/orders"
+        )
+        assert (row.passed, row.lag_seconds) == (False, pytest.approx(100))
+        [alert] = [t for t in alerts.texts if t.split(" ")[1] == CHECK_KEY.to_user_string()]
+        assert "misses its freshness SLO" in alert
 
 
 def test_freshness_alerts_are_pure_transitions():
