@@ -262,3 +262,35 @@ def _parse_misses(cursor: str | None) -> dict[str, float]:
         return {str(k): float(v) for k, v in state.get("slo_misses_alerted_at", {}).items()}
     except (ValueError, TypeError, AttributeError):
         return {}
+
+
+@dataclass(frozen=True)
+class RowsAfter:
+    """Rows bronze holds that were committed after a later layer's newest source commit."""
+
+    rows: int
+    exact: bool  # False: a file straddles the commit, so `rows` is an upper bound
+
+
+def bronze_rows_after(
+    live: Iterable[ManifestEntry], table: str, newest_source_ts: float | None
+) -> RowsAfter:
+    """Rows of `table`'s live bronze files (``binlake.bronze.manifest.live_entries``) committed
+    after `newest_source_ts` (epoch s; None: the layer holds nothing): the records bronze holds
+    and a layer holding changes up to that commit lacks. A file whose commits straddle it counts
+    whole (an upper bound), a file without commit times too."""
+    newest_ms = None if newest_source_ts is None else math.floor(newest_source_ts * 1000)
+    rows, exact = 0, True
+    for entry in live:
+        if entry.table != table or not entry.path:
+            continue
+        if newest_ms is None:
+            rows += entry.rows
+            continue
+        low, high = entry.min_source_ts_ms, entry.max_source_ts_ms
+        if high is not None and high <= newest_ms:
+            continue
+        if low is None or low <= newest_ms:
+            exact = False
+        rows += entry.rows
+    return RowsAfter(rows, exact)

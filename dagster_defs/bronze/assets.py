@@ -6,7 +6,7 @@ import dagster as dg
 
 from binlake.bronze.layout import table_directory
 from binlake.settings import Settings
-from dagster_defs.freshness.policy import freshness_note
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.keys import BRONZE, TAG_LAYER, TAG_TABLE, bronze_key
 
 

@@ -11,7 +11,7 @@ from binlake.gold.logic import orders_by_hour_status
 from binlake.settings import Settings
 from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.automation import GOLD_CONDITION
-from dagster_defs.freshness.policy import freshness_note
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.gold.sensors import partition_key
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,

@@ -21,7 +21,7 @@ from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.silver.schema_guard import completed_resyncs
 from binlake.silver.schema_heal import heal_on_refusal
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.freshness.policy import freshness_note
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 

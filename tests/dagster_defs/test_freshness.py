@@ -22,9 +22,9 @@ from dagster_defs.freshness.check import (
     FRESHNESS_SENSOR_NAME,
     FreshnessTarget,
     build_freshness_check,
+    freshness_note,
     judge_freshness,
 )
-from dagster_defs.freshness.policy import freshness_note
 from dagster_defs.freshness.sensor import (
     build_freshness_sensor,
     freshness_alerts,
