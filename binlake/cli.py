@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from confluent_kafka import KafkaException
@@ -36,9 +36,6 @@ from compactor.run import plan_pass, run_compaction
 # The few imports left inside commands are there only so that `binlake --help` and the other
 # commands do not load what one command needs: binlake.status and binlake.demo load Dagster,
 # streams.app loads Faust, the rebuild's engine loads Delta Lake.
-if TYPE_CHECKING:
-    from binlake.status import CaptureStatus
-
 app = typer.Typer(
     help="binlake: a MySQL binlog turned into a lake minutes behind its source.",
     no_args_is_help=True,
@@ -153,95 +150,44 @@ def down() -> None:
         console.print(f"nothing running under {stack.settings.state_dir}")
 
 
+WATCH_DEFAULT_SECONDS = 5.0
+
+
 @app.command()
 def status(
+    seconds: Annotated[
+        float | None,
+        typer.Argument(
+            metavar="[SECONDS]", help="With --watch: seconds between redraws (default 5).", min=0.5
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw the page every SECONDS until Ctrl-C.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Each component's state, the connector's and its tasks' state (last error, how long capture
-    has been stopped) and, per table, source rows, newest bronze file, the bronze writer's lag
-    (records and seconds behind the newest source commit) and silver rows."""
+    """The health page: components, the connector and its tasks, each layer's lag behind the
+    source (seconds and records), per table source rows, the bronze writer's lag and silver rows,
+    the newest gold hour, failing checks, and the Dagster UI and SQL endpoint addresses. Each part
+    that cannot be reached says so ("down: run `binlake up`")."""
 
-    from binlake.status import collect_capture_status, collect_table_status
+    from binlake.status import collect_health_page
+    from binlake.status_page import render_page, watch_page
 
+    if seconds is not None and not watch:
+        err_console.print("[red]SECONDS goes with --watch[/red]: binlake status --watch [SECONDS]")
+        raise typer.Exit(2)
     stack = LocalStack(_settings())
-    components = stack.components()
-    running = stack.is_running()
-    tables = collect_table_status(stack.settings) if running else []
-    capture = collect_capture_status(stack.settings) if running else None
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "components": [c.__dict__ for c in components],
-                    "capture": None
-                    if capture is None
-                    else {
-                        **asdict(capture),
-                        "stopped_for_s": capture.stopped_for_s,
-                        "newest_change_age_s": capture.newest_change_age_s,
-                    },
-                    "tables": [t.__dict__ for t in tables],
-                },
-                default=str,
-            )
-        )
+        console.print_json(json.dumps(asdict(collect_health_page(stack)), default=str))
         return
-    grid = Table("component", "state", "pid", "uptime", "log", title="components")
-    for c in components:
-        grid.add_row(c.name, c.state, str(c.pid or ""), f"{c.uptime_s:.0f} s", c.log_file)
-    if not components:
-        console.print(f"nothing running under {stack.settings.state_dir}")
+    if not watch:
+        console.print(render_page(collect_health_page(stack)))
         return
-    console.print(grid)
-    if capture is not None:
-        _print_capture(capture)
-    tables_grid = Table(
-        "table",
-        "source rows",
-        "newest bronze file",
-        "age",
-        "lag records",
-        "lag",
-        "silver rows",
-        title="tables",
-        caption="lag: records a read_committed reader gets after the bronze writer's committed "
-        "offset, and newest source commit minus that of the oldest record not in bronze",
-    )
-    for t in tables:
-        tables_grid.add_row(
-            t.table,
-            _or_dash(t.source_rows),
-            t.newest_bronze_file or "-",
-            "-" if t.newest_bronze_age_s is None else f"{t.newest_bronze_age_s:.0f} s",
-            t.lag_records_text(),
-            t.lag_seconds_text(),
-            _or_dash(t.silver_rows),
-        )
-    console.print(tables_grid)
-
-
-def _print_capture(capture: CaptureStatus) -> None:
-    color = "red" if capture.capture_stopped else "green"
-    grid = Table("connector / task", "state", "worker", "last error", title="capture")
-    grid.add_row(
-        capture.connector,
-        f"[{color}]{capture.state}[/{color}]",
-        "",
-        capture.error if capture.state in ("FAILED", "UNREACHABLE", "MISSING") else "",
-    )
-    for task in capture.tasks:
-        task_color = "green" if task.state == "RUNNING" else "red"
-        grid.add_row(
-            f"  task {task.id}",
-            f"[{task_color}]{task.state}[/{task_color}]",
-            task.worker_id,
-            task.error or "",
-        )
-    console.print(grid)
-    console.print(
-        f"[{color}]{capture.stopped_text()}[/{color}]"
-        + (f" ({capture.restarts} restart(s) by the health sensor)" if capture.restarts else "")
-    )
+    try:
+        watch_page(lambda: collect_health_page(stack), console, seconds or WATCH_DEFAULT_SECONDS)
+    except KeyboardInterrupt:
+        console.print("stopped watching")
 
 
 def _or_dash(value: object) -> str:

@@ -4,7 +4,7 @@ The SLOs are ``settings.freshness``: bronze 1 min, silver 2 min, gold 5 min behi
 commit of the source table(s). Freshness means lag behind the source everywhere: an idle source
 stays fresh, a stalled pipeline turns red. The assets carry no Dagster freshness policy (it judges
 time since the last materialization, so a quiet source would turn red; see
-``dagster_defs.freshness.policy``); the check below is the asset's freshness, the freshness sensor's
+``dagster_defs.freshness.check``); the check below is the asset's freshness, the freshness sensor's
 alerts follow it, and each tick's results are written to the freshness table
 (``binlake.freshness_table``).
 

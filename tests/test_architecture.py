@@ -42,6 +42,7 @@ FLOORS: dict[str, tuple[int, str]] = {
     "binlake.demo": (7, "shell"),
     "binlake.local_stack": (7, "shell"),
     "binlake.status": (7, "shell"),
+    "binlake.status_page": (7, "shell"),
     "binlake.jvm_artifacts": (7, "shell"),
 }
 # Modules of one rank that must not see each other.

@@ -80,32 +80,6 @@ def test_compact_dry_run_lists_the_files_retention_would_expire(
     assert manifest.entries() == before
 
 
-def test_status_prints_connector_tasks_error_and_stopped_for():
-    from binlake import cli
-    from binlake.status import CaptureStatus, TaskState
-
-    error = "org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: X: too large"
-    capture = CaptureStatus(
-        connector="binlake-mysql",
-        state="RUNNING",
-        tasks=[TaskState(0, "FAILED", "127.0.0.1:8083", error)],
-        error=error,
-        capture_stopped=True,
-        first_seen_stopped_at=1000.0,
-        restarts=3,
-        newest_change_commit_at=950.0,
-        checked_at=1090.0,
-    )
-    with cli.console.capture() as captured:
-        cli._print_capture(capture)
-    text = captured.get()
-    assert "binlake-mysql" in text and "task 0" in text and "FAILED" in text
-    assert "Caused by: X: too large" in text
-    assert "first seen stopped by the connector_health sensor 90 s ago" in text
-    assert "newest change in bronze committed 140 s ago" in text
-    assert "(3 restart(s) by the health sensor)" in text
-
-
 def test_invalid_settings_are_named_without_echoing_a_secret(settings, monkeypatch):
     monkeypatch.setenv("BINLAKE_STORAGE_URL", "s3://AKIAEXAMPLE:wJalrXUtnFEMI@lake/prefix")
     result = runner.invoke(
