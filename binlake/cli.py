@@ -182,7 +182,7 @@ def status(
         console.print_json(json.dumps(asdict(collect_health_page(stack)), default=str))
         return
     if not watch:
-        console.print(render_page(collect_health_page(stack)))
+        console.print(render_page(collect_health_page(stack)), soft_wrap=False)
         return
     try:
         watch_page(lambda: collect_health_page(stack), console, seconds or WATCH_DEFAULT_SECONDS)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -39,8 +40,13 @@ def _or_dash(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _grid(title: str, *columns: str) -> Table:
-    return Table(*columns, title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+def _grid(*columns: str) -> Table:
+    return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _section(title: str, *body: RenderableType) -> Group:
+    # A title of its own line, not the table's: a table's title wraps at the table's width.
+    return Group(Text(title, style="bold"), *body)
 
 
 def _unavailable(title: str, part: Unavailable) -> Text:
@@ -50,20 +56,20 @@ def _unavailable(title: str, part: Unavailable) -> Text:
 def render_components(page: HealthPage) -> RenderableType:
     if isinstance(page.components, Unavailable):
         return _unavailable("components", page.components)
-    grid = _grid("components", "component", "state", "pid", "uptime")
+    grid = _grid("component", "state", "pid", "uptime")
     for c in page.components:
         color = "green" if c.state == "RUNNING" else "red"
         grid.add_row(
             c.name, f"[{color}]{c.state}[/{color}]", str(c.pid or ""), _seconds(c.uptime_s)
         )
-    return grid
+    return _section("components", grid)
 
 
 def render_capture(capture: CaptureStatus | Unavailable) -> RenderableType:
     if isinstance(capture, Unavailable):
         return _unavailable("capture", capture)
     color = "red" if capture.capture_stopped else "green"
-    grid = _grid("capture", "connector / task", "state", "worker", "last error")
+    grid = _grid("connector / task", "state", "worker", "last error")
     grid.columns[3].overflow = "fold"
     grid.add_row(
         capture.connector,
@@ -80,21 +86,14 @@ def render_capture(capture: CaptureStatus | Unavailable) -> RenderableType:
             task.error or "",
         )
     restarts = f" ({capture.restarts} restart(s) by the health sensor)" if capture.restarts else ""
-    return Group(grid, Text(capture.stopped_text() + restarts, style=color))
+    return _section("capture", grid, Text(capture.stopped_text() + restarts, style=color))
 
 
 def render_lag(lag: LakeLag | Unavailable, now: float) -> RenderableType:
     if isinstance(lag, Unavailable):
         return _unavailable("lag behind the source", lag)
     age = max(0.0, now - lag.checked_at)
-    grid = _grid(
-        f"lag behind the source (measured {age:.0f} s ago)",
-        "layer",
-        "lag",
-        "SLO",
-        "records",
-        "checks",
-    )
+    grid = _grid("layer", "lag", "SLO", "records", "checks")
     for layer in lag.layers:
         failing = layer.failing > 0
         color = "red" if failing else "green"
@@ -115,23 +114,39 @@ def render_lag(lag: LakeLag | Unavailable, now: float) -> RenderableType:
     ]
     if age > 120:
         notes.append(Text("not measured for over 2 min: is Dagster running?", style="yellow"))
-    return Group(grid, *notes)
+    return _section(f"lag behind the source (measured {age:.0f} s ago)", grid, *notes)
 
 
 def render_tables(tables: list[TableStatus] | Unavailable) -> RenderableType:
     if isinstance(tables, Unavailable):
         return _unavailable("tables", tables)
-    grid = _grid("tables", "table", "source rows", "newest file", "lag rec.", "lag", "silver rows")
+    grid = _grid("table", "source rows", "newest file", "lag rec.", "lag", "silver rows")
+    # Table names stay whole when they can; numbers never wrap.
+    grid.columns[0].min_width = min(24, max((len(t.table) for t in tables), default=5))
+    grid.columns[0].overflow = "fold"
+    for column in grid.columns[1:]:
+        column.no_wrap = True
+    # A lag not measured says why once, below the table, not in every cell.
+    reasons: dict[str, list[str]] = {}
     for t in tables:
+        measured = t.lag_state == "ok"
+        if not measured:
+            reasons.setdefault(t.lag_state, []).append(t.table)
+        short = "-" if measured or t.lag_state.startswith("unknown") else t.lag_state
         grid.add_row(
             t.table,
             _or_dash(t.source_rows),
             _seconds(t.newest_bronze_age_s) + (" ago" if t.newest_bronze_age_s is not None else ""),
-            t.lag_records_text(),
-            t.lag_seconds_text(),
+            t.lag_records_text() if measured else short,
+            t.lag_seconds_text() if measured else short,
             _or_dash(t.silver_rows),
         )
-    return grid
+    notes = [
+        Text(f"lag {reason}: {', '.join(names)}", style="yellow", overflow="fold")
+        for reason, names in reasons.items()
+        if reason.startswith("unknown")
+    ]
+    return _section("tables", grid, *notes)
 
 
 def render_gold(gold: list[GoldHour] | Unavailable) -> RenderableType:
@@ -161,7 +176,7 @@ def render_failing_checks(failing: list[FailingCheck] | Unavailable) -> Renderab
         if len(description) > DESCRIPTION_CHARS:
             description = description[: DESCRIPTION_CHARS - 3] + "..."
         lines.append(Text.assemble(("  ✗ ", "red"), (check.check, "bold"), f" ({check.severity})"))
-        lines.append(Text(f"    {description}", style="dim"))
+        lines.append(Padding(Text(description, style="dim"), (0, 0, 0, 4)))
     return Group(*lines)
 
 
@@ -183,7 +198,7 @@ def render_page(page: HealthPage) -> Group:
     header = Text.assemble(("binlake status ", "bold"), _iso(page.checked_at))
     return Group(
         header,
-        Text(f"state directory {page.state_dir}", style="dim"),
+        Text(f"state: {page.state_dir}", style="dim", overflow="fold"),
         render_components(page),
         render_capture(page.capture),
         render_lag(page.lag, page.checked_at),
