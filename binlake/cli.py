@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -171,7 +170,7 @@ def status(
     the newest gold hour, failing checks, and the Dagster UI and SQL endpoint addresses. Each part
     that cannot be reached says so ("down: run `binlake up`")."""
 
-    from binlake.status import collect_health_page
+    from binlake.status import collect_health_page, page_json
     from binlake.status_page import render_page, watch_page
 
     if seconds is not None and not watch:
@@ -179,7 +178,7 @@ def status(
         raise typer.Exit(2)
     stack = LocalStack(_settings())
     if as_json:
-        console.print_json(json.dumps(asdict(collect_health_page(stack)), default=str))
+        console.print_json(json.dumps(page_json(collect_health_page(stack)), default=str))
         return
     if not watch:
         console.print(render_page(collect_health_page(stack)), soft_wrap=False)

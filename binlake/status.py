@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -492,3 +492,16 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code < 500
     except httpx.HTTPError:
         return False
+
+
+def page_json(page: HealthPage) -> dict[str, object]:
+    """The page as JSON-ready data (`binlake status --json`), with the capture's derived
+    figures (``stopped_for_s``, ``newest_change_age_s``) beside its fields."""
+    data = asdict(page)
+    if isinstance(page.capture, CaptureStatus):
+        data["capture"] = {
+            **data["capture"],
+            "stopped_for_s": page.capture.stopped_for_s,
+            "newest_change_age_s": page.capture.newest_change_age_s,
+        }
+    return data

@@ -4,6 +4,7 @@ rendered at 80 columns."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from binlake.status import (
     collect_gold_hours,
     collect_health_page,
     collect_lake_lag,
+    page_json,
 )
 from binlake.status_page import render_capture, render_page, watch_page
 from binlake.storage import LakeStorage
@@ -360,3 +362,12 @@ def test_the_stack_down_still_shows_what_the_lake_last_said(nothing_running: Set
     text = rendered(render_page(page))
     assert "measured 600 s ago" in text and "is Dagster running?" in text
     assert_fits(text)
+
+
+def test_the_json_keeps_the_capture_figures():
+    data = json.loads(json.dumps(page_json(full_page()), default=str))
+    assert data["capture"]["stopped_for_s"] == 90 and data["capture"]["newest_change_age_s"] == 140
+    assert data["capture"]["tasks"][0]["state"] == "FAILED"
+    assert [c["name"] for c in data["components"]] == ["broker", "bronze_worker"]
+    assert data["lag"]["layers"][1]["records"] == 1234
+    assert data["failing_checks"][0]["check"] == "silver/shop/orders:freshness"
