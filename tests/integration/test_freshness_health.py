@@ -16,6 +16,7 @@ import pytest
 
 from binlake.demo.shop_schema import SHOP_DDL
 from binlake.freshness_table import FreshnessRow, read_freshness_rows
+from binlake.local_stack.components import BRONZE_WORKER
 from binlake.local_stack.stack import LocalStack
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
@@ -96,7 +97,7 @@ def test_an_idle_source_stays_green_and_a_stalled_worker_turns_red(
     assert f"{ORDERS_SILVER}:freshness" not in failing
 
     # Stalled: the bronze worker frozen (by its PID), a new commit it cannot take.
-    worker = component(stack, "bronze_worker")
+    worker = component(stack, BRONZE_WORKER)
     assert worker.pid
     os.kill(worker.pid, signal.SIGSTOP)
     try:
