@@ -8,9 +8,11 @@ lake.<db>__<table>__history      SCD type 2 history (tables in `silver.history_t
 lake.gold__<name>                gold, `_`-columns dropped
 lake.freshness                   the freshness table, plus `seconds_since_check`
 
-Two targets read the same Delta tables: "embedded" (chDB in binlake's own process; an S3 lake
-through `deltaLake(url, key, secret)`) and "server" (a ClickHouse server; an object-store lake
-through the named collection `binlake_lake`). A local lake is `deltaLakeLocal(path)` for both.
+Two targets read the same Delta tables: "embedded" (chDB in binlake's own process) and "server"
+(a ClickHouse server). A local lake is `deltaLakeLocal(path)`; an object-store lake is
+`deltaLake(binlake_lake, url = ...)` through the named collection `binlake_lake` holding the keys
+(the server's configuration defines it; the embedded engine creates it from the settings with
+`named_collection_sql`).
 """
 
 from __future__ import annotations
@@ -64,9 +66,7 @@ def quote_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def lake_views(
-    settings: Settings, *, target: Target, existing_only: bool = True
-) -> list[LakeView]:
+def lake_views(settings: Settings, *, target: Target, existing_only: bool = True) -> list[LakeView]:
     """The views of `settings`' lake for `target`; with `existing_only`, only those whose Delta
     table has a `_delta_log` already (the others appear on a later call)."""
     storage = LakeStorage.from_settings(settings)
@@ -99,13 +99,13 @@ def lake_views(
         )
     )
     return [
-        LakeView(view, target, path, select, delta_source(settings, storage, path, target))
+        LakeView(view, target, path, select, delta_source(settings, storage, path))
         for view, path, select in wanted
         if not existing_only or storage.exists(f"{path}/{DELTA_LOG}")
     ]
 
 
-def delta_source(settings: Settings, storage: LakeStorage, relative: str, target: Target) -> str:
+def delta_source(settings: Settings, storage: LakeStorage, relative: str) -> str:
     """The ClickHouse table function reading the Delta table at `relative` under the lake."""
     if storage.is_local:
         return f"deltaLakeLocal({quote_string(storage.full_path(relative))})"
@@ -115,14 +115,24 @@ def delta_source(settings: Settings, storage: LakeStorage, relative: str, target
             f"the SQL views read an object-store lake on S3 or GCS only, not {scheme}:// "
             f"(storage_url {storage.url.split('@')[-1]})"
         )
+    # Both targets read an object store through the named collection, so no key is ever part
+    # of a view's text (which system.tables and SHOW CREATE show).
     url = http_url(settings, storage.uri(relative))
-    if target == "server":
-        return f"deltaLake({NAMED_COLLECTION}, url = {quote_string(url + '/')})"
+    return f"deltaLake({NAMED_COLLECTION}, url = {quote_string(url + '/')})"
+
+
+def named_collection_sql(settings: Settings) -> str:
+    """The statement creating `binlake_lake` with the lake's S3 keys, for the embedded engine
+    (a server defines it in its own configuration). Holds secrets: never log it."""
     key = settings.storage.access_key_id.get_secret_value()
     secret = settings.storage.secret_access_key.get_secret_value()
+    parts = [f"access_key_id = {quote_string(key)}", f"secret_access_key = {quote_string(secret)}"]
+    token = settings.storage.session_token.get_secret_value()
+    if token:
+        parts.append(f"session_token = {quote_string(token)}")
     if not key:
-        return f"deltaLake({quote_string(url + '/')}, NOSIGN)"
-    return f"deltaLake({quote_string(url + '/')}, {quote_string(key)}, {quote_string(secret)})"
+        parts = ["no_sign_request = 1"]
+    return f"CREATE NAMED COLLECTION IF NOT EXISTS {NAMED_COLLECTION} AS {', '.join(parts)}"
 
 
 def http_url(settings: Settings, object_url: str) -> str:
