@@ -95,6 +95,11 @@ class LakeEngine:
         self.sync_views()
 
     @property
+    def version(self) -> str:
+        """The ClickHouse engine's version (26.9.2.1 in chDB 4.4.0)."""
+        return str(chdb.engine_version)
+
+    @property
     def views(self) -> list[str]:
         """Names of the views created so far."""
         return sorted(self._created)
