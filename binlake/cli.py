@@ -138,6 +138,7 @@ def _print_addresses(settings: Settings) -> None:
     if settings.storage.endpoint_url:
         console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
+    console.print(f"SQL endpoint   http://{settings.sql.host}:{settings.sql.port} (binlake sql)")
     console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
     console.print("Stop with      binlake down")
 
