@@ -65,6 +65,8 @@ def _working_directory(path: str | None) -> Iterator[None]:
         yield
         return
     before = os.getcwd()
+    while not os.path.isdir(path):  # a lake not written yet: its nearest existing parent
+        path = os.path.dirname(path)
     os.chdir(path)
     try:
         yield

@@ -118,7 +118,9 @@ class QueryGuard:
         """`sql` normalised if it may run with `database` current; RefusedQuery if not. A query
         ClickHouse cannot parse raises the engine's own error (a syntax error, with position)."""
         single = str(
-            self.engine.query("SELECT formatQuerySingleLine({q:String})", "TSVRaw", {"q": sql})
+            self.engine.query(
+                "SELECT formatQuerySingleLine({q:String})", "TSVRaw", {"q": escaped_value(sql)}
+            )
         ).rstrip("\n")
         # TSVRaw does not escape, and formatQuerySingleLine gives one line.
         ast = str(self.engine.query(f"EXPLAIN AST {single}", "TSVRaw", dict(params or {})))
@@ -155,6 +157,11 @@ class QueryGuard:
             check_table(node.rest.split(" ", 1)[0], database)
         if node.kind == "Identifier" and in_right_hand(node) and "." in node.rest:
             check_table(node.rest.split(" ", 1)[0], database)
+
+
+def escaped_value(text: str) -> str:
+    """`text` as a query parameter value, which ClickHouse reads in its escaped (TSV) form."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def parse_ast(text: str) -> list[Node]:
