@@ -72,7 +72,8 @@ IN_FUNCTIONS = frozenset(
 # `format(...)` is a string function as well as a table function reading its own argument.
 SCALAR_TWINS = frozenset({"format"})
 
-_NODE = re.compile(r"^(?P<indent> *)(?P<kind>\S+)(?: (?P<rest>.*?))?(?: \(children \d+\))?$")
+_NODE = re.compile(r"^(?P<indent> *)(?P<kind>\S+)(?: (?P<rest>.*))?$")
+_CHILDREN = re.compile(r"\s*\(children \d+\)$")
 
 
 class RefusedQuery(Exception):
@@ -172,7 +173,7 @@ def parse_ast(text: str) -> list[Node]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        match = _NODE.match(line)
+        match = _NODE.match(_CHILDREN.sub("", line))
         if match is None:
             raise RefusedQuery(f"refused a query the guard cannot read ({line.strip()!r})")
         depth = len(match["indent"])
