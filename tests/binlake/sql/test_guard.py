@@ -115,7 +115,7 @@ def test_reads_and_metadata_are_allowed(engine, sql):
 def test_a_query_naming_a_database_outside_is_refused(engine):
     with pytest.raises(QueryFailed, match="UNKNOWN_DATABASE"):
         engine.query("SELECT 1", database="bronze")
-    with pytest.raises(RefusedQuery, match="system.users"):
+    with pytest.raises(RefusedQuery, match=r"system\.users"):
         engine.query("SELECT * FROM users", database="system")
 
 
