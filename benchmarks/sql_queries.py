@@ -11,7 +11,8 @@ One run:
    deletes 1% of the rows (tombstones the views must hide) and updates another 1%;
 2. writes gold `orders_by_hour_status` (a year of hours x 5 statuses) as Delta;
 3. times each query `--repeats` times with the embedded engine (`LakeEngine.query`: the guard
-   and chDB; the guard's own share is shown apart), then the same through `binlake sql-endpoint` over HTTP with a keep-alive client.
+   and chDB; the guard's own share is shown apart), then the same through
+   `binlake sql-endpoint` over HTTP with a keep-alive client.
 
 The ratio endpoint/direct is the HTTP (and process) overhead. The last line printed is one JSON
 object: rows, build seconds, and p50/p95 (ms) per query and path.
