@@ -59,15 +59,18 @@ def writer_pool(key: dg.AssetKey) -> str:
     return key.to_user_string()
 
 
-def hourly_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
-    """Hourly partitions in UTC from ``dagster.partitions_start``: bronze by commit hour, gold by
-    the hour of its business time (order creation).
+def hourly_partitions(settings: Settings, start: str = "") -> dg.HourlyPartitionsDefinition:
+    """Hourly partitions in UTC from `start` (``dagster_defs.partitions_start`` derives it from
+    the lake), else ``dagster.partitions_start``, else 2024-01-01: bronze by commit hour, gold
+    by the hour of its business time (order creation).
 
     ``end_offset=1`` makes the current hour a partition; without it Dagster 1.13 only lists
     completed hours and a change committed this hour could not be reported.
     """
     return dg.HourlyPartitionsDefinition(
-        start_date=settings.dagster.partitions_start, end_offset=1, timezone="UTC"
+        start_date=start or settings.dagster.partitions_start or "2024-01-01-00:00",
+        end_offset=1,
+        timezone="UTC",
     )
 
 
