@@ -6,7 +6,8 @@ the start are never partitions: the UI lists the hours the lake can hold, not th
 "missing" ones before it.
 
 - bronze: the lake's first bronze hour (a change is filed under its commit hour, never before
-  the first file); an empty lake: the current hour.
+  the first file); an empty lake: `EMPTY_LAKE_LOOKBACK` before now, since its first files may
+  hold a backlog (Kafka's, or a binlog Debezium reads from an older position).
 - gold (hour of order creation, which can precede the lake: a snapshot of a source with
   history): the older of the lake's first hour and silver orders' oldest ``created_at``; before
   silver has orders, `UNKNOWN_DATA_START`, since an order of any age may still arrive.
@@ -15,10 +16,11 @@ the start are never partitions: the UI lists the hours the lake can hold, not th
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from binlake.bronze.lake_start import HOUR_FORMAT, current_hour, lake_start_hour
+from binlake.bronze.lake_start import HOUR_FORMAT, lake_start_hour
 from binlake.bronze.manifest import Manifest
 from binlake.gold.start import earliest_order_hour
 from binlake.settings import Settings
@@ -28,8 +30,14 @@ from dagster_defs.keys import ORDERS_TABLE, hourly_partitions
 
 log = logging.getLogger(__name__)
 
+# Kafka's default retention: the oldest a backlog reaching an empty lake usually is.
+EMPTY_LAKE_LOOKBACK = timedelta(days=7)
 # Gold before silver has any order, or when the lake cannot be read: wide, as before.
 UNKNOWN_DATA_START = "2024-01-01-00:00"
+
+
+def _hours_ago(delta: timedelta) -> str:
+    return (datetime.now(UTC) - delta).strftime(HOUR_FORMAT)
 
 
 def _lake_start(storage: LakeStorage) -> str | None:
@@ -40,7 +48,7 @@ def bronze_partitions_start(settings: Settings) -> str:
     if settings.dagster.partitions_start:
         return settings.dagster.partitions_start
     try:
-        return _lake_start(LakeStorage.from_settings(settings)) or current_hour()
+        return _lake_start(LakeStorage.from_settings(settings)) or _hours_ago(EMPTY_LAKE_LOOKBACK)
     except Exception:  # a lake that cannot be read must not keep Dagster from loading
         log.warning(
             "lake start unknown; bronze partitions from %s", UNKNOWN_DATA_START, exc_info=True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from binlake.errors import FinalError
@@ -60,7 +60,3 @@ def lake_start_hour(
             f"{raw[:200]!r}; remove it (the next bronze commit writes it again)"
         ) from exc
     return hour
-
-
-def current_hour() -> str:
-    return datetime.now(UTC).strftime(HOUR_FORMAT)

@@ -1,7 +1,7 @@
 """Hourly partitions start where the lake's data starts (`dagster_defs.partitions_start`)."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pydantic
@@ -16,6 +16,13 @@ from dagster_defs.silver.assets import build_silver_asset
 from tests.support.lake import change
 
 HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def settings(settings, monkeypatch):
+    """The shared settings without their fixed partitions start: the default, derived."""
+    monkeypatch.delenv("BINLAKE_DAGSTER__PARTITIONS_START")
+    return load_settings()
 
 
 def first_partition(settings, key: dg.AssetKey) -> str:
@@ -68,10 +75,13 @@ def test_the_marker_is_written_once_and_an_old_lake_falls_back_to_its_manifest(s
     assert json.loads(storage.read_bytes(LAKE_START_PATH)) == {"first_hour": "2024-06-01-10:00"}
 
 
-def test_an_empty_lake_starts_at_the_current_hour_and_a_setting_wins(settings, monkeypatch):
-    before = datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
+def test_an_empty_lake_starts_a_week_back_and_a_setting_wins(settings, monkeypatch):
+    def week_back() -> str:
+        return (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%d-%H:00")
+
+    before = week_back()
     start = first_partition(settings, bronze_key("shop.orders"))
-    assert before <= start <= datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
+    assert before <= start <= week_back()
 
     monkeypatch.setenv("BINLAKE_DAGSTER__PARTITIONS_START", "2025-03-01-00:00")
     explicit = load_settings()
