@@ -7,8 +7,9 @@
     gold/shop/orders_by_hour_status  aggregate of silver shop.orders and shop.order_items,
                                      hourly partitioned by order creation hour
 
-The silver and gold keys double as storage locations: the lake IO manager stores an asset at
-``<lake>/<key parts joined by '/'>.parquet``, e.g. ``<lake>/silver/shop/orders.parquet``.
+Storage locations are not derived from keys: silver lives at ``<lake>/silver/<db>/<table>``
+(``binlake.silver.tables``), gold at ``<lake>/gold/<name>``, name the key's last part
+(``binlake.gold.tables``); both are Delta tables.
 """
 
 from __future__ import annotations
