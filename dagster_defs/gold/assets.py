@@ -20,6 +20,7 @@ from dagster_defs.keys import (
     ORDERS_TABLE,
     TAG_LAYER,
     silver_key,
+    writer_pool,
 )
 from dagster_defs.resources import LAKE_IO_MANAGER, SilverLake
 
@@ -52,6 +53,8 @@ def build_orders_by_hour_status_asset(
         # run per hour.
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key=LAKE_IO_MANAGER,
+        # One run commits to the gold Delta table at a time (its own pool, limit 1).
+        pool=writer_pool(GOLD_ORDERS_BY_HOUR_STATUS),
         automation_condition=GOLD_CONDITION,
         group_name=GOLD,
         tags={TAG_LAYER: GOLD},
