@@ -1,6 +1,7 @@
 """`binlake.lake`: the supported Python reader of silver, history and gold, from the settings."""
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
@@ -39,6 +40,8 @@ def merge_orders(settings, ids: list[int], deleted: list[bool], offset: int) -> 
 
 def test_read_silver_gives_live_rows_and_business_columns(settings):
     merge_orders(settings, [1, 2, 3], [False, False, False], 0)
+    between = datetime.now(UTC)
+    time.sleep(0.01)  # Delta commit times are milliseconds
     merge_orders(settings, [2], [True], 10)  # order 2 deleted: a tombstone row is stored
 
     assert read_silver("shop.orders", settings).sort("id").rows() == [(1, "new"), (3, "new")]
@@ -50,6 +53,7 @@ def test_read_silver_gives_live_rows_and_business_columns(settings):
     assert stored.read_all().height == 3 and stored.count_stored() == (2, 1)
     # time travel: before the delete
     assert read_silver("shop.orders", settings, as_of=0)["id"].sort().to_list() == [1, 2, 3]
+    assert read_silver("shop.orders", settings, as_of=between).height == 3
 
 
 def test_read_silver_uses_the_settings_lake(settings, monkeypatch):
