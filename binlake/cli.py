@@ -367,13 +367,14 @@ def rebuild(
         "uri": rebuilt.table.uri,
         "changes_read": rebuilt.changes_read,
         "rows": rebuilt.rows,
+        "tombstones": rebuilt.tombstones,
     }
     if as_json:
         print(json.dumps(result))
         return
     console.print(
-        f"{table} as of {as_of}: {rebuilt.rows} rows from {rebuilt.changes_read} changes, "
-        f"written to {rebuilt.table.uri}"
+        f"{table} as of {as_of}: {rebuilt.rows} live rows (+{rebuilt.tombstones} deleted keys "
+        f"kept as tombstones) from {rebuilt.changes_read} changes, written to {rebuilt.table.uri}"
     )
 
 

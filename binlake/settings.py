@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -229,7 +230,10 @@ class DagsterSettings(BaseModel):
         3, ge=1, description="Minimum interval between automation condition evaluations."
     )
     partitions_start: str = Field(
-        "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."
+        "",
+        description="First hourly partition (YYYY-MM-DD-HH:MM, UTC) of bronze and gold. Empty "
+        "(the default): where the lake's data starts (bronze's first hour; gold's oldest order), "
+        "read when Dagster loads its definitions.",
     )
     retention_days: float = Field(
         7.0,
@@ -240,6 +244,19 @@ class DagsterSettings(BaseModel):
     maintenance_cron: str = Field(
         "17 3 * * *", description="When the maintenance job runs (cron, UTC)."
     )
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _partitions_start_is_an_hour(cls, value: str) -> str:
+        if value:
+            try:
+                datetime.strptime(value, "%Y-%m-%d-%H:%M")
+            except ValueError:
+                raise ValueError(
+                    f"partitions_start {value!r} is not YYYY-MM-DD-HH:MM (UTC), e.g. "
+                    "2026-12-01-00:00; leave it empty to start where the lake's data starts"
+                ) from None
+        return value
 
 
 class FreshnessSettings(BaseModel):

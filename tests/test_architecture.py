@@ -35,6 +35,7 @@ FLOORS: dict[str, tuple[int, str]] = {
     "binlake.silver": (3, "engine: silver"),
     "binlake.gold": (4, "engine: gold"),
     "binlake.freshness": (4, "engine: freshness"),
+    "binlake.lake": (4, "engine: the Python reader of silver and gold"),
     "binlake.sql": (4, "engine: sql"),
     "compactor": (5, "runtime: compactor"),
     "streams": (5, "runtime: streams"),
