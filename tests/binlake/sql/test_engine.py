@@ -5,7 +5,7 @@ a new table published without a restart, gold and freshness."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from binlake.gold.delta_table import GoldDeltaTable
 from binlake.gold.tables import gold_table_uri
 from binlake.settings import Settings
 from binlake.silver.delta_table import CURRENT_PROVENANCE, DELETED
@@ -101,17 +102,22 @@ def test_a_table_written_after_start_is_published_on_its_first_query(settings, e
 
 def test_gold_drops_underscore_columns_and_freshness_tells_age(settings, engine):
     lake = settings.lake_url
-    gold = pa.table(
+    hour = datetime(2024, 6, 1, 10)
+    gold = pl.DataFrame(
         {
-            "hour": pa.array([datetime(2024, 6, 1, 10, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+            "hour": [hour],
             "status": ["paid"],
-            "orders": pa.array([3], pa.int64()),
-            "revenue": pa.array([Decimal("12.50")], pa.decimal128(18, 2)),
-            "items": pa.array([5], pa.int64()),
-            "_source_ts_ms": pa.array([1717236000000], pa.int64()),
-        }
+            "orders": [3],
+            "revenue": [Decimal("12.50")],
+            "items": [5],
+            "_source_ts_ms": [1717236000000],
+        },
+        schema_overrides={"revenue": pl.Decimal(18, 2)},
     )
-    write_deltalake(gold_table_uri(lake, "orders_by_hour_status"), gold)
+    # written by gold's own writer
+    GoldDeltaTable(gold_table_uri(lake, "orders_by_hour_status")).replace_hours(
+        gold, hour, hour + timedelta(hours=1)
+    )
     checked = datetime.now(UTC)
     freshness = pa.table(
         {
