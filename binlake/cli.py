@@ -595,6 +595,8 @@ def sql_apply_views(
     import logging
     import threading
 
+    import httpx
+
     from binlake.sql import server_sync
     from binlake.sql.views import lake_views, render_views_sql
 
@@ -609,6 +611,9 @@ def sql_apply_views(
             + (f"; dropped {', '.join(result.dropped)}" if result.dropped else "")
         )
 
+    if not password:
+        err_console.print(f"[red]no password for {user}: set CLICKHOUSE_PASSWORD[/red]")
+        raise typer.Exit(2)
     client = server_sync.ClickHouseHttp(url, user, password)
     try:
         if watch:
@@ -617,10 +622,9 @@ def sql_apply_views(
                 render, client, interval_s=interval, stop=threading.Event(), on_applied=report
             )
             return
-        try:
-            report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))
-        except server_sync.ViewSyncError as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+        report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))
+    except (server_sync.ViewSyncError, httpx.TransportError) as exc:
+        err_console.print(f"[red]views not applied at {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
     finally:
         client.close()
