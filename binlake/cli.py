@@ -568,11 +568,7 @@ def connector_resume() -> None:
     _connector_action("resume")
 
 
-sql_app = typer.Typer(help="The lake's SQL views.", no_args_is_help=True)
-app.add_typer(sql_app, name="sql")
-
-
-@sql_app.command("apply-views")
+@app.command("sql-apply-views")
 def sql_apply_views(
     url: Annotated[str, typer.Option(help="The ClickHouse server's HTTP interface.")] = (
         "http://127.0.0.1:8123"
