@@ -138,6 +138,7 @@ def _print_addresses(settings: Settings) -> None:
     if settings.storage.endpoint_url:
         console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
+    console.print(f"SQL endpoint   http://{settings.sql.host}:{settings.sql.port} (binlake sql)")
     console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
     console.print("Stop with      binlake down")
 
@@ -513,6 +514,50 @@ def demo(
         console.print("stack stopped")
     if not summary.lake_equals_source:
         raise typer.Exit(1)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SELECT, SHOW or DESCRIBE over the lake's views.")],
+    database: Annotated[str, typer.Option(help="Database of unqualified names.")] = "lake",
+) -> None:
+    """Run one query over the lake's SQL views (lake.<db>__<table>, lake.gold__<name>,
+    lake.freshness) and print the answer as a table. Runs in this process with the same views
+    and restrictions as the SQL endpoint of `binlake up` (needs the `sql` extra: chDB)."""
+    from binlake.sql.engine import LakeEngine, QueryFailed
+    from binlake.sql.guard import RefusedQuery
+
+    engine = LakeEngine(_settings())
+    try:
+        result = engine.query(query, output_format="JSONCompact", database=database)
+    except (RefusedQuery, QueryFailed) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.close()
+    if result.format != "JSONCompact":
+        console.out(result.data.decode(errors="replace"), end="")
+        return
+    answer = json.loads(result.data)
+    table = Table(*(column["name"] for column in answer["meta"]))
+    for row in answer["data"]:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print(f"{answer['rows']} rows (in process, chDB {engine.version})")
+
+
+@app.command("sql-endpoint")
+def sql_endpoint() -> None:
+    """Serve the lake's SQL views over ClickHouse's HTTP interface (foreground; `binlake up`
+    runs it): sql.host, sql.port, user sql.user with sql.password, read-only."""
+    from binlake.sql.engine import LakeEngine
+    from binlake.sql.http_endpoint import serve
+
+    settings = _settings()
+    server = serve(LakeEngine(settings), settings.sql)
+    host, port = server.server_address[:2]
+    console.print(f"SQL endpoint listening on http://{host}:{port} (user {settings.sql.user})")
+    server.serve_forever()
 
 
 @connector_app.command("register")

@@ -385,6 +385,28 @@ class CompactorSettings(BaseModel):
     )
 
 
+class SqlSettings(BaseModel):
+    """The local ClickHouse-compatible SQL endpoint over the lake's views (`binlake up`)."""
+
+    host: str = Field("127.0.0.1", description="Address the endpoint binds; local only by default.")
+    port: int = Field(18123, ge=0, le=65535, description="HTTP port; 0 picks a free one.")
+    user: str = Field("binlake", min_length=1, description="The one user queries must give.")
+    password: SecretStr = Field(
+        SecretStr("binlake-local-sql"),
+        description="That user's password (required, never empty); set your own beyond a laptop.",
+    )
+    refresh_seconds: float = Field(
+        5.0, gt=0, description="How often the endpoint looks for new lake tables to publish."
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("sql.password must not be empty: the endpoint always asks for one")
+        return value
+
+
 # Where the lake may live: a local path (file:// too), or an object store that pyarrow, delta-rs
 # and obstore all open: S3 (and S3-compatible servers), GCS, Azure Blob / ADLS Gen2.
 LOCAL_SCHEMES = ("", "file")
@@ -555,6 +577,7 @@ class Settings(BaseSettings):
     compactor: CompactorSettings = Field(default_factory=CompactorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     resync: ResyncSettings = Field(default_factory=ResyncSettings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
@@ -692,6 +715,7 @@ class Settings(BaseSettings):
             "compactor",
             "alerts",
             "resync",
+            "sql",
             "local",
             "storage",
         ):
