@@ -351,7 +351,7 @@ def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
 
 
 def test_the_views_service_command_parses(compose: dict) -> None:
-    """clickhouse-views runs `binlake sql apply-views`, which binlake's CLI parses, against the
+    """clickhouse-views runs `binlake sql-apply-views`, which binlake's CLI parses, against the
     clickhouse service's HTTP port as the admin user."""
     service = compose["services"]["clickhouse-views"]
     command = [str(word) for word in service["command"]]
