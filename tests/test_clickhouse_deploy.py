@@ -21,6 +21,10 @@ import typer.main
 import yaml
 
 from binlake.cli import app as cli_app
+from binlake.settings import load_settings
+from binlake.sql import server_sync
+from binlake.sql.views import lake_views, render_views_sql
+from tests.support.sql_lake import GOLD_HOURS, LIVE_ORDERS, write_sql_lake
 
 ROOT = Path(__file__).resolve().parents[1]
 CLICKHOUSE = ROOT / "deploy/clickhouse"
@@ -70,8 +74,8 @@ PROBE_ENV = {
 PROBE = """
 import json, sys
 import chdb
-queries = json.loads(sys.argv[2])
-connection = chdb.connect(f":memory:?config-file={sys.argv[1]}")
+data, config, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+connection = chdb.connect(f"{data}?config-file={config}")
 cursor = connection.cursor()
 answers = {}
 for query in queries:
@@ -80,25 +84,37 @@ for query in queries:
         answers[query] = [list(row) for row in cursor.fetchall()]
     except Exception as exc:
         answers[query] = {"error": str(exc).splitlines()[0]}
-print(json.dumps(answers))
+print(json.dumps(answers, default=str))
 """
 # Our users file removes `default`, the user chDB runs as; the probe adds it back after ours,
-# with the settings profile a test asks for, and a profile that would lift the restrictions.
+# with the settings profile and rights a test asks for, and a profile that would lift the
+# restrictions.
 PROBE_USER = """<clickhouse>
 <profiles><lifting><readonly>0</readonly><allow_ddl>1</allow_ddl></lifting></profiles>
 <users><default>
   <password></password><profile>{profile}</profile><quota>default</quota>
-  <access_management>1</access_management><named_collection_control>1</named_collection_control>
-  <show_named_collections>1</show_named_collections>
+  {rights}
 </default></users></clickhouse>"""
+PROBE_ADMIN_RIGHTS = (
+    "<access_management>1</access_management><named_collection_control>1"
+    "</named_collection_control><show_named_collections>1</show_named_collections>"
+)
 
 
-def _server_dir(tmp_path: Path, *, probe_profile: str | None) -> Path:
+def _as_deployed_user(user: str, *extra_grants: str) -> tuple[str, str]:
+    """(profile, rights) of `user` as users.d defines them, for the probe's own user."""
+    element = _users().find(f"users/{user}")
+    grants = [q.text or "" for q in element.findall("grants/query")] + list(extra_grants)
+    queries = "".join(f"<query>{grant}</query>" for grant in grants)
+    return element.findtext("profile") or "", f"<grants>{queries}</grants>"
+
+
+def _server_dir(tmp_path: Path, probe: tuple[str, str] | None) -> Path:
     """A server configuration directory laid out as in the image: config.xml with config.d/,
     users.xml with users.d/, holding deploy/clickhouse's files."""
     root = tmp_path / "etc"
-    (root / "config.d").mkdir(parents=True)
-    (root / "users.d").mkdir()
+    (root / "config.d").mkdir(parents=True, exist_ok=True)
+    (root / "users.d").mkdir(exist_ok=True)
     (root / "config.xml").write_text(
         f"<clickhouse><path>{tmp_path}/data/</path>"
         f"<user_files_path>{tmp_path}/user_files/</user_files_path></clickhouse>"
@@ -108,17 +124,33 @@ def _server_dir(tmp_path: Path, *, probe_profile: str | None) -> Path:
     )
     shutil.copy(CONFIG, root / "config.d")
     shutil.copy(USERS, root / "users.d")
-    if probe_profile:
-        (root / "users.d/zz-probe.xml").write_text(PROBE_USER.format(profile=probe_profile))
+    probe_file = root / "users.d/zz-probe.xml"
+    probe_file.unlink(missing_ok=True)
+    if probe:
+        profile, rights = probe
+        probe_file.write_text(PROBE_USER.format(profile=profile, rights=rights))
     return root
 
 
-def _engine(tmp_path: Path, queries: list[str], *, profile: str | None = "default") -> dict:
+def _engine(
+    tmp_path: Path,
+    queries: list[str],
+    *,
+    probe: tuple[str, str] | None = ("default", PROBE_ADMIN_RIGHTS),
+) -> dict:
     """The answers of ClickHouse (chDB) started with deploy/clickhouse's files, to `queries`
-    run as a user with settings profile `profile` (None: no user of the probe's own)."""
-    root = _server_dir(tmp_path, probe_profile=profile)
+    run as a user with `probe`'s (settings profile, rights); None: no user of the probe's own.
+    Databases persist in tmp_path between calls."""
+    root = _server_dir(tmp_path, probe)
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(root / "config.xml"), json.dumps(queries)],
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            str(tmp_path / "data"),
+            str(root / "config.xml"),
+            json.dumps(queries),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -304,7 +336,7 @@ def test_clickhouse_loads_the_users_grants_and_profiles(tmp_path: Path) -> None:
 
 def test_the_image_default_user_is_gone(tmp_path: Path) -> None:
     """Without the probe's own `default`, nobody logs in passwordless: ClickHouse refuses it."""
-    answers = _engine(tmp_path, ["SELECT 1"], profile=None)
+    answers = _engine(tmp_path, ["SELECT 1"], probe=None)
     assert (
         "AUTHENTICATION_FAILED" in answers["startup_error"]
         or "Authentication failed" in (answers["startup_error"])
@@ -337,7 +369,9 @@ def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
     the refusals here come from the profile alone; the grants are checked above.)"""
     settings = "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'allow_ddl')"
     answers = _engine(
-        tmp_path, [settings, *DASHBOARD_REFUSED, "SELECT 1"], profile="binlake_dashboard"
+        tmp_path,
+        [settings, *DASHBOARD_REFUSED, "SELECT 1"],
+        probe=("binlake_dashboard", PROBE_ADMIN_RIGHTS),
     )
     assert "startup_error" not in answers, answers
     assert sorted(answers[settings]) == [["allow_ddl", "0"], ["readonly", "1"]]
@@ -348,6 +382,46 @@ def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
             r"READONLY|SETTING_CONSTRAINT_VIOLATION|QUERY_IS_PROHIBITED", answer["error"]
         ), f"{query}: {answer['error']}"
     assert answers["SELECT 1"] == [[1]]
+
+
+def test_the_dashboard_user_reads_the_views_and_nothing_else(tmp_path: Path) -> None:
+    """ClickHouse's access control with deploy/clickhouse's users: the views applied with the
+    admin's grants (apply-views' plan, DEFINER binlake) over real Delta tables; then, with
+    exactly the dashboard user's grants and profile, the views answer (through their definer's
+    rights) while the tables behind them, the named collection, file() and every database but
+    lake are out of reach."""
+    lake = write_sql_lake(tmp_path / "user_files/lake")
+    settings = load_settings(
+        state_dir=tmp_path / "state", storage_url=str(lake), tables=["shop.orders"]
+    )
+    rendered = render_views_sql(lake_views(settings, target="server"), target="server")
+    plan = server_sync.plan_server_views(rendered, definer=ADMIN)
+    # The probe's own user stands for the admin, so it may name the admin as definer.
+    as_admin = _as_deployed_user(ADMIN, f"GRANT SET DEFINER ON {ADMIN}")
+    applied = _engine(tmp_path, plan.statements(), probe=as_admin)
+    assert all(answer == [] for answer in applied.values()), applied
+    source = next(iter(plan.sources))
+    checks = [
+        "SELECT count() FROM lake.shop__orders",
+        "SELECT count() FROM lake.gold__orders_by_hour_status",
+        "SELECT count() FROM lake.freshness",
+        "SHOW DATABASES",
+        f"SELECT count() FROM lake_source.{source}",
+        "SELECT count() FROM system.named_collections",
+        "SELECT * FROM file('lake/gold/orders_by_hour_status/_delta_log/*.json')",
+        f"SELECT * FROM deltaLakeLocal('{lake}/gold/orders_by_hour_status')",
+        "SELECT name FROM system.users",
+    ]
+    answers = _engine(tmp_path, checks, probe=_as_deployed_user(DASHBOARD))
+    assert "startup_error" not in answers, answers
+    assert answers[checks[0]] == [[LIVE_ORDERS]]
+    assert answers[checks[1]] == [[len(GOLD_HOURS) * 2]]
+    assert answers[checks[2]] == [[2]]
+    assert answers[checks[3]] == [["lake"]]
+    assert "ACCESS_DENIED" in answers[checks[4]]["error"], answers[checks[4]]
+    assert answers[checks[5]] == [[0]]
+    for check in checks[6:]:
+        assert re.search(r"ACCESS_DENIED|READONLY", answers[check]["error"]), answers[check]
 
 
 def test_the_views_service_command_parses(compose: dict) -> None:

@@ -37,8 +37,13 @@ _CREATE_VIEW = re.compile(
     r"(?P<name>(?:`[^`]+`|\w+)\.(?:`[^`]+`|\w+)|`[^`]+`|\w+)",
     re.IGNORECASE,
 )
-# The views run with their creator's rights (the admin applying them), never the reader's.
-DEFINER_CLAUSE = "DEFINER = CURRENT_USER SQL SECURITY DEFINER"
+# The views run with their definer's rights (by default the admin applying them), never the
+# reader's.
+CURRENT_USER = "CURRENT_USER"
+
+
+def definer_clause(definer: str = CURRENT_USER) -> str:
+    return f"DEFINER = {definer} SQL SECURITY DEFINER"
 
 
 class ViewSyncError(BinlakeError):
@@ -94,10 +99,10 @@ class ServerPlan:
         return [*self.setup, *self.sources.values(), *self.views.values()]
 
 
-def plan_server_views(views_sql: str) -> ServerPlan:
+def plan_server_views(views_sql: str, *, definer: str = CURRENT_USER) -> ServerPlan:
     """The statements that give a server binlake's views: `views_sql` (render_views_sql's
     output for target "server") with every table function call read through a DeltaLake table
-    in `lake_source`, and every view made `SQL SECURITY DEFINER`."""
+    in `lake_source`, and every view made `SQL SECURITY DEFINER` with `definer`."""
     setup = [f"CREATE DATABASE IF NOT EXISTS {SOURCE_DATABASE}"]
     sources: dict[str, str] = {}
     views: dict[str, str] = {}
@@ -121,7 +126,7 @@ def plan_server_views(views_sql: str) -> ServerPlan:
         body = _TABLE_FUNCTION.sub(to_table, statement)
         if not re.search(r"\bSQL\s+SECURITY\b", body, re.IGNORECASE):
             end = view.end("name")
-            body = f"{body[:end]} {DEFINER_CLAUSE}{body[end:]}"
+            body = f"{body[:end]} {definer_clause(definer)}{body[end:]}"
         views[_unquoted(view.group("name")).split(".")[-1]] = body
     return ServerPlan(setup=setup, sources=sources, views=views)
 

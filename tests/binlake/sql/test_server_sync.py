@@ -140,7 +140,7 @@ def test_server_plan_reads_each_delta_table_through_a_table(s3_views_sql: str) -
         ), create
     for create in plan.views.values():
         assert "deltaLake" not in create and "lake_source.delta_" in create
-        assert server_sync.DEFINER_CLAUSE in create
+        assert server_sync.definer_clause() in create
     for statement in plan.statements():
         formatted = parse(statement)
         assert "never-in-a-view" not in statement
