@@ -3,6 +3,7 @@ parser and engine (chDB 26.x), applied over real HTTP to a real engine."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ import chdb
 import pytest
 from chdb.session import Session
 from deltalake import write_deltalake
+from typer.testing import CliRunner
 
+from binlake.cli import app as cli_app
 from binlake.settings import Settings, load_settings
 from binlake.sql import server_sync
 from binlake.sql.views import lake_views, render_views_sql
@@ -279,3 +282,35 @@ def test_watch_applies_when_the_views_change_and_retries_a_server_not_up(
     assert [r.views for r in applied] == [1, len(views)]
     creates = [s for s in server.statements if s.startswith("CREATE OR REPLACE VIEW")]
     assert len(creates) == 1 + len(views)
+
+
+def test_the_cli_applies_the_views_of_the_settings(
+    local_settings: Settings,
+    server: ChdbHttpServer,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`binlake sql-apply-views` renders the views of the settings in the environment and
+    applies them; without a password, or with the server down, it says so and fails."""
+    for name in list(os.environ):
+        if name.startswith(("BINLAKE_", "CLICKHOUSE_")):
+            monkeypatch.delenv(name)
+    for key, value in local_settings.env().items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    no_password = runner.invoke(cli_app, ["sql-apply-views", "--url", server.url])
+    assert no_password.exit_code == 2 and "CLICKHOUSE_PASSWORD" in no_password.output
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", ADMIN_PASSWORD)
+    down = runner.invoke(cli_app, ["sql-apply-views", "--url", "http://127.0.0.1:9"])
+    assert down.exit_code == 1 and "views not applied at http://127.0.0.1:9" in down.output
+    applied = runner.invoke(cli_app, ["sql-apply-views", "--url", server.url, "--user", ADMIN])
+    assert applied.exit_code == 0, applied.output
+    assert "4 view(s) over 3 Delta table(s)" in applied.output
+    assert ADMIN_PASSWORD not in applied.output + down.output
+    names = session.query("SELECT name FROM system.tables WHERE database = 'lake'", "TSVRaw")
+    assert sorted(names.bytes().decode().split()) == [
+        "freshness",
+        "gold__orders_by_hour_status",
+        "shop__orders",
+        "shop__orders__provenance",
+    ]
