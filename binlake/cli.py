@@ -631,6 +631,13 @@ def sql_apply_views(
         bool, typer.Option("--watch", help="Keep applying as new tables appear in the lake.")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 30.0,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            help="With --watch, apply again after this many seconds even if unchanged "
+            "(picks up columns added to Delta tables)."
+        ),
+    ] = 900.0,
 ) -> None:
     """Create or replace the lake's views on a ClickHouse server (`lake.*`), from the settings."""
     import logging
@@ -660,7 +667,12 @@ def sql_apply_views(
         if watch:
             logging.basicConfig(level=logging.INFO)
             server_sync.watch(
-                render, client, interval_s=interval, stop=threading.Event(), on_applied=report
+                render,
+                client,
+                interval_s=interval,
+                refresh_s=refresh,
+                stop=threading.Event(),
+                on_applied=report,
             )
             return
         report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -192,17 +193,23 @@ def watch(
     *,
     interval_s: float,
     stop: threading.Event,
+    refresh_s: float | None = None,
     on_applied: Callable[[SyncResult], None] = lambda _: None,
 ) -> None:
     """Renders the views every `interval_s` and applies them when they changed (a new table
-    appeared) or the last attempt failed (the server was not up yet), until `stop` is set."""
+    appeared), when the last attempt failed (the server was not up yet, the lake unreachable),
+    and, with `refresh_s`, that long after the last apply even if unchanged: a DeltaLake table
+    keeps the columns it was created with, so a column added to a Delta table shows once its
+    table is created again. Until `stop` is set."""
     applied_sql: str | None = None
+    applied_at = 0.0
     while not stop.is_set():
         try:
             sql = render()
-            if sql != applied_sql:
+            stale = refresh_s is not None and time.monotonic() - applied_at >= refresh_s
+            if sql != applied_sql or stale:
                 on_applied(apply_plan(client, plan_server_views(sql)))
-                applied_sql = sql
-        except (httpx.TransportError, ViewSyncError) as exc:
+                applied_sql, applied_at = sql, time.monotonic()
+        except (httpx.TransportError, BinlakeError, OSError) as exc:
             log.warning("views not applied, retrying in %.0f s: %s", interval_s, exc)
         stop.wait(interval_s)

@@ -314,3 +314,25 @@ def test_the_cli_applies_the_views_of_the_settings(
         "shop__orders",
         "shop__orders__provenance",
     ]
+
+
+def test_watch_applies_again_when_a_refresh_is_due(
+    local_settings: Settings, server: ChdbHttpServer
+) -> None:
+    """With refresh_s, unchanged views are applied again (a DeltaLake table learns new columns
+    only when created again); refresh_s=0 makes every round due."""
+    sql = render_views_sql(lake_views(local_settings, target="server"), target="server")
+    stop = threading.Event()
+    applied: list[server_sync.SyncResult] = []
+
+    def on_applied(result: server_sync.SyncResult) -> None:
+        applied.append(result)
+        if len(applied) == 3:
+            stop.set()
+
+    client = server_sync.ClickHouseHttp(server.url, ADMIN, ADMIN_PASSWORD)
+    server_sync.watch(
+        lambda: sql, client, interval_s=0.01, refresh_s=0, stop=stop, on_applied=on_applied
+    )
+    client.close()
+    assert [r.views for r in applied] == [4, 4, 4]
