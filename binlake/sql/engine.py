@@ -25,6 +25,8 @@ from binlake.sql.guard import QueryGuard
 from binlake.sql.views import DATABASE, lake_views, named_collection_sql
 from binlake.storage import LakeStorage
 
+# A query running longer is stopped (`SELECT * FROM numbers()` would never end).
+QUERY_TIMEOUT_SECONDS = 300
 UNKNOWN_TABLE = 60
 UNKNOWN_DATABASE = 81
 # Databases a query may run in (`database`); the others are refused.
@@ -86,7 +88,9 @@ class LakeEngine:
         self._lock = threading.Lock()
         self._lake_root = storage.base if storage.is_local else None
         self._owner = chdb.connect(":memory:")
-        self._reader = chdb.connect(":memory:?allow_ddl=0&readonly=2")
+        self._reader = chdb.connect(
+            f":memory:?allow_ddl=0&readonly=2&max_execution_time={QUERY_TIMEOUT_SECONDS}"
+        )
         self._reader_database = "default"
         if not storage.is_local:
             self._owner.query(named_collection_sql(settings))

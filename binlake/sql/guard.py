@@ -72,6 +72,24 @@ IN_FUNCTIONS = frozenset(
 # `format(...)` is a string function as well as a table function reading its own argument.
 SCALAR_TWINS = frozenset({"format"})
 
+# Statements that change something, by their AST kind; refused at the top and inside an EXPLAIN.
+STATEMENT_NAMES = {
+    "InsertQuery": "INSERT",
+    "CreateQuery": "CREATE (DDL)",
+    "AlterQuery": "ALTER (DDL)",
+    "DropQuery": "DROP (DDL)",
+    "RenameQuery": "RENAME (DDL)",
+    "Set": "SET",
+    "UseQuery": "USE",
+    "SYSTEM": "SYSTEM",
+    "KillQueryQuery": "KILL",
+    "OptimizeQuery": "OPTIMIZE",
+    "DeleteQuery": "DELETE",
+    "UpdateQuery": "UPDATE",
+    "TruncateQuery": "TRUNCATE",
+    "GrantQuery": "GRANT",
+}
+
 _NODE = re.compile(r"^(?P<indent> *)(?P<kind>\S+)(?: (?P<rest>.*))?$")
 _CHILDREN = re.compile(r"\s*\(children \d+\)$")
 
@@ -141,6 +159,8 @@ class QueryGuard:
     def _check_node(self, node: Node, database: str) -> None:
         if node.kind == "Set":
             raise RefusedQuery("refused a SETTINGS clause: settings are fixed on this endpoint")
+        if node.kind in STATEMENT_NAMES:
+            raise RefusedQuery(f"refused {describe_statement(node.kind)} (inside the query)")
         if node.kind == "Function":
             name = node.rest.split(" ", 1)[0]
             lowered = name.lower()
@@ -216,20 +236,4 @@ def check_table(name: str, database: str) -> None:
 
 def describe_statement(kind: str) -> str:
     """A reader's name for an AST statement kind (`InsertQuery` -> "INSERT")."""
-    names = {
-        "InsertQuery": "INSERT",
-        "CreateQuery": "CREATE (DDL)",
-        "AlterQuery": "ALTER (DDL)",
-        "DropQuery": "DROP (DDL)",
-        "RenameQuery": "RENAME (DDL)",
-        "Set": "SET",
-        "UseQuery": "USE",
-        "SYSTEM": "SYSTEM",
-        "KillQueryQuery": "KILL",
-        "OptimizeQuery": "OPTIMIZE",
-        "DeleteQuery": "DELETE",
-        "UpdateQuery": "UPDATE",
-        "TruncateQuery": "TRUNCATE",
-        "GrantQuery": "GRANT",
-    }
-    return names.get(kind, f"statement {kind}")
+    return STATEMENT_NAMES.get(kind, f"statement {kind}")

@@ -55,6 +55,10 @@ def bronze_glob(settings: Settings) -> str:
         ("INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1", "INSERT"),
         ("SYSTEM DROP DNS CACHE", "SYSTEM"),
         ("KILL QUERY WHERE 1", "KILL"),
+        (
+            "EXPLAIN PIPELINE INSERT INTO lake.shop__orders SELECT * FROM lake.shop__orders",
+            "INSERT",
+        ),
     ],
 )
 def test_refused_by_name_and_nothing_happens(engine, settings, tmp_path, sql, refused):
