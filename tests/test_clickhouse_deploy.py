@@ -109,6 +109,9 @@ def _as_deployed_user(user: str, *extra_grants: str) -> tuple[str, str]:
     return element.findtext("profile") or "", f"<grants>{queries}</grants>"
 
 
+CHANGEABLE_IN_READONLY = "<changeable_in_readonly/>"
+
+
 def _server_dir(tmp_path: Path, probe: tuple[str, str] | None) -> Path:
     """A server configuration directory laid out as in the image: config.xml with config.d/,
     users.xml with users.d/, holding deploy/clickhouse's files."""
@@ -123,7 +126,11 @@ def _server_dir(tmp_path: Path, probe: tuple[str, str] | None) -> Path:
         "<clickhouse><profiles><default/></profiles><quotas><default/></quotas></clickhouse>"
     )
     shutil.copy(CONFIG, root / "config.d")
-    shutil.copy(USERS, root / "users.d")
+    # chDB does not apply the server's access_control_improvements, and without
+    # settings_constraints_replace_previous it refuses changeable_in_readonly constraints:
+    # the one thing of the users file that only a server can load.
+    users = USERS.read_text().replace(CHANGEABLE_IN_READONLY, "")
+    (root / "users.d" / USERS.name).write_text(users)
     probe_file = root / "users.d/zz-probe.xml"
     probe_file.unlink(missing_ok=True)
     if probe:
@@ -362,6 +369,9 @@ DASHBOARD_REFUSED = [
 ]
 
 
+GRAFANA_TIMEOUT = "SELECT 1 SETTINGS max_execution_time = 60"
+
+
 def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
     """Run with the dashboard's settings profile (readonly = 1, allow_ddl = 0, constraints),
     ClickHouse refuses every attempt to change a setting, to read through a table function, to
@@ -370,7 +380,7 @@ def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
     settings = "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'allow_ddl')"
     answers = _engine(
         tmp_path,
-        [settings, *DASHBOARD_REFUSED, "SELECT 1"],
+        [settings, *DASHBOARD_REFUSED, "SELECT 1", GRAFANA_TIMEOUT],
         probe=("binlake_dashboard", PROBE_ADMIN_RIGHTS),
     )
     assert "startup_error" not in answers, answers
@@ -382,6 +392,15 @@ def test_the_dashboard_profile_cannot_be_lifted(tmp_path: Path) -> None:
             r"READONLY|SETTING_CONSTRAINT_VIOLATION|QUERY_IS_PROHIBITED", answer["error"]
         ), f"{query}: {answer['error']}"
     assert answers["SELECT 1"] == [[1]]
+    # Grafana's plugin sends max_execution_time with each query: readonly = 1 refuses it
+    # unless a constraint makes it changeable in readonly (which chDB cannot load, see
+    # _server_dir), hence that constraint, and the server setting it needs.
+    assert "READONLY" in answers[GRAFANA_TIMEOUT]["error"]
+    constraint = _users().find("profiles/binlake_dashboard/constraints/max_execution_time")
+    assert constraint.find("changeable_in_readonly") is not None
+    assert int(constraint.findtext("max")) >= 60
+    improvements = ET.parse(CONFIG).getroot().find("access_control_improvements")
+    assert improvements.findtext("settings_constraints_replace_previous") == "true"
 
 
 def test_the_dashboard_user_reads_the_views_and_nothing_else(tmp_path: Path) -> None:
