@@ -14,8 +14,8 @@ from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_RO
 from binlake.gold.tables import gold_table_uri
 from binlake.silver.delta_table import DELETED
 from binlake.silver.tables import silver_table_uri
+from binlake.sql.views import FRESHNESS_TABLE
 
-FRESHNESS_TABLE = "_health/freshness"
 # Two hours of gold, both statuses in each: 4 rows.
 GOLD_HOURS = (datetime(2026, 12, 7, 10, tzinfo=UTC), datetime(2026, 12, 7, 11, tzinfo=UTC))
 GOLD_STATUSES = ("new", "paid")
