@@ -612,3 +612,73 @@ def connector_pause() -> None:
 def connector_resume() -> None:
     """Resume capturing."""
     _connector_action("resume")
+
+
+@app.command("sql-apply-views")
+def sql_apply_views(
+    url: Annotated[str, typer.Option(help="The ClickHouse server's HTTP interface.")] = (
+        "http://127.0.0.1:8123"
+    ),
+    user: Annotated[str, typer.Option(help="The user the views are created as (DEFINER).")] = (
+        "binlake"
+    ),
+    password: Annotated[
+        str,
+        typer.Option(
+            envvar="CLICKHOUSE_PASSWORD", show_default=False, help="That user's password."
+        ),
+    ] = "",
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep applying as new tables appear in the lake.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 30.0,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            help="With --watch, apply again after this many seconds even if unchanged "
+            "(picks up columns added to Delta tables)."
+        ),
+    ] = 900.0,
+) -> None:
+    """Create or replace the lake's views on a ClickHouse server (`lake.*`), from the settings."""
+    import logging
+    import threading
+
+    import httpx
+
+    from binlake.sql import server_sync
+    from binlake.sql.views import lake_views, render_views_sql
+
+    settings = _settings()
+
+    def render() -> str:
+        return render_views_sql(lake_views(settings, target="server"), target="server")
+
+    def report(result: server_sync.SyncResult) -> None:
+        console.print(
+            f"{result.views} view(s) over {result.sources} Delta table(s) applied at {url}"
+            + (f"; dropped {', '.join(result.dropped)}" if result.dropped else "")
+        )
+
+    if not password:
+        err_console.print(f"[red]no password for {user}: set CLICKHOUSE_PASSWORD[/red]")
+        raise typer.Exit(2)
+    client = server_sync.ClickHouseHttp(url, user, password)
+    try:
+        if watch:
+            logging.basicConfig(level=logging.INFO)
+            server_sync.watch(
+                render,
+                client,
+                interval_s=interval,
+                refresh_s=refresh,
+                stop=threading.Event(),
+                on_applied=report,
+            )
+            return
+        report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))
+    except (server_sync.ViewSyncError, httpx.TransportError) as exc:
+        err_console.print(f"[red]views not applied at {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
