@@ -186,7 +186,8 @@ def test_status_reports_every_component_and_table(running_stack: LocalStack) -> 
     )
     status = json.loads(result.stdout)
     states = {c["name"]: c["state"] for c in status["components"]}
-    assert states == dict.fromkeys(states, "RUNNING") and len(states) == 6
+    assert states == dict.fromkeys(states, "RUNNING") and len(states) == 7
+    assert "sql-endpoint" in states
     assert {t["table"] for t in status["tables"]} == set(running_stack.settings.tables)
 
 
