@@ -134,6 +134,7 @@ def _print_addresses(settings: Settings) -> None:
     if settings.storage.endpoint_url:
         console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
+    console.print(f"SQL endpoint   http://{settings.sql.host}:{settings.sql.port} (binlake sql)")
     console.print(f"Logs           {settings.state_dir.resolve() / 'logs'}")
     console.print("Stop with      binlake down")
 
@@ -311,13 +312,14 @@ def rebuild(
         "uri": rebuilt.table.uri,
         "changes_read": rebuilt.changes_read,
         "rows": rebuilt.rows,
+        "tombstones": rebuilt.tombstones,
     }
     if as_json:
         print(json.dumps(result))
         return
     console.print(
-        f"{table} as of {as_of}: {rebuilt.rows} rows from {rebuilt.changes_read} changes, "
-        f"written to {rebuilt.table.uri}"
+        f"{table} as of {as_of}: {rebuilt.rows} live rows (+{rebuilt.tombstones} deleted keys "
+        f"kept as tombstones) from {rebuilt.changes_read} changes, written to {rebuilt.table.uri}"
     )
 
 
@@ -460,6 +462,50 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SELECT, SHOW or DESCRIBE over the lake's views.")],
+    database: Annotated[str, typer.Option(help="Database of unqualified names.")] = "lake",
+) -> None:
+    """Run one query over the lake's SQL views (lake.<db>__<table>, lake.gold__<name>,
+    lake.freshness) and print the answer as a table. Runs in this process with the same views
+    and restrictions as the SQL endpoint of `binlake up` (needs the `sql` extra: chDB)."""
+    from binlake.sql.engine import LakeEngine, QueryFailed
+    from binlake.sql.guard import RefusedQuery
+
+    engine = LakeEngine(_settings())
+    try:
+        result = engine.query(query, output_format="JSONCompact", database=database)
+    except (RefusedQuery, QueryFailed) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.close()
+    if result.format != "JSONCompact":
+        console.out(result.data.decode(errors="replace"), end="")
+        return
+    answer = json.loads(result.data)
+    table = Table(*(column["name"] for column in answer["meta"]))
+    for row in answer["data"]:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print(f"{answer['rows']} rows (in process, chDB {engine.version})")
+
+
+@app.command("sql-endpoint")
+def sql_endpoint() -> None:
+    """Serve the lake's SQL views over ClickHouse's HTTP interface (foreground; `binlake up`
+    runs it): sql.host, sql.port, user sql.user with sql.password, read-only."""
+    from binlake.sql.engine import LakeEngine
+    from binlake.sql.http_endpoint import serve
+
+    settings = _settings()
+    server = serve(LakeEngine(settings), settings.sql)
+    host, port = server.server_address[:2]
+    console.print(f"SQL endpoint listening on http://{host}:{port} (user {settings.sql.user})")
+    server.serve_forever()
+
+
 @connector_app.command("register")
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
@@ -511,3 +557,73 @@ def connector_pause() -> None:
 def connector_resume() -> None:
     """Resume capturing."""
     _connector_action("resume")
+
+
+@app.command("sql-apply-views")
+def sql_apply_views(
+    url: Annotated[str, typer.Option(help="The ClickHouse server's HTTP interface.")] = (
+        "http://127.0.0.1:8123"
+    ),
+    user: Annotated[str, typer.Option(help="The user the views are created as (DEFINER).")] = (
+        "binlake"
+    ),
+    password: Annotated[
+        str,
+        typer.Option(
+            envvar="CLICKHOUSE_PASSWORD", show_default=False, help="That user's password."
+        ),
+    ] = "",
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep applying as new tables appear in the lake.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 30.0,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            help="With --watch, apply again after this many seconds even if unchanged "
+            "(picks up columns added to Delta tables)."
+        ),
+    ] = 900.0,
+) -> None:
+    """Create or replace the lake's views on a ClickHouse server (`lake.*`), from the settings."""
+    import logging
+    import threading
+
+    import httpx
+
+    from binlake.sql import server_sync
+    from binlake.sql.views import lake_views, render_views_sql
+
+    settings = _settings()
+
+    def render() -> str:
+        return render_views_sql(lake_views(settings, target="server"), target="server")
+
+    def report(result: server_sync.SyncResult) -> None:
+        console.print(
+            f"{result.views} view(s) over {result.sources} Delta table(s) applied at {url}"
+            + (f"; dropped {', '.join(result.dropped)}" if result.dropped else "")
+        )
+
+    if not password:
+        err_console.print(f"[red]no password for {user}: set CLICKHOUSE_PASSWORD[/red]")
+        raise typer.Exit(2)
+    client = server_sync.ClickHouseHttp(url, user, password)
+    try:
+        if watch:
+            logging.basicConfig(level=logging.INFO)
+            server_sync.watch(
+                render,
+                client,
+                interval_s=interval,
+                refresh_s=refresh,
+                stop=threading.Event(),
+                on_applied=report,
+            )
+            return
+        report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))
+    except (server_sync.ViewSyncError, httpx.TransportError) as exc:
+        err_console.print(f"[red]views not applied at {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()

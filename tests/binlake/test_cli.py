@@ -99,3 +99,26 @@ def test_rebuild_output_never_shows_the_storage_secrets(settings, bronze, monkey
     )
     assert result.exit_code == 0, result.output
     assert "wJalrXUtnFEMI" not in result.output and "AKIAEXAMPLE" not in result.output
+
+
+def test_rebuild_counts_live_rows_as_read_silver_does_and_tombstones_apart(settings, bronze):
+    """A deleted key stays in the rebuilt table as a tombstone row: the report says how many,
+    and its rows are the live ones, the count `binlake.lake` readers get."""
+    c, t0 = bronze.change, bronze.base_ts_ms
+    bronze.write(
+        "shop.orders",
+        [
+            c("c", 0, ts_ms=t0, id=1, status="new"),
+            c("c", 1, ts_ms=t0, id=2, status="new"),
+            c("c", 2, ts_ms=t0, id=3, status="new"),
+            c("d", 3, ts_ms=t0, id=2, status="new"),
+        ],
+    )
+    result = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:3"])
+    assert result.exit_code == 0, result.output
+    assert "2 live rows (+1 deleted keys kept as tombstones) from 4 changes" in result.output
+    as_json = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:2", "--json"])
+    rebuilt = json.loads(as_json.stdout)
+    assert (rebuilt["rows"], rebuilt["tombstones"], rebuilt["changes_read"]) == (3, 0, 3)
+    stored = SilverDeltaTable(rebuilt["uri"])
+    assert stored.read_all().height == stored.read_current().height == 3
