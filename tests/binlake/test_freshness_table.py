@@ -16,6 +16,7 @@ from binlake.freshness_table import (
     read_freshness_rows,
     write_freshness_table,
 )
+from binlake.sql.engine import LakeEngine
 from binlake.storage import LakeStorage
 
 T0 = 1_717_236_000.0  # 2024-06-01 10:00:00 UTC
@@ -38,6 +39,13 @@ SILVER_LATE = FreshnessRow(
 
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A timestamp as ClickHouse answered it (naive UTC or zoned) in UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def test_the_uri_is_under_the_lake_root():
@@ -122,3 +130,46 @@ def test_the_log_and_the_data_files_stay_small(tmp_path: Path):
     assert len(commits) < 10
     assert len(list(root.glob("*.parquet"))) == versions[-1] - checkpoint + 1
     assert [r.checked_at for r in read_freshness_rows(storage)] == [T0 + 24]
+
+
+def test_the_sql_view_reads_what_the_writer_wrote_value_for_value(settings):
+    """``lake.freshness`` in the embedded SQL engine, over the writer's table, after replacements
+    and a maintenance pass (vacuum, checkpoint, log cleanup)."""
+    storage = LakeStorage.from_settings(settings)
+    for _ in range(3):
+        write_freshness_table(storage, [BRONZE, GOLD], maintenance_every=2, file_retention_hours=0)
+    write_freshness_table(storage, [BRONZE, GOLD, SILVER_LATE])
+    engine = LakeEngine(settings)
+    try:
+        data = engine.query(
+            "SELECT layer, asset, source_tables, newest_source_commit, lag_seconds, "
+            "slo_seconds, passed, checked_at FROM lake.freshness ORDER BY layer",
+            output_format="ArrowStream",
+        ).data
+    finally:
+        engine.close()
+    with pa.ipc.open_stream(data) as reader:
+        rows = reader.read_all().to_pylist()
+    in_utc = [
+        {
+            **row,
+            "newest_source_commit": as_utc(row["newest_source_commit"]),
+            "checked_at": as_utc(row["checked_at"]),
+        }
+        for row in rows
+    ]
+    assert in_utc == [
+        {
+            "layer": r.layer,
+            "asset": r.asset,
+            "source_tables": ",".join(r.source_tables),
+            "newest_source_commit": None
+            if r.newest_source_commit is None
+            else utc(r.newest_source_commit),
+            "lag_seconds": r.lag_seconds,
+            "slo_seconds": r.slo_seconds,
+            "passed": r.passed,
+            "checked_at": utc(r.checked_at),
+        }
+        for r in (BRONZE, GOLD, SILVER_LATE)
+    ]
