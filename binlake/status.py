@@ -478,12 +478,8 @@ def collect_endpoints(settings: Settings) -> list[Endpoint]:
     """The Dagster UI and the SQL endpoint, each with whether it answered."""
     dagster_url = f"http://{settings.dagster.host}:{settings.dagster.port}"
     endpoints = [Endpoint("Dagster UI", dagster_url, _answers(f"{dagster_url}/server_info"))]
-    # settings.sql (host, port) comes with the SQL endpoint; older settings have none.
-    sql = getattr(settings, "sql", None)
-    host, port = getattr(sql, "host", None), getattr(sql, "port", None)
-    if host and port:
-        sql_url = f"http://{host}:{port}"
-        endpoints.append(Endpoint("SQL endpoint", sql_url, _answers(f"{sql_url}/ping")))
+    sql_url = f"http://{settings.sql.host}:{settings.sql.port}"
+    endpoints.append(Endpoint("SQL endpoint", sql_url, _answers(f"{sql_url}/ping")))
     return endpoints
 
 

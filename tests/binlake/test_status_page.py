@@ -80,6 +80,7 @@ def nothing_running(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Sett
     monkeypatch.setenv("BINLAKE_CONNECT__URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("BINLAKE_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("BINLAKE_MYSQL__PORT", str(free_port()))
+    monkeypatch.setenv("BINLAKE_SQL__PORT", str(free_port()))
     monkeypatch.setenv("COLUMNS", str(WIDTH))
     return load_settings()
 
@@ -188,6 +189,7 @@ def test_with_nothing_running_every_part_says_so(nothing_running: Settings):
     assert "newest gold hour: orders_by_hour_status no gold yet" in result.output
     assert "failing checks: no Dagster instance in" in result.output
     assert f"Dagster UI: http://127.0.0.1:{nothing_running.dagster.port} {DOWN}" in result.output
+    assert f"SQL endpoint: http://127.0.0.1:{nothing_running.sql.port} {DOWN}" in result.output
 
 
 def test_json_and_the_watch_argument(nothing_running: Settings):
@@ -339,7 +341,9 @@ def test_endpoints_say_whether_they_answer(settings, monkeypatch):
     thread.start()
     try:
         monkeypatch.setenv("BINLAKE_DAGSTER__PORT", str(server.server_address[1]))
-        [dagster] = [e for e in collect_endpoints(load_settings()) if e.name == "Dagster UI"]
+        monkeypatch.setenv("BINLAKE_SQL__PORT", str(server.server_address[1]))
+        dagster, sql = collect_endpoints(load_settings())
+        assert sql == Endpoint("SQL endpoint", f"http://127.0.0.1:{server.server_address[1]}", True)
         assert dagster == Endpoint(
             "Dagster UI", f"http://127.0.0.1:{server.server_address[1]}", True
         )
