@@ -22,6 +22,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from binlake.errors import ConfigurationError
+from binlake.freshness_table import FRESHNESS_TABLE
 from binlake.gold.tables import GOLD_TABLE_NAMES
 from binlake.settings import Settings
 from binlake.silver.delta_table import DELETED, STORED_PROVENANCE
@@ -32,9 +33,6 @@ DATABASE = "lake"
 NAMED_COLLECTION = "binlake_lake"
 DELTA_LOG = "_delta_log"
 FRESHNESS_VIEW = "freshness"
-# Where the freshness sensor writes its table (binlake.freshness_table.FRESHNESS_TABLE, the
-# contract of issue 15; kept here too so the views do not wait for that module).
-FRESHNESS_TABLE = "_health/freshness"
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
+from binlake.freshness_table import FRESHNESS_TABLE
 from binlake.gold.tables import gold_table_uri
 from binlake.silver.delta_table import DELETED
 from binlake.silver.tables import silver_table_uri
-from binlake.sql.views import FRESHNESS_TABLE
 
 # Two hours of gold, both statuses in each: 4 rows.
 GOLD_HOURS = (datetime(2026, 12, 7, 10, tzinfo=UTC), datetime(2026, 12, 7, 11, tzinfo=UTC))
