@@ -6,10 +6,9 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import click
 import httpx
@@ -56,9 +55,6 @@ from compactor.run import plan_pass, run_compaction
 # The few imports left inside commands are there only so that `binlake --help` and the other
 # commands do not load what one command needs: binlake.status and binlake.demo load Dagster,
 # streams.app loads Faust, the rebuild's engine loads Delta Lake.
-if TYPE_CHECKING:
-    from binlake.status import CaptureStatus
-
 # What a client raises when the service it talks to is not there (or went away mid-command),
 # and which service that is (None: any).
 _SERVICE_ERRORS: dict[type[Exception], Service | None] = {
@@ -218,6 +214,7 @@ def _print_addresses(settings: Settings) -> None:
     if settings.storage.endpoint_url:
         console.print(f"S3 endpoint    {settings.storage.endpoint_url}")
     console.print(f"Dagster UI     http://{settings.dagster.host}:{settings.dagster.port}")
+    console.print(f"SQL endpoint   http://{settings.sql.host}:{settings.sql.port} (binlake sql)")
     logs = settings.state_dir.resolve() / "logs"
     console.print(f"Logs           {logs} (the previous run's in {logs / PREVIOUS_LOGS})")
     console.print("Stop with      binlake down")
@@ -240,95 +237,44 @@ def down() -> None:
         console.print(f"nothing running under {stack.settings.state_dir}")
 
 
+WATCH_DEFAULT_SECONDS = 5.0
+
+
 @app.command()
 def status(
+    seconds: Annotated[
+        float | None,
+        typer.Argument(
+            metavar="[SECONDS]", help="With --watch: seconds between redraws (default 5).", min=0.5
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw the page every SECONDS until Ctrl-C.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Each component's state, the connector's and its tasks' state (last error, how long capture
-    has been stopped) and, per table, source rows, newest bronze file, the bronze writer's lag
-    (records and seconds behind the newest source commit) and silver rows."""
+    """The health page: components, the connector and its tasks, each layer's lag behind the
+    source (seconds and records), per table source rows, the bronze writer's lag and silver rows,
+    the newest gold hour, failing checks, and the Dagster UI and SQL endpoint addresses. Each part
+    that cannot be reached says so ("down: run `binlake up`")."""
 
-    from binlake.status import collect_capture_status, collect_table_status
+    from binlake.status import collect_health_page, page_json
+    from binlake.status_page import render_page, watch_page
 
+    if seconds is not None and not watch:
+        err_console.print("[red]SECONDS goes with --watch[/red]: binlake status --watch [SECONDS]")
+        raise typer.Exit(2)
     stack = LocalStack(_settings())
-    components = stack.components()
-    running = stack.is_running()
-    tables = collect_table_status(stack.settings) if running else []
-    capture = collect_capture_status(stack.settings) if running else None
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "components": [c.__dict__ for c in components],
-                    "capture": None
-                    if capture is None
-                    else {
-                        **asdict(capture),
-                        "stopped_for_s": capture.stopped_for_s,
-                        "newest_change_age_s": capture.newest_change_age_s,
-                    },
-                    "tables": [t.__dict__ for t in tables],
-                },
-                default=str,
-            )
-        )
+        console.print_json(json.dumps(page_json(collect_health_page(stack)), default=str))
         return
-    grid = Table("component", "state", "pid", "uptime", "log", title="components")
-    for c in components:
-        grid.add_row(c.name, c.state, str(c.pid or ""), f"{c.uptime_s:.0f} s", c.log_file)
-    if not components:
-        console.print(f"nothing running under {stack.settings.state_dir}")
+    if not watch:
+        console.print(render_page(collect_health_page(stack)), soft_wrap=False)
         return
-    console.print(grid)
-    if capture is not None:
-        _print_capture(capture)
-    tables_grid = Table(
-        "table",
-        "source rows",
-        "newest bronze file",
-        "age",
-        "lag records",
-        "lag",
-        "silver rows",
-        title="tables",
-        caption="lag: records a read_committed reader gets after the bronze writer's committed "
-        "offset, and newest source commit minus that of the oldest record not in bronze",
-    )
-    for t in tables:
-        tables_grid.add_row(
-            t.table,
-            _or_dash(t.source_rows),
-            t.newest_bronze_file or "-",
-            "-" if t.newest_bronze_age_s is None else f"{t.newest_bronze_age_s:.0f} s",
-            t.lag_records_text(),
-            t.lag_seconds_text(),
-            _or_dash(t.silver_rows),
-        )
-    console.print(tables_grid)
-
-
-def _print_capture(capture: CaptureStatus) -> None:
-    color = "red" if capture.capture_stopped else "green"
-    grid = Table("connector / task", "state", "worker", "last error", title="capture")
-    grid.add_row(
-        capture.connector,
-        f"[{color}]{capture.state}[/{color}]",
-        "",
-        capture.error if capture.state in ("FAILED", "UNREACHABLE", "MISSING") else "",
-    )
-    for task in capture.tasks:
-        task_color = "green" if task.state == "RUNNING" else "red"
-        grid.add_row(
-            f"  task {task.id}",
-            f"[{task_color}]{task.state}[/{task_color}]",
-            task.worker_id,
-            task.error or "",
-        )
-    console.print(grid)
-    console.print(
-        f"[{color}]{capture.stopped_text()}[/{color}]"
-        + (f" ({capture.restarts} restart(s) by the health sensor)" if capture.restarts else "")
-    )
+    try:
+        watch_page(lambda: collect_health_page(stack), console, seconds or WATCH_DEFAULT_SECONDS)
+    except KeyboardInterrupt:
+        console.print("stopped watching")
 
 
 def _or_dash(value: object) -> str:
@@ -570,13 +516,14 @@ def rebuild(
         "uri": rebuilt.table.uri,
         "changes_read": rebuilt.changes_read,
         "rows": rebuilt.rows,
+        "tombstones": rebuilt.tombstones,
     }
     if as_json:
         print(json.dumps(result))
         return
     console.print(
-        f"{table} as of {as_of}: {rebuilt.rows} rows from {rebuilt.changes_read} changes, "
-        f"written to {rebuilt.table.uri}"
+        f"{table} as of {as_of}: {rebuilt.rows} live rows (+{rebuilt.tombstones} deleted keys "
+        f"kept as tombstones) from {rebuilt.changes_read} changes, written to {rebuilt.table.uri}"
     )
 
 
@@ -730,6 +677,50 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SELECT, SHOW or DESCRIBE over the lake's views.")],
+    database: Annotated[str, typer.Option(help="Database of unqualified names.")] = "lake",
+) -> None:
+    """Run one query over the lake's SQL views (lake.<db>__<table>, lake.gold__<name>,
+    lake.freshness) and print the answer as a table. Runs in this process with the same views
+    and restrictions as the SQL endpoint of `binlake up` (needs the `sql` extra: chDB)."""
+    from binlake.sql.engine import LakeEngine, QueryFailed
+    from binlake.sql.guard import RefusedQuery
+
+    engine = LakeEngine(_settings())
+    try:
+        result = engine.query(query, output_format="JSONCompact", database=database)
+    except (RefusedQuery, QueryFailed) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.close()
+    if result.format != "JSONCompact":
+        console.out(result.data.decode(errors="replace"), end="")
+        return
+    answer = json.loads(result.data)
+    table = Table(*(column["name"] for column in answer["meta"]))
+    for row in answer["data"]:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print(f"{answer['rows']} rows (in process, chDB {engine.version})")
+
+
+@app.command("sql-endpoint")
+def sql_endpoint() -> None:
+    """Serve the lake's SQL views over ClickHouse's HTTP interface (foreground; `binlake up`
+    runs it): sql.host, sql.port, user sql.user with sql.password, read-only."""
+    from binlake.sql.engine import LakeEngine
+    from binlake.sql.http_endpoint import serve
+
+    settings = _settings()
+    server = serve(LakeEngine(settings), settings.sql)
+    host, port = server.server_address[:2]
+    console.print(f"SQL endpoint listening on http://{host}:{port} (user {settings.sql.user})")
+    server.serve_forever()
+
+
 @connector_app.command("register")
 def connector_register() -> None:
     """Create or update the connector from settings (idempotent)."""
@@ -781,3 +772,73 @@ def connector_pause() -> None:
 def connector_resume() -> None:
     """Resume capturing."""
     _connector_action("resume")
+
+
+@app.command("sql-apply-views")
+def sql_apply_views(
+    url: Annotated[str, typer.Option(help="The ClickHouse server's HTTP interface.")] = (
+        "http://127.0.0.1:8123"
+    ),
+    user: Annotated[str, typer.Option(help="The user the views are created as (DEFINER).")] = (
+        "binlake"
+    ),
+    password: Annotated[
+        str,
+        typer.Option(
+            envvar="CLICKHOUSE_PASSWORD", show_default=False, help="That user's password."
+        ),
+    ] = "",
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep applying as new tables appear in the lake.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 30.0,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            help="With --watch, apply again after this many seconds even if unchanged "
+            "(picks up columns added to Delta tables)."
+        ),
+    ] = 900.0,
+) -> None:
+    """Create or replace the lake's views on a ClickHouse server (`lake.*`), from the settings."""
+    import logging
+    import threading
+
+    import httpx
+
+    from binlake.sql import server_sync
+    from binlake.sql.views import lake_views, render_views_sql
+
+    settings = _settings()
+
+    def render() -> str:
+        return render_views_sql(lake_views(settings, target="server"), target="server")
+
+    def report(result: server_sync.SyncResult) -> None:
+        console.print(
+            f"{result.views} view(s) over {result.sources} Delta table(s) applied at {url}"
+            + (f"; dropped {', '.join(result.dropped)}" if result.dropped else "")
+        )
+
+    if not password:
+        err_console.print(f"[red]no password for {user}: set CLICKHOUSE_PASSWORD[/red]")
+        raise typer.Exit(2)
+    client = server_sync.ClickHouseHttp(url, user, password)
+    try:
+        if watch:
+            logging.basicConfig(level=logging.INFO)
+            server_sync.watch(
+                render,
+                client,
+                interval_s=interval,
+                refresh_s=refresh,
+                stop=threading.Event(),
+                on_applied=report,
+            )
+            return
+        report(server_sync.apply_plan(client, server_sync.plan_server_views(render())))
+    except (server_sync.ViewSyncError, httpx.TransportError) as exc:
+        err_console.print(f"[red]views not applied at {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()

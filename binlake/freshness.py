@@ -1,14 +1,14 @@
 """Freshness lag math: how far a layer is behind the newest source commit (Dagster-free).
 
 The SLOs are ``settings.freshness``: bronze 1 min, silver 2 min, gold 5 min behind the newest
-commit of the source table(s). Two things implement them.
+commit of the source table(s). Freshness means lag behind the source everywhere: an idle source
+stays fresh, a stalled pipeline turns red. The assets carry no Dagster freshness policy (it judges
+time since the last materialization, so a quiet source would turn red; see
+``dagster_defs.freshness.check``); the check below is the asset's freshness, the freshness sensor's
+alerts follow it, and each tick's results are written to the freshness table
+(``binlake.freshness_table``).
 
-**Dagster's freshness policy** (``dagster_defs.freshness.policy``), attached to the asset so the UI
-shows a freshness state. Dagster 1.13 evaluates it in its freshness daemon (no runs), from the time
-of the asset's last materialization only: it means "new data arrived within the window", so on a
-quiet source it turns FAIL although nothing is late. It is a hint; the check below is the SLO.
-
-**The freshness check** (``dagster_defs.freshness.check``, one per asset), measuring lag against
+**The freshness check** (``dagster_defs.freshness.check``, one per asset) measures lag against
 the source. Inputs, all in epoch seconds:
 
 * ``S``: the source table's last commit, ``information_schema.TABLES.UPDATE_TIME``
@@ -262,3 +262,35 @@ def _parse_misses(cursor: str | None) -> dict[str, float]:
         return {str(k): float(v) for k, v in state.get("slo_misses_alerted_at", {}).items()}
     except (ValueError, TypeError, AttributeError):
         return {}
+
+
+@dataclass(frozen=True)
+class RowsAfter:
+    """Rows bronze holds that were committed after a later layer's newest source commit."""
+
+    rows: int
+    exact: bool  # False: a file straddles the commit, so `rows` is an upper bound
+
+
+def bronze_rows_after(
+    live: Iterable[ManifestEntry], table: str, newest_source_ts: float | None
+) -> RowsAfter:
+    """Rows of `table`'s live bronze files (``binlake.bronze.manifest.live_entries``) committed
+    after `newest_source_ts` (epoch s; None: the layer holds nothing): the records bronze holds
+    and a layer holding changes up to that commit lacks. A file whose commits straddle it counts
+    whole (an upper bound), a file without commit times too."""
+    newest_ms = None if newest_source_ts is None else math.floor(newest_source_ts * 1000)
+    rows, exact = 0, True
+    for entry in live:
+        if entry.table != table or not entry.path:
+            continue
+        if newest_ms is None:
+            rows += entry.rows
+            continue
+        low, high = entry.min_source_ts_ms, entry.max_source_ts_ms
+        if high is not None and high <= newest_ms:
+            continue
+        if low is None or low <= newest_ms:
+            exact = False
+        rows += entry.rows
+    return RowsAfter(rows, exact)

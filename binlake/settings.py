@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -236,7 +237,10 @@ class DagsterSettings(BaseModel):
         3, ge=1, description="Minimum interval between automation condition evaluations."
     )
     partitions_start: str = Field(
-        "2024-01-01-00:00", description="First hourly bronze partition (YYYY-MM-DD-HH:MM, UTC)."
+        "",
+        description="First hourly partition (YYYY-MM-DD-HH:MM, UTC) of bronze and gold. Empty "
+        "(the default): where the lake's data starts (bronze's first hour; gold's oldest order), "
+        "read when Dagster loads its definitions.",
     )
     retention_days: float = Field(
         7.0,
@@ -247,6 +251,19 @@ class DagsterSettings(BaseModel):
     maintenance_cron: str = Field(
         "17 3 * * *", description="When the maintenance job runs (cron, UTC)."
     )
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _partitions_start_is_an_hour(cls, value: str) -> str:
+        if value:
+            try:
+                datetime.strptime(value, "%Y-%m-%d-%H:%M")
+            except ValueError:
+                raise ValueError(
+                    f"partitions_start {value!r} is not YYYY-MM-DD-HH:MM (UTC), e.g. "
+                    "2026-12-01-00:00; leave it empty to start where the lake's data starts"
+                ) from None
+        return value
 
 
 class FreshnessSettings(BaseModel):
@@ -390,6 +407,28 @@ class CompactorSettings(BaseModel):
     _unset_from_the_environment = field_validator("bronze_retention_days", mode="before")(
         _none_from_text
     )
+
+
+class SqlSettings(BaseModel):
+    """The local ClickHouse-compatible SQL endpoint over the lake's views (`binlake up`)."""
+
+    host: str = Field("127.0.0.1", description="Address the endpoint binds; local only by default.")
+    port: int = Field(18123, ge=0, le=65535, description="HTTP port; 0 picks a free one.")
+    user: str = Field("binlake", min_length=1, description="The one user queries must give.")
+    password: SecretStr = Field(
+        SecretStr("binlake-local-sql"),
+        description="That user's password (required, never empty); set your own beyond a laptop.",
+    )
+    refresh_seconds: float = Field(
+        5.0, gt=0, description="How often the endpoint looks for new lake tables to publish."
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("sql.password must not be empty: the endpoint always asks for one")
+        return value
 
 
 # Where the lake may live: a local path (file:// too), or an object store that pyarrow, delta-rs
@@ -562,6 +601,7 @@ class Settings(BaseSettings):
     compactor: CompactorSettings = Field(default_factory=CompactorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     resync: ResyncSettings = Field(default_factory=ResyncSettings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
 
     @classmethod
@@ -697,6 +737,7 @@ class Settings(BaseSettings):
             "compactor",
             "alerts",
             "resync",
+            "sql",
             "local",
             "storage",
         ):

@@ -7,8 +7,9 @@
     gold/shop/orders_by_hour_status  aggregate of silver shop.orders and shop.order_items,
                                      hourly partitioned by order creation hour
 
-The silver and gold keys double as storage locations: the lake IO manager stores an asset at
-``<lake>/<key parts joined by '/'>.parquet``, e.g. ``<lake>/silver/shop/orders.parquet``.
+Storage locations are not derived from keys: silver lives at ``<lake>/silver/<db>/<table>``
+(``binlake.silver.tables``), gold at ``<lake>/gold/<name>``, name the key's last part
+(``binlake.gold.tables``); both are Delta tables.
 """
 
 from __future__ import annotations
@@ -59,15 +60,18 @@ def writer_pool(key: dg.AssetKey) -> str:
     return key.to_user_string()
 
 
-def hourly_partitions(settings: Settings) -> dg.HourlyPartitionsDefinition:
-    """Hourly partitions in UTC from ``dagster.partitions_start``: bronze by commit hour, gold by
-    the hour of its business time (order creation).
+def hourly_partitions(settings: Settings, start: str = "") -> dg.HourlyPartitionsDefinition:
+    """Hourly partitions in UTC from `start` (``dagster_defs.partitions_start`` derives it from
+    the lake), else ``dagster.partitions_start``, else 2024-01-01: bronze by commit hour, gold
+    by the hour of its business time (order creation).
 
     ``end_offset=1`` makes the current hour a partition; without it Dagster 1.13 only lists
     completed hours and a change committed this hour could not be reported.
     """
     return dg.HourlyPartitionsDefinition(
-        start_date=settings.dagster.partitions_start, end_offset=1, timezone="UTC"
+        start_date=start or settings.dagster.partitions_start or "2024-01-01-00:00",
+        end_offset=1,
+        timezone="UTC",
     )
 
 

@@ -9,31 +9,27 @@ Resource keys:
     bronze_lake        BronzeLake(storage_url, access)     bronze files listed by the manifest
     silver_lake        SilverLake(storage_url, access)     silver Delta tables (MERGE, time travel)
     silver_io_manager  SilverIOManager(storage_url, access) loads a silver table's current state
-    lake_io_manager    LakeParquetIOManager(base_dir, access) gold Parquet
+    lake_io_manager    GoldIOManager(storage_url, access)   gold Delta tables, hours replaced whole
     mysql_source     MySQLSource(host, port, user, ...) row counts for reconciliation checks
     consumer_lag       ConsumerLagSource(bootstrap, group, ...) the bronze writer's lag per table
 """
 
 from __future__ import annotations
 
-import io
 import os
-import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-from dagster_polars import PolarsParquetIOManager
-from pydantic import PrivateAttr
 
 from binlake.bronze.consumer_lag import ConsumerLagProbe, TableLag
 from binlake.bronze.manifest import Manifest, ManifestEntry
 from binlake.bronze.reader import AlreadyRead, BronzeRead, BronzeReader
 from binlake.errors import FinalError
+from binlake.gold.delta_table import GoldDeltaTable
+from binlake.gold.tables import gold_table
 from binlake.settings import STANDARD_STORAGE_ENV, Settings, StorageSettings
 from binlake.silver.delta_table import SilverDeltaTable
 from binlake.silver.history import SilverHistoryTable
@@ -41,9 +37,6 @@ from binlake.silver.reconcile import ComparedColumn, source_content_digest
 from binlake.silver.tables import SilverTables
 from binlake.source_db import SourceDatabase
 from binlake.storage import LakeStorage, object_store_options
-
-if TYPE_CHECKING:
-    from upath import UPath
 
 BRONZE_LAKE = "bronze_lake"
 SILVER_LAKE = "silver_lake"
@@ -195,127 +188,55 @@ class MySQLSource(dg.ConfigurableResource):
         return self.database().last_commit_time(table)
 
 
-class LakeParquetIOManager(PolarsParquetIOManager):
-    """dagster-polars' Parquet IO manager, writing whole files only, on disk or object store.
+class GoldIOManager(dg.ConfigurableIOManager):
+    """Gold assets as Delta tables (`binlake.gold.delta_table.GoldDeltaTable`) at
+    ``<lake>/gold/<name>``, `name` the last part of the asset key.
 
-    Paths are dagster-polars' own: ``<base_dir>/<asset key parts>.parquet``. On a local
-    filesystem the file is written under a temporary name and renamed into place, so readers
-    (the CLI, the demo, the next asset) never see a half-written gold table. On an object store
-    (`base_dir` s3://, gs://, az://) every file operation goes through the lake's pyarrow
-    filesystem, opened with `access` (fsspec's s3fs/gcsfs/adlfs are not needed); one PUT makes
-    a file whole.
+    A run's output is one DataFrame holding every row of the run's hours (its partition time
+    window); it replaces those hours in one Delta commit, so an hour left without rows is
+    emptied. Loading gives the hours of the requested partitions (all rows when unpartitioned).
     """
 
+    storage_url: str
     access: LakeAccess = LakeAccess()
-    _object_store: pafs.FileSystem | None = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        super().setup_for_execution(context)
-        storage = self.access.open(self.base_dir) if self.base_dir else None
-        self._object_store = None if storage is None or storage.is_local else storage.filesystem
+    def table(self, key: dg.AssetKey) -> GoldDeltaTable:
+        return gold_table(self.access.open(self.storage_url), key.path[-1])
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        """As dagster-polars, and for a run over several partitions (a single-run backfill
-        policy) a ``{partition key: DataFrame}`` mapping, each frame stored as its partition."""
-        if not isinstance(obj, Mapping):
-            super().handle_output(context, obj)
-            return
-        paths = self._get_paths_for_partitions(context)
-        if set(obj) != set(paths):
+        if not isinstance(obj, pl.DataFrame):
             raise FinalError(
-                f"{context.asset_key.to_user_string()} returned partitions "
-                f"{sorted(obj)[:3]}... for a run of {sorted(paths)[:3]}... ({len(obj)} vs "
-                f"{len(paths)}): every partition of the run needs exactly one DataFrame"
+                f"gold asset {context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                "a gold asset returns one polars DataFrame with the rows of all its run's hours"
             )
-        for key, path in paths.items():
-            self.make_directory(path.parent)
-            self.dump_to_path(context=context, obj=obj[key], path=path)
-        context.add_output_metadata({"partitions_written": len(paths)})
+        if not context.has_asset_partitions:
+            raise FinalError(
+                f"gold asset {context.asset_key.to_user_string()} is not partitioned by hour; "
+                "gold replaces the hours of a run"
+            )
+        window = context.asset_partitions_time_window
+        version = self.table(context.asset_key).replace_hours(
+            obj, _naive_utc(window.start), _naive_utc(window.end)
+        )
+        context.add_output_metadata(
+            {"partitions_written": len(context.asset_partition_keys), "delta_version": version}
+        )
 
-    def write_df_to_path(self, context: dg.OutputContext, df: pl.DataFrame, path: UPath) -> None:
-        if self._object_store is not None:
-            buffer = io.BytesIO()
-            df.write_parquet(buffer, compression="zstd")
-            with self._object_store.open_output_stream(_object_key(path)) as out:
-                out.write(buffer.getvalue())
-            return
-        if getattr(path, "protocol", "") != "":
-            super().write_df_to_path(context, df, path)
-            return
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            super().write_df_to_path(context, df, temp)
-            os.replace(str(temp), str(path))
-        finally:
-            if temp.exists():
-                temp.unlink()
-
-    def scan_df_from_path(self, path: UPath, context: dg.InputContext) -> pl.LazyFrame:
-        if self._object_store is None:
-            return super().scan_df_from_path(path, context)
-        arrow = pq.read_table(_object_key(path), filesystem=self._object_store)
-        return pl.from_arrow(arrow).lazy()  # type: ignore[union-attr]
-
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        if self._object_store is not None and not self.path_exists(path):
-            raise FileNotFoundError(f"{path} does not exist")
-        return super().load_from_path(context, path)
-
-    def path_exists(self, path: UPath) -> bool:
-        if self._object_store is None:
-            return super().path_exists(path)
-        return self._info(path).type != pafs.FileType.NotFound
-
-    def make_directory(self, path: UPath) -> None:
-        if self._object_store is None:  # an object store has no directories to make
-            super().make_directory(path)
-
-    def unlink(self, path: UPath) -> None:
-        if self._object_store is None:
-            super().unlink(path)
-        else:
-            self._object_store.delete_file(_object_key(path))
-
-    def _handle_transition_to_partitioned_asset(
-        self, context: dg.OutputContext, path: UPath
-    ) -> None:
-        if self._object_store is None:
-            super()._handle_transition_to_partitioned_asset(context, path)
-        elif self._info(path).type == pafs.FileType.File:
-            self.unlink(path)  # a file of the asset from before it was partitioned
-
-    def stored_files(self, path: UPath) -> list[UPath]:
-        """The partition files stored for the asset at `path` (``<path w/o suffix>/*<suffix>``),
-        sorted; empty if none."""
-        folder = path.with_suffix("")
-        if self._object_store is None:
-            return sorted(folder.glob(f"*{path.suffix}"))
-        selector = pafs.FileSelector(_object_key(folder), allow_not_found=True)
-        names = [
-            info.base_name
-            for info in self._object_store.get_file_info(selector)
-            if info.type == pafs.FileType.File and info.base_name.endswith(path.suffix)
-        ]
-        return [folder / name for name in sorted(names)]
-
-    def _info(self, path: UPath) -> pafs.FileInfo:
-        assert self._object_store is not None
-        return self._object_store.get_file_info(_object_key(path))
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        table = self.table(context.asset_key)
+        if not context.has_asset_partitions:
+            return table.read()
+        window = context.asset_partitions_time_window
+        return table.read(hours=(_naive_utc(window.start), _naive_utc(window.end)))
 
 
-def _object_key(path: UPath) -> str:
-    """`path` (scheme://bucket/key) as a pyarrow filesystem path: bucket/key."""
-    return str(path).split("://", 1)[1]
+def _naive_utc(moment: datetime) -> datetime:
+    """Gold hours are UTC wall clock without a zone, as the source stores ``created_at``."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def lake_base_dir(settings: Settings) -> str:
-    """The lake root in the form the IO manager expects (a plain path when local)."""
-    storage = LakeStorage.from_settings(settings)
-    return storage.base if storage.is_local else settings.lake_url
-
-
-def build_lake_io_manager(settings: Settings) -> LakeParquetIOManager:
-    return LakeParquetIOManager(base_dir=lake_base_dir(settings), access=lake_access(settings))
+def build_gold_io_manager(settings: Settings) -> GoldIOManager:
+    return GoldIOManager(storage_url=settings.lake_url, access=lake_access(settings))
 
 
 def build_mysql_source(settings: Settings) -> MySQLSource:
@@ -374,7 +295,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         SILVER_IO_MANAGER: SilverIOManager(
             storage_url=settings.lake_url, access=lake_access(settings)
         ),
-        LAKE_IO_MANAGER: build_lake_io_manager(settings),
+        LAKE_IO_MANAGER: build_gold_io_manager(settings),
         MYSQL_SOURCE: build_mysql_source(settings),
         CONSUMER_LAG: build_consumer_lag(settings),
     }

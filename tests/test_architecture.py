@@ -5,7 +5,8 @@ Floors, bottom up (README, "Architecture"):
              groups, retries: what every floor needs and that needs nothing of binlake
     cdc      the capture side: Debezium envelopes, Avro, Connect's REST API, connector health
     engine   the lake, Dagster- and Faust-free: binlake.bronze, then binlake.silver, then
-             binlake.gold and binlake.freshness (silver reads bronze, gold reads silver)
+             binlake.gold, binlake.freshness and binlake.sql (silver reads bronze, gold reads
+             silver, sql serves silver and gold)
     runtime  what runs the engine: streams (Faust), compactor, dagster_defs (Dagster wiring)
     shell    what a person runs: the CLI, the demo, the local stack, status
 
@@ -34,6 +35,8 @@ FLOORS: dict[str, tuple[int, str]] = {
     "binlake.silver": (3, "engine: silver"),
     "binlake.gold": (4, "engine: gold"),
     "binlake.freshness": (4, "engine: freshness"),
+    "binlake.lake": (4, "engine: the Python reader of silver and gold"),
+    "binlake.sql": (4, "engine: sql"),
     "compactor": (5, "runtime: compactor"),
     "streams": (5, "runtime: streams"),
     "dagster_defs": (6, "runtime: dagster_defs"),
@@ -42,6 +45,7 @@ FLOORS: dict[str, tuple[int, str]] = {
     "binlake.demo": (7, "shell"),
     "binlake.local_stack": (7, "shell"),
     "binlake.status": (7, "shell"),
+    "binlake.status_page": (7, "shell"),
     "binlake.jvm_artifacts": (7, "shell"),
 }
 # Modules of one rank that must not see each other.

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from binlake import failpoints
+from binlake.bronze.lake_start import record_lake_start
 from binlake.bronze.layout import MANIFEST_PATH
 from binlake.errors import StorageUnavailableError
 from binlake.object_log import ObjectLog, object_log
@@ -255,6 +256,7 @@ class Manifest:
         self._lock = threading.Lock()  # one committer at a time per instance (shared by writers)
         self._state: ManifestState | None = None
         self._migration: Commit | None = None  # the legacy file as a commit, not created yet
+        self._start_recorded = False  # bronze/_lake_start.json known to exist
         self._known_start: int | None = None  # a sequence number at or after the first commit
         # The newest checkpoint read, by name: checkpoints are immutable, and a starting worker
         # asks for it once per table (parsing 100k entries takes seconds).
@@ -290,12 +292,26 @@ class Manifest:
                 if self._publish(commit.seq, commit.to_json()):
                     state.apply(commit)
                     self._saw_commit(commit.seq)
+                    self._record_lake_start(state)
                     if (commit.seq + 1) % self.checkpoint_interval == 0:
                         self._write_checkpoint(state)
                     failpoints.failpoint(failpoints.AFTER_MANIFEST_APPEND)
                     return entries
                 log.debug("manifest commit %d taken by another writer; planning again", commit.seq)
                 state = self._catch_up()
+
+    def _record_lake_start(self, state: ManifestState) -> None:
+        """Once per instance: the lake's first hour (`binlake.bronze.lake_start`), created if
+        missing. Best effort: the commit stands; a failure is retried at the next commit."""
+        if self._start_recorded:
+            return
+        try:
+            record_lake_start(self.objects, state.live())
+            self._start_recorded = True
+        except Exception:  # the entries are committed whatever happens here
+            log.warning(
+                "could not record the lake's first hour; retried next commit", exc_info=True
+            )
 
     def append(self, entry: ManifestEntry) -> None:
         """Durably record `entry` in a commit of its own, whatever else was listed meanwhile."""

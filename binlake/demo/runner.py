@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -19,14 +21,22 @@ from binlake.demo.latency import (
     p95,
     percentile,
 )
+from binlake.demo.queryable import QueryableWatch
 from binlake.demo.shop_schema import SHOP_DDL
 from binlake.demo.workload import ShopWorkload, WorkloadCounts
+from binlake.local_stack.components import sql_endpoint_installed
 from binlake.local_stack.stack import LocalStack
 from binlake.settings import Settings
 from binlake.source_db import connect_source, count_rows
 from binlake.storage import LakeStorage
 
 SUMMARY_FILE = "demo-summary.json"  # under the state directory unless --summary-json says
+
+# What the demo prints as an example of querying the lake: gold's figures, through the endpoint.
+SAMPLE_QUERY = (
+    "SELECT status, sum(orders) AS orders, sum(revenue) AS revenue "
+    "FROM lake.gold__orders_by_hour_status GROUP BY status ORDER BY status"
+)
 
 
 @dataclass
@@ -47,11 +57,17 @@ class DemoSummary:
     commit_to_bronze_p95_s: float | None = None
     commit_to_gold_p95_s: float | None = None
     commit_to_gold_p50_s: float | None = None
+    commit_to_queryable_p95_s: float | None = None
+    commit_to_queryable_p50_s: float | None = None
+    queryable_samples: int = 0
     gold_samples: int = 0
     changes_measured: int = 0
     catch_up_s: float | None = None
     warm_up_s: float | None = None
     dagster_url: str = ""
+    sql_url: str = ""
+    sample_query: str = ""
+    sample_answer: list[list] = field(default_factory=list)
 
     @property
     def lake_equals_source(self) -> bool:
@@ -78,11 +94,17 @@ class DemoSummary:
             "commit_to_bronze_p95_s": self.commit_to_bronze_p95_s,
             "commit_to_gold_p95_s": self.commit_to_gold_p95_s,
             "commit_to_gold_p50_s": self.commit_to_gold_p50_s,
+            "commit_to_queryable_p95_s": self.commit_to_queryable_p95_s,
+            "commit_to_queryable_p50_s": self.commit_to_queryable_p50_s,
+            "queryable_samples": self.queryable_samples,
             "gold_samples": self.gold_samples,
             "changes_measured": self.changes_measured,
             "catch_up_s": self.catch_up_s,
             "warm_up_s": self.warm_up_s,
             "dagster_url": self.dagster_url,
+            "sql_url": self.sql_url,
+            "sample_query": self.sample_query,
+            "sample_answer": self.sample_answer,
         }
 
 
@@ -148,7 +170,8 @@ def _run_demo(
     summary.dagster_url = stack.dagster_url
     shop_tables = [t for t in settings.tables if t.startswith("shop.")]
 
-    with connect_source(settings, admin=True, database="shop") as conn:
+    watch = _queryable_watch(settings)
+    with ExitStack() as watching, connect_source(settings, admin=True, database="shop") as conn:
         with conn.cursor() as cur:
             for ddl in SHOP_DDL:
                 cur.execute(ddl)
@@ -163,6 +186,8 @@ def _run_demo(
         )
         workload.changes.clear()
         summary.phase = "workload"
+        if watch is not None:
+            watching.enter_context(watch)
         with Progress(
             TextColumn("workload"),
             BarColumn(),
@@ -178,15 +203,17 @@ def _run_demo(
                     task, completed=elapsed, tx=workload.counts.transactions
                 ),
             )
-    console.print(
-        f"workload: {workload.counts.transactions} transactions, {workload.counts.inserts} inserts,"
-        f" {workload.counts.updates} updates, {workload.counts.deletes} deletes"
-    )
-
-    summary.phase = "catch-up"
-    summary.catch_up_s = _wait_for_lake(
-        settings, shop_tables, catch_up_timeout_s, console, "catch-up"
-    )
+        console.print(
+            f"workload: {workload.counts.transactions} transactions, "
+            f"{workload.counts.inserts} inserts, {workload.counts.updates} updates, "
+            f"{workload.counts.deletes} deletes"
+        )
+        # The watch goes on until the lake has caught up: the last changes become queryable
+        # after the workload ends.
+        summary.phase = "catch-up"
+        summary.catch_up_s = _wait_for_lake(
+            settings, shop_tables, catch_up_timeout_s, console, "catch-up"
+        )
 
     summary.phase = "checks"
     for table in shop_tables:
@@ -213,6 +240,14 @@ def _run_demo(
     summary.commit_to_gold_p95_s = _rounded(p95(gold_delays))
     summary.commit_to_gold_p50_s = _rounded(percentile(gold_delays, 0.5))
     summary.gold_samples = len(gold_delays)
+    if watch is not None:
+        queryable_delays = watch.delays(workload.changes)
+        summary.commit_to_queryable_p95_s = _rounded(p95(queryable_delays))
+        summary.commit_to_queryable_p50_s = _rounded(percentile(queryable_delays, 0.5))
+        summary.queryable_samples = len(queryable_delays)
+        summary.sql_url = sql_url(settings)
+        summary.sample_query = SAMPLE_QUERY
+        summary.sample_answer = _sample_answer(settings, console)
     _print_summary(console, summary)
 
 
@@ -230,6 +265,36 @@ def _say_which_lake(settings: Settings, summary: DemoSummary, console: Console) 
         )
     else:
         console.print(f"new lake at {settings.lake_url}")
+
+
+def sql_url(settings: Settings) -> str:
+    return f"http://{settings.sql.host}:{settings.sql.port}"
+
+
+def _queryable_watch(settings: Settings) -> QueryableWatch | None:
+    """A watch over the stack's SQL endpoint; None when chDB (the `sql` extra) is missing and
+    `binlake up` serves no endpoint."""
+    if not sql_endpoint_installed():
+        return None
+    return QueryableWatch(
+        sql_url(settings), settings.sql.user, settings.sql.password.get_secret_value()
+    )
+
+
+def _sample_answer(settings: Settings, console: Console) -> list[list]:
+    """The sample query's rows, asked of the endpoint as a dashboard would."""
+    try:
+        response = httpx.post(
+            sql_url(settings),
+            content=f"{SAMPLE_QUERY} FORMAT JSONCompact",
+            auth=(settings.sql.user, settings.sql.password.get_secret_value()),
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        console.print(f"[red]sample query failed: {str(exc)[:300]}[/red]")
+        return []
 
 
 def _wait_for_lake(
@@ -277,4 +342,15 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         f" catch-up after workload: {summary.catch_up_s} s (warm-up before it:"
         f" {summary.warm_up_s} s)"
     )
+    if summary.queryable_samples or summary.sql_url:
+        console.print(
+            f"commit-to-queryable p95: {summary.commit_to_queryable_p95_s} s over "
+            f"{summary.queryable_samples} order changes (seen through the SQL endpoint)"
+        )
+    if summary.sql_url:
+        answer = Table("status", "orders", "revenue", title=f"{summary.sql_url}: {SAMPLE_QUERY}")
+        for row in summary.sample_answer:
+            answer.add_row(*(str(value) for value in row))
+        console.print(answer)
+        console.print(f'SQL endpoint: {summary.sql_url}   try: binlake sql "{SAMPLE_QUERY}"')
     console.print(f"Dagster UI: {summary.dagster_url}   stop with: binlake down")

@@ -1,7 +1,7 @@
 """Orders per hour and status (pure polars, no Dagster).
 
 ``revenue`` is ``sum(quantity * unit_price)`` as ``Decimal(18, 2)``: exact cents, no float
-rounding, and it reads back as ``decimal.Decimal`` (Parquet DECIMAL(18,2)). Hours are the UTC
+rounding, and it reads back as ``decimal.Decimal`` (Delta DECIMAL(18,2)). Hours are the UTC
 wall clock of ``orders.created_at`` truncated to the hour, as the source stored it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from binlake.errors import FinalError
+from binlake.gold.delta_table import SOURCE_TS_MS
 
 REVENUE_TYPE = pl.Decimal(18, 2)
 ORDERS_COLUMNS = ("id", "status", "created_at", "updated_at")
@@ -61,3 +62,26 @@ def orders_by_hour_status(orders: pl.DataFrame, order_items: pl.DataFrame) -> pl
         .cast(GOLD_SCHEMA)  # type: ignore[arg-type]
         .sort("hour", "status", nulls_last=False)
     )
+
+
+def with_source_commit(
+    result: pl.DataFrame, orders: pl.DataFrame, order_items: pl.DataFrame
+) -> pl.DataFrame:
+    """`result` (``orders_by_hour_status``) plus ``_source_ts_ms``: per hour, the newest source
+    commit among the orders created in it and their items (silver's ``_source_ts_ms``)."""
+    order_hours = orders.select(
+        pl.col("id"),
+        pl.col("created_at").cast(pl.Datetime("us")).dt.truncate("1h").alias("hour"),
+        pl.col(SOURCE_TS_MS).cast(pl.Int64),
+    )
+    item_commits = order_items.select(
+        pl.col("order_id").alias("id"), pl.col(SOURCE_TS_MS).cast(pl.Int64)
+    ).join(order_hours.select("id", "hour"), on="id", how="inner")
+    newest = (
+        pl.concat(
+            [order_hours.select("hour", SOURCE_TS_MS), item_commits.select("hour", SOURCE_TS_MS)]
+        )
+        .group_by("hour")
+        .agg(pl.col(SOURCE_TS_MS).max())
+    )
+    return result.join(newest, on="hour", how="left").select(*GOLD_SCHEMA, SOURCE_TS_MS)

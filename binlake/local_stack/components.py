@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,15 +26,25 @@ CONNECT = "connect"
 BRONZE_WORKER = "bronze-worker"
 DAGSTER_WEBSERVER = "dagster-webserver"
 DAGSTER_DAEMON = "dagster-daemon"
-START_ORDER = (S3, MARIADB, BROKER, CONNECT, BRONZE_WORKER, DAGSTER_WEBSERVER, DAGSTER_DAEMON)
+SQL_ENDPOINT = "sql-endpoint"
+START_ORDER = (
+    S3,
+    MARIADB,
+    BROKER,
+    CONNECT,
+    BRONZE_WORKER,
+    DAGSTER_WEBSERVER,
+    DAGSTER_DAEMON,
+    SQL_ENDPOINT,
+)
 # `binlake down`: each stage once the one before has exited, a stage's programs at once. The
-# bronze worker first (it commits its offsets while the broker is there), then Dagster (its runs
-# read the broker), Kafka Connect (it flushes to the broker), the broker, the source database,
-# and the lake's S3 server once nothing writes to it. A program in no stage (one added later)
-# stops with the first.
+# bronze worker first (it commits its offsets while the broker is there), then the lake's readers
+# (Dagster, whose runs also read the broker, and the SQL endpoint), Kafka Connect (it flushes to
+# the broker), the broker, the source database, and the lake's S3 server once nothing writes to
+# it. A program in no stage (one added later) stops with the first.
 STOP_STAGES = (
     (BRONZE_WORKER,),
-    (DAGSTER_DAEMON, DAGSTER_WEBSERVER),
+    (DAGSTER_DAEMON, DAGSTER_WEBSERVER, SQL_ENDPOINT),
     (CONNECT,),
     (BROKER,),
     (MARIADB,),
@@ -177,10 +188,17 @@ def programs(
     listed = _programs(settings, mariadb, broker, artifacts)
     if s3 is not None:
         listed.insert(0, Program(S3, s3.command(), environment=s3.environment({})))
+    if sql_endpoint_installed():
+        listed.append(Program(SQL_ENDPOINT, [sys.executable, "-m", "binlake", "sql-endpoint"]))
     return [
         dataclasses.replace(program, priority=100 + 10 * START_ORDER.index(program.name))
         for program in listed
     ]
+
+
+def sql_endpoint_installed() -> bool:
+    """chDB (the `sql` extra, in `dev` too) is there to serve the lake's SQL views."""
+    return importlib.util.find_spec("chdb") is not None
 
 
 def _programs(

@@ -58,6 +58,7 @@ def resolve_free_ports(settings: Settings) -> Settings:
     if settings.connect.port == 0:
         data["connect"]["url"] = f"http://127.0.0.1:{port_for(0, previous.connect.port)}"
     data["dagster"]["port"] = port_for(settings.dagster.port, previous.dagster.port)
+    data["sql"]["port"] = port_for(settings.sql.port, previous.sql.port)
     if settings.local.object_store:
         _lake_on_the_local_s3_server(settings, previous, data)
     return Settings(**_revealed(data))

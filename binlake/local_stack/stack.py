@@ -122,6 +122,8 @@ class LocalStack:
         if with_dagster:
             start(c.DAGSTER_WEBSERVER, self._dagster_webserver_ready)
             start(c.DAGSTER_DAEMON, lambda: True)
+        if c.sql_endpoint_installed():
+            start(c.SQL_ENDPOINT, lambda: port_is_open(settings.sql.host, settings.sql.port))
         return started
 
     def _dagster_webserver_ready(self) -> bool:

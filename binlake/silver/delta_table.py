@@ -314,6 +314,18 @@ class SilverDeltaTable:
         ).select((~pl.col(DELETED)).sum())
         return int(live.collect().item() or 0)
 
+    def count_stored(self) -> tuple[int, int]:
+        """(live rows, tombstone rows) stored (0, 0 before the first merge); reads one column.
+        The live rows are the current state's (`read_current`, `count_live`)."""
+        table = self._open()
+        if table is None:
+            return 0, 0
+        counts = pl.scan_delta(
+            self.uri, version=table.version(), storage_options=self.storage_options
+        ).select((~pl.col(DELETED)).sum().alias("live"), pl.col(DELETED).sum().alias("dead"))
+        live, dead = counts.collect().row(0)
+        return int(live or 0), int(dead or 0)
+
     def newest_source_ts_ms(self) -> int | None:
         """Commit time of the newest change merged (deletes included), from the Delta log."""
         table = self._open()

@@ -102,8 +102,9 @@ class AsOf:
 @dataclass(frozen=True)
 class Rebuilt:
     table: SilverDeltaTable
-    changes_read: int
-    rows: int
+    changes_read: int  # bronze change rows at or before the point in time
+    rows: int  # live rows: what `binlake.lake.read_silver` reads, tombstones left out
+    tombstones: int  # deleted keys kept as `_deleted` rows (stored, never read as live)
 
 
 def rebuild_silver(
@@ -140,7 +141,8 @@ def rebuild_silver(
         column_defaults=read.column_defaults,
         entries=[e for e in entries if e.last_offset <= reached.get(e.partition, -1)],
     )
-    return Rebuilt(target, changes.height, target.count_live())
+    live, tombstones = target.count_stored()
+    return Rebuilt(target, changes.height, live, tombstones)
 
 
 def _refuse_expired_bronze(bronze: BronzeReader, table: str, as_of: AsOf) -> None:

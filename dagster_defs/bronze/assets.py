@@ -6,7 +6,7 @@ import dagster as dg
 
 from binlake.bronze.layout import table_directory
 from binlake.settings import Settings
-from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.keys import BRONZE, TAG_LAYER, TAG_TABLE, bronze_key
 
 
@@ -21,7 +21,8 @@ def build_bronze_specs(
             description=(
                 f"Every change of {table} as captured from the binlog, appended to hourly "
                 "Parquet files by the bronze worker (not materialized by Dagster; the manifest "
-                "sensor reports each new file)."
+                "sensor reports each new file). "
+                + freshness_note(BRONZE, settings.freshness.bronze_minutes)
             ),
             metadata={
                 "binlake/table": table,
@@ -30,9 +31,6 @@ def build_bronze_specs(
             },
             tags={TAG_LAYER: BRONZE, TAG_TABLE: table},
             kinds={"parquet"},
-            # Dagster's own freshness state in the UI: time since a file was last reported. The
-            # lag behind the source is the freshness check's (dagster_defs.freshness.check).
-            freshness_policy=freshness_policy(settings.freshness.bronze_minutes),
         )
         for table in settings.tables
     ]

@@ -17,11 +17,12 @@ from dagster_defs.bronze.continuity import build_continuity_check
 from dagster_defs.bronze.sensors import build_manifest_sensor
 from dagster_defs.freshness.check import build_freshness_check
 from dagster_defs.freshness.sensor import build_freshness_sensor
-from dagster_defs.keys import BRONZE, bronze_key, hourly_partitions
+from dagster_defs.keys import BRONZE, bronze_key
+from dagster_defs.partitions_start import bronze_partitions
 
 
 def build_bronze_definitions(settings: Settings) -> dg.Definitions:
-    partitions = hourly_partitions(settings)
+    partitions = bronze_partitions(settings)
     checks: list[dg.AssetChecksDefinition] = []
     for table in settings.tables:
         checks.append(build_schema_check(table))

@@ -1,2 +1,2 @@
-"""Freshness in Dagster over the lag math of `binlake.freshness`: the policy (`policy`), the
+"""Freshness in Dagster over the lag math of `binlake.freshness`: the
 freshness check of each asset (`check`) and the sensor evaluating every check (`sensor`)."""

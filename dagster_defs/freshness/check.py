@@ -5,6 +5,19 @@ The lag is `binlake.freshness.measure_lag`'s (its docstring says what the figure
 is judged against the SLO, with the bronze writer's consumer lag as a second figure, and reported
 as a check result. The freshness sensor (`dagster_defs.freshness.sensor`) evaluates every check
 built here without a run; executing a check in a run (UI, tests) computes the same result.
+
+This check is the asset's freshness. Dagster 1.13's ``FreshnessPolicy`` cannot say that. Its
+freshness daemon re-evaluates every policy every 30 s from the asset's last materialization only
+(``TimeWindowFreshnessPolicy``: FAIL when the newest materialization is older than the window;
+``CronFreshnessPolicy``: none since a cron tick) and writes a ``FreshnessStateChange`` whenever its
+verdict differs from the stored state, so a state reported by a sensor
+(``instance.report_runless_asset_event``) is overwritten on the daemon's next pass; the evaluators
+are a closed internal table and the UI shows an asset without a policy as "not applicable". On a
+quiet source nothing materializes, so a time window turns red although nothing is late. binlake's
+assets therefore carry no Dagster freshness policy: their freshness is the lag-based freshness
+check (`dagster_defs.freshness.check`, evaluated by the freshness sensor), which the UI shows as
+the asset's check health, and which the freshness alerts follow. The asset descriptions say so
+(`freshness_note`).
 """
 
 import time
@@ -29,6 +42,7 @@ from binlake.freshness import (
     source_commit_times,
     worst_consumer_lag,
 )
+from binlake.freshness_table import FreshnessRow
 from dagster_defs.resources import BronzeLake, ConsumerLagSource, MySQLSource
 
 FRESHNESS_CHECK = "freshness"
@@ -87,6 +101,16 @@ class FreshnessTarget:
         )
 
 
+def freshness_note(layer: Layer, slo_minutes: float) -> str:
+    """The sentence an asset's description ends with, saying what its freshness means."""
+    return (
+        f"Freshness is {layer}'s lag behind the newest source commit (the freshness checks, "
+        f"SLO {slo_minutes:g} min): an idle source stays fresh, a stalled pipeline turns red. "
+        "No Dagster freshness policy: its time window counts time since the last "
+        "materialization."
+    )
+
+
 def _seconds(value: Any, *, milliseconds: bool) -> float | None:
     if isinstance(value, dg.TimestampMetadataValue):
         return float(value.value)
@@ -138,6 +162,25 @@ class FreshnessOutcome:
             severity=target.severity,
             description=self.description,
             metadata=self.metadata,
+        )
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """The figure compared to the SLO (the consumer lag when it decided)."""
+        value = getattr(self.metadata.get("lag_seconds"), "value", None)
+        return float(value) if isinstance(value, int | float) else None
+
+    def row(self, target: FreshnessTarget) -> FreshnessRow:
+        """This result as a row of the freshness table."""
+        return FreshnessRow(
+            layer=target.layer,
+            asset=target.asset_key.to_user_string(),
+            source_tables=target.source_tables,
+            newest_source_commit=self.lag.layer_newest_source_ts,
+            lag_seconds=self.lag_seconds,
+            slo_seconds=target.slo_seconds,
+            passed=self.passed,
+            checked_at=self.lag.now,
         )
 
     def evaluation(self, target: FreshnessTarget) -> dg.AssetCheckEvaluation:

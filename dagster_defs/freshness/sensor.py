@@ -3,13 +3,15 @@
 A freshness check must run while nothing upstream changes (that is when a stall shows), and
 launching a run every 30 s would cost a process (locally) or a pod per run. So this sensor
 reports the results as runless check evaluations, reading bronze manifest entries incrementally
-from a byte cursor, and alerts on SLO misses.
+from a byte cursor, alerts on SLO misses, and replaces the freshness table
+(`binlake.freshness_table`, what ``lake.freshness`` and ``binlake status`` read) with the results.
 """
 
 import time
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
+from deltalake.exceptions import DeltaError
 
 from binlake.alerts import Alerter
 from binlake.freshness import (
@@ -18,6 +20,7 @@ from binlake.freshness import (
     newest_source_ts_ms,
     source_commit_times,
 )
+from binlake.freshness_table import freshness_table_uri, write_freshness_table
 from dagster_defs.declare import running_sensor
 from dagster_defs.freshness.check import (
     FRESHNESS_SENSOR_INTERVAL_SECONDS,
@@ -87,7 +90,8 @@ def build_freshness_sensor(
 
     The cursor keeps the bronze manifest's byte offset and the newest source time per table
     seen so far, so a tick reads only the manifest lines appended since the previous one, and
-    when each SLO miss still open was last sent to `alerter` (see ``freshness_alerts``).
+    when each SLO miss still open was last sent to `alerter` (see ``freshness_alerts``). Each
+    tick replaces the freshness table with its results.
     """
 
     @running_sensor(
@@ -137,6 +141,14 @@ def build_freshness_sensor(
         for text in texts:
             if alerter is not None:
                 alerter.send(text)
+        storage = bronze_lake.access.open(bronze_lake.storage_url)
+        try:
+            write_freshness_table(storage, [outcome.row(target) for target, outcome in outcomes])
+        except (OSError, DeltaError) as exc:
+            # The check results above are reported whatever the lake's store does.
+            context.log.warning(
+                f"freshness table {freshness_table_uri(storage.url)} not written: {exc}"
+            )
         cursor = FreshnessCursor(position, bronze_newest, misses)
         return dg.SensorResult(asset_events=events, cursor=cursor.to_json())
 

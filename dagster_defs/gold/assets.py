@@ -7,12 +7,11 @@ import dagster as dg
 import polars as pl
 
 from binlake.gold.hour_window import orders_created_between
-from binlake.gold.logic import orders_by_hour_status
+from binlake.gold.logic import orders_by_hour_status, with_source_commit
 from binlake.settings import Settings
 from binlake.silver.delta_table import SilverDeltaTable
 from dagster_defs.automation import GOLD_CONDITION
-from dagster_defs.freshness.policy import freshness_policy
-from dagster_defs.gold.sensors import partition_key
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.keys import (
     CHANGED_ORDER_HOURS,
     GOLD,
@@ -21,6 +20,7 @@ from dagster_defs.keys import (
     ORDERS_TABLE,
     TAG_LAYER,
     silver_key,
+    writer_pool,
 )
 from dagster_defs.resources import LAKE_IO_MANAGER, SilverLake
 
@@ -53,36 +53,32 @@ def build_orders_by_hour_status_asset(
         # run per hour.
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key=LAKE_IO_MANAGER,
+        # One run commits to the gold Delta table at a time (its own pool, limit 1).
+        pool=writer_pool(GOLD_ORDERS_BY_HOUR_STATUS),
         automation_condition=GOLD_CONDITION,
         group_name=GOLD,
         tags={TAG_LAYER: GOLD},
-        kinds={"polars", "parquet"},
-        freshness_policy=freshness_policy(settings.freshness.gold_minutes),
+        kinds={"polars", "delta"},
         description="Orders, revenue (Decimal(18,2)) and items per hour of created_at and "
         "status; one partition per hour, recomputed whole when any of its orders or items "
-        "changes in silver.",
+        "changes in silver. " + freshness_note(GOLD, settings.freshness.gold_minutes),
     )
     def orders_by_hour_status_asset(
         context: dg.AssetExecutionContext, silver_lake: SilverLake
-    ) -> dg.Output[dict[str, pl.DataFrame]]:
+    ) -> dg.Output[pl.DataFrame]:
         window = context.partition_time_window
         start, end = _naive_utc(window.start), _naive_utc(window.end)
         orders_table = silver_lake.table(ORDERS_TABLE)
         items_table = silver_lake.table(ORDER_ITEMS_TABLE)
         orders, items = orders_created_between(orders_table, items_table, start, end)
-        result = orders_by_hour_status(orders, items)
-        by_hour = {
-            partition_key(hour): frame
-            for (hour,), frame in result.partition_by("hour", as_dict=True).items()
-        }
-        # Every partition of the run is written, an hour without orders (left) as an empty
-        # table: a re-run replaces what the partition held.
-        outputs = {key: by_hour.get(key, result.clear()) for key in context.partition_keys}
+        result = with_source_commit(orders_by_hour_status(orders, items), orders, items)
+        # The IO manager replaces every hour of the run with these rows in one Delta commit: an
+        # hour without orders (left) is emptied, not left stale.
         context.log.info(
             f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}: {result.height} hour/status rows "
-            f"from {orders.height} orders, {len(outputs)} partition(s)"
+            f"from {orders.height} orders, {len(context.partition_keys)} partition(s)"
         )
-        return dg.Output(outputs, metadata=_metadata(orders, result, orders_table, items_table))
+        return dg.Output(result, metadata=_metadata(orders, result, orders_table, items_table))
 
     return orders_by_hour_status_asset
 

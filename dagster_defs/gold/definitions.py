@@ -17,8 +17,8 @@ from dagster_defs.keys import (
     ORDER_ITEMS_TABLE,
     ORDERS_TABLE,
     gold_enabled,
-    hourly_partitions,
 )
+from dagster_defs.partitions_start import gold_partitions
 
 
 def build_gold_definitions(settings: Settings) -> dg.Definitions:
@@ -30,7 +30,7 @@ def build_gold_definitions(settings: Settings) -> dg.Definitions:
         settings.freshness.gold_minutes,
         [ORDERS_TABLE, ORDER_ITEMS_TABLE],
     )
-    partitions = hourly_partitions(settings)
+    partitions = gold_partitions(settings)
     return dg.Definitions(
         assets=[
             build_changed_order_hours_spec(partitions),

@@ -34,19 +34,32 @@ INTERVAL_SECONDS = 1
 _TABLES = (ORDERS_TABLE, ORDER_ITEMS_TABLE)
 
 
+# Written into the cursor since gold is a Delta table. A cursor without it was kept while gold
+# was Parquet files, which the Delta table does not hold: every hour with orders is reported
+# once more, so the Delta table gets them all (the Parquet files are no longer read).
+GOLD_STORE_KEY = "gold_store"
+GOLD_STORE = "delta"
+
+
 def parse_cursor(cursor: str | None) -> dict[str, int | None]:
-    """Silver Delta version last read per table (None: never read)."""
+    """Silver Delta version last read per table (None: never read); empty for a cursor from
+    before gold was a Delta table (`GOLD_STORE_KEY`), so everything is read again."""
     if not cursor:
         return {}
     try:
         versions = json.loads(cursor)
     except json.JSONDecodeError:
         raise ValueError(f"changed-hours sensor cursor {cursor!r} is not JSON") from None
+    store = versions.pop(GOLD_STORE_KEY, None) if isinstance(versions, dict) else None
     if not isinstance(versions, dict) or not all(
         v is None or isinstance(v, int) for v in versions.values()
     ):
         raise ValueError(f"changed-hours sensor cursor {cursor!r} is not {{table: version}}")
-    return versions
+    return versions if store == GOLD_STORE else {}
+
+
+def format_cursor(versions: dict[str, int | None]) -> str:
+    return json.dumps({**versions, GOLD_STORE_KEY: GOLD_STORE})
 
 
 def partition_key(hour: datetime) -> str:
@@ -69,7 +82,7 @@ def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.
         if all(now[name] == read.get(name) for name in _TABLES):
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(f"no silver commit since versions {now}"),
-                cursor=json.dumps(now),
+                cursor=format_cursor(now),
             )
         touched = hours_touched_since(
             tables[ORDERS_TABLE],
@@ -99,6 +112,6 @@ def build_changed_hours_sensor(partitions: dg.HourlyPartitionsDefinition) -> dg.
             for key in sorted(keys - set(outside))
         ]
         context.log.info(f"silver versions {read} -> {now}: {len(events)} hour(s) changed")
-        return dg.SensorResult(asset_events=events, cursor=json.dumps(now))
+        return dg.SensorResult(asset_events=events, cursor=format_cursor(now))
 
     return gold_changed_order_hours

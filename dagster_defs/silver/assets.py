@@ -21,7 +21,7 @@ from binlake.silver.resync_sweep import sweep_resyncs
 from binlake.silver.schema_guard import completed_resyncs
 from binlake.silver.schema_heal import heal_on_refusal
 from dagster_defs.automation import SILVER_CONDITION
-from dagster_defs.freshness.policy import freshness_policy
+from dagster_defs.freshness.check import freshness_note
 from dagster_defs.keys import SILVER, TAG_LAYER, TAG_TABLE, bronze_key, silver_key, writer_pool
 from dagster_defs.resources import SILVER_IO_MANAGER, BronzeLake, SilverLake
 
@@ -30,7 +30,7 @@ def silver_asset(
     key: dg.AssetKey, table: str, settings: Settings, *, description: str, **options: Any
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """``dg.asset`` for a silver Delta table `key` of `table` built from its bronze: silver's
-    automation, group, tags, writer pool and freshness policy (`options`: more arguments)."""
+    automation, group, tags, writer pool and freshness note (`options`: more arguments)."""
     return dg.asset(
         key=key,
         deps=[bronze_key(table)],
@@ -39,8 +39,7 @@ def silver_asset(
         tags={TAG_LAYER: SILVER, TAG_TABLE: table},
         pool=writer_pool(key),
         kinds={"polars", "deltalake"},
-        freshness_policy=freshness_policy(settings.freshness.silver_minutes),
-        description=description,
+        description=f"{description} {freshness_note(SILVER, settings.freshness.silver_minutes)}",
         **options,
     )
 
@@ -73,14 +72,16 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         settings,
         io_manager_key=SILVER_IO_MANAGER,
         description=f"Current state of {table} (Delta, MERGE by key): the newest change of each "
-        "key by binlog position, deletes applied, personal data masked.",
+        "key by binlog position, personal data masked. A deleted key stays as a tombstone row "
+        "(_deleted = true) that current-state readers (binlake.lake.read_silver, the SQL views) "
+        "leave out: rows_live counts what they see, tombstones the rest.",
     )
     def _silver(
         context: dg.AssetExecutionContext, bronze_lake: BronzeLake, silver_lake: SilverLake
     ) -> dg.MaterializeResult:
         target = silver_lake.table(table)
         consumed = target.consumed()
-        merged_rows = 0
+        keys_merged = changes_read = 0
         tally = BronzeReadTally()
         merged_version = target.merged_schema_version()
         bronze = bronze_lake.reader()
@@ -104,7 +105,8 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
                 )
                 stats = merged.stats
                 tally.masked_columns, tally.primary_key = merged.masked_columns, read.primary_key
-                merged_rows += stats.source_rows
+                keys_merged += stats.source_rows
+                changes_read += read.frame.height
                 context.log.info(
                     f"{table}: merged {stats.source_rows} keys from {read.frame.height} bronze "
                     f"rows in {read.entries_read} files (+{stats.inserted} rows, "
@@ -114,10 +116,15 @@ def build_silver_asset(table: str, settings: Settings) -> dg.AssetsDefinition:
         sweeps = sweep_resyncs(bronze.storage, target, table, log=context.log.info)
         # A run with nothing new commits nothing (Delta has no empty commit): its cursor is
         # not advanced, and the next run skips the same entries again by their offsets.
+        rows_live, tombstones = target.count_stored()
         metadata: dict[str, Any] = {
-            "row_count": target.count_live(),
+            # Dagster's standard row count is the current state's: what read_silver returns.
+            "row_count": rows_live,
+            "rows_live": rows_live,
+            "tombstones": tombstones,  # deleted keys kept so late older changes stay out
             "delta_version": target.version(),
-            "rows_merged": merged_rows,
+            "changes_read": changes_read,  # bronze change rows this run read
+            "keys_merged": keys_merged,  # keys whose newest change was merged
             **tally.metadata(consumed),
         }
         if sweeps:

@@ -80,32 +80,6 @@ def test_compact_dry_run_lists_the_files_retention_would_expire(
     assert manifest.entries() == before
 
 
-def test_status_prints_connector_tasks_error_and_stopped_for():
-    from binlake import cli
-    from binlake.status import CaptureStatus, TaskState
-
-    error = "org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: X: too large"
-    capture = CaptureStatus(
-        connector="binlake-mysql",
-        state="RUNNING",
-        tasks=[TaskState(0, "FAILED", "127.0.0.1:8083", error)],
-        error=error,
-        capture_stopped=True,
-        first_seen_stopped_at=1000.0,
-        restarts=3,
-        newest_change_commit_at=950.0,
-        checked_at=1090.0,
-    )
-    with cli.console.capture() as captured:
-        cli._print_capture(capture)
-    text = captured.get()
-    assert "binlake-mysql" in text and "task 0" in text and "FAILED" in text
-    assert "Caused by: X: too large" in text
-    assert "first seen stopped by the connector_health sensor 90 s ago" in text
-    assert "newest change in bronze committed 140 s ago" in text
-    assert "(3 restart(s) by the health sensor)" in text
-
-
 def test_invalid_settings_are_named_without_echoing_a_secret(settings, monkeypatch):
     monkeypatch.setenv("BINLAKE_STORAGE_URL", "s3://AKIAEXAMPLE:wJalrXUtnFEMI@lake/prefix")
     result = runner.invoke(
@@ -125,3 +99,26 @@ def test_rebuild_output_never_shows_the_storage_secrets(settings, bronze, monkey
     )
     assert result.exit_code == 0, result.output
     assert "wJalrXUtnFEMI" not in result.output and "AKIAEXAMPLE" not in result.output
+
+
+def test_rebuild_counts_live_rows_as_read_silver_does_and_tombstones_apart(settings, bronze):
+    """A deleted key stays in the rebuilt table as a tombstone row: the report says how many,
+    and its rows are the live ones, the count `binlake.lake` readers get."""
+    c, t0 = bronze.change, bronze.base_ts_ms
+    bronze.write(
+        "shop.orders",
+        [
+            c("c", 0, ts_ms=t0, id=1, status="new"),
+            c("c", 1, ts_ms=t0, id=2, status="new"),
+            c("c", 2, ts_ms=t0, id=3, status="new"),
+            c("d", 3, ts_ms=t0, id=2, status="new"),
+        ],
+    )
+    result = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:3"])
+    assert result.exit_code == 0, result.output
+    assert "2 live rows (+1 deleted keys kept as tombstones) from 4 changes" in result.output
+    as_json = runner.invoke(app, ["rebuild", "--table", "shop.orders", "--as-of", "0:2", "--json"])
+    rebuilt = json.loads(as_json.stdout)
+    assert (rebuilt["rows"], rebuilt["tombstones"], rebuilt["changes_read"]) == (3, 0, 3)
+    stored = SilverDeltaTable(rebuilt["uri"])
+    assert stored.read_all().height == stored.read_current().height == 3

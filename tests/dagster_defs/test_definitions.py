@@ -1,13 +1,16 @@
 """The code location loads: assets, checks, sensors, resources; and the read helper."""
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
+from binlake.gold.tables import gold_table
 from binlake.silver.consumed import ConsumedOffsets
+from binlake.storage import LakeStorage
 from dagster_defs import definitions as root
 from dagster_defs.read import read_layer_table
 from dagster_defs.resources import (
@@ -15,7 +18,7 @@ from dagster_defs.resources import (
     LAKE_IO_MANAGER,
     MYSQL_SOURCE,
     BronzeLake,
-    LakeParquetIOManager,
+    GoldIOManager,
     MySQLSource,
     SilverLake,
 )
@@ -70,8 +73,8 @@ def test_resources_are_configured_from_the_one_lake_url(settings):
     resources = root.build_definitions(settings).resources
     assert isinstance(resources[BRONZE_LAKE], BronzeLake)
     assert resources[BRONZE_LAKE].storage_url == settings.lake_url
-    assert isinstance(resources[LAKE_IO_MANAGER], LakeParquetIOManager)
-    assert resources[LAKE_IO_MANAGER].base_dir == settings.lake_url
+    assert isinstance(resources[LAKE_IO_MANAGER], GoldIOManager)
+    assert resources[LAKE_IO_MANAGER].storage_url == settings.lake_url
     assert isinstance(resources[MYSQL_SOURCE], MySQLSource)
     assert resources[MYSQL_SOURCE].port == settings.mysql.port
 
@@ -93,10 +96,14 @@ def test_dagster_loads_the_code_location_module(settings, tmp_path):
 
 
 def test_read_layer_table_uses_the_lake_locations(settings):
-    frame = pl.DataFrame({"hour": [1, 2], "status": ["new", "paid"]})
-    path = Path(settings.lake_url) / "gold" / "shop" / "orders_by_hour_status.parquet"
-    path.parent.mkdir(parents=True)
-    frame.write_parquet(path)
+    # gold is the Delta table under <lake>/gold/<name>
+    frame = pl.DataFrame(
+        {"hour": [datetime(2024, 6, 1, 10)], "status": ["new"], "_source_ts_ms": [5]}
+    )
+    gold_table(LakeStorage.from_settings(settings), "orders_by_hour_status").replace_hours(
+        frame, datetime(2024, 6, 1, 10), datetime(2024, 6, 1, 11)
+    )
+    assert (Path(settings.lake_url) / "gold" / "orders_by_hour_status" / "_delta_log").is_dir()
     gold = ["gold", "shop", "orders_by_hour_status"]
     assert read_layer_table(settings, gold).equals(frame)
     assert read_layer_table(settings, dg.AssetKey(gold)).equals(frame)
@@ -124,5 +131,5 @@ def test_read_layer_table_uses_the_lake_locations(settings):
 
 
 def test_read_layer_table_before_materialization(settings):
-    with pytest.raises(FileNotFoundError, match="gold/shop/orders_by_hour_status"):
+    with pytest.raises(FileNotFoundError, match="gold/orders_by_hour_status does not exist"):
         read_layer_table(settings, ["gold", "shop", "orders_by_hour_status"])

@@ -4,7 +4,7 @@ and the sensor that evaluates every freshness check without a run."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -12,7 +12,9 @@ import pytest
 
 from binlake.alerts import Alerter
 from binlake.freshness import measure_lag
+from binlake.freshness_table import FreshnessRow, read_freshness_rows
 from binlake.settings import Settings
+from binlake.storage import LakeStorage
 from dagster_defs.bronze.assets import build_bronze_specs
 from dagster_defs.definitions import build_definitions
 from dagster_defs.freshness.check import (
@@ -20,9 +22,9 @@ from dagster_defs.freshness.check import (
     FRESHNESS_SENSOR_NAME,
     FreshnessTarget,
     build_freshness_check,
+    freshness_note,
     judge_freshness,
 )
-from dagster_defs.freshness.policy import freshness_policy
 from dagster_defs.freshness.sensor import (
     build_freshness_sensor,
     freshness_alerts,
@@ -193,22 +195,27 @@ def test_a_bronze_writer_behind_by_more_than_the_slo_fails_though_files_keep_arr
     assert judge_freshness(target, caught_up, {TABLE: "unknown: broker down"}).passed
 
 
-# -- Dagster's freshness policy -------------------------------------------------------------------
+# -- no time-window policy: freshness is the lag ---------------------------------------------------
 
 
-def test_the_policy_window_is_the_slo_with_dagsters_one_minute_floor():
-    bronze, silver, short = freshness_policy(1), freshness_policy(2), freshness_policy(0.25)
-    assert bronze.fail_window.to_timedelta() == timedelta(minutes=1)
-    assert bronze.warn_window is None and short.fail_window.to_timedelta() == timedelta(minutes=1)
-    assert silver.warn_window.to_timedelta() == timedelta(minutes=1)
-    assert freshness_policy(5).warn_window.to_timedelta() == timedelta(minutes=2.5)
-
-
-def test_bronze_specs_carry_the_bronze_policy(settings: Settings):
+def test_no_asset_carries_a_dagster_freshness_policy_and_each_says_what_freshness_means(
+    settings: Settings,
+):
+    # Dagster's daemon would judge a policy by time since the last materialization, which turns
+    # red on a quiet source; the lag-based check is the asset's freshness.
     for spec in build_bronze_specs(settings, hourly_partitions(settings)):
-        assert spec.freshness_policy == freshness_policy(settings.freshness.bronze_minutes)
+        assert spec.freshness_policy is None
     graph = build_definitions(settings).resolve_asset_graph()
-    assert graph.get(bronze_key(TABLE)).freshness_policy == freshness_policy(1.0)
+    keys = [bronze_key(TABLE), silver_key(TABLE), GOLD_ORDERS_BY_HOUR_STATUS]
+    for key in keys:
+        node = graph.get(key)
+        assert node.freshness_policy is None
+        assert "lag behind the newest source commit" in (node.description or "")
+        assert "idle source stays fresh" in (node.description or "")
+    assert all(graph.get(key).freshness_policy is None for key in graph.get_all_asset_keys())
+    assert freshness_note("gold", 5).startswith("Freshness is gold's lag") and "SLO 5 min" in (
+        freshness_note("gold", 5)
+    )
 
 
 # -- the check on a real lake ---------------------------------------------------------------------
@@ -401,6 +408,27 @@ def test_the_sensor_evaluates_every_layer_without_a_run(settings, bronze):
         assert silver_eval.passed
         assert meta(silver_eval.metadata)["lag_seconds"] == pytest.approx(100)
 
+        # The tick replaced the freshness table with its results, one row per check.
+        rows = {r.asset: r for r in read_freshness_rows(LakeStorage.from_settings(settings))}
+        assert set(rows) == {e.asset_key.to_user_string() for e in second.asset_events}
+        assert rows["silver/shop/orders"] == FreshnessRow(
+            layer="silver",
+            asset="silver/shop/orders",
+            source_tables=(TABLE,),
+            newest_source_commit=T0,
+            lag_seconds=pytest.approx(100),
+            slo_seconds=120.0,
+            passed=True,
+            checked_at=T0 + 200,
+        )
+        assert rows["bronze/shop/orders"].newest_source_commit == T0 + 150
+        assert rows["bronze/shop/orders"].lag_seconds == 0.0
+        gold_row = rows[GOLD_ORDERS_BY_HOUR_STATUS.to_user_string()]
+        assert (gold_row.layer, gold_row.source_tables) == ("gold", (TABLE, ITEMS))
+        assert (gold_row.slo_seconds, gold_row.passed) == (300.0, True)
+        customers = rows["bronze/shop/customers"]  # UPDATE_TIME NULL: lag unknown, passing
+        assert (customers.lag_seconds, customers.newest_source_commit) == (None, None)
+
 
 def test_the_sensor_starts_over_on_a_new_lake(settings, bronze):
     bronze.write(TABLE, [bronze.change("c", 0, ts_ms=int(T0 * 1000), id=1, customer_id=1)])
@@ -459,6 +487,45 @@ def test_a_miss_is_alerted_once_repeated_late_and_its_end_said(settings, bronze)
         assert about_bronze_orders()[2].startswith(
             f"binlake: {CHECK_KEY.to_user_string()} is within its SLO again."
         )
+
+
+def test_an_idle_source_stays_green_and_a_stalled_pipeline_turns_red_and_alerts(settings, bronze):
+    """Freshness is lag, not time since the last file: an hour without commits and without new
+    files passes; a commit the pipeline does not take fails its SLO and alerts."""
+    bronze.write(TABLE, [bronze.change("c", 0, ts_ms=int(T0 * 1000), id=1, customer_id=1)])
+    defs = build_definitions(settings)
+    alerts = AlertsDouble()
+    idle = source(shop__orders=T0)  # the last commit is what bronze holds
+
+    def bronze_orders(result: dg.SensorResult) -> dg.AssetCheckEvaluation:
+        return next(e for e in result.asset_events if e.asset_key == bronze_key(TABLE))
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor = None
+        for now in (T0 + 60, T0 + 1800, T0 + 3600):  # an hour of quiet: no new file at all
+            result = tick(defs, instance, idle, settings, now, cursor, alerts)
+            cursor = result.cursor
+            assert bronze_orders(result).passed
+            assert meta(bronze_orders(result).metadata)["lag_seconds"] == 0
+        rows = read_freshness_rows(LakeStorage.from_settings(settings))
+        assert rows is not None and all(r.passed for r in rows if r.layer == "bronze")
+        assert not [t for t in alerts.texts if "bronze/shop/orders" in t.split(" ")[1]]
+
+        # A commit at T0 + 3610 that never reaches bronze (the worker stalled).
+        stalled = source(shop__orders=T0 + 3610)
+        result = tick(defs, instance, stalled, settings, T0 + 3630, cursor, alerts)
+        assert bronze_orders(result).passed  # 30 s behind, SLO 60 s
+        result = tick(defs, instance, stalled, settings, T0 + 3700, result.cursor, alerts)
+        assert not bronze_orders(result).passed  # counted from when last caught up: 100 s
+        assert meta(bronze_orders(result).metadata)["lag_seconds"] == pytest.approx(100)
+        row = next(
+            r
+            for r in read_freshness_rows(LakeStorage.from_settings(settings)) or []
+            if r.asset == "bronze/shop/orders"
+        )
+        assert (row.passed, row.lag_seconds) == (False, pytest.approx(100))
+        [alert] = [t for t in alerts.texts if t.split(" ")[1] == CHECK_KEY.to_user_string()]
+        assert "misses its freshness SLO" in alert
 
 
 def test_freshness_alerts_are_pure_transitions():

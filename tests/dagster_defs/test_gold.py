@@ -1,4 +1,5 @@
-"""Gold orders_by_hour_status from silver orders and order_items, through the IO manager."""
+"""Gold orders_by_hour_status from silver orders and order_items, through the IO manager into
+its Delta table."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -9,7 +10,10 @@ import pytest
 
 from binlake.errors import FinalError
 from binlake.gold.logic import orders_by_hour_status
+from binlake.gold.tables import gold_table
+from binlake.lake import read_gold
 from binlake.settings import load_settings
+from binlake.storage import LakeStorage
 from dagster_defs.definitions import build_definitions
 from dagster_defs.gold.assets import build_orders_by_hour_status_asset
 from dagster_defs.keys import GOLD_ORDERS_BY_HOUR_STATUS, hourly_partitions, silver_key
@@ -108,9 +112,12 @@ def test_orders_by_hour_status(settings, bronze, resources):
             "orders": pl.Int64,
             "revenue": pl.Decimal(18, 2),
             "items": pl.Int64,
+            "_source_ts_ms": pl.Int64,
         }
     )
-    assert gold.sort("hour", "status").rows() == [
+    # every hour's newest source commit among the silver rows it was computed from
+    assert gold["_source_ts_ms"].to_list() == [bronze.base_ts_ms] * 3
+    assert gold.drop("_source_ts_ms").sort("hour", "status").rows() == [
         (at(10, 0), "new", 1, Decimal("5.00"), 1),
         (at(10, 0), "paid", 2, Decimal("15.57"), 3),  # 2*1.25 + 10.10 + 3*0.99
         (at(11, 0), "paid", 1, Decimal("0.00"), 0),  # an order without items
@@ -139,7 +146,7 @@ def test_a_partition_run_replaces_only_its_hour(settings, bronze, resources):
         materialize_silver(settings, resources, instance)
         materialize_gold(settings, resources, instance, "2024-06-01-10:00", "2024-06-01-10:00")
         gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS).sort("hour", "status")
-        assert gold.rows() == [
+        assert gold.drop("_source_ts_ms").rows() == [
             (at(10, 0), "cancelled", 1, Decimal("2.97"), 1),
             (at(10, 0), "new", 1, Decimal("5.00"), 1),
             (at(10, 0), "paid", 2, Decimal("12.60"), 2),
@@ -148,6 +155,16 @@ def test_a_partition_run_replaces_only_its_hour(settings, bronze, resources):
         materialize_gold(settings, resources, instance, "2024-06-01-11:00", "2024-06-01-11:00")
         gold = read_layer_table(settings, GOLD_ORDERS_BY_HOUR_STATUS)
         assert gold["hour"].unique().to_list() == [at(10, 0)], "11:00 emptied, not left stale"
+        # one Delta commit per run (a range of hours is replaced at once), time travel works
+        assert read_gold("orders_by_hour_status", settings, as_of=0)[
+            "hour"
+        ].unique().sort().to_list() == [
+            at(10, 0),
+            at(11, 0),
+        ]
+        assert (
+            gold_table(LakeStorage.from_settings(settings), "orders_by_hour_status").version() == 2
+        )
 
 
 def test_no_orders_gives_an_empty_table():

@@ -52,10 +52,12 @@ def test_an_item_of_an_order_not_in_silver_yet_touches_nothing():
 
 def test_cursor_is_validated():
     assert parse_cursor(None) == {}
-    assert parse_cursor('{"shop.orders": 3, "shop.order_items": null}') == {
+    assert parse_cursor('{"shop.orders": 3, "shop.order_items": null, "gold_store": "delta"}') == {
         "shop.orders": 3,
         "shop.order_items": None,
     }
+    # kept while gold was Parquet files: read everything again, so Delta gets every hour
+    assert parse_cursor('{"shop.orders": 3, "shop.order_items": 1}') == {}
     with pytest.raises(ValueError, match="not JSON"):
         parse_cursor("{12")
     with pytest.raises(ValueError, match="table: version"):
@@ -99,10 +101,20 @@ def test_sensor_reports_changed_hours_then_only_new_ones(settings, bronze, resou
         first = tick(instance, None)
         assert {e.partition for e in first.asset_events} == {"2024-06-01-10:00", "2024-06-01-12:00"}
         assert all(e.asset_key == CHANGED_ORDER_HOURS for e in first.asset_events)
-        assert json.loads(first.cursor) == {"shop.orders": 0, "shop.order_items": 0}
+        assert json.loads(first.cursor) == {
+            "shop.orders": 0,
+            "shop.order_items": 0,
+            "gold_store": "delta",
+        }
 
         again = tick(instance, first.cursor)
         assert again.skip_reason is not None and not again.asset_events
+        # a cursor kept while gold was Parquet files: every hour again, for the new Delta table
+        upgraded = tick(instance, '{"shop.orders": 0, "shop.order_items": 0}')
+        assert {e.partition for e in upgraded.asset_events} == {
+            "2024-06-01-10:00",
+            "2024-06-01-12:00",
+        }
 
         # order 2 deleted: its pre-image still names 12:00
         bronze.write("shop.orders", [order_row(bronze, 2, 2, at(12), op="d")])

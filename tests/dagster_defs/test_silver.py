@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from binlake.bronze.layout import OFFSET, OP, SOURCE_TS_MS
+from binlake.lake import read_silver
 from binlake.settings import load_settings
 from binlake.silver.logic import latest_changes
 from binlake.silver.pii import PiiPolicy
@@ -42,7 +43,7 @@ def rows(frame: pl.DataFrame, *columns: str) -> list[tuple]:
     return [tuple(r) for r in frame.select(columns).iter_rows()]
 
 
-def test_inserts_updates_deletes_and_tombstones(bronze, materialize):
+def test_inserts_updates_deletes_and_tombstones(bronze, materialize, settings):
     c = bronze.change
     bronze.write(
         "shop.orders",
@@ -81,9 +82,12 @@ def test_inserts_updates_deletes_and_tombstones(bronze, materialize):
         OFFSET,
         OP,
     ]
-    assert metadata["row_count"] == 2
+    # counts agree with the current-state reader: 2 live rows, keys 2 and 3 kept as tombstones
+    assert (metadata["row_count"], metadata["rows_live"], metadata["tombstones"]) == (2, 2, 2)
+    assert metadata["rows_live"] == read_silver("shop.orders", settings).height
     assert metadata["bronze_files_read"] == 2
-    assert metadata["rows_merged"] == 4  # the newest change of keys 1..4
+    assert metadata["keys_merged"] == 4  # the newest change of keys 1..4
+    assert metadata["changes_read"] == 12
     assert metadata["max_source_ts_ms"] == bronze.base_ts_ms
     assert metadata["max_source_ts"].startswith("2024-06-01T10:00:00")
     assert metadata["manifest_cursor"] == bronze.manifest.read_since(0)[1]

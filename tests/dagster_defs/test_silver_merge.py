@@ -33,11 +33,11 @@ def test_each_run_merges_only_new_bronze_files(settings, bronze, resources):
     c = bronze.change
     bronze.write("shop.orders", [c("c", 0, id=1, status="new"), c("c", 1, id=2, status="new")])
     first = run_silver(settings, resources)
-    assert (first["bronze_files_read"], first["rows_merged"], first["delta_version"]) == (1, 2, 0)
+    assert (first["bronze_files_read"], first["keys_merged"], first["delta_version"]) == (1, 2, 0)
 
     bronze.write("shop.orders", [c("u", 2, id=1, status="paid"), c("c", 3, id=3, status="new")])
     second = run_silver(settings, resources)
-    assert (second["bronze_files_read"], second["rows_merged"], second["delta_version"]) == (
+    assert (second["bronze_files_read"], second["keys_merged"], second["delta_version"]) == (
         1,
         2,
         1,
@@ -46,7 +46,7 @@ def test_each_run_merges_only_new_bronze_files(settings, bronze, resources):
     assert rows(silver, "id", "status", OFFSET) == [(1, "paid", 2), (2, "new", 1), (3, "new", 3)]
 
     again = run_silver(settings, resources)  # nothing new: no commit, nothing read
-    assert (again["bronze_files_read"], again["rows_merged"], again["delta_version"]) == (0, 0, 1)
+    assert (again["bronze_files_read"], again["keys_merged"], again["delta_version"]) == (0, 0, 1)
 
     table = SilverLake(storage_url=settings.lake_url).table("shop.orders")
     assert table.consumed().ranges == {("binlake.shop.orders", 0): [(0, 3)]}
@@ -98,7 +98,7 @@ def test_older_versions_merged_later_do_not_overwrite_newer_ones(settings, bronz
     run_silver(settings, resources)
     bronze.write("shop.orders", [c("c", 2, pos=100, id=7, status="new")])  # a replayed range
     meta = run_silver(settings, resources)
-    assert meta["rows_merged"] == 1
+    assert meta["keys_merged"] == 1
     silver = read_layer_table(settings, silver_key("shop.orders"))
     assert rows(silver, "id", "status") == [(7, "shipped")]
 

@@ -186,7 +186,8 @@ def test_status_reports_every_component_and_table(running_stack: LocalStack) -> 
     )
     status = json.loads(result.stdout)
     states = {c["name"]: c["state"] for c in status["components"]}
-    assert states == dict.fromkeys(states, "RUNNING") and len(states) == 6
+    assert states == dict.fromkeys(states, "RUNNING") and len(states) == 7
+    assert "sql-endpoint" in states
     assert {t["table"] for t in status["tables"]} == set(running_stack.settings.tables)
 
 
@@ -218,6 +219,12 @@ def test_demo_summary_shows_source_equal_to_silver(running_stack: LocalStack, tm
     assert summary["gold_matches_source"] is True
     assert summary["commit_to_bronze_p95_s"] is not None
     assert summary["commit_to_gold_p95_s"] is not None
+    # The demo's changes seen through the SQL endpoint, and its sample answer equal to gold.
+    assert summary["commit_to_queryable_p95_s"] is not None
+    assert summary["queryable_samples"] > 0
+    assert summary["sql_url"].startswith("http://127.0.0.1:")
+    answered_orders = sum(int(row[1]) for row in summary["sample_answer"])
+    assert answered_orders == summary["gold"]["orders"] > 0
 
 
 def _rebuild(settings, table: str, as_of: str) -> pl.DataFrame:

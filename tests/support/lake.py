@@ -95,6 +95,9 @@ def change(
     }
 
 
+FIXED_PARTITIONS_START = "2024-01-01-00:00"
+
+
 class BronzeWriter:
     """Writes bronze files the way the bronze worker does: file first, then its manifest entry."""
 
@@ -157,6 +160,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             monkeypatch.delenv(name)
     monkeypatch.setenv("BINLAKE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("BINLAKE_STORAGE_URL", str(tmp_path / "lake"))
+    # Tests build definitions before they write their (2024) bronze files: partitions from a
+    # fixed start, not from the lake (tests/dagster_defs/test_partitions_start.py covers that).
+    monkeypatch.setenv("BINLAKE_DAGSTER__PARTITIONS_START", FIXED_PARTITIONS_START)
     return load_settings()
 
 

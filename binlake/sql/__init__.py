@@ -1,0 +1,1 @@
+"""The lake as SQL: views over silver and gold, the guard, the embedded engine, its HTTP."""
