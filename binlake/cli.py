@@ -229,7 +229,7 @@ def down() -> None:
     began = time.monotonic()
 
     def stopped(names: list[str], seconds: float) -> None:
-        console.print(f"  {', '.join(names):<36} stopped in {seconds:4.1f} s")
+        console.print(f"  {', '.join(names):<48} stopped in {seconds:4.1f} s")
 
     if stack.down(on_stopped=stopped):
         console.print(f"stopped in {time.monotonic() - began:.1f} s")
