@@ -123,7 +123,9 @@ def test_unset_the_process_runs_through_every_failpoint(tmp_path) -> None:
     assert files["bronze/t.x/f.parquet"] == b"0123456789"
     [entry] = json.loads(files[FIRST_COMMIT])["entries"]
     assert entry["path"] == "bronze/t.x/f.parquet"
-    assert len(files) == 2
+    # The file, the commit and the lake's start marker written by the first commit: no more.
+    assert json.loads(files["bronze/_lake_start.json"]) == {"first_hour": "2026-01-01-00:00"}
+    assert len(files) == 3
 
 
 @pytest.mark.parametrize("name", failpoints.KILLS)
