@@ -35,6 +35,11 @@ class StartedComponent:
     seconds: float
 
 
+_RELOAD_WORKSPACE = """
+mutation { reloadWorkspace { __typename ... on PythonError { message } } }
+"""
+
+
 class LocalStack:
     """The local stack living under one state directory."""
 
@@ -132,6 +137,21 @@ class LocalStack:
             return response.status_code == 200
         except httpx.HTTPError:
             return False
+
+    def reload_dagster_definitions(self) -> None:
+        """Ask the webserver to load the definitions again, as its "Reload" button does: what
+        they derive from the lake (where the hourly partitions start) is read at load. The daemon
+        reloads by itself every minute."""
+        response = httpx.post(
+            f"{self.dagster_url}/graphql",
+            json={"query": _RELOAD_WORKSPACE},
+            timeout=60,
+        )
+        response.raise_for_status()
+        result = response.json()
+        outcome = (result.get("data") or {}).get("reloadWorkspace") or {}
+        if result.get("errors") or outcome.get("__typename") != "Workspace":
+            raise RuntimeError(f"Dagster could not reload its definitions: {result}")
 
     @property
     def dagster_url(self) -> str:

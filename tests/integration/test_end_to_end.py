@@ -22,6 +22,7 @@ from binlake.silver.delta_table import SilverDeltaTable
 from binlake.silver.pii import PiiPolicy
 from binlake.source_db import connect_source
 from binlake.storage import LakeStorage
+from tests.support.dagster_graphql import graphql
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -225,6 +226,17 @@ def test_demo_summary_shows_source_equal_to_silver(running_stack: LocalStack, tm
     assert summary["sql_url"].startswith("http://127.0.0.1:")
     answered_orders = sum(int(row[1]) for row in summary["sample_answer"])
     assert answered_orders == summary["gold"]["orders"] > 0
+    # The demo had the UI reload once silver held orders: gold's hours start at the oldest
+    # order's, not at the 2024 fallback of a lake read empty.
+    gold_node = graphql(running_stack, _GOLD_PARTITIONS)["assetNodeOrError"]
+    description = gold_node["partitionDefinition"]["description"]
+    assert "2024-01-01" not in description, description
+
+
+_GOLD_PARTITIONS = """
+query { assetNodeOrError(assetKey: {path: ["gold", "shop", "orders_by_hour_status"]}) {
+  ... on AssetNode { partitionDefinition { description } } } }
+"""
 
 
 def _rebuild(settings, table: str, as_of: str) -> pl.DataFrame:
