@@ -15,9 +15,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
+from binlake.delta_table_base import DeltaTableBase
 from binlake.errors import FinalError
 
 HOUR = "hour"
@@ -32,28 +33,8 @@ def _literal(moment: datetime) -> str:
     return f"'{moment.replace(tzinfo=None).isoformat(sep=' ')}'"
 
 
-class GoldDeltaTable:
+class GoldDeltaTable(DeltaTableBase):
     """The Delta table of one gold table at `uri` (a local path or an object-store URL)."""
-
-    def __init__(self, uri: str, storage_options: dict[str, str] | None = None) -> None:
-        self.uri = uri
-        self.storage_options = storage_options or None
-
-    def _open(self, version: int | None = None) -> DeltaTable | None:
-        try:
-            table = DeltaTable(self.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-        if version is not None:
-            table.load_as_version(version)
-        return table
-
-    def exists(self) -> bool:
-        return self._open() is not None
-
-    def version(self) -> int | None:
-        table = self._open()
-        return None if table is None else table.version()
 
     def replace_hours(self, frame: pl.DataFrame, start: datetime, end: datetime) -> int:
         """Make the hours ``[start, end)`` (naive UTC) hold exactly `frame`, in one commit;

@@ -33,10 +33,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 
 from binlake.bronze.layout import OFFSET, OP, SOURCE_FILE, SOURCE_POS, SOURCE_ROW, SOURCE_TS_MS
 from binlake.bronze.schema_drift import common_type
+from binlake.delta_table_base import DeltaTableBase
 from binlake.errors import FinalError
 from binlake.silver.consumed import COMMIT_METADATA_KEY, ConsumedOffsets, TruncatedAt
 
@@ -230,28 +230,8 @@ class MergeStats:
     schema_rewritten: bool
 
 
-class SilverDeltaTable:
+class SilverDeltaTable(DeltaTableBase):
     """The Delta table of one silver table at `uri` (a local path or an object-store URL)."""
-
-    def __init__(self, uri: str, storage_options: dict[str, str] | None = None):
-        self.uri = uri
-        self.storage_options = storage_options
-
-    def _open(self, version: int | None = None) -> DeltaTable | None:
-        try:
-            table = DeltaTable(self.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-        if version is not None:
-            table.load_as_version(version)
-        return table
-
-    def exists(self) -> bool:
-        return self._open() is not None
-
-    def version(self) -> int | None:
-        table = self._open()
-        return None if table is None else table.version()
 
     def consumed(self, version: int | None = None) -> ConsumedOffsets:
         """Offsets merged into the table as of `version` (latest when None)."""
