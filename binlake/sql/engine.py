@@ -60,7 +60,7 @@ def error_code(message: str) -> int:
 
 @contextlib.contextmanager
 def _working_directory(path: str | None) -> Iterator[None]:
-    """chDB 4.4 lets `deltaLakeLocal` read only under its user files path, which is the working
+    """chDB (chdb-core 26.9) lets `deltaLakeLocal` read only under its user files path, which is the working
     directory of the moment (`.`) and cannot be set on the connection: queries run from the
     lake's root."""
     if path is None:
@@ -102,7 +102,7 @@ class LakeEngine:
 
     @property
     def version(self) -> str:
-        """The ClickHouse engine's version (26.9.2.1 in chDB 4.4.0)."""
+        """The ClickHouse engine's version (26.9.2.1 in chdb-core 26.9.0)."""
         return str(chdb.engine_version)
 
     @property
