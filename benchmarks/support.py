@@ -24,6 +24,7 @@ def free_port_settings(state_dir: Path, **groups: Any) -> Settings:
         "kafka": {"bootstrap_servers": "127.0.0.1:0"},
         "connect": {"url": "http://127.0.0.1:0"},
         "dagster": {"port": 0},
+        "sql": {"port": 0},
     }
     for name, value in groups.items():
         values[name] = {**values.get(name, {}), **value} if isinstance(value, dict) else value

@@ -30,6 +30,7 @@ def integration_settings(state_dir: Path, **groups: dict[str, Any]) -> Settings:
         "kafka": {"bootstrap_servers": "127.0.0.1:0"},
         "connect": {"url": "http://127.0.0.1:0"},
         "dagster": {"port": 0, "sensor_interval_seconds": 1, "automation_interval_seconds": 2},
+        "sql": {"port": 0},
     }
     for name, value in groups.items():
         values[name] = {**values.get(name, {}), **value} if isinstance(value, dict) else value
