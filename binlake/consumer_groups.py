@@ -49,6 +49,16 @@ _COORDINATOR_NOT_READY = (
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
 )
+# A broker just restarted answers ListOffsets with these until its partitions' leaders and
+# epochs are settled ("Leader epoch is newer than broker epoch"); librdkafka does not flag
+# them retriable in admin results.
+_LEADERSHIP_SETTLING = (
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+)
 _IDLE_STATES = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
 
 
@@ -59,6 +69,14 @@ def _coordinator_loading(exc: Exception) -> bool:
         return False
     error = exc.args[0]
     return error.code() in _COORDINATOR_NOT_READY or error.retriable()
+
+
+def _leadership_settling(exc: Exception) -> bool:
+    """ListOffsets failed the way a broker answers while it starts: ask again."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return error.code() in _LEADERSHIP_SETTLING or error.retriable()
 
 
 Record = tuple[bytes | None, bytes | None, int]  # key, value, Kafka timestamp ms
@@ -171,24 +189,32 @@ class GroupOffsetsClient:
         spec: OffsetSpec,
         isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
     ) -> dict[int, int]:
-        """Kafka's ListOffsets for the partitions (one request); ReplayError naming the
-        partition if the broker answers with an error."""
+        """Kafka's ListOffsets for the partitions; ReplayError naming them if the broker
+        answers with an error. The errors of a broker still starting are asked again for up to
+        `timeout` seconds."""
         request = {TopicPartition(topic, p): spec for p in partitions}
         if not request:
             return {}
-        answers = self.admin.list_offsets(
-            request, isolation_level=isolation, request_timeout=self.timeout
-        )
-        offsets: dict[int, int] = {}
-        for tp, future in answers.items():
-            try:
-                offsets[tp.partition] = future.result(self.timeout).offset
-            except KafkaException as exc:
-                raise ReplayError(
-                    f"cannot list offsets of {topic}[{tp.partition}] on "
-                    f"{self.bootstrap_servers}: {exc.args[0].str()}"
-                ) from exc
-        return offsets
+
+        def ask() -> dict[int, int]:
+            answers = self.admin.list_offsets(
+                request, isolation_level=isolation, request_timeout=self.timeout
+            )
+            return {
+                tp.partition: future.result(self.timeout).offset for tp, future in answers.items()
+            }
+
+        try:
+            return retry_with_backoff(
+                ask,
+                Backoff(first=0.2, longest=2.0, give_up_after=self.timeout),
+                retry_if=_leadership_settling,
+            )
+        except KafkaException as exc:
+            raise ReplayError(
+                f"cannot list offsets of {topic}{sorted(tp.partition for tp in request)} on "
+                f"{self.bootstrap_servers}: {exc.args[0].str()}"
+            ) from exc
 
     def records_between(self, topic: str, partition: int, start: int, end: int) -> int:
         """The records a read_committed reader gets from offset `start` up to `end` (excluded):
