@@ -60,9 +60,9 @@ def error_code(message: str) -> int:
 
 @contextlib.contextmanager
 def _working_directory(path: str | None) -> Iterator[None]:
-    """chDB (chdb-core 26.9) lets `deltaLakeLocal` read only under its user files path, which is the working
-    directory of the moment (`.`) and cannot be set on the connection: queries run from the
-    lake's root."""
+    """chDB (chdb-core 26.9) lets `deltaLakeLocal` read only under its user files path, which
+    is the working directory of the moment (`.`) and cannot be set on the connection: queries
+    run from the lake's root."""
     if path is None:
         yield
         return
